@@ -1,0 +1,288 @@
+// Package kv is the instance's one Pebble database, split into key spaces.
+//
+// Every component of an instance (store, blobs, payment, ...) persists into
+// the same Pebble database so that one directory holds everything and one
+// write-ahead log orders everything. Each component asks for its own Space
+// by name and only ever sees keys inside it.
+//
+// Key layout: a Space named "store" owns every key that begins with the
+// bytes "store\x00". Names may not contain a zero byte, so no space is a
+// prefix of another.
+//
+// Writes that must survive a crash use Sync; Pebble's commit pipeline
+// already groups concurrent synced commits into shared fsyncs, so callers
+// get group commit by committing from several goroutines.
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+var (
+	// ErrNotFound is returned by Get when a key is absent.
+	ErrNotFound = errors.New("kv: not found")
+	// ErrClosed is returned by operations on a closed DB.
+	ErrClosed = errors.New("kv: closed")
+	// ErrSpaceTaken is returned when two components ask for one name.
+	ErrSpaceTaken = errors.New("kv: key space already taken")
+)
+
+// Options tunes Open. The zero value is fine.
+type Options struct {
+	// FS replaces the filesystem; nil means the OS filesystem when a
+	// directory is given and a fresh in-memory one when it is not.
+	FS vfs.FS
+	// CacheSize is Pebble's block cache size in bytes; 0 means 64 MiB.
+	CacheSize int64
+}
+
+// DB is an open Pebble database with named key spaces. It is safe for
+// concurrent use.
+type DB struct {
+	pdb   *pebble.DB
+	cache *pebble.Cache
+
+	mu     sync.Mutex
+	spaces map[string]bool
+	closed bool
+}
+
+// Open opens (creating if needed) the database in dir. An empty dir opens
+// an in-memory database that vanishes on Close.
+func Open(dir string, o *Options) (*DB, error) {
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 64 << 20
+	}
+	fs := opts.FS
+	if fs == nil {
+		if dir == "" {
+			fs = vfs.NewMem()
+		} else {
+			fs = vfs.Default
+		}
+	}
+	if dir == "" {
+		dir = "pebble"
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	popts := &pebble.Options{
+		FS:     fs,
+		Cache:  cache,
+		Logger: quietLogger{},
+	}
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
+	}
+	return &DB{pdb: pdb, cache: cache, spaces: make(map[string]bool)}, nil
+}
+
+// Pebble returns the underlying database, for components that need batches,
+// snapshots or iterators beyond what Space offers. Keys written through it
+// must be built with Space.Key.
+func (d *DB) Pebble() *pebble.DB { return d.pdb }
+
+// Space reserves the key space called name. Each name can be taken once
+// per DB so that two components never share keys by accident.
+func (d *DB) Space(name string) (*Space, error) {
+	if name == "" || bytes.IndexByte([]byte(name), 0) >= 0 {
+		return nil, fmt.Errorf("kv: space name %q: must be non-empty and contain no zero byte", name)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if d.spaces[name] {
+		return nil, fmt.Errorf("kv: space %q: %w", name, ErrSpaceTaken)
+	}
+	d.spaces[name] = true
+	p := append([]byte(name), 0)
+	return &Space{db: d, prefix: p}, nil
+}
+
+// Close flushes and closes the database. Calling it again returns ErrClosed.
+func (d *DB) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	d.closed = true
+	d.mu.Unlock()
+	err := d.pdb.Close()
+	d.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("kv: close: %w", err)
+	}
+	return nil
+}
+
+// Space is one component's share of the database: every key it reads or
+// writes is transparently prefixed. It is safe for concurrent use.
+type Space struct {
+	db     *DB
+	prefix []byte
+}
+
+// DB returns the database the space belongs to.
+func (s *Space) DB() *DB { return s.db }
+
+// Prefix returns the bytes that begin every key of the space.
+func (s *Space) Prefix() []byte { return s.prefix }
+
+// Key returns the full database key for k in this space.
+func (s *Space) Key(k []byte) []byte {
+	out := make([]byte, 0, len(s.prefix)+len(k))
+	out = append(out, s.prefix...)
+	return append(out, k...)
+}
+
+// Strip removes the space prefix from a full database key.
+func (s *Space) Strip(full []byte) []byte { return full[len(s.prefix):] }
+
+// Get returns a copy of the value stored at k, or ErrNotFound.
+func (s *Space) Get(k []byte) ([]byte, error) {
+	v, closer, err := s.db.pdb.Get(s.Key(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv: get: %w", err)
+	}
+	out := bytes.Clone(v)
+	if out == nil {
+		out = []byte{}
+	}
+	return out, closer.Close()
+}
+
+// Has reports whether k is present.
+func (s *Space) Has(k []byte) (bool, error) {
+	_, closer, err := s.db.pdb.Get(s.Key(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("kv: has: %w", err)
+	}
+	return true, closer.Close()
+}
+
+// Set writes one key; with sync it returns only once the write is durable.
+func (s *Space) Set(k, v []byte, sync bool) error {
+	if err := s.db.pdb.Set(s.Key(k), v, writeOpts(sync)); err != nil {
+		return fmt.Errorf("kv: set: %w", err)
+	}
+	return nil
+}
+
+// Delete removes one key; with sync it returns only once durable.
+func (s *Space) Delete(k []byte, sync bool) error {
+	if err := s.db.pdb.Delete(s.Key(k), writeOpts(sync)); err != nil {
+		return fmt.Errorf("kv: delete: %w", err)
+	}
+	return nil
+}
+
+// NewBatch starts an atomic batch of writes within the space.
+func (s *Space) NewBatch() *Batch { return &Batch{space: s, b: s.db.pdb.NewBatch()} }
+
+// Iter returns an iterator over keys k of the space with lower <= k < upper.
+// A nil lower starts at the beginning of the space, a nil upper runs to its
+// end. Keys returned by the iterator are full keys; use Strip.
+func (s *Space) Iter(lower, upper []byte) (*pebble.Iterator, error) {
+	lo := s.Key(lower)
+	var hi []byte
+	if upper == nil {
+		hi = PrefixEnd(s.prefix)
+	} else {
+		hi = s.Key(upper)
+	}
+	it, err := s.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("kv: iter: %w", err)
+	}
+	return it, nil
+}
+
+// PrefixIter iterates over every key of the space that starts with p.
+func (s *Space) PrefixIter(p []byte) (*pebble.Iterator, error) {
+	full := s.Key(p)
+	it, err := s.db.pdb.NewIter(&pebble.IterOptions{LowerBound: full, UpperBound: PrefixEnd(full)})
+	if err != nil {
+		return nil, fmt.Errorf("kv: iter: %w", err)
+	}
+	return it, nil
+}
+
+// Batch is an atomic group of writes inside one space. Not safe for
+// concurrent use; commit it once.
+type Batch struct {
+	space *Space
+	b     *pebble.Batch
+}
+
+// Set adds a write of k to the batch.
+func (b *Batch) Set(k, v []byte) error { return b.b.Set(b.space.Key(k), v, nil) }
+
+// Delete adds a deletion of k to the batch.
+func (b *Batch) Delete(k []byte) error { return b.b.Delete(b.space.Key(k), nil) }
+
+// Len is the number of writes in the batch.
+func (b *Batch) Len() int { return int(b.b.Count()) }
+
+// Commit applies the batch atomically; with sync it returns once durable.
+// Concurrent synced commits share fsyncs.
+func (b *Batch) Commit(sync bool) error {
+	defer b.b.Close()
+	if err := b.b.Commit(writeOpts(sync)); err != nil {
+		return fmt.Errorf("kv: commit: %w", err)
+	}
+	return nil
+}
+
+// Close discards an uncommitted batch.
+func (b *Batch) Close() error { return b.b.Close() }
+
+// PrefixEnd returns the smallest key greater than every key with prefix p,
+// or nil when there is none (p is all 0xff).
+func PrefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func writeOpts(sync bool) *pebble.WriteOptions {
+	if sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// quietLogger keeps Pebble's informational chatter out of the app's output
+// while still surfacing fatal conditions.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)      {}
+func (quietLogger) Errorf(string, ...any)     {}
+func (quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+
+var _ io.Closer = (*DB)(nil)

@@ -1,0 +1,116 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestSpacesAreDisjoint(t *testing.T) {
+	db, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, err := db.Space("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, err := db.Space("ab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Space("a"); !errors.Is(err, ErrSpaceTaken) {
+		t.Fatalf("second Space(a): got %v, want ErrSpaceTaken", err)
+	}
+	if _, err := db.Space("x\x00y"); err == nil {
+		t.Fatal("name with zero byte accepted")
+	}
+	if err := a.Set([]byte("b1"), []byte("in a"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := ab.Set([]byte("1"), []byte("in ab"), true); err != nil {
+		t.Fatal(err)
+	}
+	it, err := a.Iter(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for it.First(); it.Valid(); it.Next() {
+		n++
+		if k := a.Strip(it.Key()); !bytes.Equal(k, []byte("b1")) {
+			t.Fatalf("space a sees key %q", k)
+		}
+	}
+	it.Close()
+	if n != 1 {
+		t.Fatalf("space a holds %d keys, want 1", n)
+	}
+	if _, err := ab.Get([]byte("b1")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ab.Get(b1): %v, want ErrNotFound", err)
+	}
+}
+
+func TestBatchAndPersistence(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := db.Space("s")
+	b := s.NewBatch()
+	for _, k := range []string{"k1", "k2", "k3"} {
+		if err := b.Set([]byte(k), []byte("v"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete([]byte("k2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+	db, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, _ = db.Space("s")
+	for k, want := range map[string]string{"k1": "vk1", "k3": "vk3"} {
+		v, err := s.Get([]byte(k))
+		if err != nil || string(v) != want {
+			t.Fatalf("Get(%s) = %q, %v; want %q", k, v, err, want)
+		}
+	}
+	if ok, _ := s.Has([]byte("k2")); ok {
+		t.Fatal("deleted key survived reopen")
+	}
+	it, _ := s.PrefixIter([]byte("k"))
+	var n int
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	it.Close()
+	if n != 2 {
+		t.Fatalf("prefix iter saw %d keys, want 2", n)
+	}
+}
+
+func TestPrefixEnd(t *testing.T) {
+	for _, tc := range []struct{ in, want []byte }{
+		{[]byte("a"), []byte("b")},
+		{[]byte{'a', 0xff}, []byte("b")},
+		{[]byte{0xff, 0xff}, nil},
+	} {
+		if got := PrefixEnd(tc.in); !bytes.Equal(got, tc.want) {
+			t.Errorf("PrefixEnd(%x) = %x, want %x", tc.in, got, tc.want)
+		}
+	}
+}
