@@ -1,0 +1,408 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	gossip "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+var (
+	// ErrClosed is returned by every operation after Close.
+	ErrClosed = errors.New("pubsub: closed")
+	// ErrTooLarge is returned by Publish for data over the size limit.
+	ErrTooLarge = errors.New("pubsub: message too large")
+	// ErrBadTopic is returned by Join for an unusable topic name.
+	ErrBadTopic = errors.New("pubsub: bad topic name")
+	// ErrRejected is returned by Publish when the topic's validator
+	// refuses the instance's own message.
+	ErrRejected = errors.New("pubsub: message rejected by validator")
+	// ErrIgnore may be returned by a Validator to drop a message without
+	// counting it against the peer that forwarded it.
+	ErrIgnore = errors.New("pubsub: message ignored")
+)
+
+// DefaultMaxMessageSize is the largest payload Publish accepts by default.
+const DefaultMaxMessageSize = 1 << 20
+
+// envelopeOverhead is room on the wire for what GossipSub adds around the
+// payload (sender, sequence number, topic, signature and public key).
+const envelopeOverhead = 4 << 10
+
+// Config configures New. Zero values mean defaults.
+type Config struct {
+	// AppID namespaces every topic. Required.
+	AppID string
+	// MaxMessageSize bounds the payload of one message; default 1 MiB.
+	MaxMessageSize int
+	// SubscriptionBuffer is how many undelivered messages a subscription
+	// holds before GossipSub drops new ones for it; default 4096.
+	SubscriptionBuffer int
+	// PeerQueue is how many outbound messages are queued per peer before
+	// GossipSub drops; default 4096, sized for bursts of 10,000 messages/s.
+	PeerQueue int
+	// Logger receives the reason of each rejected message; default: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.AppID == "" {
+		return errors.New("pubsub: Config.AppID is required")
+	}
+	if c.MaxMessageSize < 0 || c.SubscriptionBuffer < 0 || c.PeerQueue < 0 {
+		return errors.New("pubsub: Config sizes must not be negative")
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.SubscriptionBuffer == 0 {
+		c.SubscriptionBuffer = 4096
+	}
+	if c.PeerQueue == 0 {
+		c.PeerQueue = 4096
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Stats counts what crossed the layer since New. All fields are totals.
+type Stats struct {
+	Published uint64 // messages this instance published
+	Delivered uint64 // messages handed to subscribers by Next
+	Rejected  uint64 // messages a validator rejected (own and remote)
+	Ignored   uint64 // messages a validator ignored
+	TooLarge  uint64 // Publish calls refused for size
+	// Dropped counts messages lost because a local subscriber's buffer was
+	// full when they arrived; DroppedOutbound counts outbound RPCs lost
+	// because a peer's queue was full. Both stay 0 when consumers keep up.
+	Dropped         uint64
+	DroppedOutbound uint64
+}
+
+// PubSub is an instance's GossipSub router, scoped to one DApp. It is safe
+// for concurrent use.
+type PubSub struct {
+	cfg    Config
+	host   host.Host
+	ps     *gossip.PubSub
+	cancel context.CancelFunc
+	drops  *dropCounter
+
+	mu     sync.Mutex
+	topics map[string]*Topic
+	closed bool
+
+	published, delivered, rejected, ignored, tooLarge atomic.Uint64
+}
+
+// New starts GossipSub on h for the DApp named by cfg.AppID. Close stops it.
+func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
+	if h == nil {
+		return nil, errors.New("pubsub: nil host")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	// GossipSub lives as long as the PubSub, not as long as the caller's
+	// ctx: it is stopped by Close.
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	drops := new(dropCounter)
+	ps, err := gossip.NewGossipSub(gctx, h,
+		gossip.WithMessageSignaturePolicy(gossip.StrictSign),
+		gossip.WithMaxMessageSize(cfg.MaxMessageSize+envelopeOverhead),
+		gossip.WithPeerOutboundQueueSize(cfg.PeerQueue),
+		gossip.WithValidateQueueSize(cfg.PeerQueue),
+		gossip.WithFloodPublish(true),
+		gossip.WithRawTracer(drops),
+	)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("pubsub: start gossipsub: %w", err)
+	}
+	return &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, drops: drops, topics: make(map[string]*Topic)}, nil
+}
+
+// Stats returns the counters.
+func (p *PubSub) Stats() Stats {
+	return Stats{
+		Published: p.published.Load(),
+		Delivered: p.delivered.Load(),
+		Rejected:  p.rejected.Load(),
+		Ignored:   p.ignored.Load(),
+		TooLarge:  p.tooLarge.Load(),
+
+		Dropped:         p.drops.undeliverable.Load(),
+		DroppedOutbound: p.drops.droppedRPCs.Load(),
+	}
+}
+
+// MaxMessageSize is the largest payload Publish accepts.
+func (p *PubSub) MaxMessageSize() int { return p.cfg.MaxMessageSize }
+
+// Join returns the DApp topic called name, joining it on first use. Joining
+// a name twice returns the same Topic.
+func (p *PubSub) Join(name string) (*Topic, error) {
+	if name == "" || strings.ContainsAny(name, "\x00\n") {
+		return nil, fmt.Errorf("pubsub: join %q: %w", name, ErrBadTopic)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("pubsub: join %q: %w", name, ErrClosed)
+	}
+	if t, ok := p.topics[name]; ok {
+		return t, nil
+	}
+	full := "/dpaas/" + p.cfg.AppID + "/" + name
+	gt, err := p.ps.Join(full)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: join %q: %w", name, err)
+	}
+	t := &Topic{ps: p, name: name, full: full, t: gt, subs: make(map[*Subscription]struct{})}
+	p.topics[name] = t
+	return t, nil
+}
+
+// Close leaves every topic, ends every subscription and stops GossipSub.
+// It is safe to call more than once.
+func (p *PubSub) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	topics := make([]*Topic, 0, len(p.topics))
+	for _, t := range p.topics {
+		topics = append(topics, t)
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, t := range topics {
+		if err := t.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.cancel()
+	return errors.Join(errs...)
+}
+
+// Validator decides whether a message may be delivered and forwarded. A nil
+// error accepts it; ErrIgnore drops it quietly; any other error rejects it
+// and penalises the peer that sent it.
+type Validator func(ctx context.Context, m *Message) error
+
+// Message is one delivered message.
+type Message struct {
+	From  peer.ID // the signed author of the message
+	Data  []byte
+	Topic string // the topic's name without the AppID namespace
+	// ReceivedFrom is the neighbour that handed the message over; it
+	// equals the instance's own ID for its own messages.
+	ReceivedFrom peer.ID
+}
+
+// Topic is one DApp topic. It is safe for concurrent use.
+type Topic struct {
+	ps   *PubSub
+	name string
+	full string
+	t    *gossip.Topic
+
+	mu        sync.Mutex
+	subs      map[*Subscription]struct{}
+	validated bool
+	closed    bool
+}
+
+// Name returns the topic's name as given to Join.
+func (t *Topic) Name() string { return t.name }
+
+// Publish signs data and sends it to every subscriber of the topic,
+// including the instance's own. It refuses data over the size limit with
+// ErrTooLarge and data the topic's validator rejects with ErrRejected.
+func (t *Topic) Publish(ctx context.Context, data []byte) error {
+	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
+		t.ps.tooLarge.Add(1)
+		return fmt.Errorf("pubsub: publish to %q: %d bytes, limit %d: %w", t.name, n, max, ErrTooLarge)
+	}
+	if t.isClosed() {
+		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+	}
+	if err := t.t.Publish(ctx, data); err != nil {
+		var verr gossip.ValidationError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("pubsub: publish to %q: %w: %s", t.name, ErrRejected, verr.Reason)
+		}
+		if t.isClosed() {
+			return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+		}
+		return fmt.Errorf("pubsub: publish to %q: %w", t.name, err)
+	}
+	t.ps.published.Add(1)
+	return nil
+}
+
+// Peers lists the connected peers subscribed to the topic.
+func (t *Topic) Peers() []peer.ID { return t.t.ListPeers() }
+
+// SetValidator installs v as the topic's validator and returns a function
+// that removes it. A topic has at most one validator.
+func (t *Topic) SetValidator(v Validator) (unregister func(), err error) {
+	if v == nil {
+		return nil, errors.New("pubsub: nil validator")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("pubsub: set validator on %q: %w", t.name, ErrClosed)
+	}
+	if t.validated {
+		return nil, fmt.Errorf("pubsub: set validator on %q: topic already has one", t.name)
+	}
+	ps := t.ps
+	log := ps.cfg.Logger
+	fn := func(ctx context.Context, from peer.ID, gm *gossip.Message) gossip.ValidationResult {
+		m := &Message{From: gm.GetFrom(), Data: gm.Data, Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
+		err := v(ctx, m)
+		switch {
+		case err == nil:
+			return gossip.ValidationAccept
+		case errors.Is(err, ErrIgnore):
+			ps.ignored.Add(1)
+			return gossip.ValidationIgnore
+		default:
+			ps.rejected.Add(1)
+			log.Debug("pubsub: message rejected", "topic", t.name, "from", m.From, "via", from, "err", err)
+			return gossip.ValidationReject
+		}
+	}
+	if err := ps.ps.RegisterTopicValidator(t.full, fn); err != nil {
+		return nil, fmt.Errorf("pubsub: set validator on %q: %w", t.name, err)
+	}
+	t.validated = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.closed || !t.validated {
+				return
+			}
+			t.validated = false
+			_ = ps.ps.UnregisterTopicValidator(t.full)
+		})
+	}, nil
+}
+
+// SubscribeOption tunes one subscription.
+type SubscribeOption func(*subscribeOptions)
+
+type subscribeOptions struct{ ctx context.Context }
+
+// Until ends the subscription when ctx is done, as if Close were called.
+func Until(ctx context.Context) SubscribeOption {
+	return func(o *subscribeOptions) { o.ctx = ctx }
+}
+
+// Subscribe starts receiving the topic's messages.
+func (t *Topic) Subscribe(opts ...SubscribeOption) (*Subscription, error) {
+	var o subscribeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("pubsub: subscribe to %q: %w", t.name, ErrClosed)
+	}
+	gs, err := t.t.Subscribe(gossip.WithBufferSize(t.ps.cfg.SubscriptionBuffer))
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: subscribe to %q: %w", t.name, err)
+	}
+	s := &Subscription{topic: t, s: gs}
+	t.subs[s] = struct{}{}
+	if o.ctx != nil {
+		s.stop = context.AfterFunc(o.ctx, s.Close)
+	}
+	return s, nil
+}
+
+func (t *Topic) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+func (t *Topic) close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	subs := make([]*Subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	validated := t.validated
+	t.mu.Unlock()
+	for _, s := range subs {
+		s.Close()
+	}
+	if validated {
+		_ = t.ps.ps.UnregisterTopicValidator(t.full)
+	}
+	if err := t.t.Close(); err != nil {
+		return fmt.Errorf("pubsub: leave %q: %w", t.name, err)
+	}
+	return nil
+}
+
+// Subscription receives one topic's messages. Next may be called from one
+// goroutine at a time; Close from any.
+type Subscription struct {
+	topic  *Topic
+	s      *gossip.Subscription
+	stop   func() bool
+	closed atomic.Bool
+}
+
+// Next blocks until the next message arrives, ctx ends, or the subscription
+// (or its PubSub) is closed, in which case the error wraps ErrClosed.
+func (s *Subscription) Next(ctx context.Context) (*Message, error) {
+	gm, err := s.s.Next(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("pubsub: next on %q: %w", s.topic.name, ctx.Err())
+		}
+		return nil, fmt.Errorf("pubsub: next on %q: %w", s.topic.name, ErrClosed)
+	}
+	s.topic.ps.delivered.Add(1)
+	return &Message{From: gm.GetFrom(), Data: gm.Data, Topic: s.topic.name, ReceivedFrom: gm.ReceivedFrom}, nil
+}
+
+// Close ends the subscription; a blocked Next returns ErrClosed. It is
+// safe to call more than once.
+func (s *Subscription) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	s.s.Cancel()
+	t := s.topic
+	t.mu.Lock()
+	delete(t.subs, s)
+	t.mu.Unlock()
+}

@@ -1,0 +1,265 @@
+package pubsub_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/goleak"
+
+	"github.com/dpaas/dpaas/pubsub"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newPeer starts a libp2p host on loopback with a PubSub for app.
+func newPeer(t *testing.T, app string, cfg pubsub.Config) (host.Host, *pubsub.PubSub) {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AppID = app
+	ps, err := pubsub.New(context.Background(), h, cfg)
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ps.Close()
+		h.Close()
+	})
+	return h, ps
+}
+
+func connect(t *testing.T, a, b host.Host) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPeer waits until t sees p subscribed.
+func waitPeer(t *testing.T, topic *pubsub.Topic, p peer.ID) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(topic.Peers(), p) {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s never joined topic %s", p, topic.Name())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func join(t *testing.T, ps *pubsub.PubSub, name string) (*pubsub.Topic, *pubsub.Subscription) {
+	t.Helper()
+	topic, err := ps.Join(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return topic, sub
+}
+
+func next(t *testing.T, sub *pubsub.Subscription) *pubsub.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestPublishDeliversSignedSender(t *testing.T) {
+	ha, a := newPeer(t, "app", pubsub.Config{})
+	hb, b := newPeer(t, "app", pubsub.Config{})
+	connect(t, ha, hb)
+	ta, subA := join(t, a, "chat")
+	_, subB := join(t, b, "chat")
+	waitPeer(t, ta, hb.ID())
+
+	if err := ta.Publish(context.Background(), []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	m := next(t, subB)
+	if m.From != ha.ID() || string(m.Data) != "hi" || m.Topic != "chat" {
+		t.Fatalf("got %+v", m)
+	}
+	own := next(t, subA)
+	if own.From != ha.ID() || own.ReceivedFrom != ha.ID() {
+		t.Fatalf("own message: %+v", own)
+	}
+	if again, err := a.Join("chat"); err != nil || again != ta {
+		t.Fatalf("second Join: %v, same topic %v", err, again == ta)
+	}
+	if s := b.Stats(); s.Delivered != 1 || s.Dropped != 0 {
+		t.Fatalf("b stats: %+v", s)
+	}
+}
+
+func TestAppsDoNotMix(t *testing.T) {
+	ha, a := newPeer(t, "app-one", pubsub.Config{})
+	hb, b := newPeer(t, "app-two", pubsub.Config{})
+	hc, c := newPeer(t, "app-one", pubsub.Config{})
+	connect(t, ha, hb)
+	connect(t, hb, hc)
+	connect(t, ha, hc)
+	ta, _ := join(t, a, "chat")
+	_, subB := join(t, b, "chat")
+	_, subC := join(t, c, "chat")
+	waitPeer(t, ta, hc.ID())
+
+	if err := ta.Publish(context.Background(), []byte("for app-one")); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, subC); string(m.Data) != "for app-one" {
+		t.Fatalf("c got %q", m.Data)
+	}
+	if slices.Contains(ta.Peers(), hb.ID()) {
+		t.Fatal("a peer of another app is subscribed to our topic")
+	}
+	// c has the message, so a's flood publish reached every subscriber of
+	// the topic; b of the other app must have nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if m, err := subB.Next(ctx); err == nil {
+		t.Fatalf("app-two received %q", m.Data)
+	}
+}
+
+func TestPublishRefusesOversize(t *testing.T) {
+	_, a := newPeer(t, "app", pubsub.Config{MaxMessageSize: 1024})
+	topic, _ := join(t, a, "big")
+	err := topic.Publish(context.Background(), make([]byte, 1025))
+	if !errors.Is(err, pubsub.ErrTooLarge) {
+		t.Fatalf("Publish 1025 bytes: %v, want ErrTooLarge", err)
+	}
+	if err := topic.Publish(context.Background(), make([]byte, 1024)); err != nil {
+		t.Fatalf("Publish at the limit: %v", err)
+	}
+	if s := a.Stats(); s.TooLarge != 1 || s.Published != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestValidatorRejects(t *testing.T) {
+	ha, a := newPeer(t, "app", pubsub.Config{})
+	hb, b := newPeer(t, "app", pubsub.Config{})
+	connect(t, ha, hb)
+	ta, _ := join(t, a, "rides")
+	tb, subB := join(t, b, "rides")
+	waitPeer(t, ta, hb.ID())
+
+	bad := []byte("bad")
+	unregister, err := tb.SetValidator(func(_ context.Context, m *pubsub.Message) error {
+		if bytes.Equal(m.Data, bad) {
+			return fmt.Errorf("refusing %q", m.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.SetValidator(func(context.Context, *pubsub.Message) error { return nil }); err == nil {
+		t.Fatal("second validator accepted")
+	}
+	ctx := context.Background()
+	if err := ta.Publish(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.Publish(ctx, []byte("good")); err != nil {
+		t.Fatal(err)
+	}
+	// Messages between two peers keep their order, so the first delivered
+	// message being "good" shows "bad" was dropped.
+	if m := next(t, subB); string(m.Data) != "good" {
+		t.Fatalf("first delivered %q, want good", m.Data)
+	}
+	if got := b.Stats().Rejected; got != 1 {
+		t.Fatalf("rejected = %d, want 1", got)
+	}
+	// The instance's own message goes through its own validator too.
+	if err := tb.Publish(ctx, bad); !errors.Is(err, pubsub.ErrRejected) {
+		t.Fatalf("own bad publish: %v, want ErrRejected", err)
+	}
+	unregister()
+	if err := tb.Publish(ctx, bad); err != nil {
+		t.Fatalf("after unregister: %v", err)
+	}
+}
+
+func TestSubscriptionEnds(t *testing.T) {
+	_, a := newPeer(t, "app", pubsub.Config{})
+	topic, err := a.Join("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	byCtx, err := topic.Subscribe(pubsub.Until(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byClose, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { _, err := byCtx.Next(context.Background()); done <- err }()
+	go func() { _, err := byClose.Next(context.Background()); done <- err }()
+	cancel()
+	if err := <-done; !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("Next after Until ctx: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("Next after Close: %v", err)
+	}
+	if err := topic.Publish(context.Background(), []byte("x")); !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+	if _, err := a.Join("u"); !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("Join after Close: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := pubsub.New(context.Background(), h, pubsub.Config{}); err == nil {
+		t.Fatal("New without AppID succeeded")
+	}
+	if _, err := pubsub.New(context.Background(), nil, pubsub.Config{AppID: "x"}); err == nil {
+		t.Fatal("New without host succeeded")
+	}
+	ps, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	if _, err := ps.Join(""); !errors.Is(err, pubsub.ErrBadTopic) {
+		t.Fatalf("Join empty: %v", err)
+	}
+}
