@@ -1,0 +1,409 @@
+// Package delta is the signed, content-addressed unit of change of the
+// replicated store.
+//
+// A Delta holds one or more operations on documents, the author's Ethereum
+// address, the author's per-author sequence number, a hybrid logical clock
+// timestamp and the CIDs of the heads it was made on. It is encoded as an
+// IPLD dag-cbor block (deterministic CBOR: sorted map keys, minimal
+// integers, definite lengths, parents as tag-42 links) and named by its
+// CIDv1 (dag-cbor codec, sha2-256). The author signs the Keccak-256 hash of
+// the block encoded without its signature with its secp256k1 key, exactly as
+// go-ethereum's crypto.Sign does, so anyone can recover and check the author
+// with crypto.Ecrecover.
+//
+// # Usage
+//
+//	d := &delta.Delta{Seq: 1, HLC: ts, Parents: heads, Ops: ops}
+//	block, id, err := d.Sign(key)   // sets Author and Sig
+//	...
+//	d, id, err := delta.Decode(block) // checks form, canonical encoding and signature
+//
+// Decode is the only way network input becomes a Delta: it rejects
+// anything malformed, non-canonical, oversized or badly signed with an
+// error wrapping ErrMalformed or ErrBadSignature.
+package delta
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+var (
+	// ErrMalformed is wrapped by every decoding error of a block that is not
+	// a well-formed, canonically encoded delta.
+	ErrMalformed = errors.New("delta: malformed block")
+	// ErrBadSignature is wrapped when the signature does not recover to the
+	// block's author.
+	ErrBadSignature = errors.New("delta: bad signature")
+)
+
+// Limits on what one delta may hold; larger blocks are malformed.
+const (
+	MaxBlockSize = 8 << 20
+	MaxOps       = 100_000
+	MaxParents   = 1024
+	MaxNameLen   = 1024
+)
+
+// Kind says what an operation does.
+type Kind uint8
+
+// Operation kinds.
+const (
+	// Put replaces a whole document: Fields become its fields, and every
+	// earlier field, log entry, observed set element and observed counter
+	// increment is cleared.
+	Put Kind = iota + 1
+	// Delete tombstones a document; a later write revives it.
+	Delete
+	// Set writes one field (Value).
+	Set
+	// Unset removes one field.
+	Unset
+	// Inc adds Amount to a counter field.
+	Inc
+	// Add adds Value to a set field.
+	Add
+	// Remove removes the observed instances (Tags) of Value from a set field.
+	Remove
+	// Append adds Value to a log field.
+	Append
+	kindEnd
+)
+
+var kindNames = [...]string{"", "put", "delete", "set", "unset", "inc", "add", "remove", "append"}
+
+func (k Kind) String() string {
+	if k > 0 && k < kindEnd {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Tag names one Add: the delta's HLC and author and the op's index in it.
+type Tag struct {
+	HLC    uint64 `cbor:"t"`
+	Author []byte `cbor:"a"`
+	Index  uint32 `cbor:"i"`
+}
+
+// Base is the part of a counter an author had contributed, as observed by
+// the writer of a Put, Delete or Set that resets the counter.
+type Base struct {
+	Field  string `cbor:"f"`
+	Author []byte `cbor:"a"`
+	P      uint64 `cbor:"p"`
+	N      uint64 `cbor:"n"`
+}
+
+// Seen is one observed set element instance, removed by a Put or Delete.
+type Seen struct {
+	Field string `cbor:"f"`
+	Value []byte `cbor:"v"`
+	Tag   Tag    `cbor:"g"`
+}
+
+// Op is one operation on one document. Values are canonical JSON.
+type Op struct {
+	Kind       Kind              `cbor:"k"`
+	Collection string            `cbor:"c"`
+	ID         string            `cbor:"d"`
+	Field      string            `cbor:"f,omitempty"`
+	Value      []byte            `cbor:"v,omitempty"`
+	Amount     int64             `cbor:"n,omitempty"`
+	Fields     map[string][]byte `cbor:"F,omitempty"`
+	Tags       []Tag             `cbor:"g,omitempty"`
+	Bases      []Base            `cbor:"b,omitempty"`
+	Seen       []Seen            `cbor:"s,omitempty"`
+}
+
+// Delta is one signed change. Author and Sig are set by Sign or Decode.
+type Delta struct {
+	Author  common.Address
+	Seq     uint64
+	HLC     uint64
+	Parents []cid.Cid
+	Ops     []Op
+	Sig     []byte
+}
+
+// wire is the dag-cbor shape of a Delta.
+type wire struct {
+	Author  []byte     `cbor:"a"`
+	HLC     uint64     `cbor:"h"`
+	Ops     []Op       `cbor:"o"`
+	Parents []cbor.Tag `cbor:"p"`
+	Seq     uint64     `cbor:"s"`
+	Sig     []byte     `cbor:"z,omitempty"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	eo := cbor.CoreDetEncOptions()
+	eo.Sort = cbor.SortLengthFirst // dag-cbor's key order
+	encMode, err = eo.EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		MaxArrayElements:  MaxOps + 16,
+		MaxMapPairs:       MaxOps + 16,
+		MaxNestedLevels:   16,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		UTF8:              cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+const sigDomain = "dpaas/delta/v1\n"
+
+func (d *Delta) toWire(withSig bool) wire {
+	w := wire{Author: d.Author.Bytes(), HLC: d.HLC, Ops: d.Ops, Seq: d.Seq}
+	w.Parents = make([]cbor.Tag, len(d.Parents))
+	for i, p := range d.Parents {
+		w.Parents[i] = cbor.Tag{Number: 42, Content: append([]byte{0}, p.Bytes()...)}
+	}
+	if w.Ops == nil {
+		w.Ops = []Op{}
+	}
+	if withSig {
+		w.Sig = d.Sig
+	}
+	return w
+}
+
+// SigningHash is the Keccak-256 hash the author signs.
+func (d *Delta) SigningHash() ([]byte, error) {
+	b, err := encMode.Marshal(d.toWire(false))
+	if err != nil {
+		return nil, fmt.Errorf("delta: encode: %w", err)
+	}
+	return crypto.Keccak256([]byte(sigDomain), b), nil
+}
+
+// Sign sets Author from key, signs the delta and returns its block and CID.
+func (d *Delta) Sign(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
+	d.Author = crypto.PubkeyToAddress(key.PublicKey)
+	if err := d.check(); err != nil {
+		return nil, cid.Undef, err
+	}
+	h, err := d.SigningHash()
+	if err != nil {
+		return nil, cid.Undef, err
+	}
+	sig, err := crypto.Sign(h, key)
+	if err != nil {
+		return nil, cid.Undef, fmt.Errorf("delta: sign: %w", err)
+	}
+	d.Sig = sig
+	return d.Encode()
+}
+
+// Encode returns the signed block and its CID.
+func (d *Delta) Encode() ([]byte, cid.Cid, error) {
+	b, err := encMode.Marshal(d.toWire(true))
+	if err != nil {
+		return nil, cid.Undef, fmt.Errorf("delta: encode: %w", err)
+	}
+	if len(b) > MaxBlockSize {
+		return nil, cid.Undef, fmt.Errorf("delta: encode: %d bytes: %w", len(b), ErrMalformed)
+	}
+	id, err := CID(b)
+	return b, id, err
+}
+
+// CID names a block: CIDv1, dag-cbor, sha2-256.
+func CID(block []byte) (cid.Cid, error) {
+	sum, err := mh.Sum(block, mh.SHA2_256, -1)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("delta: hash: %w", err)
+	}
+	return cid.NewCidV1(cid.DagCBOR, sum), nil
+}
+
+// Decode parses a block received from anywhere, checks that it is a
+// well-formed delta in canonical encoding and that its signature recovers
+// to its author, and returns it with its CID.
+func Decode(block []byte) (*Delta, cid.Cid, error) {
+	d, err := decodeUnverified(block)
+	if err != nil {
+		return nil, cid.Undef, err
+	}
+	if err := d.Verify(); err != nil {
+		return nil, cid.Undef, err
+	}
+	id, err := CID(block)
+	if err != nil {
+		return nil, cid.Undef, err
+	}
+	return d, id, nil
+}
+
+// DecodeTrusted parses a block this replica stored after verifying it; it
+// skips the signature check.
+func DecodeTrusted(block []byte) (*Delta, error) {
+	var w wire
+	if err := decMode.Unmarshal(block, &w); err != nil {
+		return nil, fmt.Errorf("delta: decode stored block: %w", err)
+	}
+	return fromWire(&w)
+}
+
+func decodeUnverified(block []byte) (*Delta, error) {
+	if len(block) > MaxBlockSize {
+		return nil, fmt.Errorf("delta: decode: %d bytes over the %d limit: %w", len(block), MaxBlockSize, ErrMalformed)
+	}
+	var w wire
+	if err := decMode.Unmarshal(block, &w); err != nil {
+		return nil, fmt.Errorf("delta: decode: %v: %w", err, ErrMalformed)
+	}
+	d, err := fromWire(&w)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	again, err := encMode.Marshal(d.toWire(true))
+	if err != nil || !bytes.Equal(again, block) {
+		return nil, fmt.Errorf("delta: decode: encoding is not canonical dag-cbor: %w", ErrMalformed)
+	}
+	return d, nil
+}
+
+func fromWire(w *wire) (*Delta, error) {
+	if len(w.Author) != common.AddressLength {
+		return nil, fmt.Errorf("delta: decode: author is %d bytes: %w", len(w.Author), ErrMalformed)
+	}
+	d := &Delta{Author: common.BytesToAddress(w.Author), Seq: w.Seq, HLC: w.HLC, Ops: w.Ops, Sig: w.Sig}
+	if len(w.Parents) > MaxParents {
+		return nil, fmt.Errorf("delta: decode: %d parents: %w", len(w.Parents), ErrMalformed)
+	}
+	d.Parents = make([]cid.Cid, len(w.Parents))
+	for i, t := range w.Parents {
+		b, ok := t.Content.([]byte)
+		if t.Number != 42 || !ok || len(b) < 2 || b[0] != 0 {
+			return nil, fmt.Errorf("delta: decode: parent %d is not a dag-cbor link: %w", i, ErrMalformed)
+		}
+		c, err := cid.Cast(b[1:])
+		if err != nil {
+			return nil, fmt.Errorf("delta: decode: parent %d: %v: %w", i, err, ErrMalformed)
+		}
+		d.Parents[i] = c
+	}
+	return d, nil
+}
+
+// Verify checks that Sig is the author's signature of the delta.
+func (d *Delta) Verify() error {
+	if len(d.Sig) != crypto.SignatureLength {
+		return fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
+	}
+	h, err := d.SigningHash()
+	if err != nil {
+		return err
+	}
+	pub, err := crypto.Ecrecover(h, d.Sig)
+	if err != nil {
+		return fmt.Errorf("delta: recover: %v: %w", err, ErrBadSignature)
+	}
+	var addr common.Address
+	copy(addr[:], crypto.Keccak256(pub[1:])[12:])
+	if addr != d.Author {
+		return fmt.Errorf("delta: signed by %s, claims %s: %w", addr, d.Author, ErrBadSignature)
+	}
+	return nil
+}
+
+// check validates the shape of every operation.
+func (d *Delta) check() error {
+	if d.Seq == 0 {
+		return fmt.Errorf("delta: sequence number 0: %w", ErrMalformed)
+	}
+	if len(d.Ops) == 0 || len(d.Ops) > MaxOps {
+		return fmt.Errorf("delta: %d operations: %w", len(d.Ops), ErrMalformed)
+	}
+	if len(d.Parents) > MaxParents {
+		return fmt.Errorf("delta: %d parents: %w", len(d.Parents), ErrMalformed)
+	}
+	for i := range d.Ops {
+		if err := d.Ops[i].check(); err != nil {
+			return fmt.Errorf("delta: op %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (op *Op) check() error {
+	if op.Kind == 0 || op.Kind >= kindEnd {
+		return fmt.Errorf("unknown kind %d: %w", op.Kind, ErrMalformed)
+	}
+	if op.Collection == "" || len(op.Collection) > MaxNameLen || op.ID == "" || len(op.ID) > MaxNameLen {
+		return fmt.Errorf("collection and id must be 1 to %d bytes: %w", MaxNameLen, ErrMalformed)
+	}
+	fieldOp := op.Kind != Put && op.Kind != Delete
+	if fieldOp != (op.Field != "") || len(op.Field) > MaxNameLen {
+		return fmt.Errorf("%s: field name %q not allowed here: %w", op.Kind, op.Field, ErrMalformed)
+	}
+	needsValue := op.Kind == Set || op.Kind == Add || op.Kind == Remove || op.Kind == Append
+	if needsValue != (op.Value != nil) {
+		return fmt.Errorf("%s: value presence is wrong: %w", op.Kind, ErrMalformed)
+	}
+	if op.Value != nil && !json.Valid(op.Value) {
+		return fmt.Errorf("%s: value is not JSON: %w", op.Kind, ErrMalformed)
+	}
+	if op.Kind != Inc && op.Amount != 0 {
+		return fmt.Errorf("%s: amount not allowed: %w", op.Kind, ErrMalformed)
+	}
+	if op.Kind != Put && op.Fields != nil {
+		return fmt.Errorf("%s: fields not allowed: %w", op.Kind, ErrMalformed)
+	}
+	for name, v := range op.Fields {
+		if name == "" || len(name) > MaxNameLen || !json.Valid(v) {
+			return fmt.Errorf("put: field %q is invalid: %w", name, ErrMalformed)
+		}
+	}
+	if op.Kind != Remove && op.Tags != nil {
+		return fmt.Errorf("%s: tags not allowed: %w", op.Kind, ErrMalformed)
+	}
+	for _, t := range op.Tags {
+		if len(t.Author) != common.AddressLength {
+			return fmt.Errorf("remove: tag author is %d bytes: %w", len(t.Author), ErrMalformed)
+		}
+	}
+	if op.Kind != Put && op.Kind != Delete && op.Kind != Set && op.Kind != Unset && op.Bases != nil {
+		return fmt.Errorf("%s: counter bases not allowed: %w", op.Kind, ErrMalformed)
+	}
+	for _, b := range op.Bases {
+		if len(b.Author) != common.AddressLength || b.Field == "" || (fieldOp && b.Field != op.Field) {
+			return fmt.Errorf("%s: counter base is invalid: %w", op.Kind, ErrMalformed)
+		}
+	}
+	if op.Kind != Put && op.Kind != Delete && op.Seen != nil {
+		return fmt.Errorf("%s: seen set elements not allowed: %w", op.Kind, ErrMalformed)
+	}
+	for _, s := range op.Seen {
+		if len(s.Tag.Author) != common.AddressLength || s.Field == "" || !json.Valid(s.Value) {
+			return fmt.Errorf("%s: seen set element is invalid: %w", op.Kind, ErrMalformed)
+		}
+	}
+	return nil
+}
