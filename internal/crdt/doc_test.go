@@ -197,7 +197,7 @@ func TestConvergence(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seed %d (rerun with -seed=%d)", seed, seed)
-	for round := range 40 {
+	for round := range 300 {
 		rng := rand.New(rand.NewPCG(seed, uint64(round)))
 		runConvergence(t, rng, seed, round)
 	}
@@ -207,7 +207,7 @@ func runConvergence(t *testing.T, rng *rand.Rand, seed uint64, round int) {
 	n := 2 + rng.IntN(3)
 	reps := make([]*replica, n)
 	for i := range reps {
-		reps[i] = &replica{author: common.BigToAddress(common.Big1.Lsh(common.Big1, uint(i+1))), clock: 1000, applied: map[int]bool{}, docs: map[string]*Doc{}}
+		reps[i] = &replica{author: common.BytesToAddress([]byte{byte(i + 1)}), clock: 1000, applied: map[int]bool{}, docs: map[string]*Doc{}}
 	}
 	var all []*simDelta
 	deliverReady := func(r *replica) {
