@@ -1,0 +1,366 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/boxo/bitswap"
+	bsclient "github.com/ipfs/boxo/bitswap/client"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	// ErrClosed is returned by every call on a closed Store.
+	ErrClosed = errors.New("blobs: closed")
+	// ErrNotFound means a record or a local block does not exist.
+	ErrNotFound = errors.New("blobs: not found")
+	// ErrUnavailable means a blob could not be had from this instance or
+	// any peer before the context ended.
+	ErrUnavailable = errors.New("blobs: not available locally or from any peer")
+	// ErrBurned means the blob was removed from the DApp.
+	ErrBurned = errors.New("blobs: blob was burned")
+	// ErrInvalidCID means a CID was undefined or malformed.
+	ErrInvalidCID = errors.New("blobs: invalid CID")
+	// ErrNotFile means the CID names something other than a UnixFS file.
+	ErrNotFile = errors.New("blobs: not a UnixFS file")
+	// ErrBadCAR means a CAR stream was malformed, its blocks did not match
+	// their CIDs, or it did not hold the whole DAG of its root.
+	ErrBadCAR = errors.New("blobs: bad CAR")
+	// ErrConfig means Open was given an unusable Config.
+	ErrConfig = errors.New("blobs: invalid config")
+)
+
+// Config configures Open. The zero value is a private in-memory, local-only
+// store; the dapp package fills in the instance's key space, host, AppID and
+// replicated registry.
+type Config struct {
+	// Space is where blocks, pins and bookkeeping persist. Nil means a
+	// private in-memory database, closed by Close.
+	Space *kv.Space
+	// Host is the libp2p host for bitswap and replica discovery. Nil means
+	// local only: Open finds only blocks held here and nothing replicates.
+	Host host.Host
+	// AppID namespaces every protocol ID; required with a Host.
+	AppID string
+	// Registry is the DApp's replicated blob set. Nil means a private
+	// MemRegistry.
+	Registry Registry
+	// ReplicationFactor is how many live replicas hold each blob. Zero means
+	// every replica holds every blob.
+	ReplicationFactor int
+	// Routing, when set (typically the DHT), is asked for providers when no
+	// connected peer has a block, and told about every blob held here.
+	Routing routing.ContentRouting
+	// IPFSBitswap runs bitswap on the standard /ipfs/bitswap protocol IDs so
+	// that any IPFS node can exchange blocks with this instance. By default
+	// bitswap runs on AppID-prefixed protocols, shared only within the DApp.
+	IPFSBitswap bool
+	// HolderGrace is how long a replica that went away still counts as a
+	// holder before its blobs are re-replicated. Zero means one minute.
+	HolderGrace time.Duration
+	// ReconcileInterval is how often the blob set is compared in full with
+	// what is held here, as a backstop to Registry.Watch. Zero means 30s.
+	ReconcileInterval time.Duration
+	// FetchWorkers is how many blobs replicate concurrently. Zero means 2.
+	FetchWorkers int
+	// Registerer, when set, receives the store's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// Logger receives operational logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) ensureDefaults() error {
+	if c.ReplicationFactor < 0 {
+		return fmt.Errorf("%w: ReplicationFactor %d < 0", ErrConfig, c.ReplicationFactor)
+	}
+	if c.HolderGrace < 0 || c.ReconcileInterval < 0 || c.FetchWorkers < 0 {
+		return fmt.Errorf("%w: negative duration or worker count", ErrConfig)
+	}
+	if c.Host != nil && c.AppID == "" {
+		return fmt.Errorf("%w: AppID is required with a Host", ErrConfig)
+	}
+	if c.HolderGrace == 0 {
+		c.HolderGrace = time.Minute
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 30 * time.Second
+	}
+	if c.FetchWorkers == 0 {
+		c.FetchWorkers = 2
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = NewMemRegistry()
+	}
+	return nil
+}
+
+// Key layout inside the Space.
+var (
+	prefixBlocks = []byte("b/") // multihash → block data (internal/blockstore)
+	prefixPins   = []byte("p/") // root CID bytes → pin record
+	prefixAdds   = []byte("a/") // in-progress Add or Import marker
+)
+
+// Store holds the DApp's blobs on this instance. It is safe for concurrent
+// use. Create it with Open and release it with Close.
+type Store struct {
+	cfg      Config
+	ownDB    *kv.DB // non-nil when Open made a private database
+	space    *kv.Space
+	blocks   *blockstore.Store
+	guarded  *guardedBlockstore
+	bswap    *bitswap.Bitswap // nil when local only
+	bserv    blockservice.BlockService
+	dag      ipld.DAGService
+	metrics  *metrics
+	repl     *replicator // nil when local only
+	hasProto protocol.ID
+
+	// gcMu orders garbage collection against writes: GC holds it
+	// exclusively; Add, Import and every block write from the network hold
+	// it shared.
+	gcMu sync.RWMutex
+
+	// pinMu serialises changes to pin records.
+	pinMu sync.Mutex
+
+	mu      sync.Mutex
+	closed  bool
+	leases  map[cid.Cid]int // roots of open readers, protected from GC
+	gcKick  chan struct{}
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // goroutines the Store started
+	ops     sync.WaitGroup // calls admitted by enter
+	closeMu sync.Mutex
+}
+
+// Open starts a Store. ctx bounds only the start-up work; the Store runs
+// until Close.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.ensureDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:    cfg,
+		space:  cfg.Space,
+		leases: make(map[cid.Cid]int),
+		gcKick: make(chan struct{}, 1),
+	}
+	if s.space == nil {
+		db, err := kv.Open("", nil)
+		if err != nil {
+			return nil, fmt.Errorf("blobs: open: %w", err)
+		}
+		sp, err := db.Space("blobs")
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("blobs: open: %w", err)
+		}
+		s.ownDB, s.space = db, sp
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.blocks = blockstore.New(s.space, prefixBlocks)
+	s.guarded = &guardedBlockstore{Store: s.blocks, mu: &s.gcMu}
+	s.metrics = newMetrics(s)
+
+	var exch exchange.Interface
+	if cfg.Host != nil {
+		prefix := protocol.ID("/dpaas/" + cfg.AppID + "/blobs")
+		var netOpts []bsnet.NetOpt
+		if !cfg.IPFSBitswap {
+			netOpts = append(netOpts, bsnet.Prefix(prefix))
+		}
+		var finder routing.ContentDiscovery
+		if cfg.Routing != nil {
+			finder = cfg.Routing
+		}
+		s.bswap = bitswap.New(s.ctx, bsnet.NewFromIpfsHost(cfg.Host, netOpts...), finder, s.guarded,
+			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
+		)
+		exch = s.bswap
+		s.hasProto = prefix + "/has/1.0.0"
+	}
+	s.bserv = blockservice.New(s.guarded, exch)
+	s.dag = merkledag.NewDAGService(s.bserv)
+
+	if err := s.startup(ctx); err != nil {
+		s.shutdown()
+		return nil, err
+	}
+	if cfg.Registerer != nil {
+		if err := s.metrics.register(cfg.Registerer); err != nil {
+			s.shutdown()
+			return nil, fmt.Errorf("blobs: open: %w", err)
+		}
+	}
+	s.goTracked(s.gcLoop)
+	if cfg.Host != nil {
+		r, err := newReplicator(s)
+		if err != nil {
+			s.shutdown()
+			return nil, fmt.Errorf("blobs: open: %w", err)
+		}
+		s.repl = r
+		r.start()
+	}
+	return s, nil
+}
+
+// startup loads pin statistics and schedules a GC when a previous run
+// crashed in the middle of an Add.
+func (s *Store) startup(ctx context.Context) error {
+	if err := s.metrics.loadPins(); err != nil {
+		return fmt.Errorf("blobs: open: %w", err)
+	}
+	it, err := s.space.PrefixIter(prefixAdds)
+	if err != nil {
+		return fmt.Errorf("blobs: open: %w", err)
+	}
+	crashed := it.First()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("blobs: open: %w", err)
+	}
+	if crashed {
+		s.cfg.Logger.Info("blobs: an Add was interrupted; collecting its blocks")
+		s.requestGC()
+	}
+	return ctx.Err()
+}
+
+// goTracked runs fn on a goroutine that Close waits for.
+func (s *Store) goTracked(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Close stops replication and bitswap, waits for every goroutine the Store
+// started and releases the database when Open made it. Readers still open
+// fail afterwards. Calling Close again returns ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return s.shutdown()
+}
+
+func (s *Store) shutdown() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.ops.Wait()
+	var errs []error
+	if s.repl != nil {
+		s.repl.stop()
+	}
+	s.wg.Wait()
+	if s.bswap != nil {
+		if err := s.bswap.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.bserv != nil {
+		if err := s.bserv.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.metrics != nil && s.cfg.Registerer != nil {
+		s.metrics.unregister(s.cfg.Registerer)
+	}
+	if s.ownDB != nil {
+		if err := s.ownDB.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("blobs: close: %w", err)
+	}
+	return nil
+}
+
+// enter admits one call into the Store, or reports false once Close has
+// begun; every admitted call must exit. Close waits for admitted calls, so
+// none touches the database after it is closed.
+func (s *Store) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.ops.Add(1)
+	return true
+}
+
+func (s *Store) exit() { s.ops.Done() }
+
+// opContext returns a context that ends with ctx or with the Store.
+func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// lease protects the DAG under root from GC until the returned func runs.
+func (s *Store) lease(root cid.Cid) func() {
+	s.mu.Lock()
+	s.leases[root]++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.leases[root]--; s.leases[root] <= 0 {
+				delete(s.leases, root)
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+func (s *Store) leasedRoots() []cid.Cid {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]cid.Cid, 0, len(s.leases))
+	for c := range s.leases {
+		out = append(out, c)
+	}
+	return out
+}
+
+func checkCID(c cid.Cid) error {
+	if !c.Defined() {
+		return ErrInvalidCID
+	}
+	return nil
+}

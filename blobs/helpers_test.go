@@ -1,0 +1,190 @@
+package blobs
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+const testApp = "blobs-test-app"
+
+// seeded returns a deterministic random source and logs its seed so that a
+// failure can be replayed.
+func seeded(t testing.TB) *rand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seed)
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := n &^ 7; i < n; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// randomReader yields n deterministic pseudo-random bytes without holding
+// them all.
+type randomReader struct {
+	r *rand.Rand
+	n int64
+}
+
+func (rr *randomReader) Read(p []byte) (int, error) {
+	if rr.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > rr.n {
+		p = p[:rr.n]
+	}
+	copy(p, randomBytes(rr.r, len(p)))
+	rr.n -= int64(len(p))
+	return len(p), nil
+}
+
+// eventually waits for cond, failing the test at the deadline.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newLocal(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func newHost(t testing.TB) host.Host {
+	t.Helper()
+	h, err := libp2p.New(
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.DisableRelay(),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// replica is one in-process instance: its own host and Pebble database.
+type replica struct {
+	t     testing.TB
+	host  host.Host
+	db    *kv.DB
+	store *Store
+	cfg   Config
+}
+
+// startReplica opens a replica that shares reg with the others.
+func startReplica(t testing.TB, reg Registry, tweak func(*Config)) *replica {
+	t.Helper()
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := db.Space("blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHost(t)
+	cfg := Config{Space: sp, Host: h, AppID: testApp, Registry: reg, ReconcileInterval: time.Second, HolderGrace: 2 * time.Second}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{t: t, host: h, db: db, store: s, cfg: cfg}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop closes the replica; calling it again does nothing.
+func (r *replica) stop() {
+	if r.store == nil {
+		return
+	}
+	if err := r.store.Close(); err != nil {
+		r.t.Errorf("close store: %v", err)
+	}
+	if err := r.host.Close(); err != nil {
+		r.t.Errorf("close host: %v", err)
+	}
+	if err := r.db.Close(); err != nil {
+		r.t.Errorf("close db: %v", err)
+	}
+	r.store = nil
+}
+
+func connect(t testing.TB, a, b *replica) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.host.Connect(ctx, peer.AddrInfo{ID: b.host.ID(), Addrs: b.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func connectAll(t testing.TB, rs ...*replica) {
+	t.Helper()
+	for i := range rs {
+		for j := i + 1; j < len(rs); j++ {
+			connect(t, rs[i], rs[j])
+		}
+	}
+}
+
+// readAll opens c on s and returns its bytes.
+func readAll(t testing.TB, s *Store, c cid.Cid, timeout time.Duration) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	rd, err := s.Open(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, rd); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func complete(t testing.TB, s *Store, c cid.Cid) bool {
+	t.Helper()
+	ok, err := s.Has(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}

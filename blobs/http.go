@@ -1,0 +1,79 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// httpOpenTimeout bounds how long a request waits for a blob's root block.
+const httpOpenTimeout = 30 * time.Second
+
+// Handler serves GET and HEAD /blobs/{cid} to browsers and other HTTP
+// clients, from this instance or, for blocks it lacks, from its peers. It
+// answers Range requests, sets ETag to the quoted CID (so If-None-Match
+// and If-Range work), Content-Length, a sniffed Content-Type and an
+// immutable Cache-Control. Mount it on any mux:
+//
+//	mux.Handle("/blobs/", store.Handler())
+//
+// Errors: 400 for a malformed CID, 410 for a burned blob, 404 when no one
+// has the blob, 503 once the Store is closed.
+func (s *Store) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /blobs/{cid}", s.serveBlob)
+	return mux
+}
+
+func (s *Store) serveBlob(w http.ResponseWriter, req *http.Request) {
+	c, err := cid.Decode(req.PathValue("cid"))
+	if err != nil {
+		s.metrics.badRequest.Add(1)
+		http.Error(w, "blobs: invalid CID", http.StatusBadRequest)
+		return
+	}
+	rootCtx, cancel := context.WithTimeout(req.Context(), httpOpenTimeout)
+	defer cancel()
+	// The root must come within the timeout; the reads that follow are
+	// bounded by the request only, however long the download.
+	rd, err := s.open(req.Context(), rootCtx, c)
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrBurned):
+			http.Error(w, err.Error(), http.StatusGone)
+		case errors.Is(err, ErrClosed):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		case errors.Is(err, ErrNotFile):
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		default:
+			http.Error(w, err.Error(), http.StatusNotFound)
+		}
+		return
+	}
+	defer rd.Close()
+	h := w.Header()
+	h.Set("ETag", `"`+c.String()+`"`)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, req, "", time.Time{}, rd)
+	s.metrics.httpServed.Add(cw.n)
+}
+
+// countingWriter counts the body bytes sent.
+type countingWriter struct {
+	http.ResponseWriter
+	n uint64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += uint64(n)
+	return n, err
+}
+
+var _ io.Writer = (*countingWriter)(nil)

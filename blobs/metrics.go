@@ -1,0 +1,152 @@
+package blobs
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/ipfs/go-cid"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics is a snapshot of a Store's counters.
+type Metrics struct {
+	StoredBytes     uint64 // file bytes of the blobs held here in full
+	Pinned          int    // blobs this replica keeps
+	Pending         int    // of those, blobs still being fetched
+	AddedBytes      uint64 // bytes imported by Add since Open
+	FetchedBytes    uint64 // block bytes received from peers since Open
+	ServedBytes     uint64 // block bytes sent to peers since Open
+	HTTPServedBytes uint64 // bytes sent by the HTTP handler since Open
+	GCRuns          uint64
+	GCFreedBytes    uint64
+	BadCAR          uint64 // CAR imports rejected
+	BadRequests     uint64 // malformed requests from peers or HTTP clients
+}
+
+type metrics struct {
+	s *Store
+
+	mu          sync.Mutex
+	storedBytes uint64
+	pinned      int
+	pending     int
+
+	added      atomic.Uint64
+	httpServed atomic.Uint64
+	gcRuns     atomic.Uint64
+	gcFreed    atomic.Uint64
+	badCAR     atomic.Uint64
+	badRequest atomic.Uint64
+
+	collectors []prometheus.Collector
+}
+
+func newMetrics(s *Store) *metrics {
+	m := &metrics{s: s}
+	snap := func(f func(Metrics) float64) func() float64 {
+		return func() float64 { return f(s.Metrics()) }
+	}
+	m.collectors = []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dpaas_blobs_stored_bytes",
+			Help: "File bytes of the blobs held in full on this instance."},
+			snap(func(x Metrics) float64 { return float64(x.StoredBytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dpaas_blobs_pinned",
+			Help: "Blobs this instance keeps."},
+			snap(func(x Metrics) float64 { return float64(x.Pinned) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dpaas_blobs_pending_replication",
+			Help: "Blobs this instance keeps but has not fetched in full yet."},
+			snap(func(x Metrics) float64 { return float64(x.Pending) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_added_bytes_total",
+			Help: "Bytes imported by Add."},
+			snap(func(x Metrics) float64 { return float64(x.AddedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_fetched_bytes_total",
+			Help: "Block bytes received from peers over bitswap."},
+			snap(func(x Metrics) float64 { return float64(x.FetchedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_served_bytes_total",
+			Help: "Block bytes sent to peers over bitswap.", ConstLabels: prometheus.Labels{"via": "bitswap"}},
+			snap(func(x Metrics) float64 { return float64(x.ServedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_http_served_bytes_total",
+			Help: "Bytes sent by the HTTP handler."},
+			snap(func(x Metrics) float64 { return float64(x.HTTPServedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_bad_input_total",
+			Help: "Rejected input: bad CAR streams and malformed requests."},
+			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests) })),
+	}
+	return m
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	for i, c := range m.collectors {
+		if err := r.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				r.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	for _, c := range m.collectors {
+		r.Unregister(c)
+	}
+}
+
+// loadPins initialises the pin gauges from the database.
+func (m *metrics) loadPins() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.storedBytes, m.pinned, m.pending = 0, 0, 0
+	return m.s.eachPin(func(_ cid.Cid, p pin) error {
+		m.account(p, 1)
+		return nil
+	})
+}
+
+func (m *metrics) account(p pin, sign int) {
+	m.pinned += sign
+	if p.state == pinPending {
+		m.pending += sign
+		return
+	}
+	if sign > 0 {
+		m.storedBytes += p.size
+	} else {
+		m.storedBytes -= p.size
+	}
+}
+
+// pinChanged moves the gauges from the old pin (if had) to the new one (if
+// has).
+func (m *metrics) pinChanged(old pin, had bool, p pin, has bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if had {
+		m.account(old, -1)
+	}
+	if has {
+		m.account(p, 1)
+	}
+}
+
+// Metrics returns a snapshot of the Store's counters.
+func (s *Store) Metrics() Metrics {
+	m := s.metrics
+	m.mu.Lock()
+	out := Metrics{StoredBytes: m.storedBytes, Pinned: m.pinned, Pending: m.pending}
+	m.mu.Unlock()
+	out.AddedBytes = m.added.Load()
+	out.HTTPServedBytes = m.httpServed.Load()
+	out.GCRuns = m.gcRuns.Load()
+	out.GCFreedBytes = m.gcFreed.Load()
+	out.BadCAR = m.badCAR.Load()
+	out.BadRequests = m.badRequest.Load()
+	if s.bswap != nil {
+		if st, err := s.bswap.Stat(); err == nil {
+			out.FetchedBytes = st.DataReceived
+			out.ServedBytes = st.DataSent
+		}
+	}
+	return out
+}

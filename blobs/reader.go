@@ -1,0 +1,117 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// Open returns a reader of the blob's bytes that seeks and streams. Blocks
+// not held here are fetched from peers as the reader reaches them, a few
+// ahead of the read position; a seek skips the blocks it jumps over. Open
+// itself waits only for the root block: when nobody has it, Open fails with
+// ErrUnavailable once ctx ends. ctx also bounds every later read, as does
+// the Store: close the reader when done.
+//
+// While the reader is open, GC keeps every block of the blob held here,
+// burned or not.
+func (s *Store) Open(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
+	return s.open(ctx, ctx, c)
+}
+
+// open is Open with the wait for the root bounded by rootCtx and the reads
+// by ctx.
+func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
+	if err := checkCID(c); err != nil {
+		return nil, fmt.Errorf("blobs: open: %w", err)
+	}
+	if !s.enter() {
+		return nil, fmt.Errorf("blobs: open %s: %w", c, ErrClosed)
+	}
+	defer s.exit()
+	rec, err := s.cfg.Registry.Get(ctx, c)
+	switch {
+	case err == nil && rec.Burned:
+		return nil, fmt.Errorf("blobs: open %s: %w", c, ErrBurned)
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
+	}
+	release := s.lease(c)
+	rctx, cancel := s.opContext(ctx)
+	gctx, gcancel := context.WithCancel(rootCtx)
+	stop := context.AfterFunc(rctx, gcancel)
+	nd, err := s.dag.Get(gctx, c)
+	stop()
+	gcancel()
+	if err != nil {
+		cancel()
+		release()
+		if rootCtx.Err() != nil || ipld.IsNotFound(err) {
+			return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
+	}
+	// One bitswap session per reader: it learns which peers answer and
+	// asks them first for the blocks that follow.
+	dr, err := uio.NewDagReader(rctx, nd, merkledag.NewSession(rctx, s.dag))
+	if err != nil {
+		cancel()
+		release()
+		return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrNotFile, err)
+	}
+	return &reader{s: s, dr: dr, cancel: cancel, release: release, cid: c}, nil
+}
+
+// reader is the io.ReadSeekCloser Open returns.
+type reader struct {
+	s       *Store
+	dr      uio.DagReader
+	cid     cid.Cid
+	cancel  context.CancelFunc
+	release func()
+	once    sync.Once
+	err     error
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if !r.s.enter() {
+		return 0, fmt.Errorf("blobs: read %s: %w", r.cid, ErrClosed)
+	}
+	defer r.s.exit()
+	n, err := r.dr.Read(p)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("blobs: read %s: %w", r.cid, err)
+	}
+	return n, err
+}
+
+func (r *reader) Seek(offset int64, whence int) (int64, error) {
+	if !r.s.enter() {
+		return 0, fmt.Errorf("blobs: seek %s: %w", r.cid, ErrClosed)
+	}
+	defer r.s.exit()
+	n, err := r.dr.Seek(offset, whence)
+	if err != nil {
+		return n, fmt.Errorf("blobs: seek %s: %w", r.cid, err)
+	}
+	return n, nil
+}
+
+// Size is the file size in bytes.
+func (r *reader) Size() int64 { return int64(r.dr.Size()) }
+
+func (r *reader) Close() error {
+	r.once.Do(func() {
+		r.err = r.dr.Close()
+		r.cancel()
+		r.release()
+	})
+	return r.err
+}
