@@ -95,7 +95,7 @@ type PubSub struct {
 	host   host.Host
 	ps     *gossip.PubSub
 	cancel context.CancelFunc
-	drops  *dropCounter
+	trace  *tracer
 
 	mu     sync.Mutex
 	topics map[string]*Topic
@@ -115,20 +115,20 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 	// GossipSub lives as long as the PubSub, not as long as the caller's
 	// ctx: it is stopped by Close.
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	drops := new(dropCounter)
+	trace := newTracer()
 	ps, err := gossip.NewGossipSub(gctx, h,
 		gossip.WithMessageSignaturePolicy(gossip.StrictSign),
 		gossip.WithMaxMessageSize(cfg.MaxMessageSize+envelopeOverhead),
 		gossip.WithPeerOutboundQueueSize(cfg.PeerQueue),
 		gossip.WithValidateQueueSize(cfg.PeerQueue),
 		gossip.WithFloodPublish(true),
-		gossip.WithRawTracer(drops),
+		gossip.WithRawTracer(trace),
 	)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("pubsub: start gossipsub: %w", err)
 	}
-	return &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, drops: drops, topics: make(map[string]*Topic)}, nil
+	return &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, trace: trace, topics: make(map[string]*Topic)}, nil
 }
 
 // Stats returns the counters.
@@ -140,8 +140,8 @@ func (p *PubSub) Stats() Stats {
 		Ignored:   p.ignored.Load(),
 		TooLarge:  p.tooLarge.Load(),
 
-		Dropped:         p.drops.undeliverable.Load(),
-		DroppedOutbound: p.drops.droppedRPCs.Load(),
+		Dropped:         p.trace.undeliverable.Load(),
+		DroppedOutbound: p.trace.droppedRPCs.Load(),
 	}
 }
 
@@ -254,6 +254,21 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 
 // Peers lists the connected peers subscribed to the topic.
 func (t *Topic) Peers() []peer.ID { return t.t.ListPeers() }
+
+// MeshPeers lists the topic's peers that this instance relays messages to
+// and from directly (its GossipSub mesh). Subscribing is not enough for a
+// message to flow: a peer joins the mesh at the next GossipSub heartbeat
+// (about a second), and a message published before that reaches it only if
+// it is the instance's own. Wait for MeshPeers when that matters.
+func (t *Topic) MeshPeers() []peer.ID {
+	var out []peer.ID
+	for _, p := range t.t.ListPeers() {
+		if t.ps.trace.inMesh(t.full, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // SetValidator installs v as the topic's validator and returns a function
 // that removes it. A topic has at most one validator.

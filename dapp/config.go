@@ -1,0 +1,150 @@
+package dapp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/dpaas/dpaas/pubsub"
+)
+
+// Config configures Open. The zero value of every field except App means
+// its default.
+type Config struct {
+	// Dir holds everything the instance persists: its Pebble database and
+	// its key. "" keeps everything in memory (tests, demos).
+	Dir string
+	// App identifies the DApp; App.Name is required.
+	App Manifest
+	// ListenAddrs are multiaddrs to listen on. Default: TCP and QUIC on
+	// all interfaces, random ports.
+	ListenAddrs []string
+	// Bootstrap are multiaddrs of peers, each ending in /p2p/<id>. The
+	// instance dials them at start and re-dials them, with backoff, while
+	// they are not connected.
+	Bootstrap []string
+	// MDNS finds instances of the same DApp on the local network.
+	MDNS bool
+	// DHT joins a Kademlia DHT and uses it as a rendezvous on the AppID to
+	// find instances across networks. It uses its own protocol prefix,
+	// DHTPrefix, not the public IPFS DHT's.
+	DHT bool
+	// DHTPrefix is the DHT protocol prefix; default "/dpaas". Set it to
+	// "/ipfs" to use the public IPFS DHT.
+	DHTPrefix string
+	// DiscoveryInterval is the longest wait between two rounds of
+	// bootstrap re-dials and DHT rendezvous; default one minute.
+	DiscoveryInterval time.Duration
+	// ConnectionGater, if set, may refuse connections (allow lists,
+	// partitions in tests).
+	ConnectionGater connmgr.ConnectionGater
+	// PubSub tunes messaging; its AppID and Logger are set by Open.
+	PubSub pubsub.Config
+	// Logger receives the instance's logs; default: discard.
+	Logger *slog.Logger
+}
+
+// config is a validated, defaulted copy of a Config.
+type config struct {
+	Config
+	appID     AppID
+	listen    []multiaddr.Multiaddr
+	bootstrap []peer.AddrInfo
+	loopback  bool // every listen address is on loopback
+}
+
+func (c Config) validate() (*config, error) {
+	v := &config{Config: c}
+	v.ListenAddrs = slices.Clone(c.ListenAddrs)
+	v.Bootstrap = slices.Clone(c.Bootstrap)
+	v.App.Params = maps.Clone(c.App.Params)
+	if err := v.App.Validate(); err != nil {
+		return nil, err
+	}
+	v.appID = v.App.AppID()
+	if len(v.ListenAddrs) == 0 {
+		v.ListenAddrs = []string{
+			"/ip4/0.0.0.0/tcp/0",
+			"/ip4/0.0.0.0/udp/0/quic-v1",
+			"/ip6/::/tcp/0",
+			"/ip6/::/udp/0/quic-v1",
+		}
+	}
+	v.loopback = true
+	for _, s := range v.ListenAddrs {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("dapp: listen address %q: %w", s, err)
+		}
+		if !hasTransport(a) {
+			return nil, fmt.Errorf("dapp: listen address %q: no supported transport: want .../tcp/<port> or .../udp/<port>/quic-v1", s)
+		}
+		v.listen = append(v.listen, a)
+		if !isLoopback(a) {
+			v.loopback = false
+		}
+	}
+	for _, s := range v.Bootstrap {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("dapp: bootstrap address %q: %w", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("dapp: bootstrap address %q: must end in /p2p/<peer id>: %w", s, err)
+		}
+		v.bootstrap = append(v.bootstrap, *ai)
+	}
+	if v.DiscoveryInterval < 0 {
+		return nil, errors.New("dapp: DiscoveryInterval must not be negative")
+	}
+	if v.DiscoveryInterval == 0 {
+		v.DiscoveryInterval = time.Minute
+	}
+	if v.DHTPrefix == "" {
+		v.DHTPrefix = "/dpaas"
+	}
+	if v.Logger == nil {
+		v.Logger = slog.New(slog.DiscardHandler)
+	}
+	v.PubSub.AppID = v.appID.String()
+	v.PubSub.Logger = v.Logger
+	return v, nil
+}
+
+// hasTransport reports whether the host can listen on a: TCP, or QUIC v1.
+// Checking here rather than letting the host fail matters: go-libp2p leaves
+// goroutines behind when it fails to start.
+func hasTransport(a multiaddr.Multiaddr) bool {
+	var tcp, udp, quic bool
+	for _, c := range a {
+		switch c.Protocol().Code {
+		case multiaddr.P_TCP:
+			tcp = true
+		case multiaddr.P_UDP:
+			udp = true
+		case multiaddr.P_QUIC_V1:
+			quic = true
+		case multiaddr.P_QUIC, multiaddr.P_WS, multiaddr.P_WSS, multiaddr.P_WEBTRANSPORT, multiaddr.P_WEBRTC_DIRECT:
+			return false
+		}
+	}
+	return tcp || (udp && quic)
+}
+
+func isLoopback(a multiaddr.Multiaddr) bool {
+	if v, err := a.ValueForProtocol(multiaddr.P_IP4); err == nil {
+		return len(v) >= 4 && v[:4] == "127."
+	}
+	if v, err := a.ValueForProtocol(multiaddr.P_IP6); err == nil {
+		return v == "::1"
+	}
+	return false
+}

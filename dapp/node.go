@@ -1,0 +1,333 @@
+package dapp
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/dpaas/dpaas/internal/group"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/nodekey"
+	"github.com/dpaas/dpaas/pubsub"
+)
+
+// ErrClosed is returned by calls on a closed Node.
+var ErrClosed = errors.New("dapp: node closed")
+
+// Node is one running instance of a DApp: a full peer replica. It is safe
+// for concurrent use.
+type Node struct {
+	cfg   *config
+	log   *slog.Logger
+	key   *ecdsa.PrivateKey
+	db    *kv.DB
+	host  host.Host
+	ps    *pubsub.PubSub
+	dht   *dht.IpfsDHT
+	tasks *group.Group
+
+	helloProto protocol.ID
+	// wake is signalled when a bootstrap peer disconnects, so it is
+	// re-dialled at once rather than at the next round.
+	wake chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+	closers   []func() error // run in reverse order by Close
+}
+
+// Open starts an instance of the DApp described by cfg: it opens (or
+// creates) the instance directory, starts the libp2p host, messaging and
+// discovery. On error nothing it started is left running.
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
+	c, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        c,
+		log:        c.Logger.With("app", c.App.Name, "appid", c.appID.String()),
+		helloProto: protocol.ID("/dpaas/" + c.appID.String() + "/hello/1.0.0"),
+		wake:       make(chan struct{}, 1),
+	}
+	defer func() {
+		if err != nil {
+			n.shutdown()
+		}
+	}()
+
+	if c.Dir != "" {
+		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("dapp: open: create dir: %w", err)
+		}
+	}
+	if n.key, err = nodekey.LoadOrCreate(c.Dir); err != nil {
+		return nil, fmt.Errorf("dapp: open: %w", err)
+	}
+	dbDir := ""
+	if c.Dir != "" {
+		dbDir = filepath.Join(c.Dir, "db")
+	}
+	if n.db, err = kv.Open(dbDir, nil); err != nil {
+		return nil, fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, n.db.Close)
+
+	if err := n.startHost(); err != nil {
+		return nil, err
+	}
+	n.tasks = group.New(context.WithoutCancel(ctx))
+
+	if n.ps, err = pubsub.New(ctx, n.host, c.PubSub); err != nil {
+		return nil, fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, n.ps.Close)
+
+	if err := n.startDiscovery(ctx); err != nil {
+		return nil, err
+	}
+	n.log.Info("dapp: instance started", "id", n.ID(), "account", n.Account(), "addrs", n.Addrs())
+	return n, nil
+}
+
+func (n *Node) startHost() error {
+	c := n.cfg
+	pk, err := nodekey.Libp2p(n.key)
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	limiter := rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale())
+	rm, err := rcmgr.NewResourceManager(limiter)
+	if err != nil {
+		return fmt.Errorf("dapp: open: resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(64, 256, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		rm.Close()
+		return fmt.Errorf("dapp: open: connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(pk),
+		libp2p.ListenAddrs(c.listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.UserAgent("dpaas/" + c.App.Name),
+	}
+	if c.ConnectionGater != nil {
+		opts = append(opts, libp2p.ConnectionGater(c.ConnectionGater))
+	}
+	if c.loopback {
+		// Nothing to map or punch through on loopback, and no relays.
+		opts = append(opts, libp2p.DisableRelay())
+	} else {
+		opts = append(opts, libp2p.NATPortMap(), libp2p.EnableHolePunching())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		cm.Close()
+		rm.Close()
+		return fmt.Errorf("dapp: open: start host: %w", err)
+	}
+	n.host = h
+	n.closers = append(n.closers, func() error {
+		err := h.Close()
+		// The host does not own the managers it was given.
+		return errors.Join(err, cm.Close(), rm.Close())
+	})
+	// Instances advertise the DApp's hello protocol through identify, which
+	// is how Peers tells instances of this DApp from other libp2p peers.
+	h.SetStreamHandler(n.helloProto, n.serveHello)
+	return nil
+}
+
+// serveHello answers with the DApp's manifest, so a peer (or an operator)
+// can see what an instance runs.
+func (n *Node) serveHello(s network.Stream) {
+	defer s.Close()
+	_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = s.Write(n.cfg.App.Canonical())
+}
+
+// Hello asks peer p which DApp it runs and returns its manifest encoding.
+func (n *Node) hello(ctx context.Context, p peer.ID) ([]byte, error) {
+	s, err := n.host.NewStream(ctx, p, n.helloProto)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return io.ReadAll(io.LimitReader(s, 64<<10))
+}
+
+// ID is the instance's libp2p peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Account is the instance's Ethereum address; same key as ID.
+func (n *Node) Account() common.Address { return ethcrypto.PubkeyToAddress(n.key.PublicKey) }
+
+// AppID identifies the DApp the instance runs.
+func (n *Node) AppID() AppID { return n.cfg.appID }
+
+// Manifest returns the DApp's manifest.
+func (n *Node) Manifest() Manifest { return n.cfg.App }
+
+// Host is the instance's libp2p host, for apps that run protocols of their
+// own. Protocol IDs should carry AppID so DApps never mix.
+func (n *Node) Host() host.Host { return n.host }
+
+// PubSub is the DApp's messaging.
+func (n *Node) PubSub() *pubsub.PubSub { return n.ps }
+
+// Addrs returns the instance's dialable addresses, each ending in /p2p/<id>.
+func (n *Node) Addrs() []multiaddr.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	a, err := multiaddr.NewMultiaddr(addr)
+	if err != nil {
+		return fmt.Errorf("dapp: connect %q: %w", addr, err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		return fmt.Errorf("dapp: connect %q: must end in /p2p/<peer id>: %w", addr, err)
+	}
+	if n.isClosed() {
+		return fmt.Errorf("dapp: connect %q: %w", addr, ErrClosed)
+	}
+	if err := n.host.Connect(ctx, *ai); err != nil {
+		return fmt.Errorf("dapp: connect %q: %w", addr, err)
+	}
+	return nil
+}
+
+// Peers lists the connected peers that run the same DApp.
+func (n *Node) Peers() []peer.ID {
+	var out []peer.ID
+	for _, p := range n.host.Network().Peers() {
+		if n.sameApp(p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (n *Node) sameApp(p peer.ID) bool {
+	ok, err := n.host.Peerstore().SupportsProtocols(p, n.helloProto)
+	return err == nil && len(ok) > 0
+}
+
+func (n *Node) isClosed() bool {
+	select {
+	case <-n.tasks.Context().Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops everything the instance started and waits for it. It is
+// safe to call more than once; later calls return the first call's error.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.log.Info("dapp: instance stopping", "id", n.ID())
+		n.closeErr = n.shutdown()
+	})
+	return n.closeErr
+}
+
+func (n *Node) shutdown() error {
+	// Background work goes first: it uses everything below.
+	if n.tasks != nil {
+		n.tasks.Stop()
+	}
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil && !errors.Is(err, kv.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	n.closers = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("dapp: close: %w", err)
+	}
+	return nil
+}
+
+// subscribe watches identify and disconnect events to protect DApp peers
+// from connection trimming and to re-dial bootstrap peers quickly.
+func (n *Node) watchPeers() error {
+	sub, err := n.host.EventBus().Subscribe([]any{
+		new(event.EvtPeerIdentificationCompleted),
+		new(event.EvtPeerConnectednessChanged),
+	})
+	if err != nil {
+		return fmt.Errorf("dapp: open: subscribe to peer events: %w", err)
+	}
+	bootstrap := make(map[peer.ID]bool)
+	for _, ai := range n.cfg.bootstrap {
+		bootstrap[ai.ID] = true
+	}
+	n.tasks.Go(func(ctx context.Context) {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				switch e := e.(type) {
+				case event.EvtPeerIdentificationCompleted:
+					if slices.Contains(e.Protocols, n.helloProto) {
+						n.host.ConnManager().Protect(e.Peer, "dapp")
+					}
+				case event.EvtPeerConnectednessChanged:
+					if e.Connectedness != network.Connected && bootstrap[e.Peer] {
+						select {
+						case n.wake <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}
+		}
+	})
+	return nil
+}
