@@ -27,6 +27,9 @@
 //   - Logs (Append) keep every entry stamped at or after the clear mark,
 //     read in Stamp order.
 //
+// An empty set, and a counter with no increment since its last reset, read
+// as absent fields.
+//
 // A field name holds one kind of value at a time for display: the kind
 // written last (by Stamp) wins, except that a counter adds to a numeric
 // register it was incremented after.
@@ -106,6 +109,18 @@ func (c *Counter) Value() int64 {
 		v += int64(pn.P-min(b.P, pn.P)) - int64(pn.N-min(b.N, pn.N))
 	}
 	return v
+}
+
+// live reports whether some contribution is above its reset base; a
+// counter reset by a Put or Delete and not incremented since reads as
+// absent.
+func (c *Counter) live() bool {
+	for a, pn := range c.Contrib {
+		if b := c.Base[a]; pn.P > b.P || pn.N > b.N {
+			return true
+		}
+	}
+	return false
 }
 
 // Set is an add-wins observed-remove set: element JSON → its live add tags.
@@ -419,10 +434,10 @@ func (d *Doc) fieldView(name string) []byte {
 	if hasReg {
 		consider(reg.Stamp, 'r')
 	}
-	if c := d.Counters[name]; c != nil {
+	if c := d.Counters[name]; c != nil && c.live() {
 		consider(c.Last, 'c')
 	}
-	if s := d.Sets[name]; s != nil {
+	if s := d.Sets[name]; s != nil && len(s.Elems) > 0 {
 		consider(s.Last, 's')
 	}
 	if l := d.Logs[name]; len(l) > 0 {

@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/dpaas/dpaas/internal/crdt"
+	"github.com/dpaas/dpaas/internal/delta"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// Collection is a named set of JSON documents with string IDs. It is safe
+// for concurrent use.
+type Collection struct {
+	s         *Store
+	name      string
+	err       error // set when the name is unusable
+	validator atomic.Pointer[Validator]
+}
+
+// Collection returns the collection called name, creating nothing until
+// the first write. Names must be non-empty and contain no zero byte; the
+// methods of a collection with a bad name return ErrInvalid.
+func (s *Store) Collection(name string) *Collection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.colls[name]; c != nil {
+		return c
+	}
+	c := &Collection{s: s, name: name}
+	if err := checkName("collection", name); err != nil {
+		c.err = err
+	}
+	s.colls[name] = c
+	return c
+}
+
+// Name returns the collection's name.
+func (c *Collection) Name() string { return c.name }
+
+func checkName(what, name string) error {
+	if name == "" || len(name) > delta.MaxNameLen || strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("store: %s name %q must be 1 to %d bytes without a zero byte: %w", what, name, delta.MaxNameLen, ErrInvalid)
+	}
+	return nil
+}
+
+// Write is one operation as a validator sees it.
+type Write struct {
+	Author     common.Address
+	Collection string
+	ID         string
+	Kind       string // put, delete, set, unset, inc, add, remove, append
+	Field      string
+	Value      json.RawMessage            // set, add, remove, append
+	Amount     int64                      // inc
+	Fields     map[string]json.RawMessage // put
+	// Before is the document as this replica holds it just before the
+	// operation, nil when absent. Replicas may hold different versions of
+	// a document concurrently, so a validator that must give the same
+	// answer everywhere should only rely on fields that never change once
+	// written (an owner, a creation time) and on the operation itself.
+	Before json.RawMessage
+}
+
+// Validator decides whether an operation may be applied. It must be a
+// deterministic function of its argument: every replica runs it on every
+// delta before applying it, and a delta any of whose operations is refused
+// is applied nowhere.
+type Validator func(w Write) error
+
+func writeOf(author common.Address, op *delta.Op, before []byte) Write {
+	w := Write{Author: author, Collection: op.Collection, ID: op.ID, Kind: op.Kind.String(), Field: op.Field, Amount: op.Amount, Before: before}
+	if op.Value != nil {
+		w.Value = json.RawMessage(op.Value)
+	}
+	if op.Fields != nil {
+		w.Fields = make(map[string]json.RawMessage, len(op.Fields))
+		for k, v := range op.Fields {
+			w.Fields[k] = json.RawMessage(v)
+		}
+	}
+	return w
+}
+
+// SetValidator installs v as the collection's validator (nil removes it)
+// and returns a function that removes it again. Install validators before
+// the store receives deltas, identically on every replica.
+func (c *Collection) SetValidator(v Validator) (remove func()) {
+	if v == nil {
+		c.validator.Store(nil)
+		return func() {}
+	}
+	c.validator.Store(&v)
+	return func() { c.validator.CompareAndSwap(&v, nil) }
+}
+
+func (s *Store) validator(coll string) Validator {
+	s.mu.Lock()
+	c := s.colls[coll]
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	if v := c.validator.Load(); v != nil {
+		return *v
+	}
+	return nil
+}
+
+// Op is one change to a document, for Update.
+type Op struct {
+	kind   delta.Kind
+	field  string
+	value  any
+	amount int64
+}
+
+// Set writes a field (last writer wins).
+func Set(field string, value any) Op { return Op{kind: delta.Set, field: field, value: value} }
+
+// Unset removes a field.
+func Unset(field string) Op { return Op{kind: delta.Unset, field: field} }
+
+// Inc adds n (which may be negative) to a counter field.
+func Inc(field string, n int64) Op { return Op{kind: delta.Inc, field: field, amount: n} }
+
+// Add adds value to a set field. Sets are add-wins: an Add concurrent with
+// a Remove of the same value survives it.
+func Add(field string, value any) Op { return Op{kind: delta.Add, field: field, value: value} }
+
+// Remove removes value from a set field.
+func Remove(field string, value any) Op { return Op{kind: delta.Remove, field: field, value: value} }
+
+// Append appends value to a log field; logs read in timestamp order.
+func Append(field string, value any) Op { return Op{kind: delta.Append, field: field, value: value} }
+
+func (c *Collection) checkID(op, id string) error {
+	if c.err != nil {
+		return fmt.Errorf("store: %s: %w", op, c.err)
+	}
+	if err := checkName("document id", id); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	return nil
+}
+
+// docFields splits a struct or map into canonical JSON fields.
+func docFields(doc any) (map[string][]byte, error) {
+	raw, ok := doc.(json.RawMessage)
+	if !ok {
+		var err error
+		raw, err = json.Marshal(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document is not JSON: %v: %w", err, ErrInvalid)
+		}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		if k == "" || strings.IndexByte(k, 0) >= 0 {
+			return nil, fmt.Errorf("field name %q: %w", k, ErrInvalid)
+		}
+		cv, err := canonicalRaw(v)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %v: %w", k, err, ErrInvalid)
+		}
+		out[k] = cv
+	}
+	return out, nil
+}
+
+func (c *Collection) putOp(id string, doc any) (userOp, error) {
+	if err := c.checkID("put", id); err != nil {
+		return userOp{}, err
+	}
+	fields, err := docFields(doc)
+	if err != nil {
+		return userOp{}, fmt.Errorf("store: put %s/%s: %w", c.name, id, err)
+	}
+	return userOp{kind: delta.Put, coll: c.name, id: id, fields: fields}, nil
+}
+
+func (c *Collection) updateOps(id string, ops []Op) ([]userOp, error) {
+	if err := c.checkID("update", id); err != nil {
+		return nil, err
+	}
+	out := make([]userOp, 0, len(ops))
+	for _, o := range ops {
+		if o.kind == 0 {
+			return nil, fmt.Errorf("store: update %s/%s: zero Op: %w", c.name, id, ErrInvalid)
+		}
+		if err := checkName("field", o.field); err != nil {
+			return nil, fmt.Errorf("store: update %s/%s: %w", c.name, id, err)
+		}
+		u := userOp{kind: o.kind, coll: c.name, id: id, field: o.field, amount: o.amount}
+		if o.kind != delta.Unset && o.kind != delta.Inc {
+			v, err := canonicalJSON(o.value)
+			if err != nil {
+				return nil, fmt.Errorf("store: update %s/%s: field %q: %v: %w", c.name, id, o.field, err, ErrInvalid)
+			}
+			u.value = v
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// Put replaces document id with doc (a struct, a map or a
+// json.RawMessage holding a JSON object). It returns once the write is
+// durable.
+func (c *Collection) Put(ctx context.Context, id string, doc any) error {
+	u, err := c.putOp(id, doc)
+	if err != nil {
+		return err
+	}
+	return c.s.submit(ctx, "put", []userOp{u})
+}
+
+// Update applies ops to document id, creating it if absent, atomically.
+func (c *Collection) Update(ctx context.Context, id string, ops ...Op) error {
+	us, err := c.updateOps(id, ops)
+	if err != nil {
+		return err
+	}
+	if len(us) == 0 {
+		return nil
+	}
+	return c.s.submit(ctx, "update", us)
+}
+
+// Delete deletes (burns) document id. A later write revives it.
+func (c *Collection) Delete(ctx context.Context, id string) error {
+	if err := c.checkID("delete", id); err != nil {
+		return err
+	}
+	return c.s.submit(ctx, "delete", []userOp{{kind: delta.Delete, coll: c.name, id: id}})
+}
+
+// Get decodes document id into dst (as encoding/json does), or returns
+// ErrNotFound when it is absent or deleted.
+func (c *Collection) Get(ctx context.Context, id string, dst any) error {
+	raw, err := c.GetRaw(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+	}
+	return nil
+}
+
+// GetRaw returns document id as a JSON object with sorted keys.
+func (c *Collection) GetRaw(ctx context.Context, id string) (json.RawMessage, error) {
+	if err := c.checkID("get", id); err != nil {
+		return nil, err
+	}
+	if c.s.closed.Load() {
+		return nil, c.s.errClosed("get")
+	}
+	raw, err := c.s.space.Get(docKey(tView, c.name, id))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+	}
+	return raw, nil
+}
+
+// Batch gathers writes to many documents that commit together, as few
+// deltas as possible, with one fsync. It is not safe for concurrent use.
+type Batch struct {
+	s   *Store
+	ops []userOp
+	err error
+}
+
+// Batch starts a batch.
+func (s *Store) Batch() *Batch { return &Batch{s: s} }
+
+// Put adds a Put to the batch.
+func (b *Batch) Put(coll *Collection, id string, doc any) {
+	if b.err != nil {
+		return
+	}
+	u, err := coll.putOp(id, doc)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.ops = append(b.ops, u)
+}
+
+// Update adds an Update to the batch.
+func (b *Batch) Update(coll *Collection, id string, ops ...Op) {
+	if b.err != nil {
+		return
+	}
+	us, err := coll.updateOps(id, ops)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.ops = append(b.ops, us...)
+}
+
+// Delete adds a Delete to the batch.
+func (b *Batch) Delete(coll *Collection, id string) {
+	if b.err != nil {
+		return
+	}
+	if err := coll.checkID("delete", id); err != nil {
+		b.err = err
+		return
+	}
+	b.ops = append(b.ops, userOp{kind: delta.Delete, coll: coll.name, id: id})
+}
+
+// Len returns the number of operations in the batch.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Commit writes the batch and returns once it is durable. The first
+// invalid operation added makes Commit fail without writing anything; a
+// validator refusing any operation refuses the whole batch.
+func (b *Batch) Commit(ctx context.Context) error {
+	if b.err != nil {
+		return b.err
+	}
+	if len(b.ops) == 0 {
+		return nil
+	}
+	ops := b.ops
+	b.ops = nil
+	return b.s.submit(ctx, "batch", ops)
+}
+
+var _ = crdt.Doc{}

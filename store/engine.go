@@ -1,0 +1,706 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dpaas/dpaas/internal/crdt"
+	"github.com/dpaas/dpaas/internal/delta"
+	"github.com/dpaas/dpaas/internal/hlc"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The write path. One goroutine, the applier, owns the replica's mutable
+// state (heads, versions, pending deltas) and is the only writer of
+// documents: it gathers every local write waiting at that moment into one
+// delta (or a few, for big batches), applies it to the documents, and hands
+// the Pebble batch to Pebble's commit pipeline without waiting for the
+// fsync. A second goroutine, the syncer, waits for each fsync in order and
+// only then acknowledges the writers, tells watchers and pushes the delta
+// to peers. So concurrent writers share both a signature and an fsync, and
+// nothing leaves the replica before it is durable.
+
+// userOp is one operation as a caller asked for it, before the applier
+// adds what it observed (set tags, counter bases).
+type userOp struct {
+	kind   delta.Kind
+	coll   string
+	id     string
+	field  string
+	value  []byte
+	amount int64
+	fields map[string][]byte
+}
+
+type writeReq struct {
+	ops  []userOp
+	done chan error
+	err  error
+}
+
+// incoming is a verified remote delta.
+type incoming struct {
+	d     *delta.Delta
+	id    cid.Cid
+	block []byte
+	from  peer.ID
+}
+
+type remoteReq struct {
+	in   []*incoming
+	done chan remoteResult
+}
+
+type remoteResult struct {
+	applied, rejected, dups, waiting int
+	err                              error
+}
+
+// committed is a batch handed to the syncer.
+type committed struct {
+	batch   *pebble.Batch
+	durable bool // wait for the fsync before acknowledging
+	reqs    []*writeReq
+	blocks  [][]byte
+	changes []Change
+	err     error
+}
+
+func (s *Store) runApplier() {
+	defer s.wg.Done()
+	defer close(s.synced)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.closing:
+			for {
+				select {
+				case req := <-s.writes:
+					req.done <- s.errClosed("write")
+				default:
+					return
+				}
+			}
+		case req := <-s.writes:
+			reqs := []*writeReq{req}
+			n := len(req.ops)
+		gather:
+			for n < 64*s.cfg.MaxDeltaOps {
+				select {
+				case r := <-s.writes:
+					reqs = append(reqs, r)
+					n += len(r.ops)
+				default:
+					break gather
+				}
+			}
+			s.commitLocal(reqs)
+		case rr := <-s.remote:
+			rr.done <- s.applyRemote(rr.in)
+		case f := <-s.control:
+			f()
+		case <-tick.C:
+			if len(s.future) > 0 {
+				s.releaseFuture()
+			}
+		}
+	}
+}
+
+func (s *Store) runSyncer() {
+	defer s.wg.Done()
+	for c := range s.synced {
+		err := c.err
+		if c.batch != nil {
+			if c.durable && err == nil {
+				err = c.batch.SyncWait()
+				if err != nil {
+					err = fmt.Errorf("store: commit: %w", err)
+				}
+			}
+			c.batch.Close()
+		}
+		for _, r := range c.reqs {
+			if r.err != nil {
+				r.done <- r.err
+			} else {
+				r.done <- err
+			}
+		}
+		if err != nil {
+			continue
+		}
+		s.notify(c.changes)
+		if n := s.net.Load(); n != nil {
+			for _, b := range c.blocks {
+				n.publishDelta(b)
+			}
+		}
+	}
+}
+
+// submit hands a write to the applier and waits until it is durable.
+func (s *Store) submit(ctx interface{ Done() <-chan struct{}; Err() error }, op string, ops []userOp) error {
+	if s.closed.Load() {
+		return s.errClosed(op)
+	}
+	req := &writeReq{ops: ops, done: make(chan error, 1)}
+	select {
+	case s.writes <- req:
+	case <-s.closing:
+		return s.errClosed(op)
+	case <-ctx.Done():
+		return fmt.Errorf("store: %s: %w", op, ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store: %s: %w", op, ctx.Err())
+	case <-s.stopped:
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return s.errClosed(op)
+		}
+	}
+}
+
+// workDoc is a document being changed in the current batch.
+type workDoc struct {
+	coll, id string
+	state    *crdt.Doc
+	before   []byte // view when loaded
+	dirty    bool
+	remote   bool
+}
+
+// workset caches the documents a batch touches; reads fall through to
+// Pebble, which already holds every earlier batch.
+type workset struct {
+	s    *Store
+	docs map[string]*workDoc
+	list []*workDoc
+}
+
+func newWorkset(s *Store) *workset { return &workset{s: s, docs: make(map[string]*workDoc)} }
+
+func (w *workset) doc(coll, id string) (*workDoc, error) {
+	k := coll + "\x00" + id
+	if d := w.docs[k]; d != nil {
+		return d, nil
+	}
+	d := &workDoc{coll: coll, id: id, state: new(crdt.Doc)}
+	raw, err := w.s.space.Get(docKey(tState, coll, id))
+	switch {
+	case err == nil:
+		st, err := crdt.Decode(raw)
+		if err != nil {
+			return nil, fmt.Errorf("store: document %s/%s: %w", coll, id, err)
+		}
+		d.state = st
+		d.before = st.View()
+	case !errors.Is(err, kv.ErrNotFound):
+		return nil, fmt.Errorf("store: document %s/%s: %w", coll, id, err)
+	}
+	w.docs[k] = d
+	w.list = append(w.list, d)
+	return d, nil
+}
+
+// snapshotDocs encodes the state of docs so a rejected write can be undone.
+func (w *workset) snapshot(keys []*workDoc) (map[*workDoc][]byte, error) {
+	out := make(map[*workDoc][]byte, len(keys))
+	for _, d := range keys {
+		if _, ok := out[d]; ok {
+			continue
+		}
+		b, err := d.state.Encode()
+		if err != nil {
+			return nil, err
+		}
+		out[d] = b
+	}
+	return out, nil
+}
+
+func restore(snap map[*workDoc][]byte) {
+	for d, b := range snap {
+		st, err := crdt.Decode(b)
+		if err == nil {
+			d.state = st
+		}
+	}
+}
+
+// flush writes every changed document's state, view and index entries.
+func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
+	var changes []Change
+	sp := w.s.space
+	for _, d := range w.list {
+		if !d.dirty {
+			continue
+		}
+		enc, err := d.state.Encode()
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Set(sp.Key(docKey(tState, d.coll, d.id)), enc, nil); err != nil {
+			return nil, err
+		}
+		view := d.state.View()
+		if view == nil {
+			if d.before != nil {
+				if err := b.Delete(sp.Key(docKey(tView, d.coll, d.id)), nil); err != nil {
+					return nil, err
+				}
+			}
+		} else if err := b.Set(sp.Key(docKey(tView, d.coll, d.id)), view, nil); err != nil {
+			return nil, err
+		}
+		for field := range w.s.indexedFields(d.coll) {
+			if err := writeIndex(b, sp, d.coll, field, d.id, d.before, view); err != nil {
+				return nil, err
+			}
+		}
+		if string(view) != string(d.before) {
+			changes = append(changes, Change{Collection: d.coll, ID: d.id, Doc: view, Deleted: view == nil, Remote: d.remote})
+		}
+		d.before = view
+		d.dirty = false
+	}
+	return changes, nil
+}
+
+func indexKey(coll, field string, enc []byte, id string) []byte {
+	k := make([]byte, 0, 3+len(coll)+len(field)+len(enc)+len(id))
+	k = append(k, tIndex)
+	k = append(k, coll...)
+	k = append(k, 0)
+	k = append(k, field...)
+	k = append(k, 0)
+	k = append(k, enc...)
+	return append(k, id...)
+}
+
+func indexEntry(view []byte, field string) []byte {
+	if view == nil {
+		return nil
+	}
+	raw, ok := lookup(view, field)
+	if !ok {
+		return nil
+	}
+	enc, err := encodeValue(raw)
+	if err != nil || enc[0] == typeOther {
+		return nil
+	}
+	return enc
+}
+
+func writeIndex(b *pebble.Batch, sp *kv.Space, coll, field, id string, before, after []byte) error {
+	old, neu := indexEntry(before, field), indexEntry(after, field)
+	if string(old) == string(neu) && (old == nil) == (neu == nil) {
+		return nil
+	}
+	if old != nil {
+		if err := b.Delete(sp.Key(indexKey(coll, field, old, id)), nil); err != nil {
+			return err
+		}
+	}
+	if neu != nil {
+		return b.Set(sp.Key(indexKey(coll, field, neu, id)), nil, nil)
+	}
+	return nil
+}
+
+// buildOp completes a caller's operation with what the document's current
+// state lets the writer observe.
+func buildOp(u *userOp, st *crdt.Doc) delta.Op {
+	op := delta.Op{Kind: u.kind, Collection: u.coll, ID: u.id, Field: u.field, Value: u.value, Amount: u.amount, Fields: u.fields}
+	switch u.kind {
+	case delta.Put, delta.Delete:
+		op.Bases, op.Seen = st.Bases(""), st.Seen()
+		if u.kind == delta.Put && op.Fields == nil {
+			op.Fields = map[string][]byte{}
+		}
+	case delta.Set, delta.Unset:
+		op.Bases = st.Bases(u.field)
+	case delta.Remove:
+		op.Tags = st.Tags(u.field, u.value)
+	}
+	return op
+}
+
+// commitLocal turns the waiting writes into deltas and commits them.
+func (s *Store) commitLocal(reqs []*writeReq) {
+	w := newWorkset(s)
+	b := s.pdb.NewBatch()
+	maxOps := s.cfg.MaxDeltaOps
+	var (
+		ops  []delta.Op
+		hlcs []hlc.Timestamp
+	)
+	stampAt := func(pos int) crdt.Stamp {
+		k := pos / maxOps
+		for len(hlcs) <= k {
+			hlcs = append(hlcs, s.clock.Now())
+		}
+		return crdt.MakeStamp(uint64(hlcs[k]), s.author, uint32(pos%maxOps))
+	}
+	fail := func(err error) {
+		b.Close()
+		for _, r := range reqs {
+			r.err = err
+		}
+		s.synced <- &committed{reqs: reqs, err: err}
+	}
+	for _, r := range reqs {
+		mark := len(ops)
+		var undo map[*workDoc][]byte
+		for i := range r.ops {
+			u := &r.ops[i]
+			d, err := w.doc(u.coll, u.id)
+			if err != nil {
+				fail(err)
+				return
+			}
+			v := s.validator(u.coll)
+			if v != nil && undo == nil {
+				undo = make(map[*workDoc][]byte)
+			}
+			if v != nil {
+				if _, ok := undo[d]; !ok {
+					snap, err := w.snapshot([]*workDoc{d})
+					if err != nil {
+						fail(err)
+						return
+					}
+					undo[d] = snap[d]
+				}
+			}
+			op := buildOp(u, d.state)
+			if v != nil {
+				if err := v(writeOf(s.author, &op, d.state.View())); err != nil {
+					r.err = fmt.Errorf("store: write %s/%s: %w: %w", u.coll, u.id, ErrRejected, err)
+					break
+				}
+			}
+			d.state.Apply(stampAt(len(ops)), &op)
+			d.dirty = true
+			ops = append(ops, op)
+		}
+		if r.err != nil {
+			restore(undo)
+			ops = ops[:mark]
+		}
+	}
+	if len(ops) == 0 {
+		b.Close()
+		s.synced <- &committed{reqs: reqs}
+		return
+	}
+	var blocks [][]byte
+	seq := s.vv[s.author]
+	parents := s.sortedHeads()
+	for k := 0; k*maxOps < len(ops); k++ {
+		end := min(len(ops), (k+1)*maxOps)
+		seq++
+		d := &delta.Delta{Seq: seq, HLC: uint64(hlcs[k]), Parents: parents, Ops: ops[k*maxOps : end]}
+		block, id, err := d.Sign(s.key)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if err := s.writeDelta(b, d, id, block); err != nil {
+			fail(err)
+			return
+		}
+		blocks = append(blocks, block)
+		parents = []cid.Cid{id}
+	}
+	changes, err := w.flush(b)
+	if err == nil {
+		err = s.writeMeta(b)
+	}
+	if err == nil {
+		err = s.pdb.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		fail(fmt.Errorf("store: commit: %w", err))
+		return
+	}
+	s.created.Add(uint64(len(blocks)))
+	s.publishSnapshot()
+	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
+}
+
+func (s *Store) sortedHeads() []cid.Cid {
+	out := make([]cid.Cid, 0, len(s.heads))
+	for h := range s.heads {
+		out = append(out, h)
+	}
+	sortCids(out)
+	return out
+}
+
+func sortCids(cs []cid.Cid) {
+	slices.SortFunc(cs, func(a, b cid.Cid) int { return compareBytes(a.Bytes(), b.Bytes()) })
+}
+
+func compareBytes(a, b []byte) int {
+	switch {
+	case string(a) < string(b):
+		return -1
+	case string(a) > string(b):
+		return 1
+	}
+	return 0
+}
+
+// writeDelta records an applied delta: its block, its place in the
+// author's chain and the application order, and the new heads.
+func (s *Store) writeDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []byte) error {
+	sp := s.space
+	if err := b.Set(sp.Key(cidKey(tBlock, id)), block, nil); err != nil {
+		return err
+	}
+	s.order++
+	v := binary.BigEndian.AppendUint64(nil, s.order)
+	v = append(v, id.Bytes()...)
+	if err := b.Set(sp.Key(authorKey(d.Author, d.Seq)), v, nil); err != nil {
+		return err
+	}
+	for _, p := range d.Parents {
+		if _, ok := s.heads[p]; ok {
+			delete(s.heads, p)
+			if err := b.Delete(sp.Key(cidKey(tHead, p)), nil); err != nil {
+				return err
+			}
+		}
+	}
+	s.heads[id] = struct{}{}
+	if err := b.Set(sp.Key(cidKey(tHead, id)), nil, nil); err != nil {
+		return err
+	}
+	if d.Seq > s.vv[d.Author] {
+		s.vv[d.Author] = d.Seq
+		if err := b.Set(sp.Key(append([]byte{tVersion}, d.Author[:]...)), binary.BigEndian.AppendUint64(nil, d.Seq), nil); err != nil {
+			return err
+		}
+	}
+	s.clock.Observe(hlc.Timestamp(d.HLC))
+	return nil
+}
+
+func (s *Store) writeMeta(b *pebble.Batch) error {
+	if err := b.Set(s.space.Key(metaOrder), binary.BigEndian.AppendUint64(nil, s.order), nil); err != nil {
+		return err
+	}
+	return b.Set(s.space.Key(metaClock), binary.BigEndian.AppendUint64(nil, uint64(s.clock.Last())), nil)
+}
+
+// known reports whether a delta was applied or rejected here.
+func (s *Store) known(id cid.Cid) (bool, error) {
+	if ok, err := s.space.Has(cidKey(tBlock, id)); ok || err != nil {
+		return ok, err
+	}
+	return s.space.Has(cidKey(tReject, id))
+}
+
+// applyRemote applies verified remote deltas whose parents are known,
+// parks the others until their parents arrive, and holds those stamped too
+// far in the future.
+func (s *Store) applyRemote(in []*incoming) remoteResult {
+	var res remoteResult
+	w := newWorkset(s)
+	b := s.pdb.NewBatch()
+	done := make(map[cid.Cid]bool)
+	var blocks int
+	queue := in
+	now := hlc.FromTime(s.cfg.Clock().Add(s.cfg.MaxClockSkew))
+	for len(queue) > 0 {
+		x := queue[0]
+		queue = queue[1:]
+		if done[x.id] || s.pending[x.id] != nil && s.pending[x.id] != x || s.future[x.id] != nil && s.future[x.id] != x {
+			res.dups++
+			continue
+		}
+		if k, err := s.known(x.id); err != nil {
+			res.err = err
+			break
+		} else if k {
+			res.dups++
+			continue
+		}
+		if hlc.Timestamp(x.d.HLC) > now {
+			if s.future[x.id] == nil {
+				s.future[x.id] = x
+				s.log.Info("store: holding a delta stamped in the future", "cid", x.id, "author", x.d.Author, "at", hlc.Timestamp(x.d.HLC).Wall())
+			}
+			res.waiting++
+			continue
+		}
+		delete(s.future, x.id)
+		missing := cid.Undef
+		for _, p := range x.d.Parents {
+			if done[p] {
+				continue
+			}
+			k, err := s.known(p)
+			if err != nil {
+				res.err = err
+				break
+			}
+			if !k {
+				missing = p
+				break
+			}
+		}
+		if res.err != nil {
+			break
+		}
+		if missing.Defined() {
+			if s.pending[x.id] == nil {
+				s.pending[x.id] = x
+				s.waiters[missing] = append(s.waiters[missing], x.id)
+			}
+			res.waiting++
+			continue
+		}
+		delete(s.pending, x.id)
+		if err := s.applyOne(w, b, x); err != nil {
+			var rej *rejection
+			if !errors.As(err, &rej) {
+				res.err = err
+				break
+			}
+			s.rejected.Add(1)
+			res.rejected++
+			s.log.Warn("store: rejected a delta", "cid", x.id, "author", x.d.Author, "from", x.from, "reason", rej.Error())
+			if err := b.Set(s.space.Key(cidKey(tReject, x.id)), []byte(rej.Error()), nil); err != nil {
+				res.err = err
+				break
+			}
+		} else {
+			res.applied++
+			blocks++
+			s.applied.Add(1)
+		}
+		done[x.id] = true
+		for _, child := range s.waiters[x.id] {
+			if c := s.pending[child]; c != nil {
+				queue = append(queue, c)
+			}
+		}
+		delete(s.waiters, x.id)
+	}
+	s.dups.Add(uint64(res.dups))
+	s.pendingN.Store(int64(len(s.pending)))
+	s.heldN.Store(int64(len(s.future)))
+	if res.err != nil {
+		b.Close()
+		return res
+	}
+	changes, err := w.flush(b)
+	if err == nil {
+		err = s.writeMeta(b)
+	}
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err != nil {
+		b.Close()
+		res.err = fmt.Errorf("store: apply: %w", err)
+		return res
+	}
+	s.publishSnapshot()
+	s.synced <- &committed{batch: b, changes: changes}
+	return res
+}
+
+type rejection struct{ reason string }
+
+func (r *rejection) Error() string { return r.reason }
+
+// applyOne validates and applies one remote delta.
+func (s *Store) applyOne(w *workset, b *pebble.Batch, x *incoming) error {
+	var touched []*workDoc
+	guarded := false
+	for i := range x.d.Ops {
+		op := &x.d.Ops[i]
+		d, err := w.doc(op.Collection, op.ID)
+		if err != nil {
+			return err
+		}
+		touched = append(touched, d)
+		if s.validator(op.Collection) != nil {
+			guarded = true
+		}
+	}
+	var undo map[*workDoc][]byte
+	if guarded {
+		var err error
+		if undo, err = w.snapshot(touched); err != nil {
+			return err
+		}
+	}
+	for i := range x.d.Ops {
+		op := &x.d.Ops[i]
+		d := touched[i]
+		if v := s.validator(op.Collection); v != nil {
+			if err := v(writeOf(x.d.Author, op, d.state.View())); err != nil {
+				restore(undo)
+				return &rejection{reason: fmt.Sprintf("op %d on %s/%s: %v", i, op.Collection, op.ID, err)}
+			}
+		}
+		d.state.Apply(crdt.MakeStamp(x.d.HLC, x.d.Author, uint32(i)), op)
+		d.dirty, d.remote = true, true
+	}
+	return s.writeDelta(b, x.d, x.id, x.block)
+}
+
+// releaseFuture retries held deltas whose time has come.
+func (s *Store) releaseFuture() {
+	now := hlc.FromTime(s.cfg.Clock().Add(s.cfg.MaxClockSkew))
+	var due []*incoming
+	for _, x := range s.future {
+		if hlc.Timestamp(x.d.HLC) <= now {
+			due = append(due, x)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	slices.SortFunc(due, func(a, b *incoming) int { return compareBytes(a.id.Bytes(), b.id.Bytes()) })
+	if res := s.applyRemote(due); res.err != nil {
+		s.log.Error("store: applying held deltas", "err", res.err)
+	}
+}
+
+// applyRemoteSync runs applyRemote on the applier goroutine.
+func (s *Store) applyRemoteWait(in []*incoming, stop <-chan struct{}) (remoteResult, error) {
+	rr := &remoteReq{in: in, done: make(chan remoteResult, 1)}
+	select {
+	case s.remote <- rr:
+	case <-s.closing:
+		return remoteResult{}, s.errClosed("apply")
+	case <-stop:
+		return remoteResult{}, s.errClosed("apply")
+	}
+	select {
+	case res := <-rr.done:
+		return res, res.err
+	case <-s.stopped:
+		return remoteResult{}, s.errClosed("apply")
+	}
+}
+

@@ -1,0 +1,494 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/delta"
+	"github.com/dpaas/dpaas/internal/storesync"
+	"github.com/dpaas/dpaas/pubsub"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/host"
+	lpnet "github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// TopicName is the store's pubsub topic (namespaced by AppID by pubsub).
+const TopicName = "store/deltas"
+
+// ProtocolID returns the catch-up stream protocol of an app.
+func ProtocolID(appID string) protocol.ID {
+	return protocol.ID("/dpaas/" + appID + "/store/sync/1.0.0")
+}
+
+// SyncStatus is the progress of the latest catch-up from one peer.
+type SyncStatus struct {
+	Peer     peer.ID
+	Started  time.Time
+	Finished time.Time // zero while running
+	Total    uint64    // deltas the peer said it would send
+	Received uint64
+	Applied  uint64
+	Err      error // why the last catch-up ended early, if it did
+}
+
+// Done reports whether the catch-up has finished.
+func (st SyncStatus) Done() bool { return !st.Finished.IsZero() }
+
+// SyncStatus returns the progress of the latest catch-up from each peer.
+func (s *Store) SyncStatus() []SyncStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SyncStatus, 0, len(s.syncs))
+	for _, st := range s.syncs {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b SyncStatus) int { return compareBytes([]byte(a.Peer), []byte(b.Peer)) })
+	return out
+}
+
+func (s *Store) setSync(p peer.ID, f func(*SyncStatus)) {
+	s.mu.Lock()
+	st := s.syncs[p.String()]
+	if st == nil {
+		st = &SyncStatus{Peer: p}
+		s.syncs[p.String()] = st
+	}
+	f(st)
+	s.mu.Unlock()
+}
+
+type network struct {
+	s      *Store
+	h      host.Host
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	proto  protocol.ID
+	ctx    context.Context
+	cancel context.CancelFunc
+	notify *lpnet.NotifyBundle
+
+	want chan peer.ID
+
+	mu       sync.Mutex
+	queued   map[peer.ID]bool
+	handlers sync.WaitGroup
+	closed   bool
+}
+
+func startNetwork(ctx context.Context, s *Store) error {
+	topic, err := s.cfg.PubSub.Join(TopicName)
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	nctx, cancel := context.WithCancel(context.Background())
+	n := &network{
+		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
+		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), queued: make(map[peer.ID]bool),
+	}
+	s.net.Store(n)
+	n.h.SetStreamHandler(n.proto, n.serve)
+	n.notify = &lpnet.NotifyBundle{ConnectedF: func(_ lpnet.Network, c lpnet.Conn) { n.wantSync(c.RemotePeer()) }}
+	n.h.Network().Notify(n.notify)
+	s.netWG.Add(3)
+	go n.receive()
+	go n.announce()
+	go n.catchUps()
+	for _, p := range n.h.Network().Peers() {
+		n.wantSync(p)
+	}
+	return nil
+}
+
+func (n *network) close() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.h.Network().StopNotify(n.notify)
+	n.h.RemoveStreamHandler(n.proto)
+	n.cancel()
+	n.sub.Close()
+	n.handlers.Wait()
+}
+
+// enter tracks a stream handler so close can wait for it.
+func (n *network) enter() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.handlers.Add(1)
+	return true
+}
+
+func (n *network) publishDelta(block []byte) {
+	if n.ctx.Err() != nil {
+		return
+	}
+	msg, err := storesync.Encode(&storesync.Message{Delta: block})
+	if err != nil {
+		return
+	}
+	if err := n.topic.Publish(n.ctx, msg); err != nil && !errors.Is(err, pubsub.ErrTooLarge) && n.ctx.Err() == nil {
+		n.s.log.Debug("store: push delta", "err", err)
+	}
+}
+
+func (n *network) wantSync(p peer.ID) {
+	if p == n.h.ID() {
+		return
+	}
+	n.mu.Lock()
+	if n.closed || n.queued[p] {
+		n.mu.Unlock()
+		return
+	}
+	n.queued[p] = true
+	n.mu.Unlock()
+	select {
+	case n.want <- p:
+	default:
+		n.mu.Lock()
+		delete(n.queued, p)
+		n.mu.Unlock()
+	}
+}
+
+func (n *network) receive() {
+	defer n.s.netWG.Done()
+	for {
+		m, err := n.sub.Next(n.ctx)
+		if err != nil {
+			return
+		}
+		if m.From == n.h.ID() {
+			continue
+		}
+		msg, err := storesync.DecodeMessage(m.Data)
+		if err != nil {
+			n.s.rejected.Add(1)
+			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
+			continue
+		}
+		if msg.Announce != nil {
+			if n.behind(msg.Announce.Versions) {
+				n.wantSync(m.From)
+			}
+			continue
+		}
+		d, id, err := delta.Decode(msg.Delta)
+		if err != nil {
+			n.s.rejected.Add(1)
+			n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
+			continue
+		}
+		res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
+		if err != nil {
+			return
+		}
+		if res.waiting > 0 && n.s.Stats().Pending > 0 {
+			n.wantSync(m.From)
+		}
+	}
+}
+
+// behind reports whether a peer's versions hold anything this replica lacks.
+func (n *network) behind(vs []storesync.Version) bool {
+	mine := n.s.snap.Load().vv
+	for _, v := range vs {
+		if v.Seq > mine[common.BytesToAddress(v.Author)] {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *network) announce() {
+	defer n.s.netWG.Done()
+	t := time.NewTicker(n.s.cfg.AnnounceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		sn := n.s.snap.Load()
+		a := &storesync.Announce{Versions: versionsOf(sn.vv)}
+		for i, h := range sn.heads {
+			if i == storesync.MaxHeads {
+				break
+			}
+			a.Heads = append(a.Heads, h.Bytes())
+		}
+		msg, err := storesync.Encode(&storesync.Message{Announce: a})
+		if err == nil {
+			err = n.topic.Publish(n.ctx, msg)
+		}
+		if err != nil && n.ctx.Err() == nil {
+			n.s.log.Debug("store: announce", "err", err)
+		}
+	}
+}
+
+func versionsOf(vv map[common.Address]uint64) []storesync.Version {
+	out := make([]storesync.Version, 0, len(vv))
+	for a, seq := range vv {
+		out = append(out, storesync.Version{Author: a.Bytes(), Seq: seq})
+	}
+	slices.SortFunc(out, func(a, b storesync.Version) int { return compareBytes(a.Author, b.Author) })
+	return out
+}
+
+func (n *network) catchUps() {
+	defer n.s.netWG.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case p := <-n.want:
+			n.mu.Lock()
+			delete(n.queued, p)
+			n.mu.Unlock()
+			if err := n.catchUp(p); err != nil && n.ctx.Err() == nil {
+				n.s.log.Debug("store: catch-up", "peer", p, "err", err)
+			}
+		}
+	}
+}
+
+// catchUp asks p for everything this replica lacks and applies it as it
+// streams in: frames are verified in parallel, batches applied in order.
+func (n *network) catchUp(p peer.ID) (err error) {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	n.s.setSync(p, func(st *SyncStatus) {
+		*st = SyncStatus{Peer: p, Started: start}
+	})
+	defer func() {
+		n.s.setSync(p, func(st *SyncStatus) { st.Finished, st.Err = time.Now(), err })
+	}()
+	str, err := n.h.NewStream(lpnet.WithAllowLimitedConn(ctx, "store sync"), p, n.proto)
+	if err != nil {
+		return fmt.Errorf("store: catch-up from %s: %w", p, err)
+	}
+	defer str.Close()
+	stopReset := context.AfterFunc(ctx, func() { str.Reset() })
+	defer stopReset()
+	req, err := storesync.Encode(&storesync.Request{Versions: versionsOf(n.s.snap.Load().vv)})
+	if err != nil {
+		return err
+	}
+	if err := storesync.WriteFrame(str, req); err != nil {
+		return fmt.Errorf("store: catch-up from %s: %w", p, err)
+	}
+	if err := str.CloseWrite(); err != nil {
+		return fmt.Errorf("store: catch-up from %s: %w", p, err)
+	}
+	r := bufio.NewReaderSize(str, 256<<10)
+	hb, err := storesync.ReadFrame(r)
+	if err != nil {
+		return fmt.Errorf("store: catch-up from %s: header: %w", p, err)
+	}
+	hdr, err := storesync.DecodeHeader(hb)
+	if err != nil {
+		return fmt.Errorf("store: catch-up from %s: %w", p, err)
+	}
+	if hdr.Total == 0 {
+		return nil
+	}
+	n.s.setSync(p, func(st *SyncStatus) { st.Total = hdr.Total })
+	n.s.log.Info("store: catching up", "peer", p, "deltas", hdr.Total)
+
+	// reader → verified batches (in order) → applier
+	type batch struct {
+		in  []*incoming
+		err error
+	}
+	batches := make(chan batch, 4)
+	var reader sync.WaitGroup
+	defer reader.Wait()
+	defer cancel() // runs first: unblocks the reader
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		defer close(batches)
+		const size = 1024
+		for {
+			frames := make([][]byte, 0, size)
+			var rerr error
+			for len(frames) < size {
+				f, err := storesync.ReadFrame(r)
+				if err != nil {
+					rerr = err
+					break
+				}
+				frames = append(frames, f)
+				if r.Buffered() == 0 && len(frames) >= 64 {
+					break // do not sit on frames while the network is slow
+				}
+			}
+			in := verifyAll(frames, p)
+			n.s.setSync(p, func(st *SyncStatus) { st.Received += uint64(len(frames)) })
+			bad := len(frames) - len(in)
+			if bad > 0 {
+				n.s.rejected.Add(uint64(bad))
+				n.s.log.Warn("store: refused deltas from a catch-up stream", "peer", p, "count", bad)
+			}
+			select {
+			case batches <- batch{in: in, err: rerr}:
+			case <-ctx.Done():
+				return
+			}
+			if rerr != nil {
+				return
+			}
+		}
+	}()
+	lastLog := time.Now()
+	var applied uint64
+	for b := range batches {
+		if len(b.in) > 0 {
+			res, err := n.s.applyRemoteWait(b.in, ctx.Done())
+			if err != nil {
+				return err
+			}
+			applied += uint64(res.applied)
+			n.s.setSync(p, func(st *SyncStatus) { st.Applied = applied })
+		}
+		if time.Since(lastLog) > 2*time.Second {
+			lastLog = time.Now()
+			n.s.log.Info("store: catch-up progress", "peer", p, "applied", applied, "total", hdr.Total)
+		}
+		if b.err != nil {
+			if errors.Is(b.err, errEOF) {
+				break
+			}
+			return fmt.Errorf("store: catch-up from %s: %w", p, b.err)
+		}
+	}
+	n.s.catchUps.Add(1)
+	n.s.log.Info("store: caught up", "peer", p, "applied", applied, "total", hdr.Total, "took", time.Since(start))
+	return ctx.Err()
+}
+
+// verifyAll decodes and checks frames on every core, keeping their order
+// and dropping the bad ones.
+func verifyAll(frames [][]byte, from peer.ID) []*incoming {
+	out := make([]*incoming, len(frames))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(frames)/32))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(frames); i += workers {
+				d, id, err := delta.Decode(frames[i])
+				if err == nil {
+					out[i] = &incoming{d: d, id: id, block: frames[i], from: from}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(out, func(x *incoming) bool { return x == nil })
+}
+
+// serve answers a catch-up request with every delta the requester lacks,
+// in the order this replica applied them.
+func (n *network) serve(str lpnet.Stream) {
+	if !n.enter() {
+		str.Reset()
+		return
+	}
+	defer n.handlers.Done()
+	defer str.Close()
+	stop := context.AfterFunc(n.ctx, func() { str.Reset() })
+	defer stop()
+	_ = str.SetReadDeadline(time.Now().Add(30 * time.Second))
+	rf, err := storesync.ReadFrame(bufio.NewReader(str))
+	if err != nil {
+		str.Reset()
+		return
+	}
+	req, err := storesync.DecodeRequest(rf)
+	if err != nil {
+		n.s.log.Warn("store: malformed catch-up request", "peer", str.Conn().RemotePeer(), "err", err)
+		str.Reset()
+		return
+	}
+	have := make(map[common.Address]uint64, len(req.Versions))
+	for _, v := range req.Versions {
+		have[common.BytesToAddress(v.Author)] = v.Seq
+	}
+	type entry struct {
+		order uint64
+		id    []byte
+	}
+	var todo []entry
+	sp := n.s.space
+	for a, seq := range n.s.snap.Load().vv {
+		if seq <= have[a] {
+			continue
+		}
+		it, err := sp.Iter(authorKey(a, have[a]+1), authorKey(a, seq+1))
+		if err != nil {
+			str.Reset()
+			return
+		}
+		for it.First(); it.Valid(); it.Next() {
+			v := it.Value()
+			if len(v) > 8 {
+				todo = append(todo, entry{order: binary.BigEndian.Uint64(v), id: slices.Clone(v[8:])})
+			}
+		}
+		it.Close()
+	}
+	slices.SortFunc(todo, func(a, b entry) int {
+		switch {
+		case a.order < b.order:
+			return -1
+		case a.order > b.order:
+			return 1
+		}
+		return 0
+	})
+	w := bufio.NewWriterSize(str, 256<<10)
+	hdr, _ := storesync.Encode(&storesync.Header{Total: uint64(len(todo))})
+	if err := storesync.WriteFrame(w, hdr); err != nil {
+		str.Reset()
+		return
+	}
+	for _, e := range todo {
+		block, err := sp.Get(append([]byte{tBlock}, e.id...))
+		if err != nil {
+			str.Reset()
+			return
+		}
+		if err := storesync.WriteFrame(w, block); err != nil {
+			str.Reset()
+			return
+		}
+		n.s.served.Add(1)
+	}
+	if err := w.Flush(); err != nil {
+		str.Reset()
+	}
+}
+
+var errEOF = io.EOF

@@ -1,0 +1,405 @@
+package store
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dpaas/dpaas/internal/hlc"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/pubsub"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+)
+
+var (
+	// ErrNotFound is returned by Get for a document that is absent or deleted.
+	ErrNotFound = errors.New("store: not found")
+	// ErrClosed is returned by every operation after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrInvalid is wrapped by errors about bad arguments (names, documents,
+	// values, query options).
+	ErrInvalid = errors.New("store: invalid argument")
+	// ErrRejected is wrapped when a collection's validator refuses a write.
+	ErrRejected = errors.New("store: rejected by validator")
+)
+
+// Config configures Open. Zero values mean defaults; Open copies it.
+type Config struct {
+	// Space is where the store persists; nil means a private in-memory
+	// database, closed with the store.
+	Space *kv.Space
+	// Key signs this replica's deltas; nil means a fresh random key.
+	Key *ecdsa.PrivateKey
+	// Host and PubSub connect the store to its peers; both nil means a
+	// local-only store.
+	Host   host.Host
+	PubSub *pubsub.PubSub
+	// AppID namespaces the catch-up protocol ID; required with Host.
+	AppID string
+	// Logger receives replication progress and rejected input; default
+	// discards.
+	Logger *slog.Logger
+	// Clock reads wall time for timestamps; default time.Now.
+	Clock func() time.Time
+	// MaxClockSkew is how far in the future a delta's timestamp may be
+	// before it is held back until the local clock reaches it; default 1m.
+	MaxClockSkew time.Duration
+	// AnnounceInterval is how often the replica gossips its version vector
+	// so that peers find out they are behind; default 1s.
+	AnnounceInterval time.Duration
+	// MaxDeltaOps bounds the operations in one delta; larger local batches
+	// are split into several deltas committed together. Default 512.
+	MaxDeltaOps int
+	// WatchBuffer is the number of changes a Watch channel holds; default 1024.
+	WatchBuffer int
+}
+
+func (c *Config) setDefaults() error {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = time.Minute
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = time.Second
+	}
+	if c.MaxDeltaOps == 0 {
+		c.MaxDeltaOps = 512
+	}
+	if c.WatchBuffer == 0 {
+		c.WatchBuffer = 1024
+	}
+	if c.MaxClockSkew < 0 || c.AnnounceInterval < 0 || c.MaxDeltaOps < 0 || c.WatchBuffer < 0 {
+		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalid)
+	}
+	if (c.Host == nil) != (c.PubSub == nil) {
+		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
+	}
+	if c.Host != nil && c.AppID == "" {
+		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// Stats are the store's counters since Open. Totals unless said otherwise.
+type Stats struct {
+	DeltasCreated  uint64 // local deltas committed
+	DeltasApplied  uint64 // remote deltas applied
+	DeltasRejected uint64 // remote deltas refused: bad signature, malformed, validator
+	Duplicates     uint64 // remote deltas received again
+	Pending        int    // remote deltas waiting for parents (now)
+	Held           int    // remote deltas stamped in the future, held back (now)
+	Heads          int    // current heads (now)
+	CatchUps       uint64 // catch-up streams completed as requester
+	Served         uint64 // deltas served to peers catching up
+}
+
+// Store is a replicated document store. It is safe for concurrent use.
+type Store struct {
+	cfg    Config
+	space  *kv.Space
+	pdb    *pebble.DB
+	ownDB  *kv.DB
+	key    *ecdsa.PrivateKey
+	author common.Address
+	clock  *hlc.Clock
+	log    *slog.Logger
+
+	writes  chan *writeReq
+	remote  chan *remoteReq
+	control chan func()
+	synced  chan *committed
+	closing chan struct{}
+	stopped chan struct{} // closed once the applier and syncer are gone
+	closed  atomic.Bool
+	once    sync.Once
+	wg      sync.WaitGroup // applier and syncer
+	netWG   sync.WaitGroup // network goroutines
+
+	// owned by the applier goroutine
+	heads   map[cid.Cid]struct{}
+	vv      map[common.Address]uint64
+	order   uint64
+	pending map[cid.Cid]*incoming   // waiting for parents
+	waiters map[cid.Cid][]cid.Cid   // missing parent → children
+	future  map[cid.Cid]*incoming   // stamped too far ahead
+
+	snap atomic.Pointer[snapshot] // what readers and the network see
+
+	mu       sync.Mutex
+	colls    map[string]*Collection
+	indexes  map[string]map[string]bool // collection → declared fields
+	watchers map[*watcher]struct{}
+	syncs    map[string]*SyncStatus
+
+	net atomic.Pointer[network]
+
+	created, applied, rejected, dups, catchUps, served atomic.Uint64
+	pendingN, heldN                                     atomic.Int64
+}
+
+// snapshot is the applier's state as of its last commit.
+type snapshot struct {
+	heads []cid.Cid
+	vv    map[common.Address]uint64
+}
+
+// Key layout inside the space (one leading byte names the table).
+const (
+	tBlock   = 'b' // b cid → delta block
+	tAuthor  = 'a' // a author seq → order(8) cid
+	tHead    = 'h' // h cid → ""
+	tVersion = 'w' // w author → seq(8)
+	tReject  = 'r' // r cid → reason
+	tState   = 's' // s coll 0 id → crdt state
+	tView    = 'v' // v coll 0 id → JSON
+	tIndex   = 'x' // x coll 0 field 0 value id → ""
+	tIdxDecl = 'i' // i coll 0 field → ""
+	tMeta    = 'm' // m name → value
+)
+
+var metaOrder = []byte{tMeta, 'o'}
+var metaClock = []byte{tMeta, 'c'}
+
+func docKey(t byte, coll, id string) []byte {
+	k := make([]byte, 0, 2+len(coll)+len(id))
+	k = append(k, t)
+	k = append(k, coll...)
+	k = append(k, 0)
+	return append(k, id...)
+}
+
+func cidKey(t byte, c cid.Cid) []byte { return append([]byte{t}, c.Bytes()...) }
+
+func authorKey(a common.Address, seq uint64) []byte {
+	k := append([]byte{tAuthor}, a[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// Open starts a store on cfg.Space, loading what it persisted, and, when
+// a Host is given, starts replicating with peers.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:      cfg,
+		space:    cfg.Space,
+		log:      cfg.Logger,
+		clock:    hlc.New(cfg.Clock),
+		writes:   make(chan *writeReq, 1024),
+		remote:   make(chan *remoteReq, 16),
+		control:  make(chan func()),
+		synced:   make(chan *committed, 1024),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		heads:    make(map[cid.Cid]struct{}),
+		vv:       make(map[common.Address]uint64),
+		pending:  make(map[cid.Cid]*incoming),
+		waiters:  make(map[cid.Cid][]cid.Cid),
+		future:   make(map[cid.Cid]*incoming),
+		colls:    make(map[string]*Collection),
+		indexes:  make(map[string]map[string]bool),
+		watchers: make(map[*watcher]struct{}),
+		syncs:    make(map[string]*SyncStatus),
+	}
+	if s.space == nil {
+		db, err := kv.Open("", nil)
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		sp, err := db.Space("store")
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		s.ownDB, s.space = db, sp
+	}
+	s.pdb = s.space.DB().Pebble()
+	s.key = cfg.Key
+	if s.key == nil {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			s.closeDB()
+			return nil, fmt.Errorf("store: open: generate key: %w", err)
+		}
+		s.key = k
+	}
+	s.author = crypto.PubkeyToAddress(s.key.PublicKey)
+	if err := s.load(); err != nil {
+		s.closeDB()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.runApplier()
+	go s.runSyncer()
+	go func() { s.wg.Wait(); close(s.stopped) }()
+	if cfg.Host != nil {
+		if err := startNetwork(ctx, s); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) closeDB() {
+	if s.ownDB != nil {
+		s.ownDB.Close()
+	}
+}
+
+// load reads heads, versions, counters and declared indexes.
+func (s *Store) load() error {
+	it, err := s.space.PrefixIter([]byte{tHead})
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		c, err := cid.Cast(s.space.Strip(it.Key())[1:])
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("store: open: corrupt head key: %w", err)
+		}
+		s.heads[c] = struct{}{}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	it, err = s.space.PrefixIter([]byte{tVersion})
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := s.space.Strip(it.Key())
+		v := it.Value()
+		if len(k) != 1+common.AddressLength || len(v) != 8 {
+			it.Close()
+			return fmt.Errorf("store: open: corrupt version entry")
+		}
+		s.vv[common.BytesToAddress(k[1:])] = binary.BigEndian.Uint64(v)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	it, err = s.space.PrefixIter([]byte{tIdxDecl})
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := s.space.Strip(it.Key())[1:]
+		coll, field, ok := cutZero(k)
+		if !ok {
+			it.Close()
+			return fmt.Errorf("store: open: corrupt index declaration")
+		}
+		if s.indexes[coll] == nil {
+			s.indexes[coll] = make(map[string]bool)
+		}
+		s.indexes[coll][field] = true
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	if v, err := s.space.Get(metaOrder); err == nil && len(v) == 8 {
+		s.order = binary.BigEndian.Uint64(v)
+	} else if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	if v, err := s.space.Get(metaClock); err == nil && len(v) == 8 {
+		s.clock.Observe(hlc.Timestamp(binary.BigEndian.Uint64(v)))
+	} else if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	s.publishSnapshot()
+	return nil
+}
+
+func cutZero(b []byte) (string, string, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), string(b[i+1:]), true
+		}
+	}
+	return "", "", false
+}
+
+func (s *Store) publishSnapshot() {
+	sn := &snapshot{heads: make([]cid.Cid, 0, len(s.heads)), vv: make(map[common.Address]uint64, len(s.vv))}
+	for h := range s.heads {
+		sn.heads = append(sn.heads, h)
+	}
+	sortCids(sn.heads)
+	for a, v := range s.vv {
+		sn.vv[a] = v
+	}
+	s.snap.Store(sn)
+}
+
+// Author returns the address that signs this replica's deltas.
+func (s *Store) Author() common.Address { return s.author }
+
+// Heads returns the CIDs of the deltas no other local delta builds on.
+func (s *Store) Heads() []cid.Cid { return append([]cid.Cid(nil), s.snap.Load().heads...) }
+
+// Versions returns, for every author, the highest sequence number applied.
+func (s *Store) Versions() map[common.Address]uint64 {
+	out := make(map[common.Address]uint64)
+	for a, v := range s.snap.Load().vv {
+		out[a] = v
+	}
+	return out
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		DeltasCreated:  s.created.Load(),
+		DeltasApplied:  s.applied.Load(),
+		DeltasRejected: s.rejected.Load(),
+		Duplicates:     s.dups.Load(),
+		Pending:        int(s.pendingN.Load()),
+		Held:           int(s.heldN.Load()),
+		Heads:          len(s.snap.Load().heads),
+		CatchUps:       s.catchUps.Load(),
+		Served:         s.served.Load(),
+	}
+}
+
+// Close stops replication, waits for in-flight writes to become durable and
+// for every goroutine the store started, and closes a private database. It
+// is safe to call more than once.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		if n := s.net.Load(); n != nil {
+			n.close()
+		}
+		s.netWG.Wait()
+		<-s.stopped
+		s.mu.Lock()
+		for w := range s.watchers {
+			w.stop()
+		}
+		s.mu.Unlock()
+		s.closeDB()
+	})
+	return nil
+}
+
+func (s *Store) errClosed(op string) error { return fmt.Errorf("store: %s: %w", op, ErrClosed) }
