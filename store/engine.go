@@ -147,7 +147,10 @@ func (s *Store) runSyncer() {
 }
 
 // submit hands a write to the applier and waits until it is durable.
-func (s *Store) submit(ctx interface{ Done() <-chan struct{}; Err() error }, op string, ops []userOp) error {
+func (s *Store) submit(ctx interface {
+	Done() <-chan struct{}
+	Err() error
+}, op string, ops []userOp) error {
 	if s.closed.Load() {
 		return s.errClosed(op)
 	}
@@ -703,4 +706,3 @@ func (s *Store) applyRemoteWait(in []*incoming, stop <-chan struct{}) (remoteRes
 		return remoteResult{}, s.errClosed("apply")
 	}
 }
-

@@ -88,7 +88,9 @@ func Where(field, op string, value any) QueryOption {
 					q.fail(fmt.Errorf("store: where %s in: %v: %w", field, err, ErrInvalid))
 					return
 				}
-				c.encs = append(c.encs, enc)
+				if !slices.ContainsFunc(c.encs, func(e []byte) bool { return bytes.Equal(e, enc) }) {
+					c.encs = append(c.encs, enc)
+				}
 			}
 		case "prefix":
 			str, ok := value.(string)
@@ -110,15 +112,15 @@ func Where(field, op string, value any) QueryOption {
 // "-". Documents without the field come first (last when descending); ties
 // are broken by ID. Without OrderBy, documents come in ID order.
 func OrderBy(field string) QueryOption {
+	desc := len(field) > 0 && field[0] == '-'
+	if desc {
+		field = field[1:]
+	}
 	return func(q *query) {
-		if len(field) > 0 && field[0] == '-' {
-			q.desc = true
-			field = field[1:]
-		}
 		if field == "" {
 			q.fail(fmt.Errorf("store: order by: empty field: %w", ErrInvalid))
 		}
-		q.orderBy = field
+		q.orderBy, q.desc = field, desc
 	}
 }
 

@@ -134,9 +134,9 @@ type Store struct {
 	heads   map[cid.Cid]struct{}
 	vv      map[common.Address]uint64
 	order   uint64
-	pending map[cid.Cid]*incoming   // waiting for parents
-	waiters map[cid.Cid][]cid.Cid   // missing parent → children
-	future  map[cid.Cid]*incoming   // stamped too far ahead
+	pending map[cid.Cid]*incoming // waiting for parents
+	waiters map[cid.Cid][]cid.Cid // missing parent → children
+	future  map[cid.Cid]*incoming // stamped too far ahead
 
 	snap atomic.Pointer[snapshot] // what readers and the network see
 
@@ -149,7 +149,7 @@ type Store struct {
 	net atomic.Pointer[network]
 
 	created, applied, rejected, dups, catchUps, served atomic.Uint64
-	pendingN, heldN                                     atomic.Int64
+	pendingN, heldN                                    atomic.Int64
 }
 
 // snapshot is the applier's state as of its last commit.
