@@ -359,3 +359,5 @@ func TestDHTRendezvous(t *testing.T) {
 		return slices.Contains(nodes[0].Peers(), nodes[1].ID())
 	})
 }
+
+func dappManifest(name string) dapp.Manifest { return dapp.Manifest{Name: name} }

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,8 +80,11 @@ type Stats struct {
 	Published uint64 // messages this instance published
 	Delivered uint64 // messages handed to subscribers by Next
 	Rejected  uint64 // messages a validator rejected (own and remote)
-	Ignored   uint64 // messages a validator ignored
-	TooLarge  uint64 // Publish calls refused for size
+	// Invalid counts messages GossipSub refused before any validator ran:
+	// bad or missing signature, or its validation queue was full.
+	Invalid  uint64
+	Ignored  uint64 // messages a validator ignored
+	TooLarge uint64 // Publish calls refused for size
 	// Dropped counts messages lost because a local subscriber's buffer was
 	// full when they arrived; DroppedOutbound counts outbound RPCs lost
 	// because a peer's queue was full. Both stay 0 when consumers keep up.
@@ -140,6 +144,7 @@ func (p *PubSub) Stats() Stats {
 		Ignored:   p.ignored.Load(),
 		TooLarge:  p.tooLarge.Load(),
 
+		Invalid:         p.trace.invalid.Load(),
 		Dropped:         p.trace.undeliverable.Load(),
 		DroppedOutbound: p.trace.droppedRPCs.Load(),
 	}
@@ -228,7 +233,7 @@ type Topic struct {
 func (t *Topic) Name() string { return t.name }
 
 // Publish signs data and sends it to every subscriber of the topic,
-// including the instance's own. It refuses data over the size limit with
+// including the instance's own. It keeps no reference to data. It refuses data over the size limit with
 // ErrTooLarge and data the topic's validator rejects with ErrRejected.
 func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
@@ -238,7 +243,9 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	if t.isClosed() {
 		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
 	}
-	if err := t.t.Publish(ctx, data); err != nil {
+	// GossipSub signs and sends the payload after Publish returns, so it
+	// gets a copy the caller may not overwrite.
+	if err := t.t.Publish(ctx, bytes.Clone(data)); err != nil {
 		var verr gossip.ValidationError
 		if errors.As(err, &verr) {
 			return fmt.Errorf("pubsub: publish to %q: %w: %s", t.name, ErrRejected, verr.Reason)

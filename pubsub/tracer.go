@@ -17,6 +17,7 @@ import (
 type tracer struct {
 	undeliverable atomic.Uint64
 	droppedRPCs   atomic.Uint64
+	invalid       atomic.Uint64
 
 	mu   sync.Mutex
 	mesh map[string]map[peer.ID]struct{} // full topic name -> mesh peers
@@ -28,6 +29,16 @@ func newTracer() *tracer { return &tracer{mesh: make(map[string]map[peer.ID]stru
 
 func (d *tracer) UndeliverableMessage(*gossip.Message) { d.undeliverable.Add(1) }
 func (d *tracer) DropRPC(*gossip.RPC, peer.ID)         { d.droppedRPCs.Add(1) }
+
+// RejectMessage counts the rejections of GossipSub itself; those of the
+// topic validators are counted where they are decided.
+func (d *tracer) RejectMessage(_ *gossip.Message, reason string) {
+	switch reason {
+	case gossip.RejectValidationFailed, gossip.RejectValidationIgnored:
+	default:
+		d.invalid.Add(1)
+	}
+}
 
 func (d *tracer) Graft(p peer.ID, topic string) {
 	d.mu.Lock()
@@ -67,7 +78,6 @@ func (*tracer) OnClosedOutboundStream(peer.ID)           {}
 func (*tracer) Join(string)                              {}
 func (*tracer) ValidateMessage(*gossip.Message)          {}
 func (*tracer) DeliverMessage(*gossip.Message)           {}
-func (*tracer) RejectMessage(*gossip.Message, string)    {}
 func (*tracer) DuplicateMessage(*gossip.Message)         {}
 func (*tracer) ThrottlePeer(peer.ID)                     {}
 func (*tracer) RecvRPC(*gossip.RPC)                      {}
