@@ -572,10 +572,9 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			break
 		}
 		if missing.Defined() {
-			if s.pending[x.id] == nil {
-				s.pending[x.id] = x
-				s.waiters[missing] = append(s.waiters[missing], x.id)
-			}
+			// new, or released by one parent and now waiting for another
+			s.pending[x.id] = x
+			s.waiters[missing] = append(s.waiters[missing], x.id)
 			res.waiting++
 			continue
 		}

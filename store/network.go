@@ -277,12 +277,6 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	n.s.setSync(p, func(st *SyncStatus) {
-		*st = SyncStatus{Peer: p, Started: start}
-	})
-	defer func() {
-		n.s.setSync(p, func(st *SyncStatus) { st.Finished, st.Err = time.Now(), err })
-	}()
 	str, err := n.h.NewStream(lpnet.WithAllowLimitedConn(ctx, "store sync"), p, n.proto)
 	if err != nil {
 		return fmt.Errorf("store: catch-up from %s: %w", p, err)
@@ -312,7 +306,11 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	if hdr.Total == 0 {
 		return nil
 	}
-	n.s.setSync(p, func(st *SyncStatus) { st.Total = hdr.Total })
+	// a catch-up that has work replaces the peer's status
+	n.s.setSync(p, func(st *SyncStatus) { *st = SyncStatus{Peer: p, Started: start, Total: hdr.Total} })
+	defer func() {
+		n.s.setSync(p, func(st *SyncStatus) { st.Finished, st.Err = time.Now(), err })
+	}()
 	n.s.log.Info("store: catching up", "peer", p, "deltas", hdr.Total)
 
 	// reader → verified batches (in order) → applier

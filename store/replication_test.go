@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/pubsub"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+const testApp = "storetest"
+
+type replicaNode struct {
+	h  host.Host
+	ps *pubsub.PubSub
+	s  *Store
+}
+
+// startReplica starts a real libp2p host on loopback with pubsub and a
+// store; cfg's network fields are filled in.
+func startReplica(t testing.TB, cfg Config) *replicaNode {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: testApp, MaxMessageSize: 4 << 20})
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	cfg.Host, cfg.PubSub, cfg.AppID = h, ps, testApp
+	if cfg.AnnounceInterval == 0 {
+		cfg.AnnounceInterval = 100 * time.Millisecond
+	}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		ps.Close()
+		h.Close()
+		t.Fatal(err)
+	}
+	r := &replicaNode{h: h, ps: ps, s: s}
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *replicaNode) close() {
+	r.s.Close()
+	r.ps.Close()
+	r.h.Close()
+}
+
+func connect(t testing.TB, a, b *replicaNode) {
+	t.Helper()
+	if err := a.h.Connect(context.Background(), peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// digest hashes every materialized document of a store.
+func digest(t testing.TB, s *Store) string {
+	t.Helper()
+	it, err := s.space.PrefixIter([]byte{tView})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	h := sha256.New()
+	for it.First(); it.Valid(); it.Next() {
+		h.Write(it.Key())
+		h.Write(it.Value())
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func docCount(t testing.TB, s *Store, coll string) int {
+	t.Helper()
+	n, err := s.Collection(coll).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		<-tick.C
+	}
+}
+
+func TestConcurrentWritersConverge(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	reps := []*replicaNode{startReplica(t, Config{}), startReplica(t, Config{}), startReplica(t, Config{})}
+	connect(t, reps[0], reps[1])
+	connect(t, reps[1], reps[2])
+	connect(t, reps[0], reps[2])
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i, r := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(i)))
+			c := r.s.Collection("shared")
+			for k := range 150 {
+				id := fmt.Sprintf("doc%d", rng.IntN(20))
+				var err error
+				switch rng.IntN(6) {
+				case 0:
+					err = c.Put(ctx, id, map[string]any{"by": i, "k": k})
+				case 1:
+					err = c.Delete(ctx, id)
+				case 2:
+					err = c.Update(ctx, id, Set("f", k), Inc("n", 1))
+				case 3:
+					err = c.Update(ctx, id, Add("set", rng.IntN(4)))
+				case 4:
+					err = c.Update(ctx, id, Remove("set", rng.IntN(4)))
+				case 5:
+					err = c.Update(ctx, id, Append("log", fmt.Sprintf("%d-%d", i, k)))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			for i, r := range reps {
+				t.Logf("replica %d: %+v versions %v heads %v", i, r.s.Stats(), r.s.Versions(), r.s.Heads())
+				for d, _ := range r.s.Collection("shared").Find(ctx) {
+					t.Logf("  %s %s", d.ID, d.Data)
+				}
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, "replicas did not converge", func() bool {
+		d0 := digest(t, reps[0].s)
+		return d0 == digest(t, reps[1].s) && d0 == digest(t, reps[2].s)
+	})
+	for _, r := range reps {
+		if st := r.s.Stats(); st.DeltasRejected != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	}
+}
+
+func TestFreshReplicaCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	a := startReplica(t, Config{})
+	c := a.s.Collection("docs")
+	const n = 3000
+	b := a.s.Batch()
+	for i := range n {
+		b.Put(c, fmt.Sprintf("d%05d", i), map[string]any{"i": i})
+	}
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 { // single-write deltas too
+		if err := c.Update(ctx, fmt.Sprintf("d%05d", i), Inc("hits", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := startReplica(t, Config{})
+	connect(t, fresh, a)
+	eventually(t, 30*time.Second, "fresh replica did not catch up", func() bool {
+		return docCount(t, fresh.s, "docs") == n && digest(t, fresh.s) == digest(t, a.s)
+	})
+	st := fresh.s.SyncStatus()
+	if len(st) == 0 || st[0].Peer != a.h.ID() || st[0].Applied == 0 || st[0].Applied > st[0].Total {
+		t.Fatalf("sync status %+v", st)
+	}
+	eventually(t, 10*time.Second, "catch-up not reported done", func() bool {
+		for _, x := range fresh.s.SyncStatus() {
+			if !x.Done() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("sync status %+v; served by source %d", fresh.s.SyncStatus(), a.s.Stats().Served)
+}
+
+func TestPartitionedWritersConvergeAfterHeal(t *testing.T) {
+	ctx := context.Background()
+	a, b := startReplica(t, Config{}), startReplica(t, Config{})
+	for i := range 40 {
+		id := fmt.Sprintf("d%d", i%10)
+		if err := a.s.Collection("c").Update(ctx, id, Set("a", i), Inc("n", 1), Add("s", "a")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.s.Collection("c").Update(ctx, id, Set("b", i), Inc("n", 2), Add("s", "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if digest(t, a.s) == digest(t, b.s) {
+		t.Fatal("partitioned replicas already equal")
+	}
+	connect(t, a, b)
+	eventually(t, 30*time.Second, "replicas did not converge after heal", func() bool {
+		return digest(t, a.s) == digest(t, b.s)
+	})
+	var doc struct {
+		N int      `json:"n"`
+		S []string `json:"s"`
+	}
+	if err := a.s.Collection("c").Get(ctx, "d0", &doc); err != nil || doc.N != 12 || len(doc.S) != 2 {
+		t.Fatalf("merged document %+v, %v", doc, err)
+	}
+}
