@@ -96,7 +96,7 @@ type PN struct {
 
 // Counter is a PN-counter with per-author reset bases.
 type Counter struct {
-	Last    Stamp         `cbor:"l"`
+	Last    Stamp                 `cbor:"l"`
 	Contrib map[common.Address]PN `cbor:"c,omitempty"`
 	Base    map[common.Address]PN `cbor:"b,omitempty"`
 }

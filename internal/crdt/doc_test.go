@@ -65,7 +65,11 @@ func TestMergeRules(t *testing.T) {
 			{s: at(3, alice), op: inc(2)},
 		}, `{"n":2}`},
 		{"set add and remove", []step{{s: at(1, alice), op: op(delta.Add, "tags", `"x"`)}, {s: at(2, alice), op: op(delta.Add, "tags", `"y"`)},
-			{s: at(3, bob), build: func(d *Doc) *delta.Op { o := op(delta.Remove, "tags", `"x"`); o.Tags = d.Tags("tags", []byte(`"x"`)); return o }}}, `{"tags":["y"]}`},
+			{s: at(3, bob), build: func(d *Doc) *delta.Op {
+				o := op(delta.Remove, "tags", `"x"`)
+				o.Tags = d.Tags("tags", []byte(`"x"`))
+				return o
+			}}}, `{"tags":["y"]}`},
 		{"concurrent add wins over remove", []step{
 			{s: at(1, alice), op: op(delta.Add, "tags", `"x"`)},
 			{s: at(3, bob), op: &delta.Op{Kind: delta.Remove, Collection: "c", ID: "d", Field: "tags", Value: []byte(`"x"`), Tags: []delta.Tag{at(1, alice).Tag()}}},
