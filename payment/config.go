@@ -1,0 +1,108 @@
+package payment
+
+import (
+	"crypto/ecdsa"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/dpaas/dpaas/internal/kv"
+)
+
+// Config configures Open. Zero values mean defaults; Open copies it.
+type Config struct {
+	// RPCURL is an Ethereum JSON-RPC endpoint (http, https, ws or ipc).
+	// Empty means use Dev.
+	RPCURL string
+	// Dev is an embedded development chain, shareable by several
+	// in-process Payments. Used when RPCURL is empty.
+	Dev *DevChain
+
+	// Token and Channels are the ERC-20 and payment-channel contracts.
+	// Zero means Dev's, or, with an RPCURL, those a served DevChain
+	// reports (dpaas_contracts); any other endpoint needs them set.
+	Token    common.Address
+	Channels common.Address
+
+	// Confirmations is how many blocks, counting the one that includes a
+	// transaction, must exist before a call that sends it returns.
+	// 0 means 1.
+	Confirmations uint64
+	// PollInterval is how often receipts and logs are polled. 0 means 1s
+	// on an RPC endpoint and 5ms on an in-process DevChain.
+	PollInterval time.Duration
+	// ExpiryMargin: a payee refuses vouchers on a channel that expires
+	// within this margin, to keep time to redeem them. 0 means 1 minute;
+	// negative means none.
+	ExpiryMargin time.Duration
+	// AutoPayLimit is, for a payer, the most it pays any one payee in total
+	// when that payee's Meter asks for it (see Meter). Nil or zero means
+	// never pay automatically. SetAutoPayLimit changes it per payee.
+	AutoPayLimit *big.Int
+	// Now is the clock for expiries. Nil means the DevChain's clock with
+	// Dev, and time.Now otherwise.
+	Now func() time.Time
+
+	// The fields below are filled in by the dapp Node.
+
+	// Key is the instance key, and so its Ethereum account. Nil means a
+	// fresh random key (useful only for tests and demos).
+	Key *ecdsa.PrivateKey
+	// Space persists the payee's best vouchers and the payer's channels so
+	// they survive restarts. Nil means a private in-memory database.
+	Space *kv.Space
+	// Host carries the metering protocol. Nil means no metering.
+	Host host.Host
+	// AppID is part of the metering protocol ID.
+	AppID string
+	// Logger receives diagnostics. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) ensureDefaults() {
+	if c.Confirmations == 0 {
+		c.Confirmations = 1
+	}
+	if c.PollInterval <= 0 {
+		if c.RPCURL == "" {
+			c.PollInterval = 5 * time.Millisecond
+		} else {
+			c.PollInterval = time.Second
+		}
+	}
+	if c.ExpiryMargin == 0 {
+		c.ExpiryMargin = time.Minute
+	} else if c.ExpiryMargin < 0 {
+		c.ExpiryMargin = 0
+	}
+	if c.AutoPayLimit != nil {
+		c.AutoPayLimit = new(big.Int).Set(c.AutoPayLimit)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		if c.RPCURL == "" && c.Dev != nil {
+			c.Now = c.Dev.Now
+		} else {
+			c.Now = time.Now
+		}
+	}
+}
+
+func (c *Config) validate() error {
+	if c.RPCURL == "" && c.Dev == nil {
+		return ErrNoChain
+	}
+	if c.AutoPayLimit != nil && c.AutoPayLimit.Sign() < 0 {
+		return fmt.Errorf("payment: config: negative AutoPayLimit %v", c.AutoPayLimit)
+	}
+	if c.Host != nil && c.AppID == "" {
+		return fmt.Errorf("payment: config: Host given without AppID")
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+package payment
+
+import (
+	"errors"
+
+	"github.com/dpaas/dpaas/internal/voucher"
+)
+
+// Errors. Each is wrapped with the operation that failed; test with
+// errors.Is. Where the chain refused a transaction for a reason the
+// contracts name, the error wraps the matching sentinel too.
+var (
+	ErrClosed  = errors.New("payment: closed")
+	ErrNoChain = errors.New("payment: no chain: set Config.RPCURL or Config.Dev")
+	// ErrNoContracts: an RPC URL was given without the contract addresses,
+	// and the endpoint is not a dpaas DevChain that could tell them.
+	ErrNoContracts = errors.New("payment: contract addresses unknown: set Config.Token and Config.Channels")
+
+	ErrInsufficientFunds = errors.New("payment: insufficient token balance")
+	ErrAllowance         = errors.New("payment: insufficient token allowance")
+	ErrReverted          = errors.New("payment: transaction reverted")
+	ErrUnknownChannel    = errors.New("payment: unknown channel")
+	ErrNotPayer          = errors.New("payment: not the channel's payer")
+	ErrNotExpired        = errors.New("payment: channel not expired yet")
+	ErrNothingToRedeem   = errors.New("payment: no voucher above what was redeemed")
+	ErrBadAmount         = errors.New("payment: amount must be positive")
+	ErrBadExpiry         = errors.New("payment: expiry must be in the future and not earlier than before")
+
+	// Voucher checks, on the payee's side and by the contract.
+	ErrMalformedVoucher = voucher.ErrMalformed
+	ErrWrongDomain      = voucher.ErrWrongDomain
+	ErrWrongChannel     = voucher.ErrWrongChannel
+	ErrBadSignature     = voucher.ErrBadSignature
+	ErrNotPayee         = voucher.ErrNotPayee
+	ErrNotAboveBest     = voucher.ErrNotAboveBest
+	ErrAboveDeposit     = voucher.ErrAboveDeposit
+	ErrExpired          = voucher.ErrExpired
+
+	// Metering.
+	ErrCreditExceeded = errors.New("payment: payer owes more than the credit limit")
+	ErrAutoPayLimit   = errors.New("payment: automatic payment limit reached")
+	ErrNoMetering     = errors.New("payment: metering needs Config.Host")
+	ErrNotSecp256k1   = errors.New("payment: peer identity is not a secp256k1 key")
+)
