@@ -19,6 +19,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -193,9 +194,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.Routing != nil {
 			finder = cfg.Routing
 		}
+		detector := &liarDetector{s: s, forged: make(map[peer.ID]int)}
 		s.bswap = bitswap.New(s.ctx, bsnet.NewFromIpfsHost(cfg.Host, netOpts...), finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
+			bitswap.WithTracer(detector),
 		)
+		detector.bs.Store(s.bswap)
 		exch = s.bswap
 		s.hasProto = prefix + "/has/1.0.0"
 	}

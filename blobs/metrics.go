@@ -21,6 +21,7 @@ type Metrics struct {
 	GCFreedBytes    uint64
 	BadCAR          uint64 // CAR imports rejected
 	BadRequests     uint64 // malformed requests from peers or HTTP clients
+	BadBlocks       uint64 // blocks from peers that nobody asked for (forged)
 }
 
 type metrics struct {
@@ -37,6 +38,7 @@ type metrics struct {
 	gcFreed    atomic.Uint64
 	badCAR     atomic.Uint64
 	badRequest atomic.Uint64
+	badBlocks  atomic.Uint64
 
 	collectors []prometheus.Collector
 }
@@ -69,8 +71,8 @@ func newMetrics(s *Store) *metrics {
 			Help: "Bytes sent by the HTTP handler."},
 			snap(func(x Metrics) float64 { return float64(x.HTTPServedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_bad_input_total",
-			Help: "Rejected input: bad CAR streams and malformed requests."},
-			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests) })),
+			Help: "Rejected input: bad CAR streams, malformed requests and forged blocks."},
+			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests + x.BadBlocks) })),
 	}
 	return m
 }
@@ -142,6 +144,7 @@ func (s *Store) Metrics() Metrics {
 	out.GCFreedBytes = m.gcFreed.Load()
 	out.BadCAR = m.badCAR.Load()
 	out.BadRequests = m.badRequest.Load()
+	out.BadBlocks = m.badBlocks.Load()
 	if s.bswap != nil {
 		if st, err := s.bswap.Stat(); err == nil {
 			out.FetchedBytes = st.DataReceived

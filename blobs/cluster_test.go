@@ -1,0 +1,324 @@
+package blobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// TestReplicatedRead: a blob added on one replica reads back byte for byte
+// on two others; once replicated, the adder can go and both the others and
+// a replica that joins later still read it.
+func TestReplicatedRead(t *testing.T) {
+	r := seeded(t)
+	reg := NewMemRegistry()
+	a := startReplica(t, reg, nil)
+	b := startReplica(t, reg, nil)
+	c := startReplica(t, reg, nil)
+	connectAll(t, a, b, c)
+
+	data := randomBytes(r, bigBlob)
+	ctx := context.Background()
+	root, err := a.store.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rep := range []*replica{b, c} {
+		if got := readAll(t, rep.store, root, 2*time.Minute); !bytes.Equal(got, data) {
+			t.Fatalf("replica read %d bytes that differ from the %d added", len(got), len(data))
+		}
+	}
+	eventually(t, 2*time.Minute, "background replication to b and c", func() bool {
+		return complete(t, b.store, root) && complete(t, c.store, root) &&
+			b.store.Metrics().Pending == 0 && c.store.Metrics().Pending == 0
+	})
+	a.stop()
+
+	d := startReplica(t, reg, nil)
+	connectAll(t, b, d)
+	connect(t, c, d)
+	if got := readAll(t, d.store, root, 2*time.Minute); !bytes.Equal(got, data) {
+		t.Fatal("late replica read wrong bytes")
+	}
+	eventually(t, 2*time.Minute, "late replica to replicate", func() bool { return complete(t, d.store, root) })
+	if m := b.store.Metrics(); m.StoredBytes != uint64(len(data)) {
+		t.Fatalf("b stores %d bytes, want %d", m.StoredBytes, len(data))
+	}
+}
+
+// TestSeekFetchesOnlyWhatIsRead: random seeks on a remote blob read the
+// right bytes and fetch only the blocks around them.
+func TestSeekFetchesOnlyWhatIsRead(t *testing.T) {
+	r := seeded(t)
+	a := startReplica(t, NewMemRegistry(), nil)
+	// b has its own registry: it reads a's blob but is not told to keep it.
+	b := startReplica(t, NewMemRegistry(), nil)
+	connect(t, a, b)
+	data := randomBytes(r, bigBlob)
+	ctx := context.Background()
+	root, err := a.store.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := bigBlob / ChunkSize
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rd, err := b.store.Open(rctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	for range 4 {
+		off := r.IntN(len(data) - 1000)
+		if _, err := rd.Seek(int64(off), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1000)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, data[off:off+1000]) {
+			t.Fatalf("wrong bytes at %d", off)
+		}
+	}
+	st, err := b.store.Stat(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after 4 seeks: %d of %d leaves held", st.LocalBlocks, total)
+	if st.LocalBlocks == 0 || st.LocalBlocks > total/2 || st.Complete {
+		t.Fatalf("random reads fetched %d of %d leaves", st.LocalBlocks, total)
+	}
+}
+
+// TestReplicationFactor: with 4 replicas and a factor of 2 every blob ends
+// on at least 2 replicas, and a stopped holder's blobs are re-replicated.
+func TestReplicationFactor(t *testing.T) {
+	r := seeded(t)
+	reg := NewMemRegistry()
+	k2 := func(c *Config) { c.ReplicationFactor = 2 }
+	reps := []*replica{
+		startReplica(t, reg, k2), startReplica(t, reg, k2),
+		startReplica(t, reg, k2), startReplica(t, reg, k2),
+	}
+	connectAll(t, reps...)
+	ctx := context.Background()
+	var roots []cid.Cid
+	for i := range 8 {
+		c, err := reps[i%4].store.Add(ctx, bytes.NewReader(randomBytes(r, 2*ChunkSize+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, c)
+	}
+	holdersOf := func(c cid.Cid, running []*replica) []*replica {
+		var out []*replica
+		for _, rep := range running {
+			if complete(t, rep.store, c) {
+				out = append(out, rep)
+			}
+		}
+		return out
+	}
+	settled := func(running []*replica) func() bool {
+		return func() bool {
+			for _, c := range roots {
+				if len(holdersOf(c, running)) < 2 {
+					return false
+				}
+			}
+			for _, rep := range running {
+				if rep.store.Metrics().Pending != 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, time.Minute, "every blob on 2 replicas", settled(reps))
+	// Surplus copies (the adder's, when it is not chosen) are dropped.
+	eventually(t, time.Minute, "surplus copies dropped", func() bool {
+		for _, c := range roots {
+			if len(holdersOf(c, reps)) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	victim := holdersOf(roots[0], reps)[0]
+	var running []*replica
+	for _, rep := range reps {
+		if rep != victim {
+			running = append(running, rep)
+		}
+	}
+	victim.stop()
+	eventually(t, time.Minute, "re-replication after a holder left", settled(running))
+	for _, c := range roots {
+		if got := len(holdersOf(c, running)); got < 2 {
+			t.Fatalf("%s on %d replicas", c, got)
+		}
+	}
+}
+
+// TestBurnEverywhere: a burned blob is unpinned and collected on every
+// replica, and Open says so.
+func TestBurnEverywhere(t *testing.T) {
+	r := seeded(t)
+	reg := NewMemRegistry()
+	reps := []*replica{startReplica(t, reg, nil), startReplica(t, reg, nil), startReplica(t, reg, nil)}
+	connectAll(t, reps...)
+	ctx := context.Background()
+	root, err := reps[0].store.Add(ctx, bytes.NewReader(randomBytes(r, 4*ChunkSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "replication", func() bool {
+		for _, rep := range reps {
+			if !complete(t, rep.store, root) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := reps[1].store.Burn(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "every blockstore emptied", func() bool {
+		for _, rep := range reps {
+			n, err := rep.store.blockCount(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 || rep.store.Metrics().Pinned != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, rep := range reps {
+		if _, err := rep.store.Open(ctx, root); !errors.Is(err, ErrBurned) {
+			t.Fatalf("Open of burned blob = %v, want ErrBurned", err)
+		}
+	}
+}
+
+// corruptingBlockstore serves every block with its first byte flipped.
+type corruptingBlockstore struct {
+	*blockstore.Store
+	served atomic.Int64
+}
+
+func (c *corruptingBlockstore) Get(ctx context.Context, k cid.Cid) (blocks.Block, error) {
+	b, err := c.Store.Get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	data := append([]byte(nil), b.RawData()...)
+	data[0] ^= 0xff
+	c.served.Add(1)
+	return blocks.NewBlockWithCid(data, k)
+}
+
+// TestBadHashPeerIgnored: a peer that answers with blocks whose hash does
+// not match is ignored, and the blocks come from an honest peer.
+func TestBadHashPeerIgnored(t *testing.T) {
+	r := seeded(t)
+	data := randomBytes(r, 3*ChunkSize)
+	ctx := context.Background()
+
+	honest := startReplica(t, NewMemRegistry(), nil)
+	root, err := honest.store.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The liar holds the same blocks and speaks the DApp's bitswap, but
+	// flips a byte of everything it sends.
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := db.Space("blobs")
+	lying := &corruptingBlockstore{Store: blockstore.New(sp, prefixBlocks)}
+	if err := honest.store.Export(ctx, root, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := honest.store.walkLocal(ctx, root, true, func(c cid.Cid, _ bool, d []byte) error {
+		b, _ := blocks.NewBlockWithCid(append([]byte(nil), d...), c)
+		return lying.Store.Put(ctx, b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lh := newHost(t)
+	bs := bitswap.New(ctx, bsnet.NewFromIpfsHost(lh, bsnet.Prefix(protocol.ID("/dpaas/"+testApp+"/blobs"))), nil, lying)
+	t.Cleanup(func() {
+		bs.Close()
+		lh.Close()
+		db.Close()
+	})
+
+	reader := startReplica(t, NewMemRegistry(), nil)
+	liar := &replica{host: lh}
+	connect(t, reader, liar)
+
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	t0 := time.Now()
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		rd, err := reader.store.Open(rctx, root)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		t.Logf("opened %v", time.Since(t0))
+		defer rd.Close()
+		got, err := io.ReadAll(rd)
+		done <- result{got, err}
+	}()
+	eventually(t, time.Minute, "the liar to serve a forged block", func() bool { return lying.served.Load() > 0 })
+	t.Logf("liar served; connecting honest %v", time.Since(t0))
+	connect(t, reader, honest)
+	res := <-done
+	t.Logf("read done %v", time.Since(t0))
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !bytes.Equal(res.data, data) {
+		t.Fatal("read forged bytes")
+	}
+	eventually(t, time.Minute, "forged blocks to be counted", func() bool { return reader.store.Metrics().BadBlocks > 0 })
+}
+
+// TestOpenUnknownCIDDeadline: Open of a CID no one has ends at the
+// context's deadline with a clear error.
+func TestOpenUnknownCIDDeadline(t *testing.T) {
+	reg := NewMemRegistry()
+	a := startReplica(t, reg, nil)
+	b := startReplica(t, reg, nil)
+	connect(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := a.store.Open(ctx, rawCID([]byte("no one has this")))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open = %v, want ErrUnavailable and DeadlineExceeded", err)
+	}
+	t.Logf("error reads: %v", err)
+}
