@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/pubsub"
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/libp2p/go-libp2p"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -28,9 +31,9 @@ type replicaNode struct {
 // store; cfg's network fields are filled in.
 func startReplica(t testing.TB, cfg Config) *replicaNode {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
+	h, key := newHost(t)
+	if cfg.Key == nil {
+		cfg.Key = key
 	}
 	ps, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: testApp, MaxMessageSize: 4 << 20})
 	if err != nil {
@@ -50,6 +53,25 @@ func startReplica(t testing.TB, cfg Config) *replicaNode {
 	r := &replicaNode{h: h, ps: ps, s: s}
 	t.Cleanup(r.close)
 	return r
+}
+
+// newHost starts a loopback host whose identity is a secp256k1 key, as a
+// dpaas instance's is.
+func newHost(t testing.TB) (host.Host, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ethcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := p2pcrypto.UnmarshalSecp256k1PrivateKey(ethcrypto.FromECDSA(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(priv), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, key
 }
 
 func (r *replicaNode) close() {
