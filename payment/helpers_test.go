@@ -68,7 +68,6 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -51,19 +51,19 @@ type Payments struct {
 	acceptMu sync.Mutex
 
 	mu        sync.Mutex
-	best      map[common.Hash]*heldVoucher   // payee: best voucher per channel
+	best      map[common.Hash]*heldVoucher    // payee: best voucher per channel
 	known     map[common.Hash]voucher.Channel // payee: channel facts read from the chain
-	paidBy    map[common.Address]*big.Int    // payee: sum of best amounts per payer
-	payerChan map[common.Hash]*Channel       // payer: our channels
-	owed      map[common.Address]*big.Int    // payee: metered charges per payer
-	autoLimit map[common.Address]*big.Int    // payer: per-payee auto-pay limits
+	paidBy    map[common.Address]*big.Int     // payee: sum of best amounts per payer
+	payerChan map[common.Hash]*Channel        // payer: our channels
+	owed      map[common.Address]*big.Int     // payee: metered charges per payer
+	autoLimit map[common.Address]*big.Int     // payer: per-payee auto-pay limits
 
 	stats      counters
 	base       context.Context // ends on Close
 	cancelBase context.CancelFunc
 	closing    chan struct{}
-	closed  atomic.Bool
-	wg      sync.WaitGroup
+	closed     atomic.Bool
+	wg         sync.WaitGroup
 }
 
 // heldVoucher is a payee's best voucher on a channel with the channel's
@@ -74,7 +74,7 @@ type heldVoucher struct {
 }
 
 type counters struct {
-	accepted, rejected, redeemed, transfers atomic.Uint64
+	accepted, rejected, redeemed, transfers  atomic.Uint64
 	meterRequests, meterRefused, badRequests atomic.Uint64
 }
 
