@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
 
@@ -249,5 +250,32 @@ func TestWatchLagged(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no change delivered after the lag was consumed")
+	}
+}
+
+func TestMetricsCollector(t *testing.T) {
+	s := openLocal(t, Config{})
+	if err := s.Collection("c").Put(context.Background(), "x", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(s); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		if f.GetName() == "dpaas_store_deltas_created_total" {
+			found = true
+			if v := f.GetMetric()[0].GetCounter().GetValue(); v != 1 {
+				t.Fatalf("deltas created %v, want 1", v)
+			}
+		}
+	}
+	if !found || len(families) != 10 {
+		t.Fatalf("gathered %d families", len(families))
 	}
 }

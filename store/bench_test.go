@@ -1,0 +1,364 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/kv"
+)
+
+// openDisk opens a store on a real Pebble directory, so durable writes pay
+// for real fsyncs.
+func openDisk(b testing.TB, cfg Config) *Store {
+	b.Helper()
+	db, err := kv.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := db.Space("store")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Space = sp
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		s.Close()
+		db.Close()
+	})
+	return s
+}
+
+type benchDoc struct {
+	City  string `json:"city"`
+	Fare  int    `json:"fare"`
+	Owner string `json:"owner"`
+}
+
+func doc(i int) benchDoc {
+	return benchDoc{City: fmt.Sprintf("city%03d", i%100), Fare: i % 1000, Owner: fmt.Sprintf("user%d", i%5000)}
+}
+
+// BenchmarkPutSequential: one writer, every Put durable before the next.
+func BenchmarkPutSequential(b *testing.B) {
+	s := openDisk(b, Config{})
+	c := s.Collection("rides")
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if err := c.Put(ctx, fmt.Sprintf("r%09d", i), doc(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
+}
+
+// BenchmarkPutConcurrent16: sixteen writers sharing deltas and fsyncs.
+func BenchmarkPutConcurrent16(b *testing.B) {
+	s := openDisk(b, Config{})
+	c := s.Collection("rides")
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := c.Put(ctx, fmt.Sprintf("r%09d", i), doc(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
+	b.ReportMetric(float64(b.N)/float64(s.Stats().DeltasCreated), "puts/delta")
+}
+
+// BenchmarkBatchPut: batches of 1,000 documents, each batch durable.
+func BenchmarkBatchPut(b *testing.B) {
+	s := openDisk(b, Config{})
+	c := s.Collection("rides")
+	ctx := context.Background()
+	const per = 1000
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i += per {
+		batch := s.Batch()
+		for j := i; j < min(b.N, i+per); j++ {
+			batch.Put(c, fmt.Sprintf("r%09d", j), doc(j))
+		}
+		if err := batch.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "docs/s")
+}
+
+// fill writes n documents in batches.
+func fill(b testing.TB, s *Store, c *Collection, n int) {
+	b.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i += 5000 {
+		batch := s.Batch()
+		for j := i; j < min(n, i+5000); j++ {
+			batch.Put(c, fmt.Sprintf("r%09d", j), doc(j))
+		}
+		if err := batch.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var (
+	millionOnce  sync.Once
+	millionStore *Store
+	millionDB    *kv.DB
+)
+
+// million is one store with 1,000,000 documents, "city" indexed, shared by
+// the query benchmarks (built once per process; cleaned up by the OS).
+func million(b *testing.B) *Store {
+	millionOnce.Do(func() {
+		db, err := kv.Open(b.TempDir()+"-million", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sp, _ := db.Space("store")
+		s, err := Open(context.Background(), Config{Space: sp})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := s.Collection("rides")
+		if err := c.Index(context.Background(), "city"); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		fill(b, s, c, 1_000_000)
+		b.Logf("filled 1,000,000 documents in %v", time.Since(start))
+		millionStore, millionDB = s, db
+	})
+	return millionStore
+}
+
+// BenchmarkFindIndexed1M: equality on an indexed field, limit 50, over
+// 1,000,000 documents.
+func BenchmarkFindIndexed1M(b *testing.B) {
+	c := million(b).Collection("rides")
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		n := 0
+		for _, err := range c.Find(ctx, Where("city", "==", fmt.Sprintf("city%03d", i%100)), Limit(50)) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 50 {
+			b.Fatalf("%d results", n)
+		}
+	}
+}
+
+// BenchmarkGroupCount1M: count per city over 1,000,000 documents, from the
+// index.
+func BenchmarkGroupCount1M(b *testing.B) {
+	c := million(b).Collection("rides")
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		g, err := c.Aggregate(ctx, "city", "")
+		if err != nil || len(g) != 100 || g[0].Count != 10_000 {
+			b.Fatalf("groups %d, %v", len(g), err)
+		}
+	}
+}
+
+// BenchmarkGroupScan1M: the same grouping on a field with no index, with a
+// sum: every document is read.
+func BenchmarkGroupScan1M(b *testing.B) {
+	c := million(b).Collection("rides")
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		g, err := c.Aggregate(ctx, "owner", "fare")
+		if err != nil || len(g) != 5000 {
+			b.Fatalf("groups %d, %v", len(g), err)
+		}
+	}
+}
+
+// BenchmarkConvergence2000: 2,000 sequential Puts on one of 3 replicas;
+// reports how long after the last Put the other two hold all of them.
+func BenchmarkConvergence2000(b *testing.B) {
+	for range b.N {
+		reps := []*replicaNode{startReplica(b, Config{}), startReplica(b, Config{}), startReplica(b, Config{})}
+		connect(b, reps[0], reps[1])
+		connect(b, reps[0], reps[2])
+		connect(b, reps[1], reps[2])
+		waitMesh(b, reps)
+		ctx := context.Background()
+		c := reps[0].s.Collection("rides")
+		start := time.Now()
+		for i := range 2000 {
+			if err := c.Put(ctx, fmt.Sprintf("r%05d", i), doc(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		last := time.Now()
+		want := reps[0].s.Versions()[reps[0].s.Author()]
+		eventually(b, time.Minute, "replicas did not converge", func() bool {
+			return reps[1].s.Versions()[reps[0].s.Author()] == want && reps[2].s.Versions()[reps[0].s.Author()] == want
+		})
+		b.ReportMetric(float64(time.Since(last).Microseconds())/1000, "ms-after-last-put")
+		if docCount(b, reps[1].s, "rides") != 2000 || docCount(b, reps[2].s, "rides") != 2000 {
+			b.Fatal("documents missing")
+		}
+		b.ReportMetric(float64(last.Sub(start).Milliseconds()), "ms-writing")
+		for _, r := range reps {
+			r.close()
+		}
+	}
+}
+
+// waitMesh waits until every replica's store topic has the others as peers.
+func waitMesh(b testing.TB, reps []*replicaNode) {
+	eventually(b, 20*time.Second, "pubsub mesh did not form", func() bool {
+		for _, r := range reps {
+			if len(r.s.net.Load().topic.Peers()) < len(reps)-1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// BenchmarkLatency500: single writes at 500/s on one of 3 replicas; reports
+// the p50 and p99 delay until each write is visible on both others.
+func BenchmarkLatency500(b *testing.B) {
+	reps := []*replicaNode{startReplica(b, Config{}), startReplica(b, Config{}), startReplica(b, Config{})}
+	connect(b, reps[0], reps[1])
+	connect(b, reps[0], reps[2])
+	connect(b, reps[1], reps[2])
+	waitMesh(b, reps)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := max(b.N, 1000)
+	sent := make([]time.Time, n)
+	var mu sync.Mutex
+	seen := make([][2]time.Time, n)
+	var wg sync.WaitGroup
+	for k, r := range reps[1:] {
+		ch := r.s.Collection("rides").Watch(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := 0
+			for ch := range ch {
+				var i int
+				fmt.Sscanf(ch.ID, "r%d", &i)
+				mu.Lock()
+				seen[i][k] = time.Now()
+				mu.Unlock()
+				if got++; got == n {
+					return
+				}
+			}
+		}()
+	}
+	c := reps[0].s.Collection("rides")
+	tick := time.NewTicker(2 * time.Millisecond)
+	b.ResetTimer()
+	for i := range n {
+		<-tick.C
+		mu.Lock()
+		sent[i] = time.Now()
+		mu.Unlock()
+		if err := c.Put(ctx, fmt.Sprintf("r%06d", i), doc(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tick.Stop()
+	wg.Wait()
+	lat := make([]time.Duration, n)
+	for i := range n {
+		last := seen[i][0]
+		if seen[i][1].After(last) {
+			last = seen[i][1]
+		}
+		lat[i] = last.Sub(sent[i])
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkCatchUp100k: a fresh replica joins a replica holding 100,000
+// documents; reports the time until it holds them all and the peak heap
+// growth of the process meanwhile.
+func BenchmarkCatchUp100k(b *testing.B) {
+	for range b.N {
+		src := startReplica(b, Config{})
+		fill(b, src.s, src.s.Collection("rides"), 100_000)
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		var sampler sync.WaitGroup
+		sampler.Add(1)
+		go func() {
+			defer sampler.Done()
+			t := time.NewTicker(5 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					if ms.HeapAlloc > peak.Load() {
+						peak.Store(ms.HeapAlloc)
+					}
+				}
+			}
+		}()
+		start := time.Now()
+		fresh := startReplica(b, Config{})
+		connect(b, fresh, src)
+		want := src.s.Versions()[src.s.Author()]
+		eventually(b, 5*time.Minute, "fresh replica did not catch up", func() bool {
+			return fresh.s.Versions()[src.s.Author()] == want
+		})
+		took := time.Since(start)
+		close(stop)
+		if n := docCount(b, fresh.s, "rides"); n != 100_000 {
+			b.Fatalf("fresh replica holds %d documents", n)
+		}
+		sampler.Wait()
+		b.ReportMetric(took.Seconds(), "s-catch-up")
+		b.ReportMetric(float64(peak.Load()-min(peak.Load(), base))/(1<<20), "MB-peak-heap-growth")
+		fresh.close()
+		src.close()
+	}
+}

@@ -1,0 +1,78 @@
+// Package store is the DApp's replicated document store: named collections
+// of JSON documents with string IDs, held in full by every instance, that
+// converge to the same state on every replica whatever order changes arrive
+// in, and never lose an acknowledged write.
+//
+// # Usage
+//
+//	s, err := store.Open(ctx, store.Config{Space: space, Key: key, Host: h, PubSub: ps, AppID: appID})
+//	defer s.Close()
+//	rides := s.Collection("rides")
+//	err = rides.Put(ctx, "r1", Ride{From: "A", To: "B", Fare: 12})           // durable on return
+//	err = rides.Update(ctx, "r1", store.Set("driver", "d7"), store.Inc("views", 1))
+//	err = rides.Get(ctx, "r1", &ride)                                        // ErrNotFound if absent
+//	err = rides.Index(ctx, "city")                                           // once, at startup
+//	for doc, err := range rides.Find(ctx, store.Where("city", "==", "Oslo"), store.OrderBy("-fare"), store.Limit(50)) { ... }
+//	groups, err := rides.Aggregate(ctx, "city", "fare")                      // count/sum/min/max/avg per city
+//	for ch := range rides.Watch(ctx) { ... }                                 // local and remote changes
+//
+// The CRAB verbs map to: Create = Put, Retrieve = Get/Find, Append = Append
+// (or any Update), Burn = Delete.
+//
+// # What the caller must do
+//
+//  1. Give every replica of a DApp the same validators (SetValidator) and
+//     install them before the store receives deltas; a validator must be a
+//     deterministic function of its Write.
+//  2. Declare indexes (Index) on the fields queries filter on; indexes are
+//     local, so declare them on every replica that queries.
+//  3. Close the store before closing the database its Space belongs to.
+//
+// # How it works
+//
+// Every local change becomes a delta: one or more operations stamped with a
+// hybrid logical clock, signed by the replica's secp256k1 key (the same key
+// as its libp2p identity and Ethereum account), encoded as a dag-cbor block
+// named by its CID and linked to the heads it was made on. Deltas form a
+// Merkle DAG. The merge rules (package internal/crdt) are per-field
+// last-writer-wins registers ordered by (HLC, author), delete tombstones
+// that a later write revives, PN-counters, add-wins observed-remove sets and
+// logs ordered by (HLC, author). A replica applies a delta only after its
+// parents, and the result never depends on the order.
+//
+// Writes go through one goroutine that gathers the writes waiting at that
+// moment into one delta, applies it to the materialized documents and
+// indexes, and commits it to Pebble; writers return once the commit is
+// synced, and concurrent writers share both the signature and the fsync.
+// Reads (Get, Find, Count, Aggregate) come from the materialized documents
+// and indexes, never from history.
+//
+// Replication: each new delta is pushed in full on the pubsub topic
+// "store/deltas", so peers apply it on arrival. Every replica gossips its
+// version vector (highest sequence number per author) every
+// Config.AnnounceInterval. A replica that learns it is behind, receives a
+// delta whose parents it lacks, or connects to a peer, opens a catch-up
+// stream (ProtocolID) to that peer and receives every delta it lacks in
+// one stream, in causal order, verified on all cores and applied in large
+// batches; an interrupted catch-up resumes from what was applied. Progress
+// is visible through SyncStatus and the logs.
+//
+// Bad input: a delta that is malformed, badly signed or refused by a
+// validator is never applied and never served onward; it is counted in
+// Stats and logged once with its reason. A refused delta is remembered as
+// refused, so the sender's later valid deltas that build on it still apply.
+// A delta stamped more than Config.MaxClockSkew ahead of the local clock is
+// held until the clock reaches it.
+//
+// # Watch and slow consumers
+//
+// Watch never blocks the store. A consumer more than Config.WatchBuffer
+// changes behind loses the changes that do not fit and then receives one
+// Change with Lagged set, its cue to re-read with Find.
+//
+// # Not yet
+//
+// History is kept forever (no compaction), documents are not encrypted,
+// and a counter incremented or a set changed concurrently with a Delete
+// keeps the increments and elements the Delete did not observe.
+package store
