@@ -1,16 +1,20 @@
 package pubsub
 
 import (
-	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	gossip "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -49,6 +53,9 @@ type Config struct {
 	// PeerQueue is how many outbound messages are queued per peer before
 	// GossipSub drops; default 4096, sized for bursts of 10,000 messages/s.
 	PeerQueue int
+	// Key signs the instance's messages; it must be the secp256k1 key
+	// behind the host's identity. Default: taken from the host.
+	Key *ecdsa.PrivateKey
 	// Logger receives the reason of each rejected message; default: discard.
 	Logger *slog.Logger
 }
@@ -80,8 +87,8 @@ type Stats struct {
 	Published uint64 // messages this instance published
 	Delivered uint64 // messages handed to subscribers by Next
 	Rejected  uint64 // messages a validator rejected (own and remote)
-	// Invalid counts messages GossipSub refused before any validator ran:
-	// bad or missing signature, or its validation queue was full.
+	// Invalid counts messages refused before any app validator ran: a
+	// malformed envelope, a bad signature, or a full validation queue.
 	Invalid  uint64
 	Ignored  uint64 // messages a validator ignored
 	TooLarge uint64 // Publish calls refused for size
@@ -100,6 +107,10 @@ type PubSub struct {
 	ps     *gossip.PubSub
 	cancel context.CancelFunc
 	trace  *tracer
+	key    *ecdsa.PrivateKey
+	self   peer.ID
+	seq    atomic.Uint64
+	ids    senderIDs
 
 	mu     sync.Mutex
 	topics map[string]*Topic
@@ -116,13 +127,26 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	key := cfg.Key
+	if key == nil {
+		var err error
+		if key, err = signingKey(h.Peerstore().PrivKey(h.ID())); err != nil {
+			return nil, err
+		}
+	}
+	if self, err := senderID(key); err != nil || self != h.ID() {
+		return nil, errors.New("pubsub: Config.Key is not the host's key")
+	}
 	// GossipSub lives as long as the PubSub, not as long as the caller's
 	// ctx: it is stopped by Close.
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	trace := newTracer()
 	ps, err := gossip.NewGossipSub(gctx, h,
-		gossip.WithMessageSignaturePolicy(gossip.StrictSign),
-		gossip.WithMaxMessageSize(cfg.MaxMessageSize+envelopeOverhead),
+		// Messages are signed in our own envelope (envelope.go).
+		gossip.WithNoAuthor(),
+		gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
+		gossip.WithMessageIdFn(messageID),
+		gossip.WithMaxMessageSize(cfg.MaxMessageSize+headerLen+envelopeOverhead),
 		gossip.WithPeerOutboundQueueSize(cfg.PeerQueue),
 		gossip.WithValidateQueueSize(cfg.PeerQueue),
 		gossip.WithFloodPublish(true),
@@ -132,7 +156,23 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 		cancel()
 		return nil, fmt.Errorf("pubsub: start gossipsub: %w", err)
 	}
-	return &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, trace: trace, topics: make(map[string]*Topic)}, nil
+	p := &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, trace: trace, key: key, self: h.ID(), topics: make(map[string]*Topic)}
+	// Sequence numbers start at the clock so a restarted instance does not
+	// repeat them.
+	p.seq.Store(uint64(time.Now().UnixNano()))
+	return p, nil
+}
+
+// messageID names a message by its whole envelope, so only the exact same
+// signed bytes count as a duplicate.
+func messageID(m *pb.Message) string {
+	sum := sha256.Sum256(m.Data)
+	return string(sum[:20])
+}
+
+func senderID(k *ecdsa.PrivateKey) (peer.ID, error) {
+	var ids senderIDs
+	return ids.id(ethcrypto.FromECDSAPub(&k.PublicKey))
 }
 
 // Stats returns the counters.
@@ -168,11 +208,16 @@ func (p *PubSub) Join(name string) (*Topic, error) {
 		return t, nil
 	}
 	full := "/dpaas/" + p.cfg.AppID + "/" + name
-	gt, err := p.ps.Join(full)
-	if err != nil {
+	t := &Topic{ps: p, name: name, full: full, subs: make(map[*Subscription]struct{})}
+	if err := p.ps.RegisterTopicValidator(full, t.validate, gossip.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("pubsub: join %q: %w", name, err)
 	}
-	t := &Topic{ps: p, name: name, full: full, t: gt, subs: make(map[*Subscription]struct{})}
+	gt, err := p.ps.Join(full)
+	if err != nil {
+		_ = p.ps.UnregisterTopicValidator(full)
+		return nil, fmt.Errorf("pubsub: join %q: %w", name, err)
+	}
+	t.t = gt
 	p.topics[name] = t
 	return t, nil
 }
@@ -222,19 +267,20 @@ type Topic struct {
 	name string
 	full string
 	t    *gossip.Topic
+	user atomic.Pointer[Validator] // the app's validator, if any
 
-	mu        sync.Mutex
-	subs      map[*Subscription]struct{}
-	validated bool
-	closed    bool
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	closed bool
 }
 
 // Name returns the topic's name as given to Join.
 func (t *Topic) Name() string { return t.name }
 
 // Publish signs data and sends it to every subscriber of the topic,
-// including the instance's own. It keeps no reference to data. It refuses data over the size limit with
-// ErrTooLarge and data the topic's validator rejects with ErrRejected.
+// including the instance's own. It keeps no reference to data. It refuses
+// data over the size limit with ErrTooLarge and data the topic's validator
+// rejects with ErrRejected.
 func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
 		t.ps.tooLarge.Add(1)
@@ -243,9 +289,16 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	if t.isClosed() {
 		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
 	}
-	// GossipSub signs and sends the payload after Publish returns, so it
-	// gets a copy the caller may not overwrite.
-	if err := t.t.Publish(ctx, bytes.Clone(data)); err != nil {
+	env, err := seal(t.ps.key, t.full, t.ps.seq.Add(1), data)
+	if err != nil {
+		return fmt.Errorf("pubsub: publish to %q: %w", t.name, err)
+	}
+	// The envelope is a fresh copy, so GossipSub, which signs nothing but
+	// sends after Publish returns, never sees the caller's buffer. The
+	// decoded message rides along so the instance does not check its own
+	// signature.
+	own := &Message{From: t.ps.self, Data: env[headerLen:], Topic: t.name, ReceivedFrom: t.ps.self}
+	if err := t.t.Publish(ctx, env, gossip.WithValidatorData(own)); err != nil {
 		var verr gossip.ValidationError
 		if errors.As(err, &verr) {
 			return fmt.Errorf("pubsub: publish to %q: %w: %s", t.name, ErrRejected, verr.Reason)
@@ -257,6 +310,45 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	}
 	t.ps.published.Add(1)
 	return nil
+}
+
+// validate is the GossipSub validator of every topic: it opens the
+// envelope, then runs the app's validator if one is set. A message is
+// delivered and forwarded only when both accept it.
+func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) gossip.ValidationResult {
+	ps := t.ps
+	m, local := gm.ValidatorData.(*Message)
+	// Only Publish sets validator data, and only on messages it made: a
+	// message from the network arrives without it, from another peer.
+	if !local || gm.ReceivedFrom != ps.self {
+		pub, payload, err := open(t.full, gm.Data)
+		var sender peer.ID
+		if err == nil {
+			sender, err = ps.ids.id(pub)
+		}
+		if err != nil {
+			ps.trace.invalid.Add(1)
+			ps.cfg.Logger.Debug("pubsub: invalid message", "topic", t.name, "via", from, "err", err)
+			return gossip.ValidationReject
+		}
+		m = &Message{From: sender, Data: payload, Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
+		gm.ValidatorData = m
+	}
+	v := t.user.Load()
+	if v == nil {
+		return gossip.ValidationAccept
+	}
+	switch err := (*v)(ctx, m); {
+	case err == nil:
+		return gossip.ValidationAccept
+	case errors.Is(err, ErrIgnore):
+		ps.ignored.Add(1)
+		return gossip.ValidationIgnore
+	default:
+		ps.rejected.Add(1)
+		ps.cfg.Logger.Debug("pubsub: message rejected", "topic", t.name, "from", m.From, "via", from, "err", err)
+		return gossip.ValidationReject
+	}
 }
 
 // Peers lists the connected peers subscribed to the topic.
@@ -278,52 +370,21 @@ func (t *Topic) MeshPeers() []peer.ID {
 }
 
 // SetValidator installs v as the topic's validator and returns a function
-// that removes it. A topic has at most one validator.
+// that removes it. A topic has at most one validator; it runs on every
+// message, the instance's own included, after the sender's signature has
+// been checked.
 func (t *Topic) SetValidator(v Validator) (unregister func(), err error) {
 	if v == nil {
 		return nil, errors.New("pubsub: nil validator")
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
+	if t.isClosed() {
 		return nil, fmt.Errorf("pubsub: set validator on %q: %w", t.name, ErrClosed)
 	}
-	if t.validated {
+	pv := &v
+	if !t.user.CompareAndSwap(nil, pv) {
 		return nil, fmt.Errorf("pubsub: set validator on %q: topic already has one", t.name)
 	}
-	ps := t.ps
-	log := ps.cfg.Logger
-	fn := func(ctx context.Context, from peer.ID, gm *gossip.Message) gossip.ValidationResult {
-		m := &Message{From: gm.GetFrom(), Data: gm.Data, Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
-		err := v(ctx, m)
-		switch {
-		case err == nil:
-			return gossip.ValidationAccept
-		case errors.Is(err, ErrIgnore):
-			ps.ignored.Add(1)
-			return gossip.ValidationIgnore
-		default:
-			ps.rejected.Add(1)
-			log.Debug("pubsub: message rejected", "topic", t.name, "from", m.From, "via", from, "err", err)
-			return gossip.ValidationReject
-		}
-	}
-	if err := ps.ps.RegisterTopicValidator(t.full, fn); err != nil {
-		return nil, fmt.Errorf("pubsub: set validator on %q: %w", t.name, err)
-	}
-	t.validated = true
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			if t.closed || !t.validated {
-				return
-			}
-			t.validated = false
-			_ = ps.ps.UnregisterTopicValidator(t.full)
-		})
-	}, nil
+	return func() { t.user.CompareAndSwap(pv, nil) }, nil
 }
 
 // SubscribeOption tunes one subscription.
@@ -376,14 +437,11 @@ func (t *Topic) close() error {
 	for s := range t.subs {
 		subs = append(subs, s)
 	}
-	validated := t.validated
 	t.mu.Unlock()
 	for _, s := range subs {
 		s.Close()
 	}
-	if validated {
-		_ = t.ps.ps.UnregisterTopicValidator(t.full)
-	}
+	_ = t.ps.ps.UnregisterTopicValidator(t.full)
 	if err := t.t.Close(); err != nil {
 		return fmt.Errorf("pubsub: leave %q: %w", t.name, err)
 	}
@@ -409,8 +467,13 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		}
 		return nil, fmt.Errorf("pubsub: next on %q: %w", s.topic.name, ErrClosed)
 	}
+	m, ok := gm.ValidatorData.(*Message)
+	if !ok {
+		// Every message passes the topic validator, which sets this.
+		return nil, fmt.Errorf("pubsub: next on %q: %w", s.topic.name, errEnvelope)
+	}
 	s.topic.ps.delivered.Add(1)
-	return &Message{From: gm.GetFrom(), Data: gm.Data, Topic: s.topic.name, ReceivedFrom: gm.ReceivedFrom}, nil
+	return m, nil
 }
 
 // Close ends the subscription; a blocked Next returns ErrClosed. It is

@@ -3,13 +3,19 @@ package pubsub_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/libp2p/go-libp2p"
+	gossip "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
@@ -22,10 +28,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // newPeer starts a libp2p host on loopback with a PubSub for app.
 func newPeer(t *testing.T, app string, cfg pubsub.Config) (host.Host, *pubsub.PubSub) {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHost(t)
 	cfg.AppID = app
 	ps, err := pubsub.New(context.Background(), h, cfg)
 	if err != nil {
@@ -37,6 +40,21 @@ func newPeer(t *testing.T, app string, cfg pubsub.Config) (host.Host, *pubsub.Pu
 		h.Close()
 	})
 	return h, ps
+}
+
+// newHost starts a libp2p host on loopback with a secp256k1 identity, as
+// dpaas instances have.
+func newHost(t *testing.T) host.Host {
+	t.Helper()
+	k, _, err := p2pcrypto.GenerateSecp256k1Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func connect(t *testing.T, a, b host.Host) {
@@ -254,12 +272,102 @@ func TestBadConfig(t *testing.T) {
 	if _, err := pubsub.New(context.Background(), nil, pubsub.Config{AppID: "x"}); err == nil {
 		t.Fatal("New without host succeeded")
 	}
-	ps, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x"})
+	// Instances sign with secp256k1; a host with another key type needs
+	// Config.Key, and it must be the host's own.
+	if _, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x"}); err == nil || !strings.Contains(err.Error(), "secp256k1") {
+		t.Fatalf("New on an ed25519 host: %v", err)
+	}
+	other, _ := ethcrypto.GenerateKey()
+	if _, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x", Key: other}); err == nil {
+		t.Fatal("New with a key that is not the host's succeeded")
+	}
+	h2 := newHost(t)
+	defer h2.Close()
+	ps, err := pubsub.New(context.Background(), h2, pubsub.Config{AppID: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ps.Close()
 	if _, err := ps.Join(""); !errors.Is(err, pubsub.ErrBadTopic) {
 		t.Fatalf("Join empty: %v", err)
+	}
+}
+
+// TestForgedMessagesAreRejected has a raw GossipSub peer, which speaks the
+// wire protocol but not the envelope, inject garbage, a tampered message
+// and an impersonation. None is delivered; each is counted; a valid
+// message after them still is.
+func TestForgedMessagesAreRejected(t *testing.T) {
+	hv, victim := newPeer(t, "app", pubsub.Config{})
+	hr, receiver := newPeer(t, "app", pubsub.Config{})
+	ha := newHost(t)
+	defer ha.Close()
+	// A GossipSub router with the envelope's wire settings, but it
+	// publishes whatever bytes the test gives it.
+	rawCtx, stopRaw := context.WithCancel(context.Background())
+	defer stopRaw()
+	raw, err := gossip.NewGossipSub(rawCtx, ha,
+		gossip.WithNoAuthor(), gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
+		gossip.WithMessageIdFn(func(m *pb.Message) string { return string(m.Data) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ha, hr)
+	connect(t, hv, hr)
+	tv, _ := join(t, victim, "chat")
+	tr, sub := join(t, receiver, "chat")
+	attacker, err := raw.Join("/dpaas/app/chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The attacker subscribes too, to capture a genuine envelope of the
+	// victim's off the wire.
+	capture, err := attacker.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Cancel()
+	defer attacker.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tr.MeshPeers()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("receiver's mesh never formed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tv.Publish(context.Background(), []byte("pay 1 token")); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, sub); m.From != hv.ID() {
+		t.Fatalf("genuine message from %s, want victim %s", m.From, hv.ID())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	genuine, err := capture.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tampered := bytes.Clone(genuine.Data)
+	tampered[len(tampered)-1] = 'X' // "pay 1 tokeX"
+	impostor := bytes.Clone(genuine.Data)
+	impostor[len(impostor)-1] = 'Y'
+	for _, bad := range [][]byte{[]byte("garbage"), tampered, impostor} {
+		if err := attacker.Publish(context.Background(), bad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tv.Publish(context.Background(), []byte("after the forgeries")); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, sub); string(m.Data) != "after the forgeries" || m.From != hv.ID() {
+		t.Fatalf("delivered %q from %s", m.Data, m.From)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for receiver.Stats().Invalid < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("invalid = %d, want 3", receiver.Stats().Invalid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,0 +1,143 @@
+package pubsub
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/crypto/sha3"
+)
+
+// Every message is sealed in an envelope that its sender signs with its
+// secp256k1 instance key:
+//
+//	version (1 byte) | sender address (20) | sequence number (8) |
+//	signature (65: r, s, v) | payload
+//
+// The signature covers a domain tag, the full topic name (which carries the
+// AppID), the sender's address, the sequence number and the payload, so a
+// message cannot be altered or replayed on another topic or DApp.
+// Receivers recover the signer's key, require its address to be the one
+// the envelope names (so a forgery is told from a stranger's message), and
+// derive the sender's peer ID from it: Message.From.
+//
+// The envelope replaces GossipSub's own signing, which uses a pure-Go curve
+// and verifies each message twice on the publisher; go-ethereum's
+// libsecp256k1 recovers a key several times faster, and that check is what
+// bounds the message rate.
+const (
+	envelopeVersion = 1
+	addrEnd         = 1 + 20
+	seqEnd          = addrEnd + 8
+	headerLen       = seqEnd + 65
+)
+
+var errEnvelope = errors.New("pubsub: malformed envelope")
+
+var signDomain = []byte("dpaas/pubsub/1\x00")
+
+// digest is what the sender signs: everything in the envelope but the
+// version and the signature, bound to the topic.
+func digest(fullTopic string, env []byte) []byte {
+	h := sha3.NewLegacyKeccak256()
+	h.Write(signDomain)
+	h.Write([]byte(fullTopic))
+	h.Write([]byte{0})
+	h.Write(env[1:seqEnd])
+	h.Write(env[headerLen:])
+	return h.Sum(nil)
+}
+
+// seal signs payload for fullTopic with key and returns the envelope.
+func seal(key *ecdsa.PrivateKey, fullTopic string, seq uint64, payload []byte) ([]byte, error) {
+	env := make([]byte, headerLen+len(payload))
+	env[0] = envelopeVersion
+	addr := ethcrypto.PubkeyToAddress(key.PublicKey)
+	copy(env[1:addrEnd], addr[:])
+	binary.BigEndian.PutUint64(env[addrEnd:seqEnd], seq)
+	copy(env[headerLen:], payload)
+	sig, err := ethcrypto.Sign(digest(fullTopic, env), key)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: sign: %w", err)
+	}
+	copy(env[seqEnd:headerLen], sig)
+	return env, nil
+}
+
+// open checks env's signature and returns its sender's public key (65
+// bytes, uncompressed) and payload. It allocates nothing but the key.
+func open(fullTopic string, env []byte) (pub []byte, payload []byte, err error) {
+	if len(env) < headerLen {
+		return nil, nil, fmt.Errorf("%w: %d bytes, need at least %d", errEnvelope, len(env), headerLen)
+	}
+	if env[0] != envelopeVersion {
+		return nil, nil, fmt.Errorf("%w: version %d", errEnvelope, env[0])
+	}
+	sig := env[seqEnd:headerLen]
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:64])
+	// Only low-s signatures: a message has exactly one valid envelope.
+	if !ethcrypto.ValidateSignatureValues(sig[64], r, s, true) {
+		return nil, nil, fmt.Errorf("%w: invalid signature values", errEnvelope)
+	}
+	pub, err = ethcrypto.Ecrecover(digest(fullTopic, env), sig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: bad signature: %v", errEnvelope, err)
+	}
+	// The address is the last 20 bytes of the key's hash; compare in place.
+	if !bytes.Equal(ethcrypto.Keccak256(pub[1:])[12:], env[1:addrEnd]) {
+		return nil, nil, fmt.Errorf("%w: signature is not by the named sender", errEnvelope)
+	}
+	return pub, env[headerLen:], nil
+}
+
+// senderIDs maps recovered public keys to peer IDs. Deriving an ID costs a
+// curve check and a hash; a DApp has few senders, so they are remembered.
+type senderIDs struct {
+	mu  sync.Mutex
+	ids map[string]peer.ID
+}
+
+const maxSenderIDs = 4096
+
+func (c *senderIDs) id(pub []byte) (peer.ID, error) {
+	c.mu.Lock()
+	id, ok := c.ids[string(pub)]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	k, err := p2pcrypto.UnmarshalSecp256k1PublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: sender key: %v", errEnvelope, err)
+	}
+	id, err = peer.IDFromPublicKey(k)
+	if err != nil {
+		return "", fmt.Errorf("%w: sender id: %v", errEnvelope, err)
+	}
+	c.mu.Lock()
+	if c.ids == nil || len(c.ids) >= maxSenderIDs {
+		c.ids = make(map[string]peer.ID)
+	}
+	c.ids[string(pub)] = id
+	c.mu.Unlock()
+	return id, nil
+}
+
+// signingKey returns the secp256k1 key behind a libp2p private key.
+func signingKey(k p2pcrypto.PrivKey) (*ecdsa.PrivateKey, error) {
+	if k == nil || k.Type() != p2pcrypto.Secp256k1 {
+		return nil, errors.New("pubsub: the host's key is not secp256k1: set Config.Key, or give the host a secp256k1 identity (dpaas instance keys are)")
+	}
+	raw, err := k.Raw()
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: host key: %w", err)
+	}
+	return ethcrypto.ToECDSA(raw)
+}
