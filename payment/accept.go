@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -50,7 +51,15 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 			return err
 		}
 	}
-	if err := voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin); err != nil {
+	err = voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin)
+	if errors.Is(err, ErrExpired) {
+		// A top-up may have moved the expiry since we cached it.
+		if ch, err = p.channelFacts(ctx, v.Channel, true); err != nil {
+			return err
+		}
+		err = voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin)
+	}
+	if err != nil {
 		return err
 	}
 	p.acceptMu.Lock()

@@ -257,8 +257,10 @@ func (s *meterService) askAsync(payer peer.ID, addr common.Address) {
 		s.again[payer] = true
 		return
 	}
+	if s.p.track() != nil {
+		return
+	}
 	s.inflight[payer] = true
-	s.p.wg.Add(1)
 	go func() {
 		defer s.p.wg.Done()
 		for {

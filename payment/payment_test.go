@@ -296,7 +296,7 @@ func TestTopUp(t *testing.T) {
 	if err := payee.Accept(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.TopUp(ctx, tokens(2), 2*time.Hour); err != nil {
+	if err := ch.TopUp(ctx, tokens(3), 2*time.Hour); err != nil {
 		t.Fatalf("TopUp: %v", err)
 	}
 	v, err = ch.Pay(tokens(2))
@@ -311,8 +311,22 @@ func TestTopUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Deposit.Cmp(tokens(3)) != 0 || !st.Expiry.Equal(ch.Expiry()) {
+	if st.Deposit.Cmp(tokens(4)) != 0 || !st.Expiry.Equal(ch.Expiry()) {
 		t.Fatalf("state %+v, channel expiry %s", st, ch.Expiry())
+	}
+	// Past the first expiry, the payee's cached expiry is stale too.
+	if err := d.AdjustTime(90 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v, err = ch.Pay(big.NewInt(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := payee.Accept(ctx, v); err != nil {
+		t.Fatalf("Accept past the first expiry after extension: %v", err)
+	}
+	if _, err := payee.Redeem(ctx, ch.ID()); err != nil {
+		t.Fatalf("Redeem past the first expiry after extension: %v", err)
 	}
 }
 

@@ -264,16 +264,15 @@ type Transfer struct {
 // on, polling every Config.PollInterval. The channel closes when ctx ends
 // or Payments closes.
 func (p *Payments) WatchTransfers(ctx context.Context) (<-chan Transfer, error) {
-	if p.closed.Load() {
-		return nil, fmt.Errorf("payment: watch transfers: %w", ErrClosed)
-	}
 	from, err := p.be.BlockNumber(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("payment: watch transfers: %w", p.chainErr(err))
 	}
 	out := make(chan Transfer, 16)
 	topic := tokenABI.GetABI().Events["Transfer"].ID
-	p.wg.Add(1)
+	if err := p.track(); err != nil {
+		return nil, fmt.Errorf("payment: watch transfers: %w", err)
+	}
 	go func() {
 		defer p.wg.Done()
 		defer close(out)
@@ -395,6 +394,18 @@ func (p *Payments) opCtx(ctx context.Context) (context.Context, context.CancelFu
 	return ctx, func() { stop(); cancel() }, nil
 }
 
+// track counts one more goroutine that Close must wait for, unless
+// Payments is closed already.
+func (p *Payments) track() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	p.wg.Add(1)
+	return nil
+}
+
 // now is the clock for expiries.
 func (p *Payments) now() time.Time { return p.cfg.Now() }
 
@@ -402,7 +413,10 @@ func (p *Payments) now() time.Time { return p.cfg.Now() }
 // does not close a shared DevChain or the caller's kv.Space. Calling it
 // again returns ErrClosed.
 func (p *Payments) Close() error {
-	if p.closed.Swap(true) {
+	p.mu.Lock()
+	already := p.closed.Swap(true)
+	p.mu.Unlock()
+	if already {
 		return fmt.Errorf("payment: close: %w", ErrClosed)
 	}
 	close(p.closing)
