@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -164,16 +165,22 @@ func docFields(doc any) (map[string][]byte, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
 	}
+	// Field values are registers, compared whole and queried through
+	// encodeValue, so they need no canonical form; compact is enough.
 	out := make(map[string][]byte, len(m))
 	for k, v := range m {
 		if k == "" || strings.IndexByte(k, 0) >= 0 {
 			return nil, fmt.Errorf("field name %q: %w", k, ErrInvalid)
 		}
-		cv, err := canonicalRaw(v)
-		if err != nil {
+		if isCompact(v) {
+			out[k] = v
+			continue
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, v); err != nil {
 			return nil, fmt.Errorf("field %q: %v: %w", k, err, ErrInvalid)
 		}
-		out[k] = cv
+		out[k] = buf.Bytes()
 	}
 	return out, nil
 }
@@ -344,3 +351,19 @@ func (b *Batch) Commit(ctx context.Context) error {
 }
 
 var _ = crdt.Doc{}
+
+// isCompact reports whether raw JSON has no whitespace outside strings.
+func isCompact(raw []byte) bool {
+	in := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			return false
+		}
+	}
+	return true
+}

@@ -77,8 +77,17 @@ func (s *Store) runApplier() {
 	defer close(s.synced)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	inflight := 0
 	for {
+		// While two commits wait for their fsync, leave new writes queued:
+		// they will share one delta, one signature and one fsync.
+		writes := s.writes
+		if inflight >= maxInflight {
+			writes = nil
+		}
 		select {
+		case <-s.syncDone:
+			inflight--
 		case <-s.closing:
 			for {
 				select {
@@ -88,7 +97,7 @@ func (s *Store) runApplier() {
 					return
 				}
 			}
-		case req := <-s.writes:
+		case req := <-writes:
 			reqs := []*writeReq{req}
 			n := len(req.ops)
 		gather:
@@ -101,7 +110,9 @@ func (s *Store) runApplier() {
 					break gather
 				}
 			}
-			s.commitLocal(reqs)
+			if s.commitLocal(reqs) {
+				inflight++
+			}
 		case rr := <-s.remote:
 			rr.done <- s.applyRemote(rr.in)
 		case f := <-s.control:
@@ -114,16 +125,21 @@ func (s *Store) runApplier() {
 	}
 }
 
+// maxInflight is how many local commits may wait for their fsync at once.
+const maxInflight = 2
+
 func (s *Store) runSyncer() {
 	defer s.wg.Done()
 	for c := range s.synced {
 		err := c.err
 		if c.batch != nil {
-			if c.durable && err == nil {
-				err = c.batch.SyncWait()
-				if err != nil {
-					err = fmt.Errorf("store: commit: %w", err)
+			if c.durable {
+				if err == nil {
+					if err = c.batch.SyncWait(); err != nil {
+						err = fmt.Errorf("store: commit: %w", err)
+					}
 				}
+				s.syncDone <- struct{}{}
 			}
 			c.batch.Close()
 		}
@@ -343,8 +359,9 @@ func buildOp(u *userOp, st *crdt.Doc) delta.Op {
 	return op
 }
 
-// commitLocal turns the waiting writes into deltas and commits them.
-func (s *Store) commitLocal(reqs []*writeReq) {
+// commitLocal turns the waiting writes into deltas and commits them. It
+// reports whether it handed a commit to the syncer that waits for an fsync.
+func (s *Store) commitLocal(reqs []*writeReq) bool {
 	w := newWorkset(s)
 	b := s.pdb.NewBatch()
 	maxOps := s.cfg.MaxDeltaOps
@@ -374,7 +391,7 @@ func (s *Store) commitLocal(reqs []*writeReq) {
 			d, err := w.doc(u.coll, u.id)
 			if err != nil {
 				fail(err)
-				return
+				return false
 			}
 			v := s.validator(u.coll)
 			if v != nil && undo == nil {
@@ -385,7 +402,7 @@ func (s *Store) commitLocal(reqs []*writeReq) {
 					snap, err := w.snapshot([]*workDoc{d})
 					if err != nil {
 						fail(err)
-						return
+						return false
 					}
 					undo[d] = snap[d]
 				}
@@ -409,7 +426,7 @@ func (s *Store) commitLocal(reqs []*writeReq) {
 	if len(ops) == 0 {
 		b.Close()
 		s.synced <- &committed{reqs: reqs}
-		return
+		return false
 	}
 	var blocks [][]byte
 	seq := s.vv[s.author]
@@ -421,11 +438,11 @@ func (s *Store) commitLocal(reqs []*writeReq) {
 		block, id, err := d.Sign(s.key)
 		if err != nil {
 			fail(err)
-			return
+			return false
 		}
 		if err := s.writeDelta(b, d, id, block); err != nil {
 			fail(err)
-			return
+			return false
 		}
 		blocks = append(blocks, block)
 		parents = []cid.Cid{id}
@@ -439,11 +456,12 @@ func (s *Store) commitLocal(reqs []*writeReq) {
 	}
 	if err != nil {
 		fail(fmt.Errorf("store: commit: %w", err))
-		return
+		return false
 	}
 	s.created.Add(uint64(len(blocks)))
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
+	return true
 }
 
 func (s *Store) sortedHeads() []cid.Cid {

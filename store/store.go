@@ -122,8 +122,9 @@ type Store struct {
 	writes  chan *writeReq
 	remote  chan *remoteReq
 	control chan func()
-	synced  chan *committed
-	closing chan struct{}
+	synced   chan *committed
+	syncDone chan struct{} // one per durable commit synced
+	closing  chan struct{}
 	stopped chan struct{} // closed once the applier and syncer are gone
 	closed  atomic.Bool
 	once    sync.Once
@@ -205,6 +206,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		remote:   make(chan *remoteReq, 16),
 		control:  make(chan func()),
 		synced:   make(chan *committed, 1024),
+		syncDone: make(chan struct{}, 1024),
 		closing:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 		heads:    make(map[cid.Cid]struct{}),

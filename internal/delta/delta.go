@@ -205,17 +205,35 @@ func (d *Delta) Sign(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
 	if err := d.check(); err != nil {
 		return nil, cid.Undef, err
 	}
-	h, err := d.SigningHash()
+	unsigned, err := encMode.Marshal(d.toWire(false))
 	if err != nil {
-		return nil, cid.Undef, err
+		return nil, cid.Undef, fmt.Errorf("delta: encode: %w", err)
 	}
-	sig, err := crypto.Sign(h, key)
+	sig, err := crypto.Sign(crypto.Keccak256([]byte(sigDomain), unsigned), key)
 	if err != nil {
 		return nil, cid.Undef, fmt.Errorf("delta: sign: %w", err)
 	}
 	d.Sig = sig
-	return d.Encode()
+	// The signature is the map's last entry ("z" sorts last), so the signed
+	// block is the unsigned one with one more entry; no second encoding.
+	if unsigned[0] != 0xa5 {
+		return d.Encode()
+	}
+	block := make([]byte, 0, len(unsigned)+len(sigEntryPrefix)+len(sig))
+	block = append(block, 0xa6)
+	block = append(block, unsigned[1:]...)
+	block = append(block, sigEntryPrefix...)
+	block = append(block, sig...)
+	if len(block) > MaxBlockSize {
+		return nil, cid.Undef, fmt.Errorf("delta: encode: %d bytes: %w", len(block), ErrMalformed)
+	}
+	id, err := CID(block)
+	return block, id, err
 }
+
+// sigEntryPrefix is the CBOR of the key "z" and the header of a 65-byte
+// byte string.
+var sigEntryPrefix = []byte{0x61, 'z', 0x58, crypto.SignatureLength}
 
 // Encode returns the signed block and its CID.
 func (d *Delta) Encode() ([]byte, cid.Cid, error) {
@@ -247,7 +265,16 @@ func Decode(block []byte) (*Delta, cid.Cid, error) {
 	if err != nil {
 		return nil, cid.Undef, err
 	}
-	if err := d.Verify(); err != nil {
+	// The block is canonical (checked above), so the signed bytes are the
+	// block without its last entry, the signature.
+	n := len(sigEntryPrefix) + crypto.SignatureLength
+	if len(d.Sig) == crypto.SignatureLength && block[0] == 0xa6 && len(block) > n {
+		unsigned := append([]byte{0xa5}, block[1:len(block)-n]...)
+		err = d.verifyHash(crypto.Keccak256([]byte(sigDomain), unsigned))
+	} else {
+		err = d.Verify()
+	}
+	if err != nil {
 		return nil, cid.Undef, err
 	}
 	id, err := CID(block)
@@ -320,6 +347,13 @@ func (d *Delta) Verify() error {
 	h, err := d.SigningHash()
 	if err != nil {
 		return err
+	}
+	return d.verifyHash(h)
+}
+
+func (d *Delta) verifyHash(h []byte) error {
+	if len(d.Sig) != crypto.SignatureLength {
+		return fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
 	}
 	pub, err := crypto.Ecrecover(h, d.Sig)
 	if err != nil {

@@ -137,3 +137,17 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSignMatchesGenericEncoding(t *testing.T) {
+	block, d := sample(t)
+	generic, _, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(block, generic) {
+		t.Fatalf("Sign's block differs from the generic encoding")
+	}
+	if err := d.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
