@@ -119,17 +119,17 @@ type Store struct {
 	clock  *hlc.Clock
 	log    *slog.Logger
 
-	writes  chan *writeReq
-	remote  chan *remoteReq
-	control chan func()
+	writes   chan *writeReq
+	remote   chan *remoteReq
+	control  chan func()
 	synced   chan *committed
 	syncDone chan struct{} // one per durable commit synced
 	closing  chan struct{}
-	stopped chan struct{} // closed once the applier and syncer are gone
-	closed  atomic.Bool
-	once    sync.Once
-	wg      sync.WaitGroup // applier and syncer
-	netWG   sync.WaitGroup // network goroutines
+	stopped  chan struct{} // closed once the applier and syncer are gone
+	closed   atomic.Bool
+	once     sync.Once
+	wg       sync.WaitGroup // applier and syncer
+	netWG    sync.WaitGroup // network goroutines
 
 	// owned by the applier goroutine
 	heads   map[cid.Cid]struct{}
