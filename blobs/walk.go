@@ -109,18 +109,17 @@ func (s *Store) Stat(ctx context.Context, c cid.Cid) (Stat, error) {
 			st.Complete = false
 			return nil
 		}
-		st.LocalBlocks++
-		if data != nil {
-			st.LocalBytes += uint64(len(data))
-		} else {
-			n, err := s.blocks.GetSize(ctx, b)
-			if err != nil {
+		n := len(data)
+		if data == nil { // a raw leaf, visited without its data
+			var err error
+			if n, err = s.blocks.GetSize(ctx, b); err != nil {
 				return err
 			}
-			st.LocalBytes += uint64(n)
 		}
+		st.LocalBlocks++
+		st.LocalBytes += uint64(n)
 		if b == c {
-			st.Size = fileSize(b, data, uint64(len(data)))
+			st.Size = fileSize(b, data, uint64(n))
 		}
 		return nil
 	})
@@ -133,15 +132,10 @@ func (s *Store) Stat(ctx context.Context, c cid.Cid) (Stat, error) {
 			st.Size = r.Size
 		}
 	}
-	if st.Size == 0 && c.Type() == cid.Raw && st.LocalBlocks == 1 {
-		st.Size = st.LocalBytes
-	}
-	p, ok, err := s.getPin(c)
+	_, st.Pinned, err = s.getPin(c)
 	if err != nil {
 		return Stat{}, fmt.Errorf("blobs: stat %s: %w", c, err)
 	}
-	st.Pinned = ok
-	_ = p
 	return st, nil
 }
 

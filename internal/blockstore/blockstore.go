@@ -122,11 +122,16 @@ func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
 	batch := pdb.NewBatch()
 	defer batch.Close()
 	var added uint64
+	inBatch := make(map[string]struct{}, len(bs))
 	for _, b := range bs {
 		c := b.Cid()
 		if _, ok := isIdentity(c); ok {
 			continue
 		}
+		if _, dup := inBatch[string(c.Hash())]; dup {
+			continue
+		}
+		inBatch[string(c.Hash())] = struct{}{}
 		k := s.key(c.Hash())
 		_, closer, err := pdb.Get(k)
 		if err == nil {

@@ -1,0 +1,91 @@
+// Package blobs stores a DApp's files as standard IPFS data, replicated
+// across the DApp's instances and served like download mirrors.
+//
+// A blob is a UnixFS file: CIDv1, raw leaves, 256 KiB chunks, balanced
+// layout, exactly what Kubo's `ipfs add --cid-version=1` makes of the same
+// bytes, so any IPFS tool can check, import or serve it. Blocks live in the
+// instance's Pebble database (internal/blockstore), travel over bitswap
+// (boxo) on the instance's libp2p host, and move without a network as CAR
+// files (go-car).
+//
+// # Usage
+//
+//	s, err := blobs.Open(ctx, blobs.Config{
+//		Space:    space,    // the instance's "blobs" key space
+//		Host:     h,        // the instance's libp2p host
+//		AppID:    appID,    // namespaces every protocol ID
+//		Registry: registry, // the DApp's replicated blob set
+//	})
+//	defer s.Close()
+//
+//	c, err := s.Add(ctx, file)       // import, pin, tell every replica
+//	r, err := s.Open(ctx, c)         // io.ReadSeekCloser; fetches as it reads
+//	ok, err := s.Has(ctx, c)         // whole here?
+//	st, err := s.Stat(ctx, c)        // size and how much is here
+//	err = s.Burn(ctx, c)             // gone from every replica
+//	mux.Handle("/blobs/", s.Handler()) // GET /blobs/{cid} with Range, ETag
+//	err = s.Export(ctx, c, w)        // CARv1
+//	c, err = s.Import(ctx, carReader)
+//
+// # Replication
+//
+// Which blobs the DApp holds is replicated state, kept outside this
+// package behind the Registry interface (the dapp package backs it with a
+// store collection; MemRegistry backs it in memory). Every replica watches
+// the registry and compares it in full every ReconcileInterval:
+//
+//   - With ReplicationFactor 0 (the default) every replica pins every blob
+//     and fetches it in the background, resuming after restarts.
+//   - With ReplicationFactor k, the replicas rank the live replicas (peers
+//     of the same DApp connected to the host, plus self) by rendezvous
+//     hashing of (CID, peer ID); the first k pin the blob. A replica seen
+//     within HolderGrace still counts, so a brief disconnection moves
+//     nothing; one that stays gone longer drops out of the ranking and the
+//     next replica in line fetches its blobs. A replica holding a blob it is
+//     not ranked for (the adder, typically) drops its copy once every ranked
+//     replica reports, over a small AppID-namespaced protocol, that it holds
+//     the blob whole.
+//   - A burned blob is unpinned on every replica and garbage-collected.
+//
+// Bitswap asks connected peers first; when Config.Routing is set (the DHT)
+// it also looks for providers there, and blobs held here are announced.
+// By default bitswap runs on AppID-prefixed protocol IDs
+// (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
+// IPFSBitswap to speak the standard protocol IDs with any IPFS node.
+//
+// # Pins and garbage collection
+//
+// A pin is a durable record of a root this replica keeps (whole, or still
+// being fetched). GC marks every block reachable from a pin or from the
+// root of an open reader and deletes the rest. GC and writes exclude each
+// other with one lock: an Add holds it shared for its whole run, a block
+// arriving from the network holds it shared while it is written, GC holds
+// it exclusively. So GC never frees what an Add in progress or an open
+// reader needs.
+//
+// Crash consistency: an Add writes its blocks unsynced and then its pin
+// synced, which makes every earlier write durable too (one write-ahead
+// log). A marker written when an Add starts and deleted once its pin is
+// durable tells a restart that blocks may have been orphaned; Open then
+// schedules a GC. GC deletes in batches of unreachable blocks only, so a
+// crash in the middle of it loses nothing that is pinned.
+//
+// # Bad input
+//
+// Bitswap names every received block by the hash of its bytes, so a forged
+// block never passes for the one asked for; a peer that keeps sending
+// blocks nobody asked for is disconnected and counted (Metrics.BadBlocks).
+// CAR imports check every block against its CID and require the whole DAG
+// of exactly one root (ErrBadCAR otherwise). Malformed requests get errors
+// and counters, never panics.
+//
+// # Caller duties
+//
+//  1. Give each Store its own key space; nothing else may write to it.
+//  2. Register nothing else on the host under /dpaas/<appid>/blobs/.
+//  3. Close every reader Open returns: an open reader keeps its blocks
+//     from GC.
+//  4. Close the Store before the host and the database it was given.
+//
+// All methods are safe for concurrent use.
+package blobs
