@@ -156,7 +156,7 @@ func (s *Store) runSyncer() {
 		s.notify(c.changes)
 		if n := s.net.Load(); n != nil {
 			for _, b := range c.blocks {
-				n.publishDelta(b)
+				n.queueDelta(b)
 			}
 		}
 	}
@@ -616,6 +616,24 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			s.applied.Add(1)
 		}
 		done[x.id] = true
+		if len(w.list) >= maxWorkset {
+			// bound memory on big catch-ups: commit what is done so far
+			changes, err := w.flush(b)
+			if err == nil {
+				err = s.writeMeta(b)
+			}
+			if err == nil {
+				err = b.Commit(pebble.NoSync)
+			}
+			if err != nil {
+				b.Close()
+				res.err = fmt.Errorf("store: apply: %w", err)
+				return res
+			}
+			s.publishSnapshot()
+			s.synced <- &committed{batch: b, changes: changes}
+			w, b = newWorkset(s), s.pdb.NewBatch()
+		}
 		for _, child := range s.waiters[x.id] {
 			if c := s.pending[child]; c != nil {
 				queue = append(queue, c)
@@ -646,6 +664,10 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 	s.synced <- &committed{batch: b, changes: changes}
 	return res
 }
+
+// maxWorkset is how many documents one remote batch changes before it is
+// committed and its memory released.
+const maxWorkset = 8192
 
 type rejection struct{ reason string }
 

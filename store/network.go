@@ -78,6 +78,7 @@ type network struct {
 	notify *lpnet.NotifyBundle
 
 	want chan peer.ID
+	out  chan []byte // durable local deltas to push
 
 	mu       sync.Mutex
 	queued   map[peer.ID]bool
@@ -97,13 +98,14 @@ func startNetwork(ctx context.Context, s *Store) error {
 	nctx, cancel := context.WithCancel(context.Background())
 	n := &network{
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
-		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), queued: make(map[peer.ID]bool),
+		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
 	}
 	s.net.Store(n)
 	n.h.SetStreamHandler(n.proto, n.serve)
 	n.notify = &lpnet.NotifyBundle{ConnectedF: func(_ lpnet.Network, c lpnet.Conn) { n.wantSync(c.RemotePeer()) }}
 	n.h.Network().Notify(n.notify)
-	s.netWG.Add(3)
+	s.netWG.Add(4)
+	go n.publish()
 	go n.receive()
 	go n.announce()
 	go n.catchUps()
@@ -133,6 +135,29 @@ func (n *network) enter() bool {
 	}
 	n.handlers.Add(1)
 	return true
+}
+
+// queueDelta hands a durable local delta to the publisher without ever
+// blocking the write path; if the queue is full the delta is left to the
+// announcements and catch-up.
+func (n *network) queueDelta(block []byte) {
+	select {
+	case n.out <- block:
+	default:
+		n.s.log.Debug("store: push queue full; peers will catch up")
+	}
+}
+
+func (n *network) publish() {
+	defer n.s.netWG.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case b := <-n.out:
+			n.publishDelta(b)
+		}
+	}
 }
 
 func (n *network) publishDelta(block []byte) {
@@ -330,13 +355,15 @@ func (n *network) catchUp(p peer.ID) (err error) {
 		for {
 			frames := make([][]byte, 0, size)
 			var rerr error
-			for len(frames) < size {
+			bytes := 0
+			for len(frames) < size && bytes < 8<<20 {
 				f, err := storesync.ReadFrame(r)
 				if err != nil {
 					rerr = err
 					break
 				}
 				frames = append(frames, f)
+				bytes += len(f)
 				if r.Buffered() == 0 && len(frames) >= 64 {
 					break // do not sit on frames while the network is slow
 				}
