@@ -76,7 +76,7 @@ func (p *Payments) NewMeter(cfg MeterConfig) (*Meter, error) {
 // the credit limit unpaid, nothing is recorded and the error wraps
 // ErrCreditExceeded: stop serving. Asking for payment happens in the
 // background and never blocks Charge.
-func (m *Meter) Charge(ctx context.Context, payer peer.ID, units uint64) error {
+func (m *Meter) Charge(payer peer.ID, units uint64) error {
 	if m.p.closed.Load() {
 		return fmt.Errorf("payment: charge: %w", ErrClosed)
 	}

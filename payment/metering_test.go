@@ -87,7 +87,7 @@ func TestMeteringBetweenTwoNodes(t *testing.T) {
 	// Serve 1,000 units in requests of 10. Like a real provider, when the
 	// consumer is at its credit limit, wait for its payment to land.
 	for served := 0; served < 1000; {
-		err := m.Charge(ctx, consumer, 10)
+		err := m.Charge(consumer, 10)
 		if errors.Is(err, ErrCreditExceeded) {
 			waitFor(t, "a payment", func() bool { return mp.provider.Unpaid(account).Cmp(units(290)) <= 0 })
 			continue
@@ -119,7 +119,7 @@ func TestMeteringBetweenTwoNodes(t *testing.T) {
 	// stops serving once 300 units are unpaid.
 	extra := 0
 	for {
-		err := m.Charge(ctx, consumer, 10)
+		err := m.Charge(consumer, 10)
 		if errors.Is(err, ErrCreditExceeded) {
 			t.Logf("refused after %d more units: %v", extra, err)
 			break
@@ -196,7 +196,7 @@ func BenchmarkVoucherRoundTrip(b *testing.B) {
 	consumer := mp.cHost.ID()
 	lat := make([]time.Duration, 0, b.N)
 	for b.Loop() {
-		if err := m.Charge(ctx, consumer, 1); err != nil {
+		if err := m.Charge(consumer, 1); err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()

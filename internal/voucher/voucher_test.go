@@ -258,3 +258,21 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "vouchers/s")
 }
+
+// BenchmarkEcrecover is the bare secp256k1 recovery that dominates Check,
+// for scale on the machine at hand:
+//
+//	go test ./internal/voucher -run '^$' -bench 'Check|Ecrecover' -cpu 1
+func BenchmarkEcrecover(b *testing.B) {
+	k := mustKey(b, 7)
+	h := NewDomain(testChain, testContract).Digest(testChannel, big.NewInt(1))
+	sig, err := crypto.Sign(h[:], k.PrivateKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := crypto.Ecrecover(h[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
