@@ -30,7 +30,9 @@ type Config struct {
 
 	// Confirmations is how many blocks, counting the one that includes a
 	// transaction, must exist before a call that sends it returns.
-	// 0 means 1.
+	// 0 means 1. A DevChain seals blocks only for transactions: in process
+	// (Dev) Payments seals the missing empty blocks itself, but through a
+	// served DevChain's URL keep 1, or calls wait for others' traffic.
 	Confirmations uint64
 	// PollInterval is how often receipts and logs are polled. 0 means 1s
 	// on an RPC endpoint and 5ms on an in-process DevChain.

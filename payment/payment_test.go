@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/dpaas/dpaas/internal/kv"
@@ -504,4 +505,32 @@ func TestCloseTwice(t *testing.T) {
 	if _, err := p.Balance(context.Background(), p.Account()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Balance after Close = %v", err)
 	}
+}
+
+func TestCollector(t *testing.T) {
+	d := newDev(t)
+	a := openFunded(t, d, Config{}, tokens(1))
+	if _, err := a.Transfer(testCtx(t), common.Address{1}, big.NewInt(1)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(a.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 7 {
+		t.Fatalf("gathered %d metric families, want 7", len(mfs))
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "dpaas_payment_transfers_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 1 {
+				t.Fatalf("transfers counter %v, want 1", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no dpaas_payment_transfers_total")
 }
