@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -131,13 +132,30 @@ var (
 	millionOnce  sync.Once
 	millionStore *Store
 	millionDB    *kv.DB
+	millionDir   string
 )
 
+// closeMillion releases the shared million-document store (from TestMain).
+func closeMillion() {
+	if millionStore != nil {
+		millionStore.Close()
+		millionDB.Close()
+	}
+	if millionDir != "" {
+		os.RemoveAll(millionDir)
+	}
+}
+
 // million is one store with 1,000,000 documents, "city" indexed, shared by
-// the query benchmarks (built once per process; cleaned up by the OS).
+// the query benchmarks (built once per process, removed by TestMain).
 func million(b *testing.B) *Store {
 	millionOnce.Do(func() {
-		db, err := kv.Open(b.TempDir()+"-million", nil)
+		dir, err := os.MkdirTemp("", "store-million-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		millionDir = dir
+		db, err := kv.Open(dir, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
