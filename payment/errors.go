@@ -39,6 +39,10 @@ var (
 	// Metering.
 	ErrCreditExceeded = errors.New("payment: payer owes more than the credit limit")
 	ErrAutoPayLimit   = errors.New("payment: automatic payment limit reached")
-	ErrNoMetering     = errors.New("payment: metering needs Config.Host")
-	ErrNotSecp256k1   = errors.New("payment: peer identity is not a secp256k1 key")
+	// ErrRefused: the payer's node answered a meter's request with a
+	// refusal (its limit, no channel, too little deposit...); the reason
+	// it gave is in the message.
+	ErrRefused      = errors.New("payment: payer refused to pay")
+	ErrNoMetering   = errors.New("payment: metering needs Config.Host")
+	ErrNotSecp256k1 = errors.New("payment: peer identity is not a secp256k1 key")
 )

@@ -295,7 +295,7 @@ func (s *meterService) ask(ctx context.Context, payer peer.ID, addr common.Addre
 		return err
 	}
 	if resp.Refusal != "" {
-		return fmt.Errorf("payer refused: %s: %w", resp.Refusal, ErrAutoPayLimit)
+		return fmt.Errorf("%w: %q", ErrRefused, resp.Refusal)
 	}
 	v, err := ParseVoucher(resp.Voucher)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,8 +140,8 @@ func TestMeteringBetweenTwoNodes(t *testing.T) {
 		t.Fatalf("consumer paid %v past its auto-pay limit", got)
 	}
 	waitFor(t, "a refusal by the consumer", func() bool { return mp.consumer.Stats().MeterRefused > 0 })
-	if err := m.Settle(ctx, consumer); !errors.Is(err, ErrAutoPayLimit) {
-		t.Fatalf("Settle past the limit = %v, want ErrAutoPayLimit", err)
+	if err := m.Settle(ctx, consumer); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), ErrAutoPayLimit.Error()) {
+		t.Fatalf("Settle past the limit = %v, want ErrRefused for the auto-pay limit", err)
 	}
 	// Raising the limit lets the consumer settle its debt.
 	mp.consumer.SetAutoPayLimit(mp.provider.Account(), units(2000))
@@ -208,4 +209,32 @@ func BenchmarkVoucherRoundTrip(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func TestMeteringWithoutChannel(t *testing.T) {
+	d := newDev(t)
+	kp, kc := newKey(t), newKey(t)
+	hp, hc := newHost(t, kp), newHost(t, kc)
+	connect(t, hc, hp)
+	provider := openFunded(t, d, Config{Key: kp, Host: hp, AppID: testApp}, nil)
+	consumer := openFunded(t, d, Config{Key: kc, Host: hc, AppID: testApp, AutoPayLimit: tokens(1)}, nil)
+	m, err := provider.NewMeter(MeterConfig{Price: big.NewInt(1), Every: 5, CreditLimit: big.NewInt(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := m.Charge(hc.ID(), 1); err != nil {
+			t.Fatalf("Charge %d within credit: %v", i, err)
+		}
+	}
+	if err := m.Charge(hc.ID(), 1); !errors.Is(err, ErrCreditExceeded) {
+		t.Fatalf("Charge past credit = %v", err)
+	}
+	err = m.Settle(testCtx(t), hc.ID())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "no channel") {
+		t.Fatalf("Settle with no channel = %v", err)
+	}
+	if got := provider.Unpaid(consumer.Account()); got.Cmp(big.NewInt(10)) != 0 {
+		t.Fatalf("unpaid %v, want 10", got)
+	}
 }
