@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/boxo/bitswap"
 	bsclient "github.com/ipfs/boxo/bitswap/client"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	bsserver "github.com/ipfs/boxo/bitswap/server"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -113,6 +114,14 @@ func (c *Config) ensureDefaults() error {
 	return nil
 }
 
+// Bitswap server tuning for replicas that stream whole files: boxo's
+// defaults (1 MiB in flight per peer, 16 KiB messages) suit many small
+// blocks from strangers, not 256 KiB chunks between peers of one DApp.
+const (
+	maxOutstandingBytes = 32 << 20
+	targetMessageSize   = 1 << 20
+)
+
 // Key layout inside the Space.
 var (
 	prefixBlocks = []byte("b/") // multihash → block data (internal/blockstore)
@@ -197,6 +206,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		detector := &liarDetector{s: s, forged: make(map[peer.ID]int)}
 		s.bswap = bitswap.New(s.ctx, bsnet.NewFromIpfsHost(cfg.Host, netOpts...), finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
+			// Replicas stream whole files to each other: let a peer have
+			// many blocks in flight and pack several into one message.
+			bitswap.WithServerOption(bsserver.MaxOutstandingBytesPerPeer(maxOutstandingBytes)),
+			bitswap.WithServerOption(bsserver.WithTargetMessageSize(targetMessageSize)),
 			bitswap.WithTracer(detector),
 		)
 		detector.bs.Store(s.bswap)

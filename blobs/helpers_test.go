@@ -106,7 +106,13 @@ type replica struct {
 // startReplica opens a replica that shares reg with the others.
 func startReplica(t testing.TB, reg Registry, tweak func(*Config)) *replica {
 	t.Helper()
-	db, err := kv.Open("", nil)
+	return startReplicaIn(t, "", reg, tweak)
+}
+
+// startReplicaIn is startReplica with its database in dir ("" = memory).
+func startReplicaIn(t testing.TB, dir string, reg Registry, tweak func(*Config)) *replica {
+	t.Helper()
+	db, err := kv.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"io"
 	"sync"
 
-	"github.com/ipfs/boxo/ipld/merkledag"
-	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/dpaas/dpaas/internal/unixfs"
+	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -45,9 +45,12 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	}
 	release := s.lease(c)
 	rctx, cancel := s.opContext(ctx)
+	// One bitswap session per reader: it learns which peers answer and
+	// asks them first for the blocks that follow.
+	sess := blockservice.NewSession(rctx, s.bserv)
 	gctx, gcancel := context.WithCancel(rootCtx)
 	stop := context.AfterFunc(rctx, gcancel)
-	nd, err := s.dag.Get(gctx, c)
+	root, err := sess.GetBlock(gctx, c)
 	stop()
 	gcancel()
 	if err != nil {
@@ -58,21 +61,19 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
 	}
-	// One bitswap session per reader: it learns which peers answer and
-	// asks them first for the blocks that follow.
-	dr, err := uio.NewDagReader(rctx, nd, merkledag.NewSession(rctx, s.dag))
+	fr, err := unixfs.NewReader(rctx, root, sess)
 	if err != nil {
 		cancel()
 		release()
 		return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrNotFile, err)
 	}
-	return &reader{s: s, dr: dr, cancel: cancel, release: release, cid: c}, nil
+	return &reader{s: s, fr: fr, cancel: cancel, release: release, cid: c}, nil
 }
 
 // reader is the io.ReadSeekCloser Open returns.
 type reader struct {
 	s       *Store
-	dr      uio.DagReader
+	fr      *unixfs.Reader
 	cid     cid.Cid
 	cancel  context.CancelFunc
 	release func()
@@ -85,7 +86,7 @@ func (r *reader) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("blobs: read %s: %w", r.cid, ErrClosed)
 	}
 	defer r.s.exit()
-	n, err := r.dr.Read(p)
+	n, err := r.fr.Read(p)
 	if err != nil && err != io.EOF {
 		return n, fmt.Errorf("blobs: read %s: %w", r.cid, err)
 	}
@@ -97,7 +98,7 @@ func (r *reader) Seek(offset int64, whence int) (int64, error) {
 		return 0, fmt.Errorf("blobs: seek %s: %w", r.cid, ErrClosed)
 	}
 	defer r.s.exit()
-	n, err := r.dr.Seek(offset, whence)
+	n, err := r.fr.Seek(offset, whence)
 	if err != nil {
 		return n, fmt.Errorf("blobs: seek %s: %w", r.cid, err)
 	}
@@ -105,11 +106,11 @@ func (r *reader) Seek(offset int64, whence int) (int64, error) {
 }
 
 // Size is the file size in bytes.
-func (r *reader) Size() int64 { return int64(r.dr.Size()) }
+func (r *reader) Size() int64 { return r.fr.Size() }
 
 func (r *reader) Close() error {
 	r.once.Do(func() {
-		r.err = r.dr.Close()
+		r.err = r.fr.Close()
 		r.cancel()
 		r.release()
 	})

@@ -1,0 +1,169 @@
+package unixfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	boxobs "github.com/ipfs/boxo/blockstore"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ufs "github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/trickle"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/multiformats/go-multihash"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// getter serves blocks from a blockstore.
+type getter struct {
+	bs boxobs.Blockstore
+}
+
+func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	return g.bs.Get(ctx, c)
+}
+
+func build(t *testing.T, data []byte, raw bool, chunk int64, maxLinks int, trickleLayout bool) (blocks.Block, *getter) {
+	t.Helper()
+	bs := boxobs.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
+	params := helpers.DagBuilderParams{Maxlinks: maxLinks, RawLeaves: raw, Dagserv: dag}
+	if raw {
+		params.CidBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.SHA2_256}
+	}
+	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := balanced.Layout
+	if trickleLayout {
+		layout = trickle.Layout
+	}
+	nd, err := layout(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := bs.Get(context.Background(), nd.Cid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, &getter{bs: bs}
+}
+
+// TestReaderMatchesBytes reads DAGs of several shapes, sequentially and
+// after random seeks, and compares with the bytes they were built from.
+func TestReaderMatchesBytes(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	data := make([]byte, 200_000)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	shapes := []struct {
+		name    string
+		raw     bool
+		chunk   int64
+		links   int
+		trickle bool
+	}{
+		{"raw-leaves", true, 1000, 174, false},
+		{"raw-deep", true, 1000, 3, false},
+		{"dag-pb-leaves", false, 1000, 5, false},
+		{"trickle", false, 700, 4, true},
+		{"single-leaf", true, 1 << 20, 174, false},
+	}
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			root, g := build(t, data, sh.raw, sh.chunk, sh.links, sh.trickle)
+			rd, err := NewReader(context.Background(), root, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if rd.Size() != int64(len(data)) {
+				t.Fatalf("Size = %d", rd.Size())
+			}
+			all, err := io.ReadAll(rd)
+			if err != nil || !bytes.Equal(all, data) {
+				t.Fatalf("sequential read: %v, equal=%v", err, bytes.Equal(all, data))
+			}
+			for range 40 {
+				off := r.IntN(len(data) + 10)
+				n := r.IntN(5000)
+				if _, err := rd.Seek(int64(off), io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, n)
+				got, err := io.ReadFull(rd, buf)
+				if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatal(err)
+				}
+				want := data[min(off, len(data)):min(off+n, len(data))]
+				if !bytes.Equal(buf[:got], want) {
+					t.Fatalf("read %d at %d: wrong bytes", n, off)
+				}
+			}
+		})
+	}
+}
+
+func TestReaderRejects(t *testing.T) {
+	ctx := context.Background()
+	dir := ufs.EmptyDirNode()
+	dirBlk, _ := blocks.NewBlockWithCid(dir.RawData(), dir.Cid())
+	if _, err := NewReader(ctx, dirBlk, nil); !errors.Is(err, ErrNotFile) {
+		t.Fatalf("directory: %v", err)
+	}
+	junk, _ := blocks.NewBlockWithCid([]byte("junk"), cid.NewCidV1(cid.DagProtobuf, mustHash([]byte("junk"))))
+	if _, err := NewReader(ctx, junk, nil); !errors.Is(err, ErrNotFile) {
+		t.Fatalf("junk: %v", err)
+	}
+	// A file node whose declared size disagrees with its parts.
+	fs := ufs.NewFSNode(ufs.TFile)
+	fs.AddBlockSize(10)
+	fs.AddBlockSize(10)
+	fsData, _ := fs.GetBytes()
+	pn := merkledag.NodeWithData(fsData)
+	leaf := merkledag.NewRawNode([]byte("0123456789"))
+	_ = pn.AddNodeLink("", leaf)
+	blk, _ := blocks.NewBlockWithCid(pn.RawData(), pn.Cid())
+	if _, err := NewReader(ctx, blk, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("links/sizes mismatch: %v", err)
+	}
+	// A leaf shorter than its parent says.
+	data := bytes.Repeat([]byte("x"), 3000)
+	root, g := build(t, data, true, 1000, 174, false)
+	short := merkledag.NewRawNode([]byte("short"))
+	nd, _ := merkledag.DecodeProtobuf(root.RawData())
+	first := nd.Links()[0].Cid
+	_ = g.bs.DeleteBlock(ctx, first)
+	fake, _ := blocks.NewBlockWithCid(short.RawData(), first)
+	_ = g.bs.Put(ctx, fake)
+	rd, err := NewReader(ctx, root, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if _, err := io.ReadAll(rd); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("short leaf: %v", err)
+	}
+}
+
+func mustHash(b []byte) multihash.Multihash {
+	mh, _ := multihash.Sum(b, multihash.SHA2_256, -1)
+	return mh
+}
