@@ -25,16 +25,21 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	r := startReplica(t, Config{Clock: clock})
-	docs := r.s.Collection("c")
-	docs.SetValidator(func(w Write) error {
+	ownerOnce := func(w Write) error {
 		if w.Before != nil && (w.Kind == "put" || (w.Kind == "set" && w.Field == "owner")) {
 			if strings.Contains(string(w.Before), `"owner"`) {
 				return errors.New("owner is write-once")
 			}
 		}
 		return nil
-	})
+	}
+	r := startReplica(t, Config{Clock: clock})
+	docs := r.s.Collection("c")
+	docs.SetValidator(ownerOnce)
+	// downstream hears the publisher only through r
+	down := startReplica(t, Config{Clock: clock})
+	down.s.Collection("c").SetValidator(ownerOnce)
+	connect(t, down, r)
 
 	h, _ := newHost(t)
 	defer h.Close()
@@ -144,5 +149,15 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 	// a local write now is stamped after the delta it observed
 	if err := docs.Update(ctx, "x", Set("after", true)); err != nil {
 		t.Fatal(err)
+	}
+
+	// r forwarded no bad message and no refused delta by gossip; the
+	// downstream replica still ends up with the same document, having
+	// refused the refused delta itself when catch-up handed it over.
+	eventually(t, 10*time.Second, "downstream replica did not converge", func() bool {
+		return digest(t, down.s) == digest(t, r.s)
+	})
+	if st := down.s.Stats(); st.DeltasRejected > 1 || st.Pending != 0 {
+		t.Fatalf("downstream stats %+v: bad input was forwarded", st)
 	}
 }

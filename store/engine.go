@@ -79,10 +79,11 @@ func (s *Store) runApplier() {
 	defer tick.Stop()
 	inflight := 0
 	for {
-		// While two commits wait for their fsync, leave new writes queued:
-		// they will share one delta, one signature and one fsync.
+		// While a commit waits for its fsync, leave new writes queued unless
+		// enough have gathered: they will share one delta, one signature and
+		// one fsync. A lone writer never waits for anyone.
 		writes := s.writes
-		if inflight >= maxInflight {
+		if inflight >= maxInflight || (inflight > 0 && len(s.writes) < gatherWrites) {
 			writes = nil
 		}
 		select {
@@ -125,8 +126,12 @@ func (s *Store) runApplier() {
 	}
 }
 
-// maxInflight is how many local commits may wait for their fsync at once.
-const maxInflight = 2
+// maxInflight is how many local commits may wait for their fsync at once;
+// a second one starts early only when gatherWrites writes are waiting.
+const (
+	maxInflight  = 2
+	gatherWrites = 64
+)
 
 func (s *Store) runSyncer() {
 	defer s.wg.Done()
@@ -497,7 +502,7 @@ func (s *Store) writeDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []
 	s.order++
 	v := binary.BigEndian.AppendUint64(nil, s.order)
 	v = append(v, id.Bytes()...)
-	if err := b.Set(sp.Key(authorKey(d.Author, d.Seq)), v, nil); err != nil {
+	if err := b.Set(sp.Key(append(authorKey(d.Author, d.Seq), id.Bytes()...)), v, nil); err != nil {
 		return err
 	}
 	for _, p := range d.Parents {
@@ -520,6 +525,24 @@ func (s *Store) writeDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []
 	}
 	s.clock.Observe(hlc.Timestamp(d.HLC))
 	return nil
+}
+
+// writeRejected records a delta a validator refused. It is never applied
+// and never gossiped, but it stays in its author's chain so that catch-up
+// can hand it to peers that lack it: they refuse it too, by the same
+// deterministic rule, and can then apply its author's later valid deltas.
+func (s *Store) writeRejected(b *pebble.Batch, x *incoming, reason string) error {
+	sp := s.space
+	if err := b.Set(sp.Key(cidKey(tReject, x.id)), []byte(reason), nil); err != nil {
+		return err
+	}
+	if err := b.Set(sp.Key(cidKey(tRefused, x.id)), x.block, nil); err != nil {
+		return err
+	}
+	s.order++
+	v := binary.BigEndian.AppendUint64(nil, s.order)
+	v = append(v, x.id.Bytes()...)
+	return b.Set(sp.Key(append(authorKey(x.d.Author, x.d.Seq), x.id.Bytes()...)), v, nil)
 }
 
 func (s *Store) writeMeta(b *pebble.Batch) error {
@@ -606,7 +629,7 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			s.rejected.Add(1)
 			res.rejected++
 			s.log.Warn("store: rejected a delta", "cid", x.id, "author", x.d.Author, "from", x.from, "reason", rej.Error())
-			if err := b.Set(s.space.Key(cidKey(tReject, x.id)), []byte(rej.Error()), nil); err != nil {
+			if err := s.writeRejected(b, x, rej.Error()); err != nil {
 				res.err = err
 				break
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/delta"
+	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/storesync"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/ethereum/go-ethereum/common"
@@ -77,6 +78,8 @@ type network struct {
 	cancel context.CancelFunc
 	notify *lpnet.NotifyBundle
 
+	unvalidate func()
+
 	want chan peer.ID
 	out  chan []byte // durable local deltas to push
 
@@ -100,6 +103,13 @@ func startNetwork(ctx context.Context, s *Store) error {
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
 	}
+	unvalidate, err := topic.SetValidator(n.validate)
+	if err != nil {
+		sub.Close()
+		cancel()
+		return fmt.Errorf("store: open: %w", err)
+	}
+	n.unvalidate = unvalidate
 	s.net.Store(n)
 	n.h.SetStreamHandler(n.proto, n.serve)
 	n.notify = &lpnet.NotifyBundle{ConnectedF: func(_ lpnet.Network, c lpnet.Conn) { n.wantSync(c.RemotePeer()) }}
@@ -121,6 +131,7 @@ func (n *network) close() {
 	n.mu.Unlock()
 	n.h.Network().StopNotify(n.notify)
 	n.h.RemoveStreamHandler(n.proto)
+	n.unvalidate()
 	n.cancel()
 	n.sub.Close()
 	n.handlers.Wait()
@@ -209,27 +220,49 @@ func (n *network) receive() {
 			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
 			continue
 		}
-		if msg.Announce != nil {
-			if n.behind(msg.Announce.Versions) {
-				n.wantSync(m.From)
-			}
-			continue
-		}
-		d, id, err := delta.Decode(msg.Delta)
-		if err != nil {
-			n.s.rejected.Add(1)
-			n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
-			continue
-		}
-		res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
-		if err != nil {
-			return
-		}
-		if res.waiting > 0 && n.s.Stats().Pending > 0 {
+		if msg.Announce != nil && n.behind(msg.Announce.Versions) {
 			n.wantSync(m.From)
 		}
+		// deltas were applied by validate, before GossipSub forwarded them
 	}
 }
+
+// validate runs in GossipSub's validation step, before a message is
+// delivered or forwarded: a delta is verified and applied here, so a
+// malformed, forged or refused delta is never passed on to other peers.
+func (n *network) validate(_ context.Context, m *pubsub.Message) error {
+	if m.From == n.h.ID() {
+		return nil
+	}
+	msg, err := storesync.DecodeMessage(m.Data)
+	if err != nil {
+		n.s.rejected.Add(1)
+		n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
+		return err
+	}
+	if msg.Announce != nil {
+		return nil
+	}
+	d, id, err := delta.Decode(msg.Delta)
+	if err != nil {
+		n.s.rejected.Add(1)
+		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
+		return err
+	}
+	res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
+	if err != nil {
+		return pubsub.ErrIgnore // closing: neither accept nor blame
+	}
+	if res.rejected > 0 {
+		return errRefused
+	}
+	if res.waiting > 0 && n.s.Stats().Pending > 0 {
+		n.wantSync(m.From)
+	}
+	return nil
+}
+
+var errRefused = errors.New("store: delta refused by a validator")
 
 // behind reports whether a peer's versions hold anything this replica lacks.
 func (n *network) behind(vs []storesync.Version) bool {
@@ -501,6 +534,9 @@ func (n *network) serve(str lpnet.Stream) {
 	}
 	for _, e := range todo {
 		block, err := sp.Get(append([]byte{tBlock}, e.id...))
+		if errors.Is(err, kv.ErrNotFound) {
+			block, err = sp.Get(append([]byte{tRefused}, e.id...))
+		}
 		if err != nil {
 			str.Reset()
 			return

@@ -162,10 +162,11 @@ type snapshot struct {
 // Key layout inside the space (one leading byte names the table).
 const (
 	tBlock   = 'b' // b cid → delta block
-	tAuthor  = 'a' // a author seq → order(8) cid
+	tAuthor  = 'a' // a author seq cid → order(8) cid
 	tHead    = 'h' // h cid → ""
 	tVersion = 'w' // w author → seq(8)
 	tReject  = 'r' // r cid → reason
+	tRefused = 'q' // q cid → block refused by a validator
 	tState   = 's' // s coll 0 id → crdt state
 	tView    = 'v' // v coll 0 id → JSON
 	tIndex   = 'x' // x coll 0 field 0 value id → ""
