@@ -355,10 +355,11 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 func (t *Topic) Peers() []peer.ID { return t.t.ListPeers() }
 
 // MeshPeers lists the topic's peers that this instance relays messages to
-// and from directly (its GossipSub mesh). Subscribing is not enough for a
-// message to flow: a peer joins the mesh at the next GossipSub heartbeat
-// (about a second), and a message published before that reaches it only if
-// it is the instance's own. Wait for MeshPeers when that matters.
+// and from directly (its GossipSub mesh); only a subscribed instance has a
+// mesh. The instance's own messages go to every peer in Peers, but a
+// message it relays for others goes to its mesh only, and a peer joins the
+// mesh at the next GossipSub heartbeat (about a second) after it
+// subscribes. Wait for MeshPeers when relaying matters.
 func (t *Topic) MeshPeers() []peer.ID {
 	var out []peer.ID
 	for _, p := range t.t.ListPeers() {
