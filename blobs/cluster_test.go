@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -324,4 +326,61 @@ func TestOpenUnknownCIDDeadline(t *testing.T) {
 		t.Fatalf("Open = %v, want ErrUnavailable and DeadlineExceeded", err)
 	}
 	t.Logf("error reads: %v", err)
+}
+
+// memProviders is a shared in-memory provider table standing in for the
+// DHT; memRouting is one replica's view of it.
+type memProviders struct {
+	mu    sync.Mutex
+	provs map[cid.Cid][]peer.AddrInfo
+}
+
+type memRouting struct {
+	table *memProviders
+	self  func() peer.AddrInfo
+}
+
+func (m *memRouting) Provide(_ context.Context, c cid.Cid, _ bool) error {
+	m.table.mu.Lock()
+	defer m.table.mu.Unlock()
+	m.table.provs[c] = append(m.table.provs[c], m.self())
+	return nil
+}
+
+func (m *memRouting) FindProvidersAsync(ctx context.Context, c cid.Cid, _ int) <-chan peer.AddrInfo {
+	m.table.mu.Lock()
+	found := append([]peer.AddrInfo(nil), m.table.provs[c]...)
+	m.table.mu.Unlock()
+	ch := make(chan peer.AddrInfo, len(found))
+	for _, ai := range found {
+		ch <- ai
+	}
+	close(ch)
+	return ch
+}
+
+// TestFindHoldersThroughRouting: a replica connected to no holder finds
+// one through provider records (the DHT's job in a real deployment).
+func TestFindHoldersThroughRouting(t *testing.T) {
+	r := seeded(t)
+	table := &memProviders{provs: make(map[cid.Cid][]peer.AddrInfo)}
+	withRouting := func(c *Config) {
+		h := c.Host
+		c.Routing = &memRouting{table: table, self: func() peer.AddrInfo {
+			return peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+		}}
+	}
+	a := startReplica(t, NewMemRegistry(), withRouting)
+	b := startReplica(t, NewMemRegistry(), withRouting)
+	data := randomBytes(r, 3*ChunkSize)
+	root, err := a.store.Add(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(b.host.Network().Peers()); got != 0 {
+		t.Fatalf("b already has %d peers", got)
+	}
+	if !bytes.Equal(readAll(t, b.store, root, time.Minute), data) {
+		t.Fatal("wrong bytes through a provider record")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/multiformats/go-multihash"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
 
@@ -401,6 +402,42 @@ func TestPinRecordCodec(t *testing.T) {
 	for _, bad := range [][]byte{nil, {1}, {9, 0}, {2, 0x80}, {2, 1, 1}} {
 		if _, err := decodePin(bad); err == nil {
 			t.Errorf("decodePin(%x) accepted", bad)
+		}
+	}
+}
+
+func TestPrometheusMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := Open(context.Background(), Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Add(context.Background(), bytes.NewReader([]byte("counted"))); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]float64)
+	for _, f := range families {
+		m := f.GetMetric()[0]
+		switch {
+		case m.GetGauge() != nil:
+			got[f.GetName()] = m.GetGauge().GetValue()
+		case m.GetCounter() != nil:
+			got[f.GetName()] = m.GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"dpaas_blobs_stored_bytes":        7,
+		"dpaas_blobs_pinned":              1,
+		"dpaas_blobs_pending_replication": 0,
+		"dpaas_blobs_added_bytes_total":   7,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
 	}
 }
