@@ -37,8 +37,7 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 	docs := r.s.Collection("c")
 	docs.SetValidator(ownerOnce)
 	// downstream hears the publisher only through r
-	down := startReplica(t, Config{Clock: clock})
-	down.s.Collection("c").SetValidator(ownerOnce)
+	down := startReplica(t, Config{Clock: clock, Validators: map[string]Validator{"c": ownerOnce}})
 	connect(t, down, r)
 
 	h, _ := newHost(t)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -168,10 +169,7 @@ func (s *Store) runSyncer() {
 }
 
 // submit hands a write to the applier and waits until it is durable.
-func (s *Store) submit(ctx interface {
-	Done() <-chan struct{}
-	Err() error
-}, op string, ops []userOp) error {
+func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 	if s.closed.Load() {
 		return s.errClosed(op)
 	}
@@ -613,6 +611,11 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			break
 		}
 		if missing.Defined() {
+			if s.pending[x.id] == nil && len(s.pending) >= maxPending {
+				// a flood of orphans: drop it; catch-up brings it back in order
+				res.waiting++
+				continue
+			}
 			// new, or released by one parent and now waiting for another
 			s.pending[x.id] = x
 			s.waiters[missing] = append(s.waiters[missing], x.id)
@@ -687,6 +690,10 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 	s.synced <- &committed{batch: b, changes: changes}
 	return res
 }
+
+// maxPending bounds the remote deltas kept in memory while their parents
+// are missing; more are dropped and fetched again by catch-up.
+const maxPending = 1 << 16
 
 // maxWorkset is how many documents one remote batch changes before it is
 // committed and its memory released.

@@ -62,6 +62,9 @@ type Config struct {
 	MaxDeltaOps int
 	// WatchBuffer is the number of changes a Watch channel holds; default 1024.
 	WatchBuffer int
+	// Validators are installed on their collections before the store
+	// receives anything from peers (see Collection.SetValidator).
+	Validators map[string]Validator
 }
 
 func (c *Config) setDefaults() error {
@@ -89,6 +92,11 @@ func (c *Config) setDefaults() error {
 	if (c.Host == nil) != (c.PubSub == nil) {
 		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
 	}
+	validators := make(map[string]Validator, len(c.Validators))
+	for name, v := range c.Validators {
+		validators[name] = v
+	}
+	c.Validators = validators
 	if c.Host != nil && c.AppID == "" {
 		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalid)
 	}
@@ -246,6 +254,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.load(); err != nil {
 		s.closeDB()
 		return nil, err
+	}
+	for name, v := range cfg.Validators {
+		c := s.Collection(name)
+		if c.err != nil {
+			s.closeDB()
+			return nil, fmt.Errorf("store: open: validator: %w", c.err)
+		}
+		c.SetValidator(v)
 	}
 	s.wg.Add(2)
 	go s.runApplier()
