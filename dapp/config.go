@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 )
 
@@ -47,6 +48,12 @@ type Config struct {
 	ConnectionGater connmgr.ConnectionGater
 	// PubSub tunes messaging; its AppID and Logger are set by Open.
 	PubSub pubsub.Config
+	// Payment names the chain the instance pays and is paid on: an
+	// Ethereum JSON-RPC URL, or an embedded payment.DevChain. With
+	// neither, the instance has no payments (Node.Payments is nil) and
+	// Open logs how to turn them on. Key, Space, Host, AppID and Logger
+	// are set by Open.
+	Payment payment.Config
 	// Logger receives the instance's logs; default: discard.
 	Logger *slog.Logger
 }

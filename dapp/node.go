@@ -33,6 +33,7 @@ import (
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/nodekey"
+	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 )
 
@@ -48,6 +49,7 @@ type Node struct {
 	db    *kv.DB
 	host  host.Host
 	ps    *pubsub.PubSub
+	pay   *payment.Payments
 	dht   *dht.IpfsDHT
 	tasks *group.Group
 
@@ -108,6 +110,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.closers = append(n.closers, n.ps.Close)
 
+	if err := n.startPayments(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startDiscovery(ctx); err != nil {
 		return nil, err
 	}
@@ -187,6 +192,40 @@ func (n *Node) hello(ctx context.Context, p peer.ID) ([]byte, error) {
 	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	return io.ReadAll(io.LimitReader(s, 64<<10))
 }
+
+// startPayments connects the instance to the chain Config.Payment names,
+// if any.
+func (n *Node) startPayments(ctx context.Context) error {
+	pc := n.cfg.Payment
+	if pc.RPCURL == "" && pc.Dev == nil {
+		n.log.Info("dapp: payments off: no chain; set Config.Payment.RPCURL or Config.Payment.Dev")
+		return nil
+	}
+	space, err := n.db.Space("payment")
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	pc.Key = n.key
+	pc.Space = space
+	pc.Host = n.host
+	pc.AppID = n.cfg.appID.String()
+	pc.Logger = n.log
+	if n.pay, err = payment.Open(ctx, pc); err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, func() error {
+		if err := n.pay.Close(); err != nil && !errors.Is(err, payment.ErrClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// Payments is the instance's wallet on the DApp's chain: balances,
+// transfers, payment channels and metering, all signed with the instance
+// key. It is nil when Config.Payment names no chain.
+func (n *Node) Payments() *payment.Payments { return n.pay }
 
 // ID is the instance's libp2p peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }

@@ -20,6 +20,10 @@ import (
 
 var leakOpts = []goleak.Option{
 	goleak.IgnoreTopFunction("github.com/libp2p/go-flow-metrics.(*sweeper).run"),
+	// go-ethereum, behind payment.DevChain: a process-wide sender cache,
+	// and a leveldb drainer that outlives its database by up to a second.
+	goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+	goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
 	goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
 }
 
