@@ -256,3 +256,40 @@ func TestPartitionedWritersConvergeAfterHeal(t *testing.T) {
 		t.Fatalf("merged document %+v, %v", doc, err)
 	}
 }
+
+// TestCatchUpResumes gives a replica the first half of another's history,
+// as a broken stream would have, and checks that its catch-up asks only for
+// what is still missing.
+func TestCatchUpResumes(t *testing.T) {
+	ctx := context.Background()
+	src := startReplica(t, Config{MaxDeltaOps: 1})
+	c := src.s.Collection("docs")
+	const n = 2000
+	b := src.s.Batch()
+	for i := range n {
+		b.Put(c, fmt.Sprintf("d%05d", i), map[string]any{"i": i})
+	}
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh := startReplica(t, Config{})
+	blocks := newBlocks(t, src.s, src.s.Author(), 0)
+	if len(blocks) != n {
+		t.Fatalf("%d blocks", len(blocks))
+	}
+	deliver(t, fresh.s, blocks[:n/2])
+	if got := fresh.s.Versions()[src.s.Author()]; got != n/2 {
+		t.Fatalf("holds %d deltas before catching up", got)
+	}
+	connect(t, fresh, src)
+	eventually(t, 30*time.Second, "catch-up did not finish", func() bool {
+		return fresh.s.Versions()[src.s.Author()] == n
+	})
+	st := fresh.s.SyncStatus()
+	if len(st) != 1 || st[0].Total != n/2 {
+		t.Fatalf("catch-up status %+v, want %d deltas asked for", st, n/2)
+	}
+	if docCount(t, fresh.s, "docs") != n {
+		t.Fatal("documents missing")
+	}
+}
