@@ -12,8 +12,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
+	"github.com/dpaas/dpaas/store"
 )
 
 // Config configures Open. The zero value of every field except App means
@@ -48,6 +50,13 @@ type Config struct {
 	ConnectionGater connmgr.ConnectionGater
 	// PubSub tunes messaging; its AppID and Logger are set by Open.
 	PubSub pubsub.Config
+	// Store tunes the document store (validators, clock, announce
+	// interval...); Space, Key, Host, PubSub, AppID and Logger are set by
+	// Open.
+	Store store.Config
+	// Blobs tunes file storage (replication factor, bitswap protocols...);
+	// Space, Host, AppID, Registry, Routing and Logger are set by Open.
+	Blobs blobs.Config
 	// Payment names the chain the instance pays and is paid on: an
 	// Ethereum JSON-RPC URL, or an embedded payment.DevChain. With
 	// neither, the instance has no payments (Node.Payments is nil) and
@@ -121,6 +130,10 @@ func (c Config) validate() (*config, error) {
 	if v.Logger == nil {
 		v.Logger = slog.New(slog.DiscardHandler)
 	}
+	if _, ok := c.Store.Validators[blobSetCollection]; ok {
+		return nil, fmt.Errorf("dapp: collection %q is reserved for the blob set", blobSetCollection)
+	}
+	v.Store.Validators = maps.Clone(c.Store.Validators)
 	v.PubSub.AppID = v.appID.String()
 	v.PubSub.Logger = v.Logger
 	return v, nil

@@ -38,23 +38,33 @@ func (n *Node) startDiscovery(ctx context.Context) error {
 		}
 		n.closers = append(n.closers, svc.Close)
 	}
-	if n.cfg.DHT {
-		mode := dht.ModeAutoServer
-		if n.cfg.loopback {
-			mode = dht.ModeServer
-		}
-		kd, err := dht.New(n.host,
-			dht.Mode(mode),
-			dht.ProtocolPrefix(protocol.ID(n.cfg.DHTPrefix)),
-			dht.BootstrapPeers(n.cfg.bootstrap...),
-		)
-		if err != nil {
-			return fmt.Errorf("dapp: open: dht: %w", err)
-		}
-		n.dht = kd
-		n.closers = append(n.closers, kd.Close)
+	if n.dht != nil {
 		n.tasks.Go(n.rendezvous)
 	}
+	return nil
+}
+
+// startDHT joins the Kademlia DHT when Config.DHT is set. It runs before
+// the components that use it as content routing; the rendezvous on the
+// AppID starts with the rest of discovery.
+func (n *Node) startDHT() error {
+	if !n.cfg.DHT {
+		return nil
+	}
+	mode := dht.ModeAutoServer
+	if n.cfg.loopback {
+		mode = dht.ModeServer
+	}
+	kd, err := dht.New(n.host,
+		dht.Mode(mode),
+		dht.ProtocolPrefix(protocol.ID(n.cfg.DHTPrefix)),
+		dht.BootstrapPeers(n.cfg.bootstrap...),
+	)
+	if err != nil {
+		return fmt.Errorf("dapp: open: dht: %w", err)
+	}
+	n.dht = kd
+	n.closers = append(n.closers, kd.Close)
 	return nil
 }
 

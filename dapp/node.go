@@ -30,11 +30,13 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/nodekey"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
+	"github.com/dpaas/dpaas/store"
 )
 
 // ErrClosed is returned by calls on a closed Node.
@@ -49,6 +51,8 @@ type Node struct {
 	db    *kv.DB
 	host  host.Host
 	ps    *pubsub.PubSub
+	store *store.Store
+	blobs *blobs.Store
 	pay   *payment.Payments
 	dht   *dht.IpfsDHT
 	tasks *group.Group
@@ -110,6 +114,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.closers = append(n.closers, n.ps.Close)
 
+	if err := n.startDHT(); err != nil {
+		return nil, err
+	}
+	if err := n.startData(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startPayments(ctx); err != nil {
 		return nil, err
 	}
@@ -193,6 +203,58 @@ func (n *Node) hello(ctx context.Context, p peer.ID) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(s, 64<<10))
 }
 
+// startData opens the document store and, on top of it, the blob store
+// whose replicated blob set is a store collection.
+func (n *Node) startData(ctx context.Context) error {
+	c := n.cfg
+	ss, err := n.db.Space("store")
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	sc := c.Store
+	sc.Space, sc.Key, sc.Host, sc.PubSub = ss, n.key, n.host, n.ps
+	sc.AppID, sc.Logger = c.appID.String(), n.log
+	if sc.Validators == nil {
+		sc.Validators = make(map[string]store.Validator)
+	}
+	sc.Validators[blobSetCollection] = validateBlobSet
+	if n.store, err = store.Open(ctx, sc); err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, ignoreClosed(n.store.Close, store.ErrClosed))
+
+	bs, err := n.db.Space("blobs")
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	bc := c.Blobs
+	bc.Space, bc.Host, bc.AppID, bc.Logger = bs, n.host, c.appID.String(), n.log
+	bc.Registry = blobSet{n.store.Collection(blobSetCollection)}
+	if n.dht != nil {
+		bc.Routing = n.dht
+	}
+	if n.blobs, err = blobs.Open(ctx, bc); err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, ignoreClosed(n.blobs.Close, blobs.ErrClosed))
+	return nil
+}
+
+func ignoreClosed(close func() error, closed error) func() error {
+	return func() error {
+		if err := close(); err != nil && !errors.Is(err, closed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// Store is the DApp's replicated document store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Blobs is the DApp's replicated file store.
+func (n *Node) Blobs() *blobs.Store { return n.blobs }
+
 // startPayments connects the instance to the chain Config.Payment names,
 // if any.
 func (n *Node) startPayments(ctx context.Context) error {
@@ -213,12 +275,7 @@ func (n *Node) startPayments(ctx context.Context) error {
 	if n.pay, err = payment.Open(ctx, pc); err != nil {
 		return fmt.Errorf("dapp: open: %w", err)
 	}
-	n.closers = append(n.closers, func() error {
-		if err := n.pay.Close(); err != nil && !errors.Is(err, payment.ErrClosed) {
-			return err
-		}
-		return nil
-	})
+	n.closers = append(n.closers, ignoreClosed(n.pay.Close, payment.ErrClosed))
 	return nil
 }
 
