@@ -15,6 +15,7 @@ package blockstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -33,7 +34,7 @@ type Store struct {
 	space  *kv.Space
 	prefix []byte
 
-	written atomic.Uint64 // bytes of new blocks written since New
+	written atomic.Uint64 // bytes of blocks written since New
 }
 
 var _ boxobs.Blockstore = (*Store)(nil)
@@ -45,10 +46,19 @@ func New(space *kv.Space, prefix []byte) *Store {
 	return &Store{space: space, prefix: append([]byte(nil), prefix...)}
 }
 
-// key is the full database key of a multihash.
-func (s *Store) key(mh multihash.Multihash) []byte {
-	k := make([]byte, 0, len(s.prefix)+len(mh))
+// Each block has two keys: its data under prefix+"d"+multihash and its size
+// under prefix+"s"+multihash. Has, GetSize and Each read only the small
+// size keys, so checking or listing blocks never reads their data.
+const (
+	tagData = 'd'
+	tagSize = 's'
+)
+
+// key is the full database key of a multihash's data or size.
+func (s *Store) key(tag byte, mh multihash.Multihash) []byte {
+	k := make([]byte, 0, len(s.prefix)+1+len(mh))
 	k = append(k, s.prefix...)
+	k = append(k, tag)
 	return s.space.Key(append(k, mh...))
 }
 
@@ -63,16 +73,13 @@ func isIdentity(c cid.Cid) (data []byte, ok bool) {
 	return dec.Digest, true
 }
 
-// get calls fn with the stored bytes of c; the slice is only valid during fn.
-func (s *Store) get(c cid.Cid, fn func([]byte)) error {
+// get calls fn with the stored value of c under tag; the slice is only
+// valid during fn.
+func (s *Store) get(c cid.Cid, tag byte, fn func([]byte)) error {
 	if !c.Defined() {
 		return fmt.Errorf("blockstore: get: %w", ipld.ErrNotFound{Cid: c})
 	}
-	if data, ok := isIdentity(c); ok {
-		fn(data)
-		return nil
-	}
-	v, closer, err := s.space.DB().Pebble().Get(s.key(c.Hash()))
+	v, closer, err := s.space.DB().Pebble().Get(s.key(tag, c.Hash()))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return ipld.ErrNotFound{Cid: c}
 	}
@@ -84,8 +91,8 @@ func (s *Store) get(c cid.Cid, fn func([]byte)) error {
 }
 
 // Has reports whether the block is stored.
-func (s *Store) Has(_ context.Context, c cid.Cid) (bool, error) {
-	err := s.get(c, func([]byte) {})
+func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	_, err := s.GetSize(ctx, c)
 	if ipld.IsNotFound(err) {
 		return false, nil
 	}
@@ -94,8 +101,11 @@ func (s *Store) Has(_ context.Context, c cid.Cid) (bool, error) {
 
 // Get returns the block, or an error that satisfies ipld.IsNotFound.
 func (s *Store) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
+	if data, ok := isIdentity(c); ok {
+		return blocks.NewBlockWithCid(data, c)
+	}
 	var data []byte
-	if err := s.get(c, func(v []byte) { data = append([]byte(nil), v...) }); err != nil {
+	if err := s.get(c, tagData, func(v []byte) { data = append([]byte(nil), v...) }); err != nil {
 		return nil, err
 	}
 	return blocks.NewBlockWithCid(data, c)
@@ -103,11 +113,18 @@ func (s *Store) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 
 // GetSize returns the size of the block's data.
 func (s *Store) GetSize(_ context.Context, c cid.Cid) (int, error) {
-	n := -1
-	if err := s.get(c, func(v []byte) { n = len(v) }); err != nil {
+	if data, ok := isIdentity(c); ok {
+		return len(data), nil
+	}
+	var size uint64
+	var n int
+	if err := s.get(c, tagSize, func(v []byte) { size, n = binary.Uvarint(v) }); err != nil {
 		return -1, err
 	}
-	return n, nil
+	if n <= 0 {
+		return -1, fmt.Errorf("blockstore: corrupt size record of %s", c)
+	}
+	return int(size), nil
 }
 
 // Put stores one block.
@@ -115,11 +132,12 @@ func (s *Store) Put(ctx context.Context, b blocks.Block) error {
 	return s.PutMany(ctx, []blocks.Block{b})
 }
 
-// PutMany stores blocks in one atomic, unsynced batch. Blocks already held
-// are skipped so that re-adding a file does not rewrite its data.
+// PutMany stores blocks in one atomic, unsynced batch. It does not look
+// for blocks already stored: with no bloom filters that lookup reads the
+// 256 KiB values it finds and costs more than rewriting them, and callers
+// that may hold a block already (bitswap) check Has before fetching it.
 func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
-	pdb := s.space.DB().Pebble()
-	batch := pdb.NewBatch()
+	batch := s.space.DB().Pebble().NewBatch()
 	defer batch.Close()
 	var added uint64
 	inBatch := make(map[string]struct{}, len(bs))
@@ -132,18 +150,11 @@ func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
 			continue
 		}
 		inBatch[string(c.Hash())] = struct{}{}
-		k := s.key(c.Hash())
-		_, closer, err := pdb.Get(k)
-		if err == nil {
-			if err := closer.Close(); err != nil {
-				return fmt.Errorf("blockstore: put %s: %w", c, err)
-			}
-			continue
-		}
-		if !errors.Is(err, pebble.ErrNotFound) {
+		if err := batch.Set(s.key(tagData, c.Hash()), b.RawData(), nil); err != nil {
 			return fmt.Errorf("blockstore: put %s: %w", c, err)
 		}
-		if err := batch.Set(k, b.RawData(), nil); err != nil {
+		size := binary.AppendUvarint(nil, uint64(len(b.RawData())))
+		if err := batch.Set(s.key(tagSize, c.Hash()), size, nil); err != nil {
 			return fmt.Errorf("blockstore: put %s: %w", c, err)
 		}
 		added += uint64(len(b.RawData()))
@@ -163,7 +174,7 @@ func (s *Store) DeleteBlock(_ context.Context, c cid.Cid) error {
 	if _, ok := isIdentity(c); ok {
 		return nil
 	}
-	if err := s.space.DB().Pebble().Delete(s.key(c.Hash()), pebble.NoSync); err != nil {
+	if err := s.DeleteMany([]multihash.Multihash{c.Hash()}, false); err != nil {
 		return fmt.Errorf("blockstore: delete %s: %w", c, err)
 	}
 	return nil
@@ -176,7 +187,12 @@ func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
 	batch := pdb.NewBatch()
 	defer batch.Close()
 	for _, mh := range mhs {
-		if err := batch.Delete(s.key(mh), nil); err != nil {
+		// Size first: a block without its size key is invisible, so the
+		// pair is removed atomically anyway, but never the other way round.
+		if err := batch.Delete(s.key(tagSize, mh), nil); err != nil {
+			return fmt.Errorf("blockstore: delete: %w", err)
+		}
+		if err := batch.Delete(s.key(tagData, mh), nil); err != nil {
 			return fmt.Errorf("blockstore: delete: %w", err)
 		}
 	}
@@ -194,19 +210,24 @@ func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
 // key order, until fn returns an error or ctx ends. The multihash is a fresh
 // copy that fn may keep.
 func (s *Store) Each(ctx context.Context, fn func(mh multihash.Multihash, size int) error) error {
-	it, err := s.space.PrefixIter(s.prefix)
+	p := append(append([]byte(nil), s.prefix...), tagSize)
+	it, err := s.space.PrefixIter(p)
 	if err != nil {
 		return fmt.Errorf("blockstore: each: %w", err)
 	}
-	skip := len(s.space.Prefix()) + len(s.prefix)
+	skip := len(s.space.Prefix()) + len(p)
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
 			_ = it.Close()
 			return err
 		}
 		mh := multihash.Multihash(append([]byte(nil), it.Key()[skip:]...))
-		lv := it.LazyValue()
-		if err := fn(mh, lv.Len()); err != nil {
+		size, n := binary.Uvarint(it.Value())
+		if n <= 0 {
+			_ = it.Close()
+			return fmt.Errorf("blockstore: corrupt size record of %s", mh.B58String())
+		}
+		if err := fn(mh, int(size)); err != nil {
 			_ = it.Close()
 			return err
 		}
@@ -235,5 +256,5 @@ func (s *Store) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	return ch, nil
 }
 
-// Written returns how many bytes of new blocks were written since New.
+// Written returns how many bytes of blocks were written since New.
 func (s *Store) Written() uint64 { return s.written.Load() }
