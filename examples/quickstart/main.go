@@ -1,20 +1,29 @@
 // Command quickstart shows a dpaas DApp running as three instances in one
-// process: they find each other, exchange messages, and carry on when one
-// of them is stopped.
+// process: they find each other, exchange messages, share documents and
+// files, pay each other in tokens, and carry on when one of them is
+// stopped.
 //
 //	go run ./examples/quickstart
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/dpaas/dpaas/dapp"
+	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
+	"github.com/dpaas/dpaas/store"
 )
 
 func main() {
@@ -36,6 +45,14 @@ type instance struct {
 
 func run(ctx context.Context) error {
 	app := dapp.Manifest{Name: "quickstart", Version: "1"}
+	step("Starting a development Ethereum chain for the DApp's token.")
+	chain, err := payment.NewDevChain(ctx)
+	if err != nil {
+		return fmt.Errorf("dev chain: %w", err)
+	}
+	defer chain.Close()
+	fmt.Printf("  token contract %s\n", chain.Token())
+
 	step("Starting three instances of the DApp %q (AppID %s) on this machine.", app.Name, app.AppID())
 
 	var all []*instance
@@ -54,6 +71,7 @@ func run(ctx context.Context) error {
 			Bootstrap:         seed,
 			DHT:               true,
 			DiscoveryInterval: time.Second,
+			Payment:           payment.Config{Dev: chain},
 		})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
@@ -99,6 +117,13 @@ func run(ctx context.Context) error {
 	if err := say(ctx, all[0], all, "hello from alice"); err != nil {
 		return err
 	}
+	file, err := shareData(ctx, all)
+	if err != nil {
+		return err
+	}
+	if err := pay(ctx, chain, all[1], all[2]); err != nil {
+		return err
+	}
 
 	step("Stopping alice, the instance everybody bootstrapped from.")
 	if err := all[0].node.Close(); err != nil {
@@ -123,7 +148,128 @@ func run(ctx context.Context) error {
 	if err := say(ctx, rest[0], rest, "alice is gone, the DApp is not"); err != nil {
 		return err
 	}
+	if err := afterAlice(ctx, rest, file); err != nil {
+		return err
+	}
 	step("Done: the DApp kept running without the instance that started it.")
+	return nil
+}
+
+type ride struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Status string `json:"status"`
+	Driver string `json:"driver,omitempty"`
+}
+
+var photo = bytes.Repeat([]byte("a photo of a yellow car. "), 40_000) // ~1 MB
+
+// shareData has alice write a document and add a file; every instance
+// ends up holding both.
+func shareData(ctx context.Context, all []*instance) (cid.Cid, error) {
+	alice := all[0]
+	step("alice requests a ride (a document) and adds a photo of her pick-up spot (a file).")
+	rides := alice.node.Store().Collection("rides")
+	if err := rides.Put(ctx, "ride-1", ride{From: "station", To: "airport", Status: "open"}); err != nil {
+		return cid.Undef, err
+	}
+	file, err := alice.node.Blobs().Add(ctx, bytes.NewReader(photo))
+	if err != nil {
+		return cid.Undef, err
+	}
+	fmt.Printf("  the photo is %d bytes, CID %s\n", len(photo), file)
+	err = waitFor(ctx, func() bool {
+		for _, in := range all {
+			var r ride
+			ok, _ := in.node.Blobs().Has(ctx, file)
+			if in.node.Store().Collection("rides").Get(ctx, "ride-1", &r) != nil || !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return cid.Undef, fmt.Errorf("ride and photo never reached everyone: %w", err)
+	}
+	fmt.Println("  every instance holds the ride request and a copy of the photo.")
+
+	bob := all[1]
+	if err := bob.node.Store().Collection("rides").Update(ctx, "ride-1",
+		store.Set("driver", "bob"), store.Set("status", "accepted")); err != nil {
+		return cid.Undef, err
+	}
+	var r ride
+	err = waitFor(ctx, func() bool {
+		return alice.node.Store().Collection("rides").Get(ctx, "ride-1", &r) == nil && r.Driver == "bob"
+	})
+	if err != nil {
+		return cid.Undef, err
+	}
+	fmt.Printf("  bob accepts; alice sees the ride as %q with driver %q.\n", r.Status, r.Driver)
+	return file, nil
+}
+
+// pay has carol pay bob: a transfer, then a payment channel with vouchers
+// that bob redeems.
+func pay(ctx context.Context, chain *payment.DevChain, bob, carol *instance) error {
+	token := func(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
+	step("carol pays bob in tokens: a transfer, then micro-payments through a channel.")
+	for _, in := range []*instance{bob, carol} {
+		if err := chain.Fund(ctx, in.node.Account(), token(100)); err != nil {
+			return err
+		}
+	}
+	cp, bp := carol.node.Payments(), bob.node.Payments()
+	if _, err := cp.Transfer(ctx, bob.node.Account(), token(5)); err != nil {
+		return err
+	}
+	fmt.Println("  carol transferred 5 tokens to bob.")
+	ch, err := cp.OpenChannel(ctx, bob.node.Account(), token(10), time.Hour)
+	if err != nil {
+		return err
+	}
+	var last payment.Voucher
+	for range 3 {
+		if last, err = ch.Pay(token(1)); err != nil {
+			return err
+		}
+		if err := bp.Accept(ctx, last); err != nil {
+			return err
+		}
+	}
+	fmt.Println("  carol opened a 10-token channel and signed 3 vouchers of 1 token; bob accepted them.")
+	if _, err := bp.Redeem(ctx, ch.ID()); err != nil {
+		return err
+	}
+	bal, err := bp.Balance(ctx, bob.node.Account())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  bob redeemed the latest voucher; his balance is %s tokens.\n", new(big.Int).Div(bal, token(1)))
+	return nil
+}
+
+// afterAlice shows the data alice wrote is still there without her.
+func afterAlice(ctx context.Context, rest []*instance, file cid.Cid) error {
+	carol := rest[1]
+	var r ride
+	if err := carol.node.Store().Collection("rides").Get(ctx, "ride-1", &r); err != nil {
+		return err
+	}
+	f, err := carol.node.Blobs().Open(ctx, file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, photo) {
+		return errors.New("carol's copy of the photo differs")
+	}
+	fmt.Printf("  carol still reads alice's ride (%s to %s, %s) and her photo (%q...).\n",
+		r.From, r.To, r.Status, strings.TrimSpace(string(got[:24])))
 	return nil
 }
 
