@@ -13,6 +13,7 @@ import (
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/hlc"
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -515,14 +516,22 @@ func (s *Store) writeDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []
 	if err := b.Set(sp.Key(cidKey(tHead, id)), nil, nil); err != nil {
 		return err
 	}
-	if d.Seq > s.vv[d.Author] {
-		s.vv[d.Author] = d.Seq
-		if err := b.Set(sp.Key(append([]byte{tVersion}, d.Author[:]...)), binary.BigEndian.AppendUint64(nil, d.Seq), nil); err != nil {
-			return err
-		}
+	if err := s.noteVersion(b, d.Author, d.Seq); err != nil {
+		return err
 	}
 	s.clock.Observe(hlc.Timestamp(d.HLC))
 	return nil
+}
+
+// noteVersion raises an author's version: the highest sequence number of
+// its deltas processed here, applied or refused. Since a delta is processed
+// only after its parents, the author's earlier deltas are processed too.
+func (s *Store) noteVersion(b *pebble.Batch, author common.Address, seq uint64) error {
+	if seq <= s.vv[author] {
+		return nil
+	}
+	s.vv[author] = seq
+	return b.Set(s.space.Key(append([]byte{tVersion}, author[:]...)), binary.BigEndian.AppendUint64(nil, seq), nil)
 }
 
 // writeRejected records a delta a validator refused. It is never applied
@@ -540,7 +549,10 @@ func (s *Store) writeRejected(b *pebble.Batch, x *incoming, reason string) error
 	s.order++
 	v := binary.BigEndian.AppendUint64(nil, s.order)
 	v = append(v, x.id.Bytes()...)
-	return b.Set(sp.Key(append(authorKey(x.d.Author, x.d.Seq), x.id.Bytes()...)), v, nil)
+	if err := b.Set(sp.Key(append(authorKey(x.d.Author, x.d.Seq), x.id.Bytes()...)), v, nil); err != nil {
+		return err
+	}
+	return s.noteVersion(b, x.d.Author, x.d.Seq)
 }
 
 func (s *Store) writeMeta(b *pebble.Batch) error {
@@ -576,12 +588,18 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			res.dups++
 			continue
 		}
-		if k, err := s.known(x.id); err != nil {
-			res.err = err
-			break
-		} else if k {
-			res.dups++
-			continue
+		// Everything processed from an author is at or below its version,
+		// so a delta above it is new without a lookup (the common case of
+		// a catch-up); at or below, it is new only from an author that
+		// reused a sequence number.
+		if x.d.Seq <= s.vv[x.d.Author] {
+			if k, err := s.known(x.id); err != nil {
+				res.err = err
+				break
+			} else if k {
+				res.dups++
+				continue
+			}
 		}
 		if hlc.Timestamp(x.d.HLC) > now {
 			if s.future[x.id] == nil {

@@ -375,7 +375,8 @@ func (s *Store) Author() common.Address { return s.author }
 // Heads returns the CIDs of the deltas no other local delta builds on.
 func (s *Store) Heads() []cid.Cid { return append([]cid.Cid(nil), s.snap.Load().heads...) }
 
-// Versions returns, for every author, the highest sequence number applied.
+// Versions returns, for every author, the highest sequence number of its
+// deltas processed here (applied, or refused by a validator).
 func (s *Store) Versions() map[common.Address]uint64 {
 	out := make(map[common.Address]uint64)
 	for a, v := range s.snap.Load().vv {
