@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 )
 
 var convSeed = flag.Uint64("convseed", 0, "seed for TestReplicasConvergeUnderRandomDelivery (0 = time)")
@@ -137,5 +138,59 @@ func TestReplicasConvergeUnderRandomDelivery(t *testing.T) {
 				t.Fatalf("seed %d round %d: replica %d differs from replica 0", seed, round, i+1)
 			}
 		}
+	}
+}
+
+// TestParallelCommitMatchesSequential commits the same big batch of mixed
+// operations on overlapping documents twice, with the same key and clock:
+// once on the parallel path (no validator) and once on the sequential path
+// (a validator that accepts everything). Deltas and documents must be
+// identical.
+func TestParallelCommitMatchesSequential(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	ctx := context.Background()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := func() time.Time { return time.Unix(1_900_000_000, 0) }
+	par := openLocal(t, Config{Key: key, Clock: fixed, MaxDeltaOps: 100})
+	seq := openLocal(t, Config{Key: key, Clock: fixed, MaxDeltaOps: 100,
+		Validators: map[string]Validator{"c": func(Write) error { return nil }}})
+	for _, s := range []*Store{par, seq} {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		c := s.Collection("c")
+		for round := range 3 {
+			b := s.Batch()
+			for i := range 400 {
+				id := fmt.Sprintf("d%d", rng.IntN(60))
+				switch rng.IntN(7) {
+				case 0:
+					b.Put(c, id, map[string]any{"r": round, "i": i})
+				case 1:
+					b.Delete(c, id)
+				case 2:
+					b.Update(c, id, Set("f", i), Inc("n", 1))
+				case 3:
+					b.Update(c, id, Add("s", rng.IntN(3)))
+				case 4:
+					b.Update(c, id, Remove("s", rng.IntN(3)))
+				case 5:
+					b.Update(c, id, Append("l", i))
+				case 6:
+					b.Update(c, id, Unset("f"))
+				}
+			}
+			if err := b.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if digest(t, par) != digest(t, seq) {
+		t.Fatalf("seed %d: documents differ", seed)
+	}
+	if fmt.Sprint(par.Heads()) != fmt.Sprint(seq.Heads()) {
+		t.Fatalf("seed %d: heads differ: %v vs %v", seed, par.Heads(), seq.Heads())
 	}
 }

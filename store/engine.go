@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -204,6 +206,9 @@ type workDoc struct {
 	before   []byte // view when loaded
 	dirty    bool
 	remote   bool
+	// set by render, when a worker already encoded the final state
+	rendered  bool
+	enc, view []byte
 }
 
 // workset caches the documents a batch touches; reads fall through to
@@ -221,22 +226,45 @@ func (w *workset) doc(coll, id string) (*workDoc, error) {
 	if d := w.docs[k]; d != nil {
 		return d, nil
 	}
-	d := &workDoc{coll: coll, id: id, state: new(crdt.Doc)}
-	raw, err := w.s.space.Get(docKey(tState, coll, id))
+	d := &workDoc{coll: coll, id: id}
+	if err := w.load(d); err != nil {
+		return nil, err
+	}
+	w.add(d)
+	return d, nil
+}
+
+// load reads a document's state from Pebble; safe for concurrent use.
+func (w *workset) load(d *workDoc) error {
+	d.state = new(crdt.Doc)
+	raw, err := w.s.space.Get(docKey(tState, d.coll, d.id))
 	switch {
 	case err == nil:
 		st, err := crdt.Decode(raw)
 		if err != nil {
-			return nil, fmt.Errorf("store: document %s/%s: %w", coll, id, err)
+			return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
 		}
 		d.state = st
 		d.before = st.View()
 	case !errors.Is(err, kv.ErrNotFound):
-		return nil, fmt.Errorf("store: document %s/%s: %w", coll, id, err)
+		return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
 	}
-	w.docs[k] = d
+	return nil
+}
+
+func (w *workset) add(d *workDoc) {
+	w.docs[d.coll+"\x00"+d.id] = d
 	w.list = append(w.list, d)
-	return d, nil
+}
+
+// render encodes the final state and view ahead of flush.
+func (d *workDoc) render() error {
+	enc, err := d.state.Encode()
+	if err != nil {
+		return err
+	}
+	d.enc, d.view, d.rendered = enc, d.state.View(), true
+	return nil
 }
 
 // snapshotDocs encodes the state of docs so a rejected write can be undone.
@@ -272,14 +300,16 @@ func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
 		if !d.dirty {
 			continue
 		}
-		enc, err := d.state.Encode()
-		if err != nil {
-			return nil, err
+		if !d.rendered {
+			if err := d.render(); err != nil {
+				return nil, err
+			}
 		}
+		enc, view := d.enc, d.view
+		d.rendered, d.enc, d.view = false, nil, nil
 		if err := b.Set(sp.Key(docKey(tState, d.coll, d.id)), enc, nil); err != nil {
 			return nil, err
 		}
-		view := d.state.View()
 		if view == nil {
 			if d.before != nil {
 				if err := b.Delete(sp.Key(docKey(tView, d.coll, d.id)), nil); err != nil {
@@ -387,7 +417,19 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		}
 		s.synced <- &committed{reqs: reqs, err: err}
 	}
+	parallel := false
+	if total, plain := s.plainWrites(reqs); plain && total >= parallelMin {
+		var err error
+		if ops, err = s.applyParallel(w, reqs, total, stampAt); err != nil {
+			fail(err)
+			return false
+		}
+		parallel = true
+	}
 	for _, r := range reqs {
+		if parallel {
+			break
+		}
 		mark := len(ops)
 		var undo map[*workDoc][]byte
 		for i := range r.ops {
@@ -466,6 +508,90 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
 	return true
+}
+
+// parallelMin is the size from which a commit without validators spreads
+// its documents over every core.
+const parallelMin = 256
+
+// plainWrites counts the operations of reqs and reports whether none of
+// them touches a collection with a validator (so none can be refused).
+func (s *Store) plainWrites(reqs []*writeReq) (int, bool) {
+	n := 0
+	for _, r := range reqs {
+		for i := range r.ops {
+			if s.validator(r.ops[i].coll) != nil {
+				return 0, false
+			}
+		}
+		n += len(r.ops)
+	}
+	return n, true
+}
+
+// applyParallel applies the operations of reqs, which nobody can refuse,
+// with each document's operations on one worker, in order, and each
+// worker also rendering its documents. The result is exactly what the
+// sequential path gives: every operation keeps its position and stamp.
+func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt func(int) crdt.Stamp) ([]delta.Op, error) {
+	us := make([]*userOp, 0, total)
+	for _, r := range reqs {
+		for i := range r.ops {
+			us = append(us, &r.ops[i])
+		}
+	}
+	stampAt(total - 1) // take every delta's timestamp before going parallel
+	type group struct {
+		d   *workDoc
+		pos []int
+	}
+	var groups []*group
+	byDoc := make(map[string]*group)
+	for pos, u := range us {
+		k := u.coll + "\x00" + u.id
+		g := byDoc[k]
+		if g == nil {
+			g = &group{d: &workDoc{coll: u.coll, id: u.id}}
+			byDoc[k] = g
+			groups = append(groups, g)
+		}
+		g.pos = append(g.pos, pos)
+	}
+	ops := make([]delta.Op, total)
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for wk := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for gi := wk; gi < len(groups); gi += workers {
+				g := groups[gi]
+				if err := w.load(g.d); err != nil {
+					errs[wk] = err
+					return
+				}
+				for _, pos := range g.pos {
+					op := buildOp(us[pos], g.d.state)
+					g.d.state.Apply(stampAt(pos), &op)
+					ops[pos] = op
+				}
+				g.d.dirty = true
+				if err := g.d.render(); err != nil {
+					errs[wk] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		w.add(g.d)
+	}
+	return ops, nil
 }
 
 func (s *Store) sortedHeads() []cid.Cid {
