@@ -299,12 +299,7 @@ func (s *Store) shutdown() error {
 		s.repl.stop()
 	}
 	s.wg.Wait()
-	if s.bswap != nil {
-		if err := s.bswap.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if s.bserv != nil {
+	if s.bserv != nil { // closes bitswap too
 		if err := s.bserv.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -384,3 +384,32 @@ func TestFindHoldersThroughRouting(t *testing.T) {
 		t.Fatal("wrong bytes through a provider record")
 	}
 }
+
+// TestReplicationResumesAfterRestart: a blob a replica was told to keep
+// but could not fetch yet is fetched after a restart, from the pin it
+// persisted, even if the restarted replica has not heard of the blob again.
+func TestReplicationResumesAfterRestart(t *testing.T) {
+	r := seeded(t)
+	reg := NewMemRegistry()
+	a := startReplica(t, reg, nil)
+	dir := t.TempDir()
+	b := startReplicaIn(t, dir, reg, nil)
+	data := randomBytes(r, 3*ChunkSize)
+	root, err := a.store.Add(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b is not connected to a: it pins the blob but cannot fetch it.
+	eventually(t, time.Minute, "b to pin the new blob", func() bool { return b.store.Metrics().Pending == 1 })
+	b.stop()
+
+	b2 := startReplicaIn(t, dir, NewMemRegistry(), nil)
+	if m := b2.store.Metrics(); m.Pending != 1 {
+		t.Fatalf("restarted replica has %d pending pins, want 1", m.Pending)
+	}
+	connect(t, b2, a)
+	eventually(t, time.Minute, "the resumed fetch", func() bool { return complete(t, b2.store, root) && b2.store.Metrics().Pending == 0 })
+	if !bytes.Equal(readAll(t, b2.store, root, time.Minute), data) {
+		t.Fatal("wrong bytes after resume")
+	}
+}
