@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/payment"
@@ -63,6 +64,11 @@ type Config struct {
 	// Open logs how to turn them on. Key, Space, Host, AppID and Logger
 	// are set by Open.
 	Payment payment.Config
+	// Metrics, if set, receives the instance's Prometheus metrics (store,
+	// blobs, messaging, payments), registered by Open and unregistered by
+	// Close. Several instances in one process need one registerer each,
+	// e.g. prometheus.WrapRegistererWith(prometheus.Labels{"instance": ...}, reg).
+	Metrics prometheus.Registerer
 	// Logger receives the instance's logs; default: discard.
 	Logger *slog.Logger
 }

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/dapp"
@@ -156,5 +159,39 @@ func TestBlobOutlivesItsAdder(t *testing.T) {
 		t.Fatal("a burned blob still opens")
 	} else if !errors.Is(err, blobs.ErrBurned) {
 		t.Fatalf("open after burn: %v, want ErrBurned", err)
+	}
+}
+
+func TestMetricsAreRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := open(t, dapp.Config{App: dapp.Manifest{Name: t.Name()}, Metrics: reg})
+	if err := n.Store().Collection("c").Put(context.Background(), "d", map[string]int{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make(map[string]bool)
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	for _, want := range []string{"dpaas_store_deltas_created_total", "dpaas_pubsub_published_total"} {
+		if !names[want] {
+			t.Errorf("metric %s not registered; have %v", want, names)
+		}
+	}
+	hasBlobs := false
+	for name := range names {
+		hasBlobs = hasBlobs || strings.HasPrefix(name, "dpaas_blobs_")
+	}
+	if !hasBlobs {
+		t.Errorf("no blobs metric registered; have %v", names)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if families, _ := reg.Gather(); len(families) != 0 {
+		t.Fatalf("%d metric families still registered after Close", len(families))
 	}
 }

@@ -29,6 +29,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/internal/group"
@@ -121,6 +122,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.startPayments(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.registerMetrics(); err != nil {
 		return nil, err
 	}
 	if err := n.startDiscovery(ctx); err != nil {
@@ -229,6 +233,7 @@ func (n *Node) startData(ctx context.Context) error {
 	}
 	bc := c.Blobs
 	bc.Space, bc.Host, bc.AppID, bc.Logger = bs, n.host, c.appID.String(), n.log
+	bc.Registerer = c.Metrics
 	bc.Registry = blobSet{n.store.Collection(blobSetCollection)}
 	if n.dht != nil {
 		bc.Routing = n.dht
@@ -247,6 +252,26 @@ func ignoreClosed(close func() error, closed error) func() error {
 		}
 		return nil
 	}
+}
+
+// registerMetrics hands Config.Metrics the collectors of the components
+// that do not register themselves (blobs does, through its Config).
+func (n *Node) registerMetrics() error {
+	reg := n.cfg.Metrics
+	if reg == nil {
+		return nil
+	}
+	cs := []prometheus.Collector{n.store, n.ps}
+	if n.pay != nil {
+		cs = append(cs, n.pay.Collector())
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("dapp: open: register metrics: %w", err)
+		}
+		n.closers = append(n.closers, func() error { reg.Unregister(c); return nil })
+	}
+	return nil
 }
 
 // Store is the DApp's replicated document store.
