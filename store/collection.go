@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/dpaas/dpaas/internal/crdt"
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ethereum/go-ethereum/common"
@@ -349,8 +348,6 @@ func (b *Batch) Commit(ctx context.Context) error {
 	b.ops = nil
 	return b.s.submit(ctx, "batch", ops)
 }
-
-var _ = crdt.Doc{}
 
 // isCompact reports whether raw JSON has no whitespace outside strings.
 func isCompact(raw []byte) bool {

@@ -434,7 +434,7 @@ func (n *network) catchUp(p peer.ID) (err error) {
 			n.s.log.Info("store: catch-up progress", "peer", p, "applied", applied, "total", hdr.Total)
 		}
 		if b.err != nil {
-			if errors.Is(b.err, errEOF) {
+			if errors.Is(b.err, io.EOF) {
 				break
 			}
 			return fmt.Errorf("store: catch-up from %s: %w", p, b.err)
@@ -551,5 +551,3 @@ func (n *network) serve(str lpnet.Stream) {
 		str.Reset()
 	}
 }
-
-var errEOF = io.EOF

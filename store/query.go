@@ -510,8 +510,6 @@ func (c *Collection) indexIDs(ctx context.Context, ranges [][2][]byte, stream bo
 		if err != nil {
 			return nil, fmt.Errorf("store: find: %w", err)
 		}
-		base := len(sp.Key(indexKey(c.name, "", nil, ""))) - 1
-		_ = base
 		for it.First(); it.Valid(); it.Next() {
 			id := c.indexKeyID(it.Key())
 			if stream {
