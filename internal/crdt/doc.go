@@ -39,7 +39,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -47,7 +46,6 @@ import (
 
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/fxamacker/cbor/v2"
 )
 
 // Stamp orders operations: 8 bytes HLC (big-endian), 20 bytes author,
@@ -495,40 +493,4 @@ func jsonArray(vals []string) []byte {
 	}
 	b.WriteByte(']')
 	return b.Bytes()
-}
-
-var (
-	stateEnc cbor.EncMode
-	stateDec cbor.DecMode
-)
-
-func init() {
-	var err error
-	stateEnc, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	stateDec, err = cbor.DecOptions{MaxArrayElements: math.MaxInt32, MaxMapPairs: math.MaxInt32}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
-
-// Encode returns the deterministic encoding of the whole state; equal
-// states encode to equal bytes.
-func (d *Doc) Encode() ([]byte, error) {
-	b, err := stateEnc.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("crdt: encode: %w", err)
-	}
-	return b, nil
-}
-
-// Decode reads a state written by Encode.
-func Decode(b []byte) (*Doc, error) {
-	d := new(Doc)
-	if err := stateDec.Unmarshal(b, d); err != nil {
-		return nil, fmt.Errorf("crdt: decode: %w", err)
-	}
-	return d, nil
 }

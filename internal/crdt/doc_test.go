@@ -278,6 +278,22 @@ func runConvergence(t *testing.T, rng *rand.Rand, seed uint64, round int) {
 			t.Fatalf("seed %d round %d: replica did not apply everything", seed, round)
 		}
 	}
+	for _, r := range reps {
+		for id, d := range r.docs {
+			enc, err := d.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Decode(enc)
+			if err != nil {
+				t.Fatalf("seed %d round %d: %s: %v", seed, round, id, err)
+			}
+			again, _ := back.Encode()
+			if !bytes.Equal(enc, again) || !bytes.Equal(d.View(), back.View()) {
+				t.Fatalf("seed %d round %d: %s does not survive encode/decode", seed, round, id)
+			}
+		}
+	}
 	want := reps[0].digest()
 	for i, r := range reps[1:] {
 		if got := r.digest(); got != want {
@@ -289,4 +305,27 @@ func runConvergence(t *testing.T, rng *rand.Rand, seed uint64, round int) {
 			t.Fatalf("seed %d round %d: replica %d digest %s, replica 0 %s", seed, round, i+1, got, want)
 		}
 	}
+}
+
+func FuzzDecodeState(f *testing.F) {
+	var d Doc
+	d.Apply(MakeStamp(5, alice, 0), &delta.Op{Kind: delta.Put, Collection: "c", ID: "d", Fields: map[string][]byte{"a": []byte("1")}})
+	d.Apply(MakeStamp(6, bob, 0), &delta.Op{Kind: delta.Add, Collection: "c", ID: "d", Field: "s", Value: []byte("2")})
+	d.Apply(MakeStamp(7, bob, 0), &delta.Op{Kind: delta.Inc, Collection: "c", ID: "d", Field: "n", Amount: 3})
+	d.Apply(MakeStamp(8, bob, 0), &delta.Op{Kind: delta.Append, Collection: "c", ID: "d", Field: "l", Value: []byte("4")})
+	enc, err := d.Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := Decode(b)
+		if err != nil {
+			return
+		}
+		_ = d.View()
+		if _, err := d.Encode(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
