@@ -252,6 +252,22 @@ func (w *workset) load(d *workDoc) error {
 	return nil
 }
 
+// seekLoad is load through an iterator, for documents taken in key order.
+func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc) error {
+	d.state = new(crdt.Doc)
+	k := w.s.space.Key(docKey(tState, d.coll, d.id))
+	if !it.SeekGE(k) || string(it.Key()) != string(k) {
+		return it.Error()
+	}
+	st, err := crdt.Decode(slices.Clone(it.Value())) // the state aliases its bytes
+	if err != nil {
+		return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
+	}
+	d.state = st
+	d.before = st.View()
+	return nil
+}
+
 func (w *workset) add(d *workDoc) {
 	w.docs[d.coll+"\x00"+d.id] = d
 	w.list = append(w.list, d)
@@ -557,6 +573,12 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 		}
 		g.pos = append(g.pos, pos)
 	}
+	// each worker seeks its documents in key order through one iterator,
+	// which Pebble serves much faster than as many point lookups
+	order := slices.Clone(groups)
+	slices.SortFunc(order, func(a, b *group) int {
+		return compareBytes(docKey(tState, a.d.coll, a.d.id), docKey(tState, b.d.coll, b.d.id))
+	})
 	ops := make([]delta.Op, total)
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
@@ -565,9 +587,15 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for gi := wk; gi < len(groups); gi += workers {
-				g := groups[gi]
-				if err := w.load(g.d); err != nil {
+			it, err := w.s.space.PrefixIter([]byte{tState})
+			if err != nil {
+				errs[wk] = err
+				return
+			}
+			defer it.Close()
+			for gi := wk; gi < len(order); gi += workers {
+				g := order[gi]
+				if err := w.seekLoad(it, g.d); err != nil {
 					errs[wk] = err
 					return
 				}

@@ -201,7 +201,8 @@ func (r *decoder) pns() map[common.Address]PN {
 	return m
 }
 
-// Decode reads a state written by Encode.
+// Decode reads a state written by Encode. The state keeps references into
+// b, which the caller must not change afterwards.
 func Decode(b []byte) (*Doc, error) {
 	if len(b) == 0 || b[0] != codecVersion {
 		return nil, fmt.Errorf("crdt: decode: unknown state version: %w", errCorrupt)
