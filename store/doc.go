@@ -70,6 +70,15 @@
 // changes behind loses the changes that do not fit and then receives one
 // Change with Lagged set, its cue to re-read with Find.
 //
+// # Benchmarks
+//
+//	go test -run XXX -bench 'PutSequential$|PutConcurrent16|BatchPut$' -benchtime 3s ./store/
+//	go test -run XXX -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
+//	go test -run XXX -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
+//
+// Durable-write figures are bounded by the disk's fsync rate; compare them
+// with a plain synced Pebble write measured at the same moment.
+//
 // # Not yet
 //
 // History is kept forever (no compaction), documents are not encrypted,
