@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -292,4 +293,45 @@ func TestCatchUpResumes(t *testing.T) {
 	if docCount(t, fresh.s, "docs") != n {
 		t.Fatal("documents missing")
 	}
+}
+
+// TestCloseDuringCatchUpAndWrites closes a replica while it is catching
+// up and while writers wait: Close must return, writers must get an error
+// or success, and no goroutine may be left behind (TestMain checks).
+func TestCloseDuringCatchUpAndWrites(t *testing.T) {
+	ctx := context.Background()
+	src := startReplica(t, Config{MaxDeltaOps: 1})
+	b := src.s.Batch()
+	for i := range 3000 {
+		b.Put(src.s.Collection("docs"), fmt.Sprintf("d%05d", i), map[string]any{"i": i})
+	}
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh := startReplica(t, Config{})
+	connect(t, fresh, src)
+	eventually(t, 10*time.Second, "catch-up did not start", func() bool {
+		return fresh.s.Versions()[src.s.Author()] > 0
+	})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				err := fresh.s.Collection("mine").Put(ctx, fmt.Sprintf("w%d-%d", w, i), map[string]any{})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Put: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	if err := fresh.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
 }
