@@ -197,7 +197,7 @@ func TestFreshReplicaCatchesUp(t *testing.T) {
 	ctx := context.Background()
 	a := startReplica(t, Config{})
 	c := a.s.Collection("docs")
-	const n = 3000
+	const n = 10_000
 	b := a.s.Batch()
 	for i := range n {
 		b.Put(c, fmt.Sprintf("d%05d", i), map[string]any{"i": i})
