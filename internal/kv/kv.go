@@ -22,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -80,7 +81,14 @@ func Open(dir string, o *Options) (*DB, error) {
 		FS:     fs,
 		Cache:  cache,
 		Logger: quietLogger{},
+		// Bulk writes (batched documents, blocks, catch-up) fill small
+		// memtables quickly; larger ones mean fewer flushes and stalls.
+		MemTableSize: 32 << 20,
 	}
+	// Components ask for absent keys all the time (is this delta, block or
+	// document known?); a bloom filter answers most of those without
+	// reading every level. Levels below L0 inherit it.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
