@@ -20,7 +20,6 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -203,8 +202,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.Routing != nil {
 			finder = cfg.Routing
 		}
-		detector := &liarDetector{s: s, forged: make(map[peer.ID]int)}
-		s.bswap = bitswap.New(s.ctx, bsnet.NewFromIpfsHost(cfg.Host, netOpts...), finder, s.guarded,
+		detector := newLiarDetector(s)
+		net := &watchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), d: detector}
+		s.bswap = bitswap.New(s.ctx, net, finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
 			// Replicas stream whole files to each other: let a peer have
 			// many blocks in flight and pack several into one message.
@@ -212,7 +212,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			bitswap.WithServerOption(bsserver.WithTargetMessageSize(targetMessageSize)),
 			bitswap.WithTracer(detector),
 		)
-		detector.bs.Store(s.bswap)
 		exch = s.bswap
 		s.hasProto = prefix + "/has/1.0.0"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -13,9 +14,12 @@ import (
 	"github.com/dpaas/dpaas/internal/blockstore"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	bspb "github.com/ipfs/boxo/bitswap/message/pb"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
@@ -241,7 +245,7 @@ func (c *corruptingBlockstore) Get(ctx context.Context, k cid.Cid) (blocks.Block
 // not match is ignored, and the blocks come from an honest peer.
 func TestBadHashPeerIgnored(t *testing.T) {
 	r := seeded(t)
-	data := randomBytes(r, 3*ChunkSize)
+	data := randomBytes(r, 16*ChunkSize)
 	ctx := context.Background()
 
 	honest := startReplica(t, NewMemRegistry(), nil)
@@ -284,7 +288,6 @@ func TestBadHashPeerIgnored(t *testing.T) {
 		err  error
 	}
 	done := make(chan result, 1)
-	t0 := time.Now()
 	go func() {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
@@ -293,16 +296,13 @@ func TestBadHashPeerIgnored(t *testing.T) {
 			done <- result{err: err}
 			return
 		}
-		t.Logf("opened %v", time.Since(t0))
 		defer rd.Close()
 		got, err := io.ReadAll(rd)
 		done <- result{got, err}
 	}()
 	eventually(t, time.Minute, "the liar to serve a forged block", func() bool { return lying.served.Load() > 0 })
-	t.Logf("liar served; connecting honest %v", time.Since(t0))
 	connect(t, reader, honest)
 	res := <-done
-	t.Logf("read done %v", time.Since(t0))
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -310,6 +310,12 @@ func TestBadHashPeerIgnored(t *testing.T) {
 		t.Fatal("read forged bytes")
 	}
 	eventually(t, time.Minute, "forged blocks to be counted", func() bool { return reader.store.Metrics().BadBlocks > 0 })
+	t.Logf("forged blocks received: %d", reader.store.Metrics().BadBlocks)
+	if reader.store.Metrics().BadBlocks >= maxForgedBlocks {
+		eventually(t, time.Minute, "the liar to be disconnected", func() bool {
+			return reader.host.Network().Connectedness(lh.ID()) != network.Connected
+		})
+	}
 }
 
 // TestOpenUnknownCIDDeadline: Open of a CID no one has ends at the
@@ -412,4 +418,36 @@ func TestReplicationResumesAfterRestart(t *testing.T) {
 	if !bytes.Equal(readAll(t, b2.store, root, time.Minute), data) {
 		t.Fatal("wrong bytes after resume")
 	}
+}
+
+// TestLiarDetector: blocks a peer was asked for are fine; a peer that sends
+// maxForgedBlocks blocks it was never asked for is disconnected.
+func TestLiarDetector(t *testing.T) {
+	a := startReplica(t, NewMemRegistry(), nil)
+	b := startReplica(t, NewMemRegistry(), nil)
+	connect(t, a, b)
+	d := newLiarDetector(a.store)
+	p := b.host.ID()
+	blk := func(s string) blocks.Block { return blocks.NewBlock([]byte(s)) }
+
+	asked := bsmsg.New(false)
+	asked.AddEntry(blk("asked").Cid(), 1, bspb.Message_Wantlist_Block, true)
+	d.sent(p, asked)
+	honest := bsmsg.New(false)
+	honest.AddBlock(blk("asked"))
+	d.MessageReceived(p, honest)
+	if got := a.store.Metrics().BadBlocks; got != 0 {
+		t.Fatalf("an asked-for block counted as forged (%d)", got)
+	}
+	forged := bsmsg.New(false)
+	for i := range maxForgedBlocks {
+		forged.AddBlock(blk(fmt.Sprint("forged", i)))
+	}
+	d.MessageReceived(p, forged)
+	if got := a.store.Metrics().BadBlocks; got != maxForgedBlocks {
+		t.Fatalf("BadBlocks = %d, want %d", got, maxForgedBlocks)
+	}
+	eventually(t, time.Minute, "the liar to be disconnected", func() bool {
+		return a.host.Network().Connectedness(p) != network.Connected
+	})
 }

@@ -56,7 +56,12 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	if err != nil {
 		cancel()
 		release()
-		if rootCtx.Err() != nil || ipld.IsNotFound(err) {
+		if ctxErr := rootCtx.Err(); ctxErr != nil {
+			// Bitswap may report a context of its own; the caller's is
+			// the reason.
+			return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrUnavailable, ctxErr)
+		}
+		if ipld.IsNotFound(err) {
 			return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
