@@ -108,8 +108,9 @@ func (s *Store) ingest(ctx context.Context, write func(ctx context.Context) (cid
 		s.requestGC()
 		return cid.Undef, fmt.Errorf("record %s: %w", root, err)
 	}
-	if s.repl != nil {
-		s.repl.announce(root)
+	if s.repl != nil && s.cfg.Routing != nil {
+		// Announcing to the DHT can take a while; the Add is done.
+		s.goTracked(func() { s.repl.announce(root) })
 	}
 	return root, nil
 }

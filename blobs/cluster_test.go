@@ -451,3 +451,17 @@ func TestLiarDetector(t *testing.T) {
 		return a.host.Network().Connectedness(p) != network.Connected
 	})
 }
+
+// FuzzReadCID feeds arbitrary holdings requests to the decoder.
+func FuzzReadCID(f *testing.F) {
+	c := rawCID([]byte("x"))
+	f.Add(append([]byte{byte(len(c.Bytes()))}, c.Bytes()...))
+	f.Add([]byte{0x80, 0x80, 0x80})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := readCID(bytes.NewReader(in))
+		if err == nil && !got.Defined() {
+			t.Fatal("accepted an undefined CID")
+		}
+	})
+}

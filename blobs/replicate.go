@@ -379,7 +379,9 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 	}
 	if done {
 		s.cfg.Logger.Debug("blobs: replicated", "cid", c, "bytes", size)
-		r.announce(c)
+		if s.cfg.Routing != nil {
+			s.goTracked(func() { r.announce(c) })
+		}
 	}
 }
 
