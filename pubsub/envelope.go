@@ -28,6 +28,10 @@ import (
 // the envelope names (so a forgery is told from a stranger's message), and
 // derive the sender's peer ID from it: Message.From.
 //
+// A receiver checks the signature only when the envelope reached it
+// through someone other than its sender: from the sender itself, the
+// authenticated libp2p connection already proves who wrote it.
+//
 // The envelope replaces GossipSub's own signing, which uses a pure-Go curve
 // and verifies each message twice on the publisher; go-ethereum's
 // libsecp256k1 recovers a key several times faster, and that check is what
@@ -97,11 +101,55 @@ func open(fullTopic string, env []byte) (pub []byte, payload []byte, err error) 
 	return pub, env[headerLen:], nil
 }
 
+// sentDirectly reports whether env names as its sender the neighbour it
+// arrived from. The libp2p connection (Noise or TLS, keyed by the same
+// secp256k1 key) already proves who that neighbour is, so such an envelope
+// needs no signature check here; relayed copies are checked by every
+// receiver that gets them from someone else.
+func (c *senderIDs) sentDirectly(env []byte, from peer.ID) bool {
+	if len(env) < headerLen || env[0] != envelopeVersion {
+		return false
+	}
+	addr, ok := c.address(from)
+	return ok && bytes.Equal(addr[:], env[1:addrEnd])
+}
+
+// address returns the Ethereum address of a secp256k1 peer ID.
+func (c *senderIDs) address(id peer.ID) ([20]byte, bool) {
+	c.mu.Lock()
+	a, ok := c.addrs[id]
+	c.mu.Unlock()
+	if ok {
+		return a, true
+	}
+	pk, err := id.ExtractPublicKey()
+	if err != nil || pk.Type() != p2pcrypto.Secp256k1 {
+		return a, false
+	}
+	raw, err := pk.Raw()
+	if err != nil {
+		return a, false
+	}
+	pub, err := ethcrypto.DecompressPubkey(raw)
+	if err != nil {
+		return a, false
+	}
+	a = ethcrypto.PubkeyToAddress(*pub)
+	c.mu.Lock()
+	if c.addrs == nil || len(c.addrs) >= maxSenderIDs {
+		c.addrs = make(map[peer.ID][20]byte)
+	}
+	c.addrs[id] = a
+	c.mu.Unlock()
+	return a, true
+}
+
 // senderIDs maps recovered public keys to peer IDs. Deriving an ID costs a
 // curve check and a hash; a DApp has few senders, so they are remembered.
 type senderIDs struct {
-	mu  sync.Mutex
-	ids map[string]peer.ID
+	mu    sync.Mutex
+	ids   map[string]peer.ID
+	addrs map[peer.ID][20]byte
 }
 
 const maxSenderIDs = 4096

@@ -320,7 +320,12 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 	m, local := gm.ValidatorData.(*Message)
 	// Only Publish sets validator data, and only on messages it made: a
 	// message from the network arrives without it, from another peer.
-	if !local || gm.ReceivedFrom != ps.self {
+	switch {
+	case local && gm.ReceivedFrom == ps.self:
+	case ps.ids.sentDirectly(gm.Data, gm.ReceivedFrom):
+		m = &Message{From: gm.ReceivedFrom, Data: gm.Data[headerLen:], Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
+		gm.ValidatorData = m
+	default:
 		pub, payload, err := open(t.full, gm.Data)
 		var sender peer.ID
 		if err == nil {

@@ -314,7 +314,7 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 	}
 	connect(t, ha, hr)
 	connect(t, hv, hr)
-	tv, _ := join(t, victim, "chat")
+	tv, subV := join(t, victim, "chat")
 	tr, sub := join(t, receiver, "chat")
 	attacker, err := raw.Join("/dpaas/app/chat")
 	if err != nil {
@@ -369,5 +369,37 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 			t.Fatalf("invalid = %d, want 3", receiver.Stats().Invalid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The attacker's own message with a signature of zeros, sent straight
+	// to the receiver: the connection proves who sent it, so the receiver
+	// delivers it as the attacker's. Relayed to the victim, it is checked
+	// and refused.
+	raw2, _ := ha.Peerstore().PrivKey(ha.ID()).Raw()
+	ak, _ := ethcrypto.ToECDSA(raw2)
+	addr := ethcrypto.PubkeyToAddress(ak.PublicKey)
+	unsigned := append(append(append([]byte{1}, addr[:]...), make([]byte, 8+65)...), "unsigned, from the attacker"...)
+	if err := attacker.Publish(context.Background(), unsigned); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, sub); string(m.Data) != "unsigned, from the attacker" || m.From != ha.ID() {
+		t.Fatalf("receiver delivered %q from %s", m.Data, m.From)
+	}
+	for _, want := range []string{"pay 1 token", "after the forgeries"} {
+		if m := next(t, subV); string(m.Data) != want {
+			t.Fatalf("victim's own message %q, want %q", m.Data, want)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for victim.Stats().Invalid < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the relayed unsigned message was not refused by the victim")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctxV, cancelV := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelV()
+	if m, err := subV.Next(ctxV); err == nil {
+		t.Fatalf("victim delivered %q", m.Data)
 	}
 }
