@@ -258,7 +258,18 @@ func (r *replicator) consider(ctx context.Context, rec Record, live []peer.ID) {
 		return
 	}
 	p, had, err := s.getPin(c)
-	if err != nil || !had || p.state != pinComplete {
+	if err != nil || !had {
+		return
+	}
+	if p.state == pinPending {
+		// Not ours to fetch (any more): nothing whole is held here, so
+		// dropping the pin loses nothing; GC takes any partial blocks.
+		if _, err := s.unpin(c); err != nil {
+			s.cfg.Logger.Warn("blobs: unpin unassigned blob", "cid", c, "err", err)
+			return
+		}
+		r.cancelFetch(c)
+		s.requestGC()
 		return
 	}
 	for _, h := range assigned {
