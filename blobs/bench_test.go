@@ -65,3 +65,13 @@ func BenchmarkFetch(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkFetchQUIC is BenchmarkFetch over QUIC instead of TCP.
+//
+//	go test ./blobs -run '^$' -bench BenchmarkFetchQUIC -benchtime 1x
+func BenchmarkFetchQUIC(b *testing.B) {
+	old := testListen
+	testListen = "/ip4/127.0.0.1/udp/0/quic-v1"
+	defer func() { testListen = old }()
+	BenchmarkFetch(b)
+}

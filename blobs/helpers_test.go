@@ -18,6 +18,9 @@ import (
 
 const testApp = "blobs-test-app"
 
+// testListen is where test hosts listen.
+var testListen = "/ip4/127.0.0.1/tcp/0"
+
 // seeded returns a deterministic random source and logs its seed so that a
 // failure can be replayed.
 func seeded(t testing.TB) *rand.Rand {
@@ -84,7 +87,7 @@ func newLocal(t testing.TB) *Store {
 func newHost(t testing.TB) host.Host {
 	t.Helper()
 	h, err := libp2p.New(
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.ListenAddrStrings(testListen),
 		libp2p.DisableRelay(),
 		libp2p.ResourceManager(&network.NullResourceManager{}),
 	)
