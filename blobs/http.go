@@ -16,8 +16,9 @@ const httpOpenTimeout = 30 * time.Second
 // Handler serves GET and HEAD /blobs/{cid} to browsers and other HTTP
 // clients, from this instance or, for blocks it lacks, from its peers. It
 // answers Range requests, sets ETag to the quoted CID (so If-None-Match
-// and If-Range work), Content-Length, a sniffed Content-Type and an
-// immutable Cache-Control. Mount it on any mux:
+// and If-Range work), Content-Length, a sniffed Content-Type, an
+// immutable Cache-Control and CORS headers that let any web page fetch it.
+// Mount it on any mux:
 //
 //	mux.Handle("/blobs/", store.Handler())
 //
@@ -56,6 +57,9 @@ func (s *Store) serveBlob(w http.ResponseWriter, req *http.Request) {
 	}
 	defer rd.Close()
 	h := w.Header()
+	// Blobs are public and named by their hash: any page may fetch them.
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag")
 	h.Set("ETag", `"`+c.String()+`"`)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("X-Content-Type-Options", "nosniff")
