@@ -17,7 +17,9 @@ const httpOpenTimeout = 30 * time.Second
 // clients, from this instance or, for blocks it lacks, from its peers. It
 // answers Range requests, sets ETag to the quoted CID (so If-None-Match
 // and If-Range work), Content-Length, a sniffed Content-Type, an
-// immutable Cache-Control and CORS headers that let any web page fetch it.
+// immutable Cache-Control, CORS headers that let any web page fetch it,
+// and a sandboxing Content-Security-Policy so that an HTML blob cannot
+// script the site that serves it.
 // Mount it on any mux:
 //
 //	mux.Handle("/blobs/", store.Handler())
@@ -63,6 +65,9 @@ func (s *Store) serveBlob(w http.ResponseWriter, req *http.Request) {
 	h.Set("ETag", `"`+c.String()+`"`)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// Anyone can add a blob: an HTML one must not run scripts with the
+	// serving site's origin.
+	h.Set("Content-Security-Policy", "sandbox")
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, req, "", time.Time{}, rd)
 	s.metrics.httpServed.Add(cw.n)

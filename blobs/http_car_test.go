@@ -59,6 +59,9 @@ func TestHTTPHandler(t *testing.T) {
 	if got := resp.Header.Get("ETag"); got != `"`+c.String()+`"` {
 		t.Fatalf("ETag %q", got)
 	}
+	if got := resp.Header.Get("Content-Security-Policy"); got != "sandbox" {
+		t.Fatalf("Content-Security-Policy %q", got)
+	}
 	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
 		t.Fatalf("Access-Control-Allow-Origin %q", got)
 	}
