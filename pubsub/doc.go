@@ -3,18 +3,22 @@
 //
 // Every topic name is namespaced by the DApp's AppID, so two DApps whose
 // instances share hosts or connections never see each other's messages.
-// Every message is signed by its sender and verified by every receiver
-// (strict signing), so Message.From is the peer that wrote it, not merely
-// the one that forwarded it. Messages larger than Config.MaxMessageSize are
-// refused by Publish with ErrTooLarge instead of silently vanishing in the
-// network.
+// Every message travels in an envelope signed with its sender's instance
+// key (secp256k1, the same key as its peer ID), bound to the topic and
+// DApp, so Message.From is the peer that wrote it, not merely the one that
+// forwarded it. A receiver checks the signature of every copy relayed to
+// it; a copy that comes straight from its sender is already authenticated
+// by the libp2p connection. Malformed or forged envelopes are refused,
+// never delivered nor forwarded, and counted (Stats.Invalid). Messages
+// larger than Config.MaxMessageSize are refused by Publish with ErrTooLarge
+// instead of silently vanishing in the network.
 //
 // # Usage
 //
 // A dapp.Node builds its PubSub for you (node.PubSub()). Standalone, on any
 // libp2p host:
 //
-//	ps, err := pubsub.New(ctx, host, pubsub.Config{AppID: "my-app"})
+//	ps, err := pubsub.New(ctx, host, pubsub.Config{AppID: "my-app"}) // host keyed with secp256k1
 //	if err != nil { ... }
 //	defer ps.Close()
 //	rides, _ := ps.Join("rides")
