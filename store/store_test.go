@@ -242,6 +242,16 @@ func TestWatchLagged(t *testing.T) {
 	if err := b.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Commit returns once durable; watchers are told right after. Read
+	// nothing until the channel is full (4 changes and the marker), so the
+	// watcher really lags.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ch) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch channel holds %d changes, want 5", len(ch))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	var got []Change
 	for len(got) < 5 {
 		got = append(got, <-ch)
