@@ -72,9 +72,9 @@
 //
 // # Benchmarks
 //
-//	go test -run XXX -bench 'PutSequential$|PutConcurrent16|BatchPut$' -benchtime 3s ./store/
-//	go test -run XXX -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
-//	go test -run XXX -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
+//	go test -run '^$' -bench 'PutSequential$|PutConcurrent16|BatchPut$' -benchtime 3s ./store/
+//	go test -run '^$' -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
+//	go test -run '^$' -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
 //
 // Durable-write figures are bounded by the disk's fsync rate; compare them
 // with a plain synced Pebble write measured at the same moment.

@@ -816,20 +816,10 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 		done[x.id] = true
 		if len(w.list) >= maxWorkset {
 			// bound memory on big catch-ups: commit what is done so far
-			changes, err := w.flush(b)
-			if err == nil {
-				err = s.writeMeta(b)
-			}
-			if err == nil {
-				err = b.Commit(pebble.NoSync)
-			}
-			if err != nil {
-				b.Close()
-				res.err = fmt.Errorf("store: apply: %w", err)
+			if err := s.commitWorkset(w, b); err != nil {
+				res.err = err
 				return res
 			}
-			s.publishSnapshot()
-			s.synced <- &committed{batch: b, changes: changes}
 			w, b = newWorkset(s), s.pdb.NewBatch()
 		}
 		for _, child := range s.waiters[x.id] {
@@ -846,6 +836,14 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 		b.Close()
 		return res
 	}
+	res.err = s.commitWorkset(w, b)
+	return res
+}
+
+// commitWorkset writes w's documents and the store's metadata into b,
+// commits it without waiting for the fsync and hands it to the syncer,
+// which acknowledges once it is durable. It closes b on error.
+func (s *Store) commitWorkset(w *workset, b *pebble.Batch) error {
 	changes, err := w.flush(b)
 	if err == nil {
 		err = s.writeMeta(b)
@@ -855,12 +853,11 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 	}
 	if err != nil {
 		b.Close()
-		res.err = fmt.Errorf("store: apply: %w", err)
-		return res
+		return fmt.Errorf("store: apply: %w", err)
 	}
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, changes: changes}
-	return res
+	return nil
 }
 
 // maxPending bounds the remote deltas kept in memory while their parents
