@@ -30,6 +30,9 @@ func TestPaymentsBetweenNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the cluster, so it runs after the nodes are closed
+	// (cleanups run last-in first-out).
+	t.Cleanup(func() { dev.Close() })
 	url, err := dev.Serve("")
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +46,6 @@ func TestPaymentsBetweenNodes(t *testing.T) {
 			}
 		},
 	})
-	t.Cleanup(func() { dev.Close() }) // after the nodes: cleanups run in reverse
 	c.WaitConnected()
 	consumer, provider := c.Node(0), c.Node(1)
 	if consumer.Payments().Account() != consumer.Account() {

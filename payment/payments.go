@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +34,10 @@ type Payments struct {
 	account common.Address
 	be      chainBackend
 	rpc     *ethclient.Client // nil with an in-process DevChain
-	chainID *big.Int
-	domain  voucher.Domain
+	// transport carries JSON-RPC over HTTP; nil with a DevChain.
+	transport *http.Transport
+	chainID   *big.Int
+	domain    voucher.Domain
 
 	token    *bind.BoundContract
 	channels *bind.BoundContract
@@ -136,7 +139,11 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	p.account = crypto.PubkeyToAddress(p.key.PublicKey)
 
 	if cfg.RPCURL != "" {
-		rc, err := rpc.DialContext(ctx, cfg.RPCURL)
+		// A transport of its own, so Close can drop its idle keep-alive
+		// connections instead of leaving them (and their goroutines) to
+		// the process.
+		p.transport = http.DefaultTransport.(*http.Transport).Clone()
+		rc, err := rpc.DialOptions(ctx, cfg.RPCURL, rpc.WithHTTPClient(&http.Client{Transport: p.transport}))
 		if err != nil {
 			return nil, fmt.Errorf("payment: open: dial %s: %w", cfg.RPCURL, err)
 		}
@@ -434,6 +441,10 @@ func (p *Payments) release() error {
 	if p.rpc != nil {
 		p.rpc.Close()
 		p.rpc = nil
+	}
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+		p.transport = nil
 	}
 	if p.ownDB != nil {
 		errs = append(errs, p.ownDB.Close())
