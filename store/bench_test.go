@@ -49,8 +49,10 @@ func doc(i int) benchDoc {
 }
 
 // BenchmarkPutSequential: one writer, every Put durable before the next.
-func BenchmarkPutSequential(b *testing.B) {
-	s := openDisk(b, Config{})
+func BenchmarkPutSequential(b *testing.B) { benchPutSequential(b, openDisk(b, Config{})) }
+
+// benchPutSequential puts b.N documents one after another into s.
+func benchPutSequential(b *testing.B, s *Store) {
 	c := s.Collection("rides")
 	ctx := context.Background()
 	b.ResetTimer()
@@ -94,8 +96,10 @@ func BenchmarkPutConcurrent16(b *testing.B) {
 }
 
 // BenchmarkBatchPut: batches of 1,000 documents, each batch durable.
-func BenchmarkBatchPut(b *testing.B) {
-	s := openDisk(b, Config{})
+func BenchmarkBatchPut(b *testing.B) { benchBatchPut(b, openDisk(b, Config{})) }
+
+// benchBatchPut writes b.N documents into s in batches of 1,000.
+func benchBatchPut(b *testing.B, s *Store) {
 	c := s.Collection("rides")
 	ctx := context.Background()
 	const per = 1000
