@@ -203,10 +203,26 @@ func TestValidatorRejects(t *testing.T) {
 	if err := ta.Publish(ctx, []byte("good")); err != nil {
 		t.Fatal(err)
 	}
-	// Messages between two peers keep their order, so the first delivered
-	// message being "good" shows "bad" was dropped.
-	if m := next(t, subB); string(m.Data) != "good" {
-		t.Fatalf("first delivered %q, want good", m.Data)
+	// GossipSub validates messages concurrently, so "good" may be delivered
+	// before "bad" is refused. Once the rejection is counted, "bad" can no
+	// longer be delivered; a sentinel published afterwards ends the check.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().Rejected == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("validator never rejected the bad message")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := ta.Publish(ctx, []byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for seen["good"] == 0 || seen["end"] == 0 {
+		m := next(t, subB)
+		seen[string(m.Data)]++
+		if string(m.Data) == "bad" {
+			t.Fatal("rejected message delivered")
+		}
 	}
 	if got := b.Stats().Rejected; got != 1 {
 		t.Fatalf("rejected = %d, want 1", got)
