@@ -18,24 +18,29 @@ import (
 // for real fsyncs.
 func openDisk(b testing.TB, cfg Config) *Store {
 	b.Helper()
-	db, err := kv.Open(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sp, err := db.Space("store")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.Space = sp
+	cfg.Space = diskSpace(b)
 	s, err := Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		s.Close()
-		db.Close()
-	})
+	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// diskSpace opens a Pebble database in a temporary directory, closed when
+// the benchmark ends (after the stores using it, which close first).
+func diskSpace(b testing.TB) *kv.Space {
+	b.Helper()
+	db, err := kv.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	sp, err := db.Space("store")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sp
 }
 
 type benchDoc struct {
@@ -66,15 +71,17 @@ func benchPutSequential(b *testing.B, s *Store) {
 }
 
 // BenchmarkPutConcurrent16: sixteen writers sharing deltas and fsyncs.
-func BenchmarkPutConcurrent16(b *testing.B) {
-	s := openDisk(b, Config{})
+func BenchmarkPutConcurrent16(b *testing.B) { benchPutConcurrent(b, openDisk(b, Config{}), 16) }
+
+// benchPutConcurrent has writers goroutines put b.N documents into s.
+func benchPutConcurrent(b *testing.B, s *Store, writers int) {
 	c := s.Collection("rides")
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range 16 {
+	for range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -344,7 +351,7 @@ func BenchmarkCatchUp100kSingles(b *testing.B) { benchCatchUp(b, 1) }
 
 func benchCatchUp(b *testing.B, opsPerDelta int) {
 	for range b.N {
-		src := startReplica(b, Config{MaxDeltaOps: opsPerDelta})
+		src := startReplica(b, Config{MaxDeltaOps: opsPerDelta, Space: diskSpace(b)})
 		fill(b, src.s, src.s.Collection("rides"), 100_000)
 		runtime.GC()
 		var ms runtime.MemStats
@@ -372,7 +379,7 @@ func benchCatchUp(b *testing.B, opsPerDelta int) {
 			}
 		}()
 		start := time.Now()
-		fresh := startReplica(b, Config{})
+		fresh := startReplica(b, Config{Space: diskSpace(b)})
 		connect(b, fresh, src)
 		want := src.s.Versions()[src.s.Author()]
 		eventually(b, 5*time.Minute, "fresh replica did not catch up", func() bool {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -25,7 +26,7 @@ func newBlocks(t testing.TB, s *Store, author common.Address, from uint64) [][]b
 	defer it.Close()
 	var out [][]byte
 	for it.First(); it.Valid(); it.Next() {
-		block, err := s.space.Get(append([]byte{tBlock}, it.Value()[8:]...))
+		block, err := s.space.Get(logKey(binary.BigEndian.Uint64(it.Value())))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -494,60 +494,93 @@ func (n *network) serve(str lpnet.Stream) {
 	for _, v := range req.Versions {
 		have[common.BytesToAddress(v.Author)] = v.Seq
 	}
-	type entry struct {
-		order uint64
-		id    []byte
+	todo, err := n.s.lacking(have)
+	if err != nil {
+		n.s.log.Warn("store: catch-up request", "peer", str.Conn().RemotePeer(), "err", err)
+		str.Reset()
+		return
 	}
-	var todo []entry
-	sp := n.s.space
-	for a, seq := range n.s.snap.Load().vv {
-		if seq <= have[a] {
-			continue
-		}
-		it, err := sp.Iter(authorKey(a, have[a]+1), authorKey(a, seq+1))
-		if err != nil {
-			str.Reset()
-			return
-		}
-		for it.First(); it.Valid(); it.Next() {
-			v := it.Value()
-			if len(v) > 8 {
-				todo = append(todo, entry{order: binary.BigEndian.Uint64(v), id: slices.Clone(v[8:])})
-			}
-		}
-		it.Close()
-	}
-	slices.SortFunc(todo, func(a, b entry) int {
-		switch {
-		case a.order < b.order:
-			return -1
-		case a.order > b.order:
-			return 1
-		}
-		return 0
-	})
 	w := bufio.NewWriterSize(str, 256<<10)
 	hdr, _ := storesync.Encode(&storesync.Header{Total: uint64(len(todo))})
 	if err := storesync.WriteFrame(w, hdr); err != nil {
 		str.Reset()
 		return
 	}
-	for _, e := range todo {
-		block, err := sp.Get(append([]byte{tBlock}, e.id...))
-		if errors.Is(err, kv.ErrNotFound) {
-			block, err = sp.Get(append([]byte{tRefused}, e.id...))
-		}
-		if err != nil {
-			str.Reset()
-			return
-		}
+	err = n.s.readLog(todo, func(block []byte) error {
 		if err := storesync.WriteFrame(w, block); err != nil {
-			str.Reset()
-			return
+			return err
 		}
 		n.s.served.Add(1)
+		return nil
+	})
+	if err != nil {
+		str.Reset()
+		return
 	}
 	if err := w.Flush(); err != nil {
 		str.Reset()
 	}
+}
+
+// lacking returns, in ascending order, the log positions of every delta
+// processed here that a replica holding the versions have lacks.
+func (s *Store) lacking(have map[common.Address]uint64) ([]uint64, error) {
+	var todo []uint64
+	for a, seq := range s.snap.Load().vv {
+		if seq <= have[a] {
+			continue
+		}
+		it, err := s.space.Iter(authorKey(a, have[a]+1), authorKey(a, seq+1))
+		if err != nil {
+			return nil, err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			if v := it.Value(); len(v) >= 8 {
+				todo = append(todo, binary.BigEndian.Uint64(v))
+			}
+		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(todo)
+	return todo, nil
+}
+
+// readLog calls f with the block at each of the ascending log positions
+// todo. It walks the log with one iterator, stepping over short gaps and
+// seeking over long ones, so a large catch-up is a sequential read.
+func (s *Store) readLog(todo []uint64, f func(block []byte) error) error {
+	if len(todo) == 0 {
+		return nil
+	}
+	it, err := s.space.Iter(logKey(todo[0]), logKey(todo[len(todo)-1]+1))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	valid := it.First()
+	for _, want := range todo {
+		for steps := 0; valid; steps++ {
+			at := binary.BigEndian.Uint64(s.space.Strip(it.Key())[1:])
+			if at >= want {
+				break
+			}
+			if steps == 16 {
+				valid = it.SeekGE(s.space.Key(logKey(want)))
+				continue
+			}
+			valid = it.Next()
+		}
+		if !valid || binary.BigEndian.Uint64(s.space.Strip(it.Key())[1:]) != want {
+			if err := it.Error(); err != nil {
+				return err
+			}
+			return fmt.Errorf("store: log position %d is missing: %w", want, kv.ErrNotFound)
+		}
+		if err := f(it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }

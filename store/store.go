@@ -140,12 +140,16 @@ type Store struct {
 	netWG    sync.WaitGroup // network goroutines
 
 	// owned by the applier goroutine
-	heads   map[cid.Cid]struct{}
-	vv      map[common.Address]uint64
-	order   uint64
-	pending map[cid.Cid]*incoming // waiting for parents
-	waiters map[cid.Cid][]cid.Cid // missing parent → children
-	future  map[cid.Cid]*incoming // stamped too far ahead
+	heads map[cid.Cid]struct{}
+	vv    map[common.Address]uint64
+	// changes to heads (true: added, false: removed) and versions not yet
+	// written to a batch; writeMeta writes them
+	headsDirty map[cid.Cid]bool
+	vvDirty    map[common.Address]struct{}
+	order      uint64
+	pending    map[cid.Cid]*incoming // waiting for parents
+	waiters    map[cid.Cid][]cid.Cid // missing parent → children
+	future     map[cid.Cid]*incoming // stamped too far ahead
 
 	snap atomic.Pointer[snapshot] // what readers and the network see
 
@@ -169,12 +173,12 @@ type snapshot struct {
 
 // Key layout inside the space (one leading byte names the table).
 const (
-	tBlock   = 'b' // b cid → delta block
+	tBlock   = 'b' // b cid → order(8): the delta was applied here
+	tLog     = 'l' // l order(8) → delta block, applied or refused, in processing order
 	tAuthor  = 'a' // a author seq cid → order(8) cid
 	tHead    = 'h' // h cid → ""
 	tVersion = 'w' // w author → seq(8)
-	tReject  = 'r' // r cid → reason
-	tRefused = 'q' // q cid → block refused by a validator
+	tReject  = 'r' // r cid → reason: the delta was refused here
 	tState   = 's' // s coll 0 id → crdt state
 	tView    = 'v' // v coll 0 id → JSON
 	tIndex   = 'x' // x coll 0 field 0 value id → ""
@@ -195,6 +199,8 @@ func docKey(t byte, coll, id string) []byte {
 
 func cidKey(t byte, c cid.Cid) []byte { return append([]byte{t}, c.Bytes()...) }
 
+func logKey(order uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tLog}, order) }
+
 func authorKey(a common.Address, seq uint64) []byte {
 	k := append([]byte{tAuthor}, a[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
@@ -207,26 +213,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:      cfg,
-		space:    cfg.Space,
-		log:      cfg.Logger,
-		clock:    hlc.New(cfg.Clock),
-		writes:   make(chan *writeReq, 1024),
-		remote:   make(chan *remoteReq, 16),
-		control:  make(chan func()),
-		synced:   make(chan *committed, 1024),
-		syncDone: make(chan struct{}, 1024),
-		closing:  make(chan struct{}),
-		stopped:  make(chan struct{}),
-		heads:    make(map[cid.Cid]struct{}),
-		vv:       make(map[common.Address]uint64),
-		pending:  make(map[cid.Cid]*incoming),
-		waiters:  make(map[cid.Cid][]cid.Cid),
-		future:   make(map[cid.Cid]*incoming),
-		colls:    make(map[string]*Collection),
-		indexes:  make(map[string]map[string]bool),
-		watchers: make(map[*watcher]struct{}),
-		syncs:    make(map[string]*SyncStatus),
+		cfg:        cfg,
+		space:      cfg.Space,
+		log:        cfg.Logger,
+		clock:      hlc.New(cfg.Clock),
+		writes:     make(chan *writeReq, 1024),
+		remote:     make(chan *remoteReq, 16),
+		control:    make(chan func()),
+		synced:     make(chan *committed, 1024),
+		syncDone:   make(chan struct{}, 1024),
+		closing:    make(chan struct{}),
+		stopped:    make(chan struct{}),
+		heads:      make(map[cid.Cid]struct{}),
+		vv:         make(map[common.Address]uint64),
+		headsDirty: make(map[cid.Cid]bool),
+		vvDirty:    make(map[common.Address]struct{}),
+		pending:    make(map[cid.Cid]*incoming),
+		waiters:    make(map[cid.Cid][]cid.Cid),
+		future:     make(map[cid.Cid]*incoming),
+		colls:      make(map[string]*Collection),
+		indexes:    make(map[string]map[string]bool),
+		watchers:   make(map[*watcher]struct{}),
+		syncs:      make(map[string]*SyncStatus),
 	}
 	if s.space == nil {
 		db, err := kv.Open("", nil)
