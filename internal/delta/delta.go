@@ -192,11 +192,7 @@ func (d *Delta) toWire(withSig bool) wire {
 
 // SigningHash is the Keccak-256 hash the author signs.
 func (d *Delta) SigningHash() ([]byte, error) {
-	b, err := encMode.Marshal(d.toWire(false))
-	if err != nil {
-		return nil, fmt.Errorf("delta: encode: %w", err)
-	}
-	return crypto.Keccak256([]byte(sigDomain), b), nil
+	return crypto.Keccak256([]byte(sigDomain), encodeDelta(d, false)), nil
 }
 
 // Sign sets Author from key, signs the delta and returns its block and CID.
@@ -205,10 +201,7 @@ func (d *Delta) Sign(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
 	if err := d.check(); err != nil {
 		return nil, cid.Undef, err
 	}
-	unsigned, err := encMode.Marshal(d.toWire(false))
-	if err != nil {
-		return nil, cid.Undef, fmt.Errorf("delta: encode: %w", err)
-	}
+	unsigned := encodeDelta(d, false)
 	sig, err := crypto.Sign(crypto.Keccak256([]byte(sigDomain), unsigned), key)
 	if err != nil {
 		return nil, cid.Undef, fmt.Errorf("delta: sign: %w", err)
@@ -237,10 +230,7 @@ var sigEntryPrefix = []byte{0x61, 'z', 0x58, crypto.SignatureLength}
 
 // Encode returns the signed block and its CID.
 func (d *Delta) Encode() ([]byte, cid.Cid, error) {
-	b, err := encMode.Marshal(d.toWire(true))
-	if err != nil {
-		return nil, cid.Undef, fmt.Errorf("delta: encode: %w", err)
-	}
+	b := encodeDelta(d, true)
 	if len(b) > MaxBlockSize {
 		return nil, cid.Undef, fmt.Errorf("delta: encode: %d bytes: %w", len(b), ErrMalformed)
 	}
@@ -309,8 +299,7 @@ func decodeUnverified(block []byte) (*Delta, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
-	again, err := encMode.Marshal(d.toWire(true))
-	if err != nil || !bytes.Equal(again, block) {
+	if again := encodeDelta(d, true); !bytes.Equal(again, block) {
 		return nil, fmt.Errorf("delta: decode: encoding is not canonical dag-cbor: %w", ErrMalformed)
 	}
 	return d, nil
