@@ -42,6 +42,9 @@ type Options struct {
 	FS vfs.FS
 	// CacheSize is Pebble's block cache size in bytes; 0 means 64 MiB.
 	CacheSize int64
+	// MemTableSize is the size of one memtable (and about that of one
+	// write-ahead log file) in bytes; 0 means 32 MiB.
+	MemTableSize uint64
 }
 
 // DB is an open Pebble database with named key spaces. It is safe for
@@ -65,12 +68,15 @@ func Open(dir string, o *Options) (*DB, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 64 << 20
 	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = 32 << 20
+	}
 	fs := opts.FS
 	if fs == nil {
 		if dir == "" {
 			fs = vfs.NewMem()
 		} else {
-			fs = vfs.Default
+			fs = zeroAheadFS{vfs.Default}
 		}
 	}
 	if dir == "" {
@@ -83,7 +89,7 @@ func Open(dir string, o *Options) (*DB, error) {
 		Logger: quietLogger{},
 		// Bulk writes (batched documents, blocks, catch-up) fill small
 		// memtables quickly; larger ones mean fewer flushes and stalls.
-		MemTableSize: 32 << 20,
+		MemTableSize: opts.MemTableSize,
 	}
 	// Components ask for absent keys all the time (is this delta, block or
 	// document known?); a bloom filter answers most of those without
