@@ -55,11 +55,19 @@ type zeroAheadFile struct {
 	vfs.File
 	off      int64 // where the next Write goes
 	frontier int64 // the file is zeroed (or written) up to here
+	synced   int64 // off at the last sync
+	perSync  int64 // bytes written between syncs, smoothed
 	plain    bool  // zeroing failed once: append from then on
 }
 
+// bulkSync is the write volume between syncs from which zeroing ahead
+// stops paying: bulk writes (blobs, catch-up) would write every byte twice
+// for syncs too rare to matter.
+const bulkSync = 256 << 10
+
 func (f *zeroAheadFile) Write(p []byte) (int, error) {
-	if !f.plain {
+	if !f.plain && f.perSync < bulkSync {
+		f.frontier = max(f.frontier, f.off)
 		for f.off+int64(len(p)) > f.frontier {
 			if _, err := f.File.WriteAt(zeros, f.frontier); err != nil {
 				// not worth failing a commit for: fall back to appends
@@ -72,4 +80,19 @@ func (f *zeroAheadFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
 	f.off += int64(n)
 	return n, err
+}
+
+func (f *zeroAheadFile) noteSync() {
+	f.perSync = (3*f.perSync + (f.off - f.synced)) / 4
+	f.synced = f.off
+}
+
+func (f *zeroAheadFile) Sync() error {
+	f.noteSync()
+	return f.File.Sync()
+}
+
+func (f *zeroAheadFile) SyncData() error {
+	f.noteSync()
+	return f.File.SyncData()
 }
