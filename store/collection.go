@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/kv"
@@ -150,36 +151,84 @@ func (c *Collection) checkID(op, id string) error {
 	return nil
 }
 
-// docFields splits a struct or map into canonical JSON fields.
+// docFields splits a struct or map into its top-level JSON fields.
 func docFields(doc any) (map[string][]byte, error) {
 	raw, ok := doc.(json.RawMessage)
-	if !ok {
+	if ok {
+		if !json.Valid(raw) {
+			return nil, fmt.Errorf("document is not valid JSON: %w", ErrInvalid)
+		}
+		raw = bytes.Clone(raw) // fields alias it; the caller may reuse its buffer
+	} else {
 		var err error
 		raw, err = json.Marshal(doc)
 		if err != nil {
 			return nil, fmt.Errorf("document is not JSON: %v: %w", err, ErrInvalid)
 		}
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
+	out, err := splitObject(raw)
+	if err != nil {
+		return nil, err
 	}
 	// Field values are registers, compared whole and queried through
 	// encodeValue, so they need no canonical form; compact is enough.
-	out := make(map[string][]byte, len(m))
-	for k, v := range m {
+	for k, v := range out {
 		if k == "" || strings.IndexByte(k, 0) >= 0 {
 			return nil, fmt.Errorf("field name %q: %w", k, ErrInvalid)
 		}
-		if isCompact(v) {
-			out[k] = v
-			continue
+		if !isCompact(v) {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, v); err != nil {
+				return nil, fmt.Errorf("field %q: %v: %w", k, err, ErrInvalid)
+			}
+			out[k] = buf.Bytes()
 		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, v); err != nil {
-			return nil, fmt.Errorf("field %q: %v: %w", k, err, ErrInvalid)
+	}
+	return out, nil
+}
+
+// splitObject splits valid JSON that must be an object into its members,
+// as json.Unmarshal into a map of RawMessage would (the last of duplicate
+// names wins, names are decoded and made valid UTF-8), without decoding
+// the values. The values alias raw.
+func splitObject(raw []byte) (map[string][]byte, error) {
+	notObject := fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, notObject
+	}
+	out := make(map[string][]byte, 8)
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return out, nil
+	}
+	for i < len(raw) {
+		// a member: "name" : value (the input is valid JSON)
+		end := skipString(raw, i)
+		if end < 0 {
+			return nil, notObject
 		}
-		out[k] = buf.Bytes()
+		name := raw[i+1 : end-1]
+		var key string
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+			if err := json.Unmarshal(raw[i:end], &key); err != nil {
+				return nil, notObject
+			}
+		} else {
+			key = string(name)
+		}
+		i = skipSpace(raw, end)
+		i = skipSpace(raw, i+1) // the colon
+		start := i
+		if i = skipValue(raw, i); i < 0 {
+			return nil, notObject
+		}
+		out[key] = raw[start:i]
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			break
+		}
+		i = skipSpace(raw, i+1) // the comma
 	}
 	return out, nil
 }

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"testing"
+)
+
+var splitSeeds = []string{
+	`{}`, ` { } `, `{"a":1}`, `{"a" : 1 , "b":"x,}"}`, `{"a":{"b":[1,{"c":"]}"}]},"d":null}`,
+	`{"k\"ey":true,"k\u00e9":false}`, `{"a":1,"a":2}`, "{\"\xff\":1}", `{"a":"\\"}`,
+	`{"n":-1.5e10,"s":"é","arr":[ 1, 2 ]}`, `[1]`, `"s"`, `null`, `{"":1}`,
+}
+
+// TestSplitObjectMatchesUnmarshal checks the member splitter against
+// encoding/json on tricky objects and non-objects.
+func TestSplitObjectMatchesUnmarshal(t *testing.T) {
+	for _, in := range splitSeeds {
+		checkSplit(t, []byte(in))
+	}
+}
+
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range splitSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if json.Valid(in) {
+			checkSplit(t, in)
+		}
+	})
+}
+
+func checkSplit(t *testing.T, in []byte) {
+	t.Helper()
+	var want map[string]json.RawMessage
+	werr := json.Unmarshal(in, &want)
+	got, gerr := splitObject(in)
+	if werr != nil || want == nil {
+		if gerr == nil {
+			t.Fatalf("%q: split %v, want an error", in, got)
+		}
+		return
+	}
+	if gerr != nil {
+		t.Fatalf("%q: %v", in, gerr)
+	}
+	if !maps.EqualFunc(got, want, func(a []byte, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
+		t.Fatalf("%q: split %q, want %q", in, got, want)
+	}
+}
