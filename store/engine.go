@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"sync"
@@ -46,6 +47,10 @@ type writeReq struct {
 	ops  []userOp
 	done chan error
 	err  error
+	// the one document ops touch, read by the writer before queueing
+	// (usable if nothing wrote it since the commit numbered preAt)
+	pre   *workDoc
+	preAt uint64
 }
 
 // incoming is a verified remote delta.
@@ -177,6 +182,7 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 		return s.errClosed(op)
 	}
 	req := &writeReq{ops: ops, done: make(chan error, 1)}
+	s.prefetchFor(req)
 	select {
 	case s.writes <- req:
 	case <-s.closing:
@@ -197,6 +203,46 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 			return s.errClosed(op)
 		}
 	}
+}
+
+// prefetchFor reads the document a small write touches on the writer's
+// goroutine, so that the applier, which every write goes through, need not.
+// The applier uses it only if no commit wrote the document since (adopt).
+func (s *Store) prefetchFor(req *writeReq) {
+	if len(req.ops) == 0 || len(req.ops) > 8 {
+		return
+	}
+	u := &req.ops[0]
+	for i := range req.ops[1:] {
+		if o := &req.ops[1+i]; o.coll != u.coll || o.id != u.id {
+			return
+		}
+	}
+	at := s.visible.Load()
+	d := &workDoc{coll: u.coll, id: u.id}
+	if (&workset{s: s}).load(d) == nil {
+		req.pre, req.preAt = d, at
+	}
+}
+
+// docBucket names the slot of written that stands for a document.
+func (s *Store) docBucket(coll, id string) int {
+	var h maphash.Hash
+	h.SetSeed(s.bucketSeed)
+	h.WriteString(coll)
+	h.WriteByte(0)
+	h.WriteString(id)
+	return int(h.Sum64() % uint64(len(s.written)))
+}
+
+// adopt puts a document the writer read into the workset, unless a commit
+// after the writer's read may have changed it (documents share slots, so
+// this errs only towards reading again).
+func (w *workset) adopt(d *workDoc, at uint64) {
+	if d == nil || w.docs[d.coll+"\x00"+d.id] != nil || w.s.written[w.s.docBucket(d.coll, d.id)] > at {
+		return
+	}
+	w.add(d)
 }
 
 // workDoc is a document being changed in the current batch.
@@ -366,6 +412,7 @@ func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
 		}
 		enc, view := d.enc, d.view
 		d.rendered, d.enc, d.view = false, nil, nil
+		w.s.written[w.s.docBucket(d.coll, d.id)] = w.s.commits + 1
 		if err := b.Set(sp.Key(docKey(tState, d.coll, d.id)), enc, nil); err != nil {
 			return nil, err
 		}
@@ -489,6 +536,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		if parallel {
 			break
 		}
+		w.adopt(r.pre, r.preAt)
 		mark := len(ops)
 		var undo map[*workDoc][]byte
 		for i := range r.ops {
@@ -563,10 +611,17 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		fail(fmt.Errorf("store: commit: %w", err))
 		return false
 	}
+	s.committed()
 	s.created.Add(uint64(len(blocks)))
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
 	return true
+}
+
+// committed counts a commit whose writes readers now see.
+func (s *Store) committed() {
+	s.commits++
+	s.visible.Store(s.commits)
 }
 
 // parallelMin is the size from which a commit without validators spreads
@@ -927,6 +982,7 @@ func (s *Store) commitWorkset(w *workset, b *pebble.Batch) error {
 		b.Close()
 		return fmt.Errorf("store: apply: %w", err)
 	}
+	s.committed()
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, changes: changes}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,12 @@ type Store struct {
 	// written to a batch; writeMeta writes them
 	headsDirty map[cid.Cid]bool
 	vvDirty    map[common.Address]struct{}
+	// commits counts commits; written holds, per slot of documents, the
+	// number of the last commit that wrote one of them (see adopt)
+	commits    uint64
+	written    [4096]uint64
+	bucketSeed maphash.Seed
+	visible    atomic.Uint64 // commits readers see
 	order      uint64
 	pending    map[cid.Cid]*incoming // waiting for parents
 	waiters    map[cid.Cid][]cid.Cid // missing parent → children
@@ -228,6 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		vv:         make(map[common.Address]uint64),
 		headsDirty: make(map[cid.Cid]bool),
 		vvDirty:    make(map[common.Address]struct{}),
+		bucketSeed: maphash.MakeSeed(),
 		pending:    make(map[cid.Cid]*incoming),
 		waiters:    make(map[cid.Cid][]cid.Cid),
 		future:     make(map[cid.Cid]*incoming),
