@@ -86,13 +86,15 @@ func (s *Store) runApplier() {
 	defer close(s.synced)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	inflight := 0
+	inflight, lastGroup := 0, 0
 	for {
-		// While a commit waits for its fsync, leave new writes queued unless
-		// enough have gathered: they will share one delta, one signature and
-		// one fsync. A lone writer never waits for anyone.
+		// While a commit waits for its fsync, leave new writes queued until
+		// as many have gathered as that commit holds: writers then settle
+		// into two groups that take turns, one being prepared while the
+		// other is synced, and each group shares one delta, one signature
+		// and one fsync. A lone writer never waits for anyone.
 		writes := s.writes
-		if inflight >= maxInflight || (inflight > 0 && len(s.writes) < gatherWrites) {
+		if inflight >= maxInflight || (inflight > 0 && len(s.writes) < max(lastGroup, 2)) {
 			writes = nil
 		}
 		select {
@@ -122,6 +124,7 @@ func (s *Store) runApplier() {
 			}
 			if s.commitLocal(reqs) {
 				inflight++
+				lastGroup = len(reqs)
 			}
 		case rr := <-s.remote:
 			rr.done <- s.applyRemote(rr.in)
@@ -135,12 +138,8 @@ func (s *Store) runApplier() {
 	}
 }
 
-// maxInflight is how many local commits may wait for their fsync at once;
-// a second one starts early only when gatherWrites writes are waiting.
-const (
-	maxInflight  = 2
-	gatherWrites = 64
-)
+// maxInflight is how many local commits may wait for their fsync at once.
+const maxInflight = 2
 
 func (s *Store) runSyncer() {
 	defer s.wg.Done()
@@ -581,26 +580,48 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		s.synced <- &committed{reqs: reqs}
 		return false
 	}
-	var blocks [][]byte
+	// Sign the deltas (a chain: each names the one before) on another
+	// core while this one writes the documents into the batch.
+	type signed struct {
+		d     *delta.Delta
+		id    cid.Cid
+		block []byte
+	}
+	var deltas []signed
 	seq := s.vv[s.author]
 	parents := s.sortedHeads()
-	for k := 0; k*maxOps < len(ops); k++ {
-		end := min(len(ops), (k+1)*maxOps)
-		seq++
-		d := &delta.Delta{Seq: seq, HLC: uint64(hlcs[k]), Parents: parents, Ops: ops[k*maxOps : end]}
-		block, id, err := d.Sign(s.key)
-		if err != nil {
-			fail(err)
-			return false
+	signing := make(chan error, 1)
+	sign := func() {
+		for k := 0; k*maxOps < len(ops); k++ {
+			end := min(len(ops), (k+1)*maxOps)
+			seq++
+			d := &delta.Delta{Seq: seq, HLC: uint64(hlcs[k]), Parents: parents, Ops: ops[k*maxOps : end]}
+			block, id, err := d.Sign(s.key)
+			if err != nil {
+				signing <- err
+				return
+			}
+			deltas = append(deltas, signed{d, id, block})
+			parents = []cid.Cid{id}
 		}
-		if err := s.writeDelta(b, d, id, block); err != nil {
-			fail(err)
-			return false
-		}
-		blocks = append(blocks, block)
-		parents = []cid.Cid{id}
+		signing <- nil
+	}
+	if len(w.list) >= 4 {
+		go sign()
+	} else {
+		sign() // too little to overlap to be worth a goroutine
 	}
 	changes, err := w.flush(b)
+	if serr := <-signing; err == nil {
+		err = serr
+	}
+	blocks := make([][]byte, 0, len(deltas))
+	for _, x := range deltas {
+		if err == nil {
+			err = s.writeDelta(b, x.d, x.id, x.block)
+		}
+		blocks = append(blocks, x.block)
+	}
 	if err == nil {
 		err = s.writeMeta(b)
 	}
