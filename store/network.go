@@ -243,6 +243,18 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 	if msg.Announce != nil {
 		return nil
 	}
+	// A delta already here (often: one that a catch-up brought first) was
+	// checked when it came; hashing it is much cheaper than recovering its
+	// signer again.
+	if id, err := delta.CID(msg.Delta); err == nil {
+		if ok, err := n.s.space.Has(cidKey(tBlock, id)); err == nil && ok {
+			n.s.dups.Add(1)
+			return nil
+		}
+		if ok, err := n.s.space.Has(cidKey(tReject, id)); err == nil && ok {
+			return errRefused // refused here before: never passed on
+		}
+	}
 	d, id, err := delta.Decode(msg.Delta)
 	if err != nil {
 		n.s.rejected.Add(1)
