@@ -105,6 +105,41 @@ func benchPutConcurrent(b *testing.B, s *Store, writers int) {
 // BenchmarkBatchPut: batches of 1,000 documents, each batch durable.
 func BenchmarkBatchPut(b *testing.B) { benchBatchPut(b, openDisk(b, Config{})) }
 
+// BenchmarkBatchPut4: four writers committing batches of 1,000 documents
+// at once, so one prepares its batch while another's commits.
+func BenchmarkBatchPut4(b *testing.B) {
+	s := openDisk(b, Config{})
+	c := s.Collection("rides")
+	ctx := context.Background()
+	const per = 1000
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(per)) - per
+				if i >= b.N {
+					return
+				}
+				batch := s.Batch()
+				for j := i; j < min(b.N, i+per); j++ {
+					batch.Put(c, fmt.Sprintf("r%09d", j), doc(j))
+				}
+				if err := batch.Commit(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "docs/s")
+}
+
 // benchBatchPut writes b.N documents into s in batches of 1,000.
 func benchBatchPut(b *testing.B, s *Store) {
 	c := s.Collection("rides")
