@@ -59,10 +59,11 @@ type Config struct {
 	// Space, Host, AppID, Registry, Routing and Logger are set by Open.
 	Blobs blobs.Config
 	// Payment names the chain the instance pays and is paid on: an
-	// Ethereum JSON-RPC URL, or an embedded payment.DevChain. With
-	// neither, the instance has no payments (Node.Payments is nil) and
-	// Open logs how to turn them on. Key, Space, Host, AppID and Logger
-	// are set by Open.
+	// Ethereum JSON-RPC URL, or an embedded payment.DevChain shared by
+	// instances in one process. With neither, the instance starts a
+	// private development chain of its own (so Payments works out of the
+	// box, but pays no other instance) and Open logs how to change that.
+	// Key, Space, Host, AppID and Logger are set by Open.
 	Payment payment.Config
 	// Metrics, if set, receives the instance's Prometheus metrics (store,
 	// blobs, messaging, payments), registered by Open and unregistered by

@@ -1,6 +1,7 @@
 package dapp
 
 import (
+	"math/big"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -280,13 +281,26 @@ func (n *Node) Store() *store.Store { return n.store }
 // Blobs is the DApp's replicated file store.
 func (n *Node) Blobs() *blobs.Store { return n.blobs }
 
+// privateFunds is what the faucet of a private development chain gives
+// the instance: enough tokens to try payments with.
+var privateFunds = new(big.Int).Mul(big.NewInt(1000), big.NewInt(1e18))
+
 // startPayments connects the instance to the chain Config.Payment names,
-// if any.
+// or, when it names none, to a private development chain of its own.
 func (n *Node) startPayments(ctx context.Context) error {
 	pc := n.cfg.Payment
 	if pc.RPCURL == "" && pc.Dev == nil {
-		n.log.Info("dapp: payments off: no chain; set Config.Payment.RPCURL or Config.Payment.Dev")
-		return nil
+		dev, err := payment.NewDevChain(ctx)
+		if err != nil {
+			return fmt.Errorf("dapp: open: %w", err)
+		}
+		n.closers = append(n.closers, dev.Close)
+		if err := dev.Fund(ctx, n.Account(), privateFunds); err != nil {
+			return fmt.Errorf("dapp: open: %w", err)
+		}
+		pc.Dev = dev
+		n.log.Info("dapp: payments on a private development chain, seen by this instance only; " +
+			"set Config.Payment.RPCURL, or share one payment.DevChain through Config.Payment.Dev, to pay other instances")
 	}
 	space, err := n.db.Space("payment")
 	if err != nil {
@@ -306,7 +320,8 @@ func (n *Node) startPayments(ctx context.Context) error {
 
 // Payments is the instance's wallet on the DApp's chain: balances,
 // transfers, payment channels and metering, all signed with the instance
-// key. It is nil when Config.Payment names no chain.
+// key. With no chain in Config.Payment it runs on a private development
+// chain where the instance holds 1,000 tokens.
 func (n *Node) Payments() *payment.Payments { return n.pay }
 
 // ID is the instance's libp2p peer ID.

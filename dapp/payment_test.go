@@ -12,10 +12,28 @@ import (
 	"github.com/dpaas/dpaas/payment"
 )
 
-func TestNoChainMeansNoPayments(t *testing.T) {
+// TestNoChainMeansAPrivateChain: an instance given no chain runs payments
+// on a development chain of its own, holding tokens to try them with.
+func TestNoChainMeansAPrivateChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	n := open(t, dapp.Config{App: dapp.Manifest{Name: t.Name()}})
-	if n.Payments() != nil {
-		t.Fatal("payments without a chain")
+	tokens := func(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
+	p := n.Payments()
+	if p == nil || p.Account() != n.Account() {
+		t.Fatal("no payments without a chain")
+	}
+	bal, err := p.Balance(ctx, n.Account())
+	if err != nil || bal.Cmp(tokens(1000)) != 0 {
+		t.Fatalf("balance %v, %v; want 1000 tokens", bal, err)
+	}
+	var other [20]byte
+	other[19] = 1
+	if _, err := p.Transfer(ctx, other, tokens(3)); err != nil {
+		t.Fatal(err)
+	}
+	if bal, err := p.Balance(ctx, other); err != nil || bal.Cmp(tokens(3)) != 0 {
+		t.Fatalf("payee balance %v, %v", bal, err)
 	}
 }
 

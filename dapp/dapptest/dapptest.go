@@ -120,6 +120,11 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 				// use and never stops.
 				goleak.IgnoreTopFunction("github.com/libp2p/go-flow-metrics.(*sweeper).run"),
 				goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+				// go-ethereum, behind the development chains of nodes
+				// given no chain: a process-wide sender cache, and a
+				// leveldb drainer that outlives its database by a second.
+				goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+				goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
 			)
 		}
 	})
