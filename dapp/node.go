@@ -1,13 +1,13 @@
 package dapp
 
 import (
-	"math/big"
 	"context"
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
