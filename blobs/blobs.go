@@ -123,7 +123,12 @@ const (
 
 // Key layout inside the Space.
 var (
-	prefixBlocks = []byte("b/") // multihash → block data (internal/blockstore)
+	prefixBlocks = []byte("b/") // multihash → block size and location (internal/blockstore)
+	// Block bytes, in sstables ingested by internal/blockstore. The zero
+	// byte sorts them before every other key of the space and, the space
+	// being named "blobs", of the database, so that ingested tables go
+	// straight to the bottom of the LSM and are never compacted.
+	prefixValues = []byte("\x00v/")
 	prefixPins   = []byte("p/") // root CID bytes → pin record
 	prefixAdds   = []byte("a/") // in-progress Add or Import marker
 )
@@ -187,7 +192,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.ownDB, s.space = db, sp
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.blocks = blockstore.New(s.space, prefixBlocks)
+	blks, err := blockstore.New(s.space, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
+	if err != nil {
+		s.cancel()
+		if s.ownDB != nil {
+			_ = s.ownDB.Close()
+		}
+		return nil, fmt.Errorf("blobs: open: %w", err)
+	}
+	s.blocks = blks
 	s.guarded = &guardedBlockstore{Store: s.blocks, mu: &s.gcMu}
 	s.metrics = newMetrics(s)
 
@@ -300,6 +313,13 @@ func (s *Store) shutdown() error {
 	s.wg.Wait()
 	if s.bserv != nil { // closes bitswap too
 		if err := s.bserv.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.blocks != nil {
+		// Blocks fetched but not yet written out (a replication under way,
+		// a reader's cache) need not survive, but are cheaper kept.
+		if err := s.blocks.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

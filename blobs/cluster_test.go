@@ -261,7 +261,11 @@ func TestBadHashPeerIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp, _ := db.Space("blobs")
-	lying := &corruptingBlockstore{Store: blockstore.New(sp, prefixBlocks)}
+	lyingStore, err := blockstore.New(sp, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lying := &corruptingBlockstore{Store: lyingStore}
 	if err := honest.store.Export(ctx, root, io.Discard); err != nil {
 		t.Fatal(err)
 	}

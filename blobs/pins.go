@@ -65,9 +65,14 @@ func (s *Store) getPin(c cid.Cid) (pin, bool, error) {
 }
 
 // setPin durably writes the pin of c. A pin is the only thing that keeps
-// blocks from GC, so it is synced: once it is on disk, every block written
-// before it is on disk too (one write-ahead log orders them).
+// blocks from GC, so it is synced, and written only after every block put
+// before it is in the database: the pin's synced commit then makes their
+// index durable too (one write-ahead log orders them), so a crash never
+// leaves a pin whose blocks are missing.
 func (s *Store) setPin(c cid.Cid, p pin) error {
+	if err := s.blocks.Flush(); err != nil {
+		return err
+	}
 	s.pinMu.Lock()
 	defer s.pinMu.Unlock()
 	old, had, err := s.getPin(c)
@@ -84,6 +89,9 @@ func (s *Store) setPin(c cid.Cid, p pin) error {
 // setPinIf writes p only when the current pin of c satisfies cond, and
 // reports whether it did.
 func (s *Store) setPinIf(c cid.Cid, p pin, cond func(old pin, had bool) bool) (bool, error) {
+	if err := s.blocks.Flush(); err != nil {
+		return false, err
+	}
 	s.pinMu.Lock()
 	defer s.pinMu.Unlock()
 	old, had, err := s.getPin(c)

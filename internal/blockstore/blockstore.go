@@ -6,9 +6,30 @@
 // CIDv0 and a CIDv1 of the same block are the same key. Identity CIDs carry
 // their data inline and are never stored.
 //
-// Writes are not synced one by one: callers that need durability (a pin that
-// names the blocks) commit their own record with sync afterwards, and
-// Pebble's single write-ahead log makes every earlier write durable with it.
+// # Layout and write path
+//
+// Blocks are content-addressed and can be fetched again, so their bytes do
+// not go through Pebble's write-ahead log and memtable, nor through its
+// compactions. Put buffers blocks in memory (they are readable at once) and
+// every Config.FlushBytes writes the buffer as one sstable of values keyed by
+// a sequence number, then ingests it with Pebble's Ingest. Sequence numbers
+// count down and Config.ValuePrefix sorts before every other key of the
+// database, so each ingested table sorts before everything already stored
+// and Pebble places it straight in the bottom level, where no compaction
+// rewrites it. A small index record per block, written through the ordinary
+// write path after the ingestion, maps the multihash to the block's size and
+// sequence number; Has, GetSize and Each read only these records.
+//
+// # Durability
+//
+// Nothing Put is durable until Flush returns: callers that need durability
+// (a pin that names the blocks) call Flush, then commit their own record
+// with sync, and Pebble's single write-ahead log makes the index records
+// durable with it. A crash loses at most unflushed blocks, which no durable
+// record names. Before each ingestion a synced intent record names its
+// sequence numbers, and the index batch deletes it; New deletes the values
+// of any intent left by a crash, so a crash between the ingestion and the
+// index never leaks them.
 //
 // A Store is safe for concurrent use.
 package blockstore
@@ -18,9 +39,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dpaas/dpaas/internal/kv"
 	boxobs "github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -29,37 +56,213 @@ import (
 	"github.com/multiformats/go-multihash"
 )
 
+// DefaultFlushBytes is how many bytes of blocks are buffered before they are
+// ingested, when Config.FlushBytes is zero.
+const DefaultFlushBytes = 32 << 20
+
+// Config configures New.
+type Config struct {
+	// Prefix is where, inside the space, the index and the bookkeeping
+	// live. The caller must keep its own keys out of it. Required.
+	Prefix []byte
+	// ValuePrefix is where, inside the space, block bytes live; it must not
+	// share keys with Prefix or the caller's keys. Ingested tables land in
+	// the bottom level of the LSM only when the space's key plus
+	// ValuePrefix sorts before every other key of the database; otherwise
+	// they still work but are compacted like ordinary writes. Nil means
+	// Prefix + "v".
+	ValuePrefix []byte
+	// FlushBytes is how many bytes of blocks Put buffers before writing
+	// them out. Zero means DefaultFlushBytes.
+	FlushBytes int
+}
+
 // Store is a boxo Blockstore on a key space of the instance's database.
 type Store struct {
-	space  *kv.Space
-	prefix []byte
+	space       *kv.Space
+	pdb         *pebble.DB
+	prefix      []byte
+	valuePrefix []byte // full database key prefix of values
+	flushBytes  int
 
 	written atomic.Uint64 // bytes of blocks written since New
+
+	mu      sync.Mutex
+	pending *buffer   // accepting blocks
+	sealed  []*buffer // being written out, still readable
+
+	// flushMu serialises ingestions and deletions, so that the check for
+	// blocks already indexed and the deletion of blocks cannot interleave.
+	flushMu sync.Mutex
+	next    uint64 // next value sequence number (counts down); flushMu
+
+	writers sync.WaitGroup // background writes of full buffers
+}
+
+// maxSealed is how many full buffers may wait to be written before PutMany
+// waits for the oldest: it bounds memory when the disk is slower than the
+// network.
+const maxSealed = 2
+
+// buffer is a set of blocks not yet written to the database.
+type buffer struct {
+	data  map[string][]byte // multihash → block bytes
+	bytes int
+	done  chan struct{} // closed once written (or failed)
+	err   error
+}
+
+func newBuffer() *buffer {
+	return &buffer{data: make(map[string][]byte), done: make(chan struct{})}
+}
+
+func (b *buffer) remove(mh string) {
+	if d, ok := b.data[mh]; ok {
+		delete(b.data, mh)
+		b.bytes -= len(d)
+	}
 }
 
 var _ boxobs.Blockstore = (*Store)(nil)
 
-// New returns a blockstore that keeps every block under prefix inside space.
-// The caller owns the rest of the space and must keep its own keys out of
-// prefix.
-func New(space *kv.Space, prefix []byte) *Store {
-	return &Store{space: space, prefix: append([]byte(nil), prefix...)}
-}
-
-// Each block has two keys: its data under prefix+"d"+multihash and its size
-// under prefix+"s"+multihash. Has, GetSize and Each read only the small
-// size keys, so checking or listing blocks never reads their data.
+// Key tags under Prefix. The index of a block is under "s"+multihash: its
+// size as a uvarint, then its value's sequence number (8 bytes, big
+// endian). Stores written before values were ingested kept the bytes under
+// "d"+multihash and only the size in the index; both are still read.
 const (
-	tagData = 'd'
-	tagSize = 's'
+	tagLegacyData = 'd'
+	tagIndex      = 's'
+	tagIntent     = 'i' // + first sequence number → last: an ingestion under way
+	tagFloor      = 'n' // lowest sequence number ever handed out
 )
 
-// key is the full database key of a multihash's data or size.
-func (s *Store) key(tag byte, mh multihash.Multihash) []byte {
-	k := make([]byte, 0, len(s.prefix)+1+len(mh))
+// New returns a blockstore on space laid out by cfg. It recovers from an
+// ingestion that a crash cut short.
+func New(space *kv.Space, cfg Config) (*Store, error) {
+	if len(cfg.Prefix) == 0 {
+		return nil, errors.New("blockstore: Config.Prefix is required")
+	}
+	vp := cfg.ValuePrefix
+	if vp == nil {
+		vp = append(append([]byte(nil), cfg.Prefix...), 'v')
+	}
+	if cfg.FlushBytes <= 0 {
+		cfg.FlushBytes = DefaultFlushBytes
+	}
+	s := &Store{
+		space:       space,
+		pdb:         space.DB().Pebble(),
+		prefix:      append([]byte(nil), cfg.Prefix...),
+		valuePrefix: space.Key(vp),
+		flushBytes:  cfg.FlushBytes,
+		pending:     newBuffer(),
+		next:        math.MaxUint64,
+	}
+	if err := s.recover(); err != nil {
+		return nil, fmt.Errorf("blockstore: open: %w", err)
+	}
+	return s, nil
+}
+
+// key is the full database key of a tag under the prefix.
+func (s *Store) key(tag byte, rest []byte) []byte {
+	k := make([]byte, 0, len(s.prefix)+1+len(rest))
 	k = append(k, s.prefix...)
 	k = append(k, tag)
-	return s.space.Key(append(k, mh...))
+	return s.space.Key(append(k, rest...))
+}
+
+func (s *Store) valueKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), s.valuePrefix...), seq)
+}
+
+// A block's bytes are stored as chunks of at most valueChunk bytes, under
+// valueKey(seq) + chunk number (2 bytes, big endian). Pebble reads each
+// into a block-cache buffer of its own, allocated with the C allocator; at
+// 64 KiB these come from the allocator's free lists, where whole 256 KiB
+// values would each be a fresh mapping whose page faults cost more than
+// the read itself.
+const valueChunk = 64 << 10
+
+func (s *Store) chunkKey(seq uint64, i int) []byte {
+	return binary.BigEndian.AppendUint16(s.valueKey(seq), uint16(i))
+}
+
+// chunks is how many chunks hold size bytes.
+func chunks(size uint64) int { return int((size + valueChunk - 1) / valueChunk) }
+
+// tmpPrefix starts the names of the sstables this store builds before
+// ingesting them, in the database directory.
+func (s *Store) tmpPrefix() string {
+	return fmt.Sprintf("blockstore-%x-", s.space.Key(s.prefix))
+}
+
+// recover reads the lowest sequence number used, deletes the values of
+// ingestions that never got their index, and removes tables that were
+// never ingested.
+func (s *Store) recover() error {
+	v, closer, err := s.pdb.Get(s.key(tagFloor, nil))
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			_ = closer.Close()
+			return fmt.Errorf("corrupt floor record %x", v)
+		}
+		s.next = binary.BigEndian.Uint64(v) - 1
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return err
+	}
+
+	lo := s.key(tagIntent, nil)
+	it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: kv.PrefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	b := s.pdb.NewBatch()
+	defer b.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(lo)+8 || len(v) != 8 {
+			_ = it.Close()
+			return fmt.Errorf("corrupt intent record %x", k)
+		}
+		first, last := binary.BigEndian.Uint64(k[len(lo):]), binary.BigEndian.Uint64(v)
+		end := kv.PrefixEnd(s.valuePrefix)
+		if last < math.MaxUint64 {
+			end = s.valueKey(last + 1)
+		}
+		if err := b.DeleteRange(s.valueKey(first), end, nil); err != nil {
+			_ = it.Close()
+			return err
+		}
+		if err := b.Delete(append([]byte(nil), k...), nil); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if b.Count() > 0 {
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+	}
+
+	fs, dir := s.space.DB().FS(), s.space.DB().Dir()
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, s.tmpPrefix()) {
+			if err := fs.Remove(fs.PathJoin(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func isIdentity(c cid.Cid) (data []byte, ok bool) {
@@ -73,21 +276,56 @@ func isIdentity(c cid.Cid) (data []byte, ok bool) {
 	return dec.Digest, true
 }
 
-// get calls fn with the stored value of c under tag; the slice is only
-// valid during fn.
-func (s *Store) get(c cid.Cid, tag byte, fn func([]byte)) error {
-	if !c.Defined() {
-		return fmt.Errorf("blockstore: get: %w", ipld.ErrNotFound{Cid: c})
+// buffered returns the bytes of a block not yet written out.
+func (s *Store) buffered(mh string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.pending.data[mh]; ok {
+		return d, true
 	}
-	v, closer, err := s.space.DB().Pebble().Get(s.key(tag, c.Hash()))
+	for i := len(s.sealed) - 1; i >= 0; i-- {
+		if d, ok := s.sealed[i].data[mh]; ok {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
+// index is a decoded index record.
+type index struct {
+	size   uint64
+	seq    uint64
+	legacy bool // the bytes are under tagLegacyData
+}
+
+func decodeIndex(v []byte) (index, bool) {
+	size, n := binary.Uvarint(v)
+	switch {
+	case n <= 0:
+		return index{}, false
+	case len(v) == n:
+		return index{size: size, legacy: true}, true
+	case len(v) == n+8:
+		return index{size: size, seq: binary.BigEndian.Uint64(v[n:])}, true
+	}
+	return index{}, false
+}
+
+// readIndex returns the index record of mh, or ok=false.
+func (s *Store) readIndex(mh []byte) (index, bool, error) {
+	v, closer, err := s.pdb.Get(s.key(tagIndex, mh))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return ipld.ErrNotFound{Cid: c}
+		return index{}, false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("blockstore: get %s: %w", c, err)
+		return index{}, false, err
 	}
-	fn(v)
-	return closer.Close()
+	ix, ok := decodeIndex(v)
+	_ = closer.Close()
+	if !ok {
+		return index{}, false, fmt.Errorf("blockstore: corrupt index record of %s", multihash.Multihash(mh).B58String())
+	}
+	return ix, true, nil
 }
 
 // Has reports whether the block is stored.
@@ -104,27 +342,81 @@ func (s *Store) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	if data, ok := isIdentity(c); ok {
 		return blocks.NewBlockWithCid(data, c)
 	}
-	var data []byte
-	if err := s.get(c, tagData, func(v []byte) { data = append([]byte(nil), v...) }); err != nil {
-		return nil, err
+	if !c.Defined() {
+		return nil, fmt.Errorf("blockstore: get: %w", ipld.ErrNotFound{Cid: c})
+	}
+	mh := c.Hash()
+	if d, ok := s.buffered(string(mh)); ok {
+		return blocks.NewBlockWithCid(d, c)
+	}
+	ix, ok, err := s.readIndex(mh)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: get %s: %w", c, err)
+	}
+	if !ok {
+		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	data, err := s.readValue(mh, ix)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: get %s: %w", c, err)
 	}
 	return blocks.NewBlockWithCid(data, c)
 }
+
+// readValue returns a copy of the bytes an index record points to.
+func (s *Store) readValue(mh []byte, ix index) ([]byte, error) {
+	if ix.legacy {
+		v, closer, err := s.pdb.Get(s.key(tagLegacyData, mh))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, errMissing
+		}
+		if err != nil {
+			return nil, err
+		}
+		data := append([]byte(nil), v...)
+		return data, closer.Close()
+	}
+	data := make([]byte, 0, ix.size)
+	for i := range chunks(ix.size) {
+		v, closer, err := s.pdb.Get(s.chunkKey(ix.seq, i))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, errMissing
+		}
+		if err != nil {
+			return nil, err
+		}
+		data = append(data, v...)
+		if err := closer.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if uint64(len(data)) != ix.size {
+		return nil, fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(data), ix.size)
+	}
+	return data, nil
+}
+
+var errMissing = errors.New("indexed but its bytes are missing")
 
 // GetSize returns the size of the block's data.
 func (s *Store) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	if data, ok := isIdentity(c); ok {
 		return len(data), nil
 	}
-	var size uint64
-	var n int
-	if err := s.get(c, tagSize, func(v []byte) { size, n = binary.Uvarint(v) }); err != nil {
-		return -1, err
+	if !c.Defined() {
+		return -1, fmt.Errorf("blockstore: get size: %w", ipld.ErrNotFound{Cid: c})
 	}
-	if n <= 0 {
-		return -1, fmt.Errorf("blockstore: corrupt size record of %s", c)
+	if d, ok := s.buffered(string(c.Hash())); ok {
+		return len(d), nil
 	}
-	return int(size), nil
+	ix, ok, err := s.readIndex(c.Hash())
+	if err != nil {
+		return -1, fmt.Errorf("blockstore: get size %s: %w", c, err)
+	}
+	if !ok {
+		return -1, ipld.ErrNotFound{Cid: c}
+	}
+	return int(ix.size), nil
 }
 
 // Put stores one block.
@@ -132,41 +424,229 @@ func (s *Store) Put(ctx context.Context, b blocks.Block) error {
 	return s.PutMany(ctx, []blocks.Block{b})
 }
 
-// PutMany stores blocks in one atomic, unsynced batch. It does not look
-// for blocks already stored: with no bloom filters that lookup reads the
-// 256 KiB values it finds and costs more than rewriting them, and callers
-// that may hold a block already (bitswap) check Has before fetching it.
+// PutMany adds blocks to the write buffer, where they are readable at once;
+// a full buffer is written out in the background. Blocks are not durable
+// until Flush returns; an error writing them out is reported by Flush. The blocks' bytes are kept, not copied: blocks are
+// immutable.
 func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
-	batch := s.space.DB().Pebble().NewBatch()
-	defer batch.Close()
 	var added uint64
-	inBatch := make(map[string]struct{}, len(bs))
+	var full *buffer
+	s.mu.Lock()
+	inCall := make(map[string]struct{}, len(bs))
 	for _, b := range bs {
 		c := b.Cid()
 		if _, ok := isIdentity(c); ok {
 			continue
 		}
-		if _, dup := inBatch[string(c.Hash())]; dup {
+		mh := string(c.Hash())
+		if _, dup := inCall[mh]; dup {
 			continue
 		}
-		inBatch[string(c.Hash())] = struct{}{}
-		if err := batch.Set(s.key(tagData, c.Hash()), b.RawData(), nil); err != nil {
-			return fmt.Errorf("blockstore: put %s: %w", c, err)
-		}
-		size := binary.AppendUvarint(nil, uint64(len(b.RawData())))
-		if err := batch.Set(s.key(tagSize, c.Hash()), size, nil); err != nil {
-			return fmt.Errorf("blockstore: put %s: %w", c, err)
-		}
+		inCall[mh] = struct{}{}
 		added += uint64(len(b.RawData()))
+		if _, ok := s.pending.data[mh]; !ok {
+			s.pending.data[mh] = b.RawData()
+			s.pending.bytes += len(b.RawData())
+		}
 	}
-	if batch.Count() == 0 {
+	if s.pending.bytes >= s.flushBytes {
+		full = s.seal()
+	}
+	// Too far behind: wait for the oldest write before buffering more.
+	var wait *buffer
+	if len(s.sealed) > maxSealed {
+		wait = s.sealed[0]
+	}
+	s.mu.Unlock()
+	s.written.Add(added)
+	if full != nil {
+		// In the background: a reader waiting for this block must not wait
+		// for the whole buffer to reach the disk.
+		s.writers.Add(1)
+		go func() {
+			defer s.writers.Done()
+			_ = s.write(full)
+		}()
+	}
+	if wait != nil {
+		<-wait.done
+	}
+	return nil
+}
+
+// seal moves the pending buffer to the sealed list; s.mu must be held.
+func (s *Store) seal() *buffer {
+	b := s.pending
+	s.sealed = append(s.sealed, b)
+	s.pending = newBuffer()
+	return b
+}
+
+// Flush writes out every block Put before the call and returns once they
+// are in the database. Call it before committing a record that needs them
+// to survive a crash; that record's synced commit makes them durable.
+func (s *Store) Flush() error {
+	s.mu.Lock()
+	var mine *buffer
+	if len(s.pending.data) > 0 {
+		mine = s.seal()
+	}
+	others := append([]*buffer(nil), s.sealed...)
+	s.mu.Unlock()
+	var errs []error
+	if mine != nil {
+		errs = append(errs, s.write(mine))
+	}
+	for _, b := range others {
+		if b == mine {
+			continue
+		}
+		<-b.done
+		errs = append(errs, b.err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("blockstore: flush: %w", err)
+	}
+	return nil
+}
+
+// Close writes out every buffered block, like Flush, and waits for the
+// background writes. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	err := s.Flush()
+	s.writers.Wait()
+	return err
+}
+
+// write ingests a sealed buffer and indexes its blocks, then drops it from
+// the sealed list. On failure its blocks go back to the pending buffer, so
+// that the next Flush tries again: a Flush that began before the failure
+// waited for this buffer and reports the error, one that begins after it
+// writes the blocks itself.
+func (s *Store) write(b *buffer) error {
+	b.err = s.ingest(b)
+	s.mu.Lock()
+	for i, x := range s.sealed {
+		if x == b {
+			s.sealed = append(s.sealed[:i], s.sealed[i+1:]...)
+			break
+		}
+	}
+	if b.err != nil {
+		for mh, d := range b.data {
+			if _, ok := s.pending.data[mh]; !ok {
+				s.pending.data[mh] = d
+				s.pending.bytes += len(d)
+			}
+		}
+	}
+	s.mu.Unlock()
+	close(b.done)
+	return b.err
+}
+
+// entry is one block to write.
+type entry struct {
+	mh   string
+	data []byte
+}
+
+func (s *Store) ingest(b *buffer) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	// Read the buffer only now: DeleteMany may have removed blocks from it
+	// while it waited.
+	s.mu.Lock()
+	all := make([]entry, 0, len(b.data))
+	for mh, d := range b.data {
+		all = append(all, entry{mh, d})
+	}
+	s.mu.Unlock()
+	// Blocks already indexed are not written again: an index points to one
+	// value, and a second copy would be garbage no one could find.
+	todo := all[:0]
+	for _, e := range all {
+		_, ok, err := s.readIndex([]byte(e.mh))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			todo = append(todo, e)
+		}
+	}
+	if len(todo) == 0 {
 		return nil
 	}
-	if err := batch.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("blockstore: put: %w", err)
+	n := uint64(len(todo))
+	if s.next < n {
+		return errors.New("blockstore: value sequence numbers exhausted")
 	}
-	s.written.Add(added)
-	return nil
+	first, last := s.next-n+1, s.next
+
+	// 1. A synced intent, so that a crash after the ingestion but before
+	// the index deletes the values at the next New.
+	intent := s.key(tagIntent, binary.BigEndian.AppendUint64(nil, first))
+	pre := s.pdb.NewBatch()
+	_ = pre.Set(intent, binary.BigEndian.AppendUint64(nil, last), nil)
+	_ = pre.Set(s.key(tagFloor, nil), binary.BigEndian.AppendUint64(nil, first), nil)
+	err := pre.Commit(pebble.Sync)
+	_ = pre.Close()
+	if err != nil {
+		return err
+	}
+	s.next = first - 1
+
+	// 2. The values, in key order, as one synced sstable.
+	fs, dir := s.space.DB().FS(), s.space.DB().Dir()
+	path := fs.PathJoin(dir, fmt.Sprintf("%s%016x.sst", s.tmpPrefix(), first))
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{
+		TableFormat: s.pdb.TableFormat(),
+		// Blocks are mostly compressed media or random bytes: trying to
+		// compress them costs CPU and saves nothing.
+		Compression: sstable.NoCompression,
+	})
+	for i, e := range todo {
+		seq := first + uint64(i)
+		for j := range chunks(uint64(len(e.data))) {
+			chunk := e.data[j*valueChunk : min((j+1)*valueChunk, len(e.data))]
+			if err := w.Set(s.chunkKey(seq, j), chunk); err != nil {
+				_ = w.Close()
+				_ = fs.Remove(path)
+				return err
+			}
+		}
+	}
+	if err := w.Close(); err != nil { // syncs the file
+		_ = fs.Remove(path)
+		return err
+	}
+
+	// 3. Ingested: every key sorts before the database's others, so the
+	// table goes to the bottom level without overlapping anything.
+	if err := s.pdb.Ingest(context.Background(), []string{path}); err != nil {
+		_ = fs.Remove(path)
+		return err
+	}
+
+	// 4. The index, and the intent gone, atomically; durable with the next
+	// synced commit.
+	idx := s.pdb.NewBatch()
+	defer idx.Close()
+	for i, e := range todo {
+		v := binary.AppendUvarint(nil, uint64(len(e.data)))
+		v = binary.BigEndian.AppendUint64(v, first+uint64(i))
+		if err := idx.Set(s.key(tagIndex, []byte(e.mh)), v, nil); err != nil {
+			return err
+		}
+	}
+	if err := idx.Delete(intent, nil); err != nil {
+		return err
+	}
+	return idx.Commit(pebble.NoSync)
 }
 
 // DeleteBlock removes a block; removing an absent block is not an error.
@@ -183,17 +663,41 @@ func (s *Store) DeleteBlock(_ context.Context, c cid.Cid) error {
 // DeleteMany removes the blocks with the given multihashes in one atomic
 // batch; with sync it returns once the deletion is durable.
 func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
-	pdb := s.space.DB().Pebble()
-	batch := pdb.NewBatch()
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	for _, mh := range mhs {
+		s.pending.remove(string(mh))
+		for _, b := range s.sealed {
+			b.remove(string(mh))
+		}
+	}
+	s.mu.Unlock()
+	batch := s.pdb.NewBatch()
 	defer batch.Close()
 	for _, mh := range mhs {
-		// Size first: a block without its size key is invisible, so the
-		// pair is removed atomically anyway, but never the other way round.
-		if err := batch.Delete(s.key(tagSize, mh), nil); err != nil {
+		ix, ok, err := s.readIndex(mh)
+		if err != nil {
 			return fmt.Errorf("blockstore: delete: %w", err)
 		}
-		if err := batch.Delete(s.key(tagData, mh), nil); err != nil {
+		if !ok {
+			continue
+		}
+		// Index first: a block without its index is invisible, so the pair
+		// is removed atomically anyway, but never the other way round.
+		if err := batch.Delete(s.key(tagIndex, mh), nil); err != nil {
 			return fmt.Errorf("blockstore: delete: %w", err)
+		}
+		if ix.legacy {
+			if err := batch.Delete(s.key(tagLegacyData, mh), nil); err != nil {
+				return fmt.Errorf("blockstore: delete: %w", err)
+			}
+			continue
+		}
+		for i := range chunks(ix.size) {
+			if err := batch.Delete(s.chunkKey(ix.seq, i), nil); err != nil {
+				return fmt.Errorf("blockstore: delete: %w", err)
+			}
 		}
 	}
 	opts := pebble.NoSync
@@ -206,28 +710,30 @@ func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
 	return nil
 }
 
-// Each calls fn with the multihash and data size of every stored block, in
-// key order, until fn returns an error or ctx ends. The multihash is a fresh
-// copy that fn may keep.
+// Each flushes, then calls fn with the multihash and data size of every
+// stored block, in key order, until fn returns an error or ctx ends. The
+// multihash is a fresh copy that fn may keep.
 func (s *Store) Each(ctx context.Context, fn func(mh multihash.Multihash, size int) error) error {
-	p := append(append([]byte(nil), s.prefix...), tagSize)
-	it, err := s.space.PrefixIter(p)
+	if err := s.Flush(); err != nil {
+		return fmt.Errorf("blockstore: each: %w", err)
+	}
+	p := s.key(tagIndex, nil)
+	it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: kv.PrefixEnd(p)})
 	if err != nil {
 		return fmt.Errorf("blockstore: each: %w", err)
 	}
-	skip := len(s.space.Prefix()) + len(p)
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
 			_ = it.Close()
 			return err
 		}
-		mh := multihash.Multihash(append([]byte(nil), it.Key()[skip:]...))
-		size, n := binary.Uvarint(it.Value())
-		if n <= 0 {
+		mh := multihash.Multihash(append([]byte(nil), it.Key()[len(p):]...))
+		ix, ok := decodeIndex(it.Value())
+		if !ok {
 			_ = it.Close()
-			return fmt.Errorf("blockstore: corrupt size record of %s", mh.B58String())
+			return fmt.Errorf("blockstore: corrupt index record of %s", mh.B58String())
 		}
-		if err := fn(mh, int(size)); err != nil {
+		if err := fn(mh, int(ix.size)); err != nil {
 			_ = it.Close()
 			return err
 		}

@@ -1,7 +1,9 @@
 package blockstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"testing"
 
 	"github.com/dpaas/dpaas/internal/kv"
@@ -26,7 +28,11 @@ func newStore(t *testing.T) *Store {
 	if err := sp.Set([]byte("p/other"), []byte("x"), false); err != nil {
 		t.Fatal(err)
 	}
-	return New(sp, []byte("b/"))
+	s, err := New(sp, Config{Prefix: []byte("b/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func block(t *testing.T, codec uint64, data string) blocks.Block {
@@ -117,5 +123,134 @@ func TestIdentityCIDs(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, cid.Undef); !ipld.IsNotFound(err) {
 		t.Fatalf("Get(Undef) = %v", err)
+	}
+}
+
+// TestWriteOut puts more than one buffer's worth of blocks, so that some are
+// ingested in the background and some wait for Flush, and checks that every
+// block reads back before and after Flush and from a new Store on the same
+// database, and that deleting a block still buffered forgets it.
+func TestWriteOut(t *testing.T) {
+	ctx := context.Background()
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sp, err := db.Space("blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Prefix: []byte("b/"), ValuePrefix: []byte("\x00v/"), FlushBytes: 100 << 10}
+	s, err := New(sp, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []blocks.Block
+	for i := range 40 {
+		// Sizes around the chunk size, and an empty block.
+		data := make([]byte, (i*7919)%(3*valueChunk/2))
+		for j := range data {
+			data[j] = byte(i + j)
+		}
+		mh, _ := multihash.Sum(data, multihash.SHA2_256, -1)
+		b, _ := blocks.NewBlockWithCid(data, cid.NewCidV1(cid.Raw, mh))
+		all = append(all, b)
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store, what string) {
+		t.Helper()
+		for i, b := range all {
+			got, err := s.Get(ctx, b.Cid())
+			if err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+				t.Fatalf("%s: block %d: %v", what, i, err)
+			}
+			if n, err := s.GetSize(ctx, b.Cid()); err != nil || n != len(b.RawData()) {
+				t.Fatalf("%s: block %d: size %d, %v", what, i, n, err)
+			}
+		}
+	}
+	check(s, "buffered")
+	gone := all[len(all)-1]
+	all = all[:len(all)-1]
+	if err := s.DeleteBlock(ctx, gone.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(s, "flushed")
+	s2, err := New(sp, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s2, "reopened")
+	if ok, _ := s2.Has(ctx, gone.Cid()); ok {
+		t.Fatal("a block deleted while buffered was written out")
+	}
+	n := 0
+	if err := s2.Each(ctx, func(multihash.Multihash, int) error { n++; return nil }); err != nil || n != len(all) {
+		t.Fatalf("Each saw %d blocks, %v; want %d", n, err, len(all))
+	}
+	// Putting blocks already stored writes nothing new.
+	if err := s2.PutMany(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check(s2, "re-put")
+}
+
+// TestIntentRecovery leaves the values of an ingestion without their index,
+// as a crash between the two would, and checks that New deletes them.
+func TestIntentRecovery(t *testing.T) {
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sp, err := db.Space("blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Prefix: []byte("b/")}
+	s, err := New(sp, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdb := db.Pebble()
+	for seq := uint64(10); seq <= 12; seq++ {
+		if err := pdb.Set(s.chunkKey(seq, 0), []byte("orphan"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := s.chunkKey(13, 0)
+	if err := pdb.Set(kept, []byte("not ours"), nil); err != nil {
+		t.Fatal(err)
+	}
+	first := binary.BigEndian.AppendUint64(nil, 10)
+	if err := pdb.Set(s.key(tagIntent, first), binary.BigEndian.AppendUint64(nil, 12), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(sp, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(10); seq <= 12; seq++ {
+		if _, c, err := pdb.Get(s.chunkKey(seq, 0)); err == nil {
+			c.Close()
+			t.Fatalf("value %d of an unfinished ingestion survived", seq)
+		}
+	}
+	if _, c, err := pdb.Get(s.key(tagIntent, first)); err == nil {
+		c.Close()
+		t.Fatal("intent survived")
+	}
+	if _, c, err := pdb.Get(kept); err != nil {
+		t.Fatal("recovery deleted a value outside the intent")
+	} else {
+		c.Close()
 	}
 }

@@ -52,6 +52,8 @@ type Options struct {
 type DB struct {
 	pdb   *pebble.DB
 	cache *pebble.Cache
+	fs    vfs.FS
+	dir   string
 
 	mu     sync.Mutex
 	spaces map[string]bool
@@ -100,8 +102,15 @@ func Open(dir string, o *Options) (*DB, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb, cache: cache, spaces: make(map[string]bool)}, nil
+	return &DB{pdb: pdb, cache: cache, fs: fs, dir: dir, spaces: make(map[string]bool)}, nil
 }
+
+// FS is the filesystem the database lives on, and Dir its directory in it:
+// components that build sstables for Pebble's Ingest write them there.
+func (d *DB) FS() vfs.FS { return d.fs }
+
+// Dir is the database's directory in FS.
+func (d *DB) Dir() string { return d.dir }
 
 // Pebble returns the underlying database, for components that need batches,
 // snapshots or iterators beyond what Space offers. Keys written through it
