@@ -121,6 +121,10 @@ const (
 	targetMessageSize   = 1 << 20
 )
 
+// blockFlushBytes is how many bytes of blocks are buffered before they are
+// ingested; zero means internal/blockstore's default. Tests lower it.
+var blockFlushBytes int
+
 // Key layout inside the Space.
 var (
 	prefixBlocks = []byte("b/") // multihash → block size and location (internal/blockstore)
@@ -192,7 +196,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.ownDB, s.space = db, sp
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	blks, err := blockstore.New(s.space, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
+	blks, err := blockstore.New(s.space, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues, FlushBytes: blockFlushBytes})
 	if err != nil {
 		s.cancel()
 		if s.ownDB != nil {

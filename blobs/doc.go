@@ -63,9 +63,13 @@
 // it exclusively. So GC never frees what an Add in progress or an open
 // reader needs.
 //
-// Crash consistency: an Add writes its blocks unsynced and then its pin
-// synced, which makes every earlier write durable too (one write-ahead
-// log). A marker written when an Add starts and deleted once its pin is
+// Crash consistency: blocks are content-addressed and can be fetched
+// again, so they skip Pebble's write-ahead log: internal/blockstore buffers
+// them and ingests them as sstables straight into the bottom of the LSM,
+// each followed by a small index. A pin is written only after every block
+// put before it has been ingested, and synced, which makes their index
+// durable too (one write-ahead log); a crash never leaves a pin whose
+// blocks are missing, only unpinned blocks to collect. A marker written when an Add starts and deleted once its pin is
 // durable tells a restart that blocks may have been orphaned; Open then
 // schedules a GC. GC deletes in batches of unreachable blocks only, so a
 // crash in the middle of it loses nothing that is pinned.

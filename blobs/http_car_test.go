@@ -205,6 +205,11 @@ func FuzzImport(f *testing.F) {
 // right after one, then reopens it: the finished blob is whole, and the
 // interrupted one leaves neither a pin nor, after the restart's GC, a block.
 func TestCrashConsistency(t *testing.T) {
+	// Ingest every few blocks, so that the crash in the middle of the Add
+	// finds some ingested and maybe indexed, and some still buffered.
+	old := blockFlushBytes
+	blockFlushBytes = 2 * ChunkSize
+	defer func() { blockFlushBytes = old }()
 	r := seeded(t)
 	ctx := context.Background()
 	fs := vfs.NewCrashableMem()
@@ -259,6 +264,20 @@ func TestCrashConsistency(t *testing.T) {
 			}
 			if n, _ := s.blockCount(ctx); n != 4 {
 				t.Fatalf("%d blocks after crash and GC, want the 4 of the kept blob", n)
+			}
+			// Nor any stored bytes without their index: 3 leaves of 4
+			// chunks and a root of 1.
+			it, err := s.space.PrefixIter(prefixValues)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks := 0
+			for ok := it.First(); ok; ok = it.Next() {
+				chunks++
+			}
+			it.Close()
+			if chunks != 13 {
+				t.Fatalf("%d value chunks after crash and GC, want the 13 of the kept blob", chunks)
 			}
 		})
 	}
