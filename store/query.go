@@ -439,6 +439,8 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		return q.limit == 0 || n < q.limit, nil
 	}
 	indexed := s.indexedFields(c.name)
+	views := &viewReader{sp: sp, coll: c.name}
+	defer views.close()
 	for i := range q.conds {
 		cd := &q.conds[i]
 		if !indexed[cd.field] {
@@ -449,7 +451,7 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 			continue
 		}
 		ids, err := c.indexIDs(ctx, ranges, equality && streaming, func(id string) (bool, error) {
-			view, err := sp.Get(docKey(tView, c.name, id))
+			view, err := views.get(id)
 			if err != nil {
 				return false, fmt.Errorf("store: find: index entry without document %s/%s: %w", c.name, id, err)
 			}
@@ -462,7 +464,7 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 			return nil
 		}
 		for _, id := range ids {
-			view, err := sp.Get(docKey(tView, c.name, id))
+			view, err := views.get(id)
 			if err != nil {
 				return fmt.Errorf("store: find: index entry without document %s/%s: %w", c.name, id, err)
 			}
@@ -696,4 +698,37 @@ func sortedGroups(m map[string]*Group) []Group {
 		out[i] = *m[k]
 	}
 	return out
+}
+
+// viewReader reads documents by ID in ascending order through one
+// iterator: its seeks move forward through blocks it already holds, where
+// one Get per document would set up a lookup in every level each time.
+type viewReader struct {
+	sp   *kv.Space
+	coll string
+	it   *pebble.Iterator
+}
+
+func (r *viewReader) get(id string) ([]byte, error) {
+	if r.it == nil {
+		it, err := r.sp.PrefixIter(docKey(tView, r.coll, ""))
+		if err != nil {
+			return nil, err
+		}
+		r.it = it
+	}
+	k := r.sp.Key(docKey(tView, r.coll, id))
+	if !r.it.SeekGE(k) || !bytes.Equal(r.it.Key(), k) {
+		if err := r.it.Error(); err != nil {
+			return nil, err
+		}
+		return nil, kv.ErrNotFound
+	}
+	return bytes.Clone(r.it.Value()), nil
+}
+
+func (r *viewReader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
 }
