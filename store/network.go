@@ -383,19 +383,23 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	}()
 	n.s.log.Info("store: catching up", "peer", p, "deltas", hdr.Total)
 
-	// reader → verified batches (in order) → applier
+	// reader → verifier → applier, each its own goroutine, batches in
+	// order: the stream keeps flowing while frames are verified, and
+	// frames are verified while earlier ones are applied.
 	type batch struct {
-		in  []*incoming
-		err error
+		frames [][]byte
+		in     []*incoming
+		err    error
 	}
+	raw := make(chan batch, 4)
 	batches := make(chan batch, 4)
-	var reader sync.WaitGroup
-	defer reader.Wait()
-	defer cancel() // runs first: unblocks the reader
-	reader.Add(1)
+	var stages sync.WaitGroup
+	defer stages.Wait()
+	defer cancel() // runs first: unblocks the reader and the verifier
+	stages.Add(2)
 	go func() {
-		defer reader.Done()
-		defer close(batches)
+		defer stages.Done()
+		defer close(raw)
 		const size = 1024
 		for {
 			frames := make([][]byte, 0, size)
@@ -413,19 +417,30 @@ func (n *network) catchUp(p peer.ID) (err error) {
 					break // do not sit on frames while the network is slow
 				}
 			}
-			in := verifyAll(frames, p)
-			n.s.setSync(p, func(st *SyncStatus) { st.Received += uint64(len(frames)) })
-			bad := len(frames) - len(in)
-			if bad > 0 {
-				n.s.rejected.Add(uint64(bad))
-				n.s.log.Warn("store: refused deltas from a catch-up stream", "peer", p, "count", bad)
-			}
 			select {
-			case batches <- batch{in: in, err: rerr}:
+			case raw <- batch{frames: frames, err: rerr}:
 			case <-ctx.Done():
 				return
 			}
 			if rerr != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer stages.Done()
+		defer close(batches)
+		for b := range raw {
+			b.in = verifyAll(b.frames, p)
+			n.s.setSync(p, func(st *SyncStatus) { st.Received += uint64(len(b.frames)) })
+			if bad := len(b.frames) - len(b.in); bad > 0 {
+				n.s.rejected.Add(uint64(bad))
+				n.s.log.Warn("store: refused deltas from a catch-up stream", "peer", p, "count", bad)
+			}
+			b.frames = nil
+			select {
+			case batches <- b:
+			case <-ctx.Done():
 				return
 			}
 		}
