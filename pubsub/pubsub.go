@@ -141,7 +141,16 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 	// ctx: it is stopped by Close.
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	trace := newTracer()
+	// A DApp's mesh is small, and a link lost to a PRUNE (a GRAFT that
+	// raced a subscription, a duplicate connection closing) stays down for
+	// the whole backoff, refreshed by every GRAFT that arrives meanwhile:
+	// GossipSub's default minute can cut a three-instance DApp's relaying
+	// for that long. A quarter of it keeps the flood protection (it is
+	// above GraftFloodThreshold) and repairs the mesh sooner.
+	params := gossip.DefaultGossipSubParams()
+	params.PruneBackoff = 15 * time.Second
 	ps, err := gossip.NewGossipSub(gctx, h,
+		gossip.WithGossipSubParams(params),
 		// Messages are signed in our own envelope (envelope.go).
 		gossip.WithNoAuthor(),
 		gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),

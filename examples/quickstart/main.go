@@ -303,7 +303,7 @@ func nameOf(id string, ins []*instance, from *instance) string {
 
 // waitMesh waits until each instance relays the chat topic to all others.
 func waitMesh(ctx context.Context, ins []*instance) error {
-	return waitFor(ctx, func() bool {
+	err := waitFor(ctx, func() bool {
 		for _, in := range ins {
 			if len(in.topic.MeshPeers()) != len(ins)-1 {
 				return false
@@ -311,6 +311,15 @@ func waitMesh(ctx context.Context, ins []*instance) error {
 		}
 		return true
 	})
+	if err != nil {
+		var state []string
+		for _, in := range ins {
+			state = append(state, fmt.Sprintf("%s: %d DApp peers, %d connections, %d on the topic, %d in its mesh",
+				in.name, len(in.node.Peers()), len(in.node.Host().Network().Conns()), len(in.topic.Peers()), len(in.topic.MeshPeers())))
+		}
+		return fmt.Errorf("chat topic mesh incomplete (%s): %w", strings.Join(state, "; "), err)
+	}
+	return nil
 }
 
 func waitFor(ctx context.Context, cond func() bool) error {
