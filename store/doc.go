@@ -57,10 +57,16 @@
 // batches; an interrupted catch-up resumes from what was applied. Progress
 // is visible through SyncStatus and the logs.
 //
-// Bad input: a delta that is malformed, badly signed or refused by a
-// validator is never applied and never served onward; it is counted in
-// Stats and logged once with its reason. A refused delta is remembered as
-// refused, so the sender's later valid deltas that build on it still apply.
+// A replica keeps every delta it processed in a log, in the order it
+// processed them (a causal order); catch-up streams from that log.
+//
+// Bad input: a delta that is malformed or badly signed is never applied,
+// stored or passed on; one refused by a validator is never applied and
+// never gossiped. Each is counted in Stats and logged once with its
+// reason. A refused delta is remembered as refused and kept in the log:
+// catch-up hands it to replicas that lack it, which refuse it by the same
+// deterministic rule, because the author's later valid deltas name it as a
+// parent and could not apply anywhere without it.
 // A delta stamped more than Config.MaxClockSkew ahead of the local clock is
 // held until the clock reaches it.
 //
@@ -72,7 +78,7 @@
 //
 // # Benchmarks
 //
-//	go test -run '^$' -bench 'PutSequential$|PutConcurrent16|BatchPut$' -benchtime 3s ./store/
+//	go test -run '^$' -bench 'PutSequential$|PutConcurrent16$|BatchPut$|BatchPut4$' -benchtime 3s ./store/
 //	go test -run '^$' -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
 //	go test -run '^$' -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
 //
