@@ -87,20 +87,44 @@ func (s *Store) runApplier() {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	inflight, lastGroup := 0, 0
+	var queue []*writeReq // writes received, not yet committed
+	queuedOps := 0
 	for {
-		// While a commit waits for its fsync, leave new writes queued until
-		// as many have gathered as that commit holds: writers then settle
+		// While a commit waits for its fsync, hold new writes until as
+		// many have gathered as that commit holds: writers then settle
 		// into two groups that take turns, one being prepared while the
 		// other is synced, and each group shares one delta, one signature
-		// and one fsync. A lone writer never waits for anyone.
+		// and one fsync. A lone writer never waits for anyone. The applier
+		// keeps receiving writes while it holds them, so the next group
+		// starts the moment it is complete, not when the disk next reports.
+		for len(queue) > 0 && inflight < maxInflight && (inflight == 0 || len(queue) >= max(lastGroup, 2)) {
+			n, take := 0, 0
+			for take < len(queue) && (take == 0 || n+len(queue[take].ops) <= maxGroupOps*s.cfg.MaxDeltaOps) {
+				n += len(queue[take].ops)
+				take++
+			}
+			reqs := queue[:take:take]
+			queue = queue[take:]
+			queuedOps -= n
+			if s.commitLocal(reqs) {
+				inflight++
+				lastGroup = len(reqs)
+			}
+		}
+		if len(queue) == 0 {
+			queue = nil
+		}
 		writes := s.writes
-		if inflight >= maxInflight || (inflight > 0 && len(s.writes) < max(lastGroup, 2)) {
-			writes = nil
+		if queuedOps >= maxGroupOps*s.cfg.MaxDeltaOps {
+			writes = nil // enough for a whole group: let writers wait
 		}
 		select {
 		case <-s.syncDone:
 			inflight--
 		case <-s.closing:
+			for _, req := range queue {
+				req.done <- s.errClosed("write")
+			}
 			for {
 				select {
 				case req := <-s.writes:
@@ -110,21 +134,17 @@ func (s *Store) runApplier() {
 				}
 			}
 		case req := <-writes:
-			reqs := []*writeReq{req}
-			n := len(req.ops)
+			queue = append(queue, req)
+			queuedOps += len(req.ops)
 		gather:
-			for n < 64*s.cfg.MaxDeltaOps {
+			for queuedOps < maxGroupOps*s.cfg.MaxDeltaOps {
 				select {
 				case r := <-s.writes:
-					reqs = append(reqs, r)
-					n += len(r.ops)
+					queue = append(queue, r)
+					queuedOps += len(r.ops)
 				default:
 					break gather
 				}
-			}
-			if s.commitLocal(reqs) {
-				inflight++
-				lastGroup = len(reqs)
 			}
 		case rr := <-s.remote:
 			rr.done <- s.applyRemote(rr.in)
@@ -137,6 +157,10 @@ func (s *Store) runApplier() {
 		}
 	}
 }
+
+// maxGroupOps bounds a group of local writes, in deltas' worth of
+// operations.
+const maxGroupOps = 64
 
 // maxInflight is how many local commits may wait for their fsync at once.
 const maxInflight = 2
