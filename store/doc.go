@@ -44,6 +44,10 @@
 // moment into one delta, applies it to the materialized documents and
 // indexes, and commits it to Pebble; writers return once the commit is
 // synced, and concurrent writers share both the signature and the fsync.
+// A small write is signed while the disk syncs, not before: the documents
+// and the unsigned delta are made durable together, and the signed delta
+// is filed right after. If a crash comes between the two, Open signs the
+// delta again; signatures are deterministic, so it is the same delta.
 // Reads (Get, Find, Count, Aggregate) come from the materialized documents
 // and indexes, never from history.
 //
@@ -82,8 +86,10 @@
 //	go test -run '^$' -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
 //	go test -run '^$' -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
 //
-// Durable-write figures are bounded by the disk's fsync rate; compare them
-// with a plain synced Pebble write measured at the same moment.
+// Durable-write figures are bounded by the disk's fsync rate, which the
+// benchmarks measure before and after and report beside their own. The
+// Sync200us variants replace the disk by one whose syncs take a fixed time,
+// to compare versions of the write path on a machine whose disk varies.
 //
 // # Not yet
 //

@@ -171,10 +171,8 @@ func (s *Store) runSyncer() {
 		err := c.err
 		if c.batch != nil {
 			if c.durable {
-				if err == nil {
-					if err = c.batch.SyncWait(); err != nil {
-						err = fmt.Errorf("store: commit: %w", err)
-					}
+				if serr := c.batch.SyncWait(); serr != nil && err == nil {
+					err = fmt.Errorf("store: commit: %w", serr)
 				}
 				s.syncDone <- struct{}{}
 			}
@@ -525,6 +523,13 @@ func buildOp(u *userOp, st *crdt.Doc) delta.Op {
 // commitLocal turns the waiting writes into deltas and commits them. It
 // reports whether it handed a commit to the syncer that waits for an fsync.
 func (s *Store) commitLocal(reqs []*writeReq) bool {
+	if s.writeErr != nil {
+		for _, r := range reqs {
+			r.err = s.writeErr
+		}
+		s.synced <- &committed{reqs: reqs, err: s.writeErr}
+		return false
+	}
 	w := newWorkset(s)
 	b := s.pdb.NewBatch()
 	maxOps := s.cfg.MaxDeltaOps
@@ -604,6 +609,9 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		s.synced <- &committed{reqs: reqs}
 		return false
 	}
+	if len(ops) <= min(signLaterMax, maxOps) {
+		return s.commitSignLater(w, b, reqs, ops, hlcs[0])
+	}
 	// Sign the deltas (a chain: each names the one before) on another
 	// core while this one writes the documents into the batch.
 	type signed struct {
@@ -661,6 +669,94 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	s.publishSnapshot()
 	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
 	return true
+}
+
+// signLaterMax is the largest group, in operations, that commitSignLater
+// takes. Above it the signature is a small part of the commit and runs on
+// another core while the documents are written, in one batch.
+const signLaterMax = 64
+
+// commitSignLater commits a small group of writes so that its signature,
+// the largest cost of a small write, overlaps the fsync instead of
+// preceding it. A first batch, synced, holds the documents, the author's
+// version and the delta without its signature, under tPending. Once that
+// batch is on its way to the disk, the applier signs the delta and a
+// second batch, not synced, files it under its CID, in the log and among
+// the heads, and drops the pending entry. Writers are acknowledged, and
+// the delta pushed to peers, when the first batch is durable.
+//
+// A crash can lose the second batch but not the first (the log is
+// replayed as a prefix, and the next synced batch comes after it). Open
+// then finds the pending entry and signs it again: signatures are
+// deterministic, so the block and its CID are the ones peers may have
+// received.
+func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, ops []delta.Op, at hlc.Timestamp) bool {
+	fail := func(err error) bool {
+		b.Close()
+		for _, r := range reqs {
+			r.err = err
+		}
+		s.synced <- &committed{reqs: reqs, err: err}
+		return false
+	}
+	d := &delta.Delta{Seq: s.vv[s.author] + 1, HLC: uint64(at), Parents: s.sortedHeads(), Ops: ops}
+	unsigned, err := d.Prepare(s.key)
+	if err != nil {
+		return fail(fmt.Errorf("store: commit: %w", err))
+	}
+	changes, err := w.flush(b)
+	if err != nil {
+		return fail(fmt.Errorf("store: commit: %w", err))
+	}
+	order := s.order + 1
+	if err := b.Set(s.space.Key(pendingKey(order)), unsigned, nil); err != nil {
+		return fail(fmt.Errorf("store: commit: %w", err))
+	}
+	s.order = order
+	s.noteVersion(s.author, d.Seq)
+	err = s.writeMeta(b)
+	if err == nil {
+		err = s.pdb.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		// The batch never reached Pebble; the versions and the log
+		// position it took are in memory only. The store cannot tell what
+		// else is off, so it takes no more writes.
+		s.writeErr = fmt.Errorf("store: commit: %w", err)
+		return fail(s.writeErr)
+	}
+	// The documents are in and readers see them; what follows only files
+	// the delta. If it fails, the pending entry stays for Open to finish.
+	block, id, err := d.SignPrepared(s.key, unsigned)
+	if err == nil {
+		err = s.fileSigned(d, id, block, order)
+	}
+	if err != nil {
+		s.writeErr = fmt.Errorf("store: commit: %w", err)
+	}
+	s.committed()
+	s.created.Add(1)
+	s.publishSnapshot()
+	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: s.writeErr}
+	return true
+}
+
+// fileSigned files the signed form of the pending delta at log position
+// order and drops the pending entry, in a batch that is not synced: the
+// entry, durable already, stands for it until the next synced batch.
+func (s *Store) fileSigned(d *delta.Delta, id cid.Cid, block []byte, order uint64) error {
+	b := s.pdb.NewBatch()
+	defer b.Close()
+	if err := s.fileDelta(b, d, id, block, order); err != nil {
+		return err
+	}
+	if err := b.Delete(s.space.Key(pendingKey(order)), nil); err != nil {
+		return err
+	}
+	if err := s.writeMeta(b); err != nil {
+		return err
+	}
+	return s.pdb.Apply(b, pebble.NoSync)
 }
 
 // committed counts a commit whose writes readers now see.
@@ -791,11 +887,18 @@ func compareBytes(a, b []byte) int {
 // writeDelta records an applied delta: its block, its place in the
 // author's chain and the application order, and the new heads.
 func (s *Store) writeDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []byte) error {
+	s.order++
+	return s.fileDelta(b, d, id, block, s.order)
+}
+
+// fileDelta records an applied delta at log position order: its block,
+// its place under its CID and under its author, and the heads it changes.
+func (s *Store) fileDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []byte, order uint64) error {
 	sp := s.space
-	if err := s.logDelta(b, d, id, block); err != nil {
+	if err := s.logDelta(b, d, id, block, order); err != nil {
 		return err
 	}
-	if err := b.Set(sp.Key(cidKey(tBlock, id)), binary.BigEndian.AppendUint64(nil, s.order), nil); err != nil {
+	if err := b.Set(sp.Key(cidKey(tBlock, id)), binary.BigEndian.AppendUint64(nil, order), nil); err != nil {
 		return err
 	}
 	for _, p := range d.Parents {
@@ -833,23 +936,23 @@ func (s *Store) writeRejected(b *pebble.Batch, x *incoming, reason string) error
 	if err := b.Set(s.space.Key(cidKey(tReject, x.id)), []byte(reason), nil); err != nil {
 		return err
 	}
-	if err := s.logDelta(b, x.d, x.id, x.block); err != nil {
+	s.order++
+	if err := s.logDelta(b, x.d, x.id, x.block, s.order); err != nil {
 		return err
 	}
 	s.noteVersion(x.d.Author, x.d.Seq)
 	return nil
 }
 
-// logDelta gives a processed delta the next place in the log, where
+// logDelta puts a processed delta at place order of the log, where
 // catch-up reads blocks in the order this replica processed them (a causal
 // order), and indexes that place under its author and sequence number.
-func (s *Store) logDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []byte) error {
+func (s *Store) logDelta(b *pebble.Batch, d *delta.Delta, id cid.Cid, block []byte, order uint64) error {
 	sp := s.space
-	s.order++
-	if err := b.Set(sp.Key(logKey(s.order)), block, nil); err != nil {
+	if err := b.Set(sp.Key(logKey(order)), block, nil); err != nil {
 		return err
 	}
-	v := binary.BigEndian.AppendUint64(nil, s.order)
+	v := binary.BigEndian.AppendUint64(nil, order)
 	v = append(v, id.Bytes()...)
 	return b.Set(sp.Key(append(authorKey(d.Author, d.Seq), id.Bytes()...)), v, nil)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/binary"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/hlc"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/pubsub"
@@ -138,6 +140,7 @@ type Store struct {
 	closed   atomic.Bool
 	once     sync.Once
 	wg       sync.WaitGroup // applier and syncer
+	writeErr error          // set by the applier when the store can take no more writes
 	netWG    sync.WaitGroup // network goroutines
 
 	// owned by the applier goroutine
@@ -191,6 +194,7 @@ const (
 	tIndex   = 'x' // x coll 0 field 0 value id → ""
 	tIdxDecl = 'i' // i coll 0 field → ""
 	tMeta    = 'm' // m name → value
+	tPending = 'p' // p order(8) → a local delta, unsigned, not yet filed (commitSignLater)
 )
 
 var metaOrder = []byte{tMeta, 'o'}
@@ -207,6 +211,8 @@ func docKey(t byte, coll, id string) []byte {
 func cidKey(t byte, c cid.Cid) []byte { return append([]byte{t}, c.Bytes()...) }
 
 func logKey(order uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tLog}, order) }
+
+func pendingKey(order uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tPending}, order) }
 
 func authorKey(a common.Address, seq uint64) []byte {
 	k := append([]byte{tAuthor}, a[:]...)
@@ -360,7 +366,65 @@ func (s *Store) load() error {
 	} else if err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return fmt.Errorf("store: open: %w", err)
 	}
+	if err := s.finishPending(); err != nil {
+		return err
+	}
 	s.publishSnapshot()
+	return nil
+}
+
+// finishPending files the local deltas whose documents a crash left
+// durable but whose signed form it lost (see commitSignLater): it signs
+// each again, which gives the block and CID it had, and files it where it
+// was to go.
+func (s *Store) finishPending() error {
+	it, err := s.space.PrefixIter([]byte{tPending})
+	if err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	type pending struct {
+		order    uint64
+		unsigned []byte
+	}
+	var todo []pending
+	for it.First(); it.Valid(); it.Next() {
+		k := s.space.Strip(it.Key())
+		if len(k) != 9 {
+			it.Close()
+			return fmt.Errorf("store: open: corrupt pending delta key %x", k)
+		}
+		todo = append(todo, pending{binary.BigEndian.Uint64(k[1:]), bytes.Clone(it.Value())})
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
+	for _, p := range todo {
+		d, err := delta.DecodeTrusted(p.unsigned)
+		if err != nil {
+			return fmt.Errorf("store: open: pending delta %d: %w", p.order, err)
+		}
+		if d.Author != s.author {
+			return fmt.Errorf("store: open: pending delta %d was written by %s and needs that key to be signed; open the store with it", p.order, d.Author)
+		}
+		unsigned, err := d.Prepare(s.key)
+		if err != nil {
+			return fmt.Errorf("store: open: pending delta %d: %w", p.order, err)
+		}
+		block, id, err := d.SignPrepared(s.key, unsigned)
+		if err == nil {
+			err = s.fileSigned(d, id, block, p.order)
+		}
+		if err != nil {
+			return fmt.Errorf("store: open: pending delta %d: %w", p.order, err)
+		}
+		s.log.Info("store: filed a local delta a crash left unsigned", "seq", d.Seq, "cid", id)
+	}
+	if len(todo) > 0 {
+		// fileSigned does not sync; this makes everything before it durable.
+		if err := s.pdb.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("store: open: %w", err)
+		}
+	}
 	return nil
 }
 

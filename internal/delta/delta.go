@@ -197,11 +197,29 @@ func (d *Delta) SigningHash() ([]byte, error) {
 
 // Sign sets Author from key, signs the delta and returns its block and CID.
 func (d *Delta) Sign(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
-	d.Author = crypto.PubkeyToAddress(key.PublicKey)
-	if err := d.check(); err != nil {
+	unsigned, err := d.Prepare(key)
+	if err != nil {
 		return nil, cid.Undef, err
 	}
-	unsigned := encodeDelta(d, false)
+	return d.SignPrepared(key, unsigned)
+}
+
+// Prepare sets Author from key, checks the delta and returns what Sign
+// signs: the delta's encoding without its signature. A writer can make
+// those bytes durable first and sign while the disk syncs; signatures are
+// deterministic (RFC 6979), so signing them again after a crash gives the
+// same block and CID.
+func (d *Delta) Prepare(key *ecdsa.PrivateKey) ([]byte, error) {
+	d.Author = crypto.PubkeyToAddress(key.PublicKey)
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return encodeDelta(d, false), nil
+}
+
+// SignPrepared signs unsigned, the bytes Prepare returned for d with the
+// same key, and returns the signed block and its CID.
+func (d *Delta) SignPrepared(key *ecdsa.PrivateKey, unsigned []byte) ([]byte, cid.Cid, error) {
 	sig, err := crypto.Sign(crypto.Keccak256([]byte(sigDomain), unsigned), key)
 	if err != nil {
 		return nil, cid.Undef, fmt.Errorf("delta: sign: %w", err)

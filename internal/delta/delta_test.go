@@ -151,3 +151,41 @@ func TestSignMatchesGenericEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPreparedSignsAgainIdentically is what the store's recovery relies
+// on: the unsigned bytes of a delta, stored and decoded again after a
+// crash, sign to the same block and CID as the first time.
+func TestPreparedSignsAgainIdentically(t *testing.T) {
+	block, d := sample(t)
+	key, err := crypto.HexToECDSA("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Sig = nil
+	unsigned, err := d.Prepare(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := DecodeTrusted(unsigned)
+	if err != nil {
+		t.Fatalf("decode unsigned: %v", err)
+	}
+	if stored.Sig != nil || stored.Author != d.Author {
+		t.Fatalf("decoded unsigned delta has sig %x, author %s", stored.Sig, stored.Author)
+	}
+	again, err := stored.Prepare(key)
+	if err != nil || !bytes.Equal(again, unsigned) {
+		t.Fatalf("prepared again: %v, same bytes %v", err, bytes.Equal(again, unsigned))
+	}
+	signed, id, err := stored.SignPrepared(key, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := CID(block)
+	if !bytes.Equal(signed, block) || !id.Equals(want) {
+		t.Fatalf("signing again gave %s, first signing %s", id, want)
+	}
+	if _, _, err := Decode(signed); err != nil {
+		t.Fatalf("re-signed block does not decode: %v", err)
+	}
+}
