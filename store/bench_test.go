@@ -144,7 +144,7 @@ func BenchmarkBatchPut4(b *testing.B) {
 	const per = 1000
 	var next atomic.Int64
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -168,6 +168,7 @@ func BenchmarkBatchPut4(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "docs/s")
+	reportCPU(b, cpu, b.N)
 }
 
 // benchBatchPut writes b.N documents into s in batches of 1,000.
@@ -176,7 +177,7 @@ func benchBatchPut(b *testing.B, s *Store) {
 	ctx := context.Background()
 	const per = 1000
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	for i := 0; i < b.N; i += per {
 		batch := s.Batch()
 		for j := i; j < min(b.N, i+per); j++ {
@@ -187,6 +188,15 @@ func benchBatchPut(b *testing.B, s *Store) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "docs/s")
+	reportCPU(b, cpu, b.N)
+}
+
+// reportCPU reports the CPU time the process used since cpu per document:
+// on this two-core machine, 200,000 documents a second leaves 10 µs each.
+func reportCPU(b *testing.B, cpu time.Duration, docs int) {
+	if now := cpuTime(); now > 0 && docs > 0 {
+		b.ReportMetric(float64(now-cpu)/float64(time.Microsecond)/float64(docs), "cpu-µs/doc")
+	}
 }
 
 // fill writes n documents in batches.
