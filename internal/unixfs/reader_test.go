@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,4 +167,76 @@ func TestReaderRejects(t *testing.T) {
 func mustHash(b []byte) multihash.Multihash {
 	mh, _ := multihash.Sum(b, multihash.SHA2_256, -1)
 	return mh
+}
+
+// failOnce fails the first request of one block, then serves it.
+type failOnce struct {
+	*getter
+	c      cid.Cid
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *failOnce) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	f.mu.Lock()
+	fail := c == f.c && !f.failed
+	if fail {
+		f.failed = true
+	}
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("transient failure")
+	}
+	return f.getter.GetBlock(ctx, c)
+}
+
+// TestReaderPrefetchesInteriorNodes checks that the node of the next
+// subtree is being fetched before reading reaches it, and that a failed
+// prefetch is tried again when the node is needed.
+func TestReaderPrefetchesInteriorNodes(t *testing.T) {
+	const leaf, fanout = 1000, 10
+	data := bytes.Repeat([]byte("0123456789"), fanout*fanout*leaf/10)
+	root, g := build(t, data, true, leaf, fanout, false)
+	top, err := merkledag.DecodeProtobuf(root.RawData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subtrees := top.Links()
+	if len(subtrees) != fanout {
+		t.Fatalf("root has %d links, want %d", len(subtrees), fanout)
+	}
+	get := &failOnce{getter: g, c: subtrees[2].Cid}
+	rd, err := NewReader(context.Background(), root, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	buf := make([]byte, leaf)
+	var got []byte
+	for k := 1; k < fanout; k++ {
+		// Read up to the last leaf of subtree k-1.
+		for len(got) < k*fanout*leaf-leaf {
+			n, err := rd.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, buf[:n]...)
+		}
+		rd.mu.Lock()
+		_, started := rd.interior[subtrees[k].Cid]
+		rd.mu.Unlock()
+		if !started && k != 2 { // subtree 2's prefetch may have failed already
+			t.Fatalf("at offset %d the node of subtree %d is not being fetched", len(got), k)
+		}
+	}
+	rest, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatalf("read after a failed prefetch: %v", err)
+	}
+	if !bytes.Equal(append(got, rest...), data) {
+		t.Fatal("wrong bytes")
+	}
+	if !get.failed {
+		t.Fatal("the prefetch of subtree 2 was never requested")
+	}
 }
