@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -34,7 +35,27 @@ func (e *encoder) bytes(b []byte) {
 	e.body = append(e.body, b...)
 }
 
+// stamp writes the index of s in the stamp table, adding it if new. Most
+// documents have a handful of distinct stamps, found faster by looking
+// through them than by hashing 32 bytes; a map takes over beyond that.
 func (e *encoder) stamp(s Stamp) {
+	if e.index == nil {
+		for i := range e.stamps {
+			if e.stamps[i] == s {
+				e.uvarint(uint64(i))
+				return
+			}
+		}
+		if len(e.stamps) < linearStamps {
+			e.uvarint(uint64(len(e.stamps)))
+			e.stamps = append(e.stamps, s)
+			return
+		}
+		e.index = make(map[Stamp]int, 2*len(e.stamps))
+		for i, t := range e.stamps {
+			e.index[t] = i
+		}
+	}
 	i, ok := e.index[s]
 	if !ok {
 		i = len(e.stamps)
@@ -44,12 +65,15 @@ func (e *encoder) stamp(s Stamp) {
 	e.uvarint(uint64(i))
 }
 
+// linearStamps is the stamp table size up to which stamp searches it.
+const linearStamps = 16
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }
 
@@ -74,7 +98,7 @@ func (e *encoder) pns(m map[common.Address]PN) {
 // Encode returns the deterministic encoding of the whole state; equal
 // states encode to equal bytes.
 func (d *Doc) Encode() ([]byte, error) {
-	e := &encoder{index: make(map[Stamp]int), body: make([]byte, 0, 128)}
+	e := &encoder{stamps: make([]Stamp, 0, 4), body: make([]byte, 0, 128)}
 	e.stamp(d.Clear)
 	e.stamp(d.Dead)
 	e.stamp(d.Touch)

@@ -377,26 +377,23 @@ func (d *Doc) View() []byte {
 	if !d.Alive() {
 		return nil
 	}
-	names := make(map[string]struct{}, len(d.Fields)+len(d.Counters)+len(d.Sets)+len(d.Logs))
+	sorted := make([]string, 0, len(d.Fields)+len(d.Counters)+len(d.Sets)+len(d.Logs))
 	for n := range d.Fields {
-		names[n] = struct{}{}
-	}
-	for n := range d.Counters {
-		names[n] = struct{}{}
-	}
-	for n := range d.Sets {
-		names[n] = struct{}{}
-	}
-	for n := range d.Logs {
-		names[n] = struct{}{}
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
 		sorted = append(sorted, n)
 	}
-	sort.Strings(sorted)
-	var b bytes.Buffer
-	b.WriteByte('{')
+	for n := range d.Counters {
+		sorted = append(sorted, n)
+	}
+	for n := range d.Sets {
+		sorted = append(sorted, n)
+	}
+	for n := range d.Logs {
+		sorted = append(sorted, n)
+	}
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted) // a name can hold several kinds
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
 	first := true
 	for _, name := range sorted {
 		v := d.fieldView(name)
@@ -404,16 +401,28 @@ func (d *Doc) View() []byte {
 			continue
 		}
 		if !first {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
 		first = false
-		k, _ := json.Marshal(name)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(v)
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		b = append(b, v...)
 	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return append(b, '}')
+}
+
+// appendJSONString appends name as a JSON string, as encoding/json writes
+// it; names that need no escaping, nearly all, skip encoding/json.
+func appendJSONString(b []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			k, _ := json.Marshal(name)
+			return append(b, k...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, '"')
 }
 
 // fieldView picks the kind written last and renders it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -328,4 +329,13 @@ func FuzzDecodeState(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, name := range []string{"", "fare", "a b", `q"uote`, `back\\slash`, "<tag>", "a&b", "tab\t", "\x00", "\x7f", "ünï", "\u2028", "bad\xffutf8", "emoji😀"} {
+		want, _ := json.Marshal(name)
+		if got := appendJSONString([]byte("x"), name); string(got) != "x"+string(want) {
+			t.Errorf("%q: got %s, want %s", name, got[1:], want)
+		}
+	}
 }
