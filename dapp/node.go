@@ -101,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if c.Dir != "" {
 		dbDir = filepath.Join(c.Dir, "db")
 	}
-	if n.db, err = kv.Open(dbDir, nil); err != nil {
+	if n.db, err = kv.Open(dbDir, &kv.Options{Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("dapp: open: %w", err)
 	}
 	n.closers = append(n.closers, n.db.Close)

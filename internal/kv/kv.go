@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -45,6 +47,9 @@ type Options struct {
 	// MemTableSize is the size of one memtable (and about that of one
 	// write-ahead log file) in bytes; 0 means 32 MiB.
 	MemTableSize uint64
+	// Logger receives Pebble's errors (a background compaction or flush
+	// that failed, for example on a full disk); nil drops them.
+	Logger *slog.Logger
 }
 
 // DB is an open Pebble database with named key spaces. It is safe for
@@ -88,7 +93,7 @@ func Open(dir string, o *Options) (*DB, error) {
 	popts := &pebble.Options{
 		FS:     fs,
 		Cache:  cache,
-		Logger: quietLogger{},
+		Logger: &quietLogger{log: opts.Logger},
 		// Bulk writes (batched documents, blocks, catch-up) fill small
 		// memtables quickly; larger ones mean fewer flushes and stalls.
 		MemTableSize: opts.MemTableSize,
@@ -301,11 +306,35 @@ func writeOpts(sync bool) *pebble.WriteOptions {
 }
 
 // quietLogger keeps Pebble's informational chatter out of the app's output
-// while still surfacing fatal conditions.
-type quietLogger struct{}
+// while still surfacing errors and fatal conditions. A background error
+// Pebble retries (a compaction on a full disk) repeats until it clears, so
+// each message is logged at most once a minute.
+type quietLogger struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last map[string]time.Time // format → when last logged
+}
 
-func (quietLogger) Infof(string, ...any)      {}
-func (quietLogger) Errorf(string, ...any)     {}
-func (quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (*quietLogger) Infof(string, ...any) {}
+
+func (l *quietLogger) Errorf(f string, a ...any) {
+	if l.log == nil {
+		return
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if t, ok := l.last[f]; ok && now.Sub(t) < time.Minute {
+		l.mu.Unlock()
+		return
+	}
+	if l.last == nil || len(l.last) > 1000 {
+		l.last = make(map[string]time.Time)
+	}
+	l.last[f] = now
+	l.mu.Unlock()
+	l.log.Error("pebble: " + fmt.Sprintf(f, a...))
+}
+
+func (*quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
 
 var _ io.Closer = (*DB)(nil)

@@ -3,6 +3,8 @@ package kv
 import (
 	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -113,4 +115,22 @@ func TestPrefixEnd(t *testing.T) {
 			t.Errorf("PrefixEnd(%x) = %x, want %x", tc.in, got, tc.want)
 		}
 	}
+}
+
+func TestPebbleErrorsReachTheLoggerOncePerMinute(t *testing.T) {
+	var buf bytes.Buffer
+	l := &quietLogger{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for range 3 {
+		l.Errorf("background error: %s", "no space left on device")
+	}
+	l.Errorf("another: %d", 7)
+	l.Infof("chatter")
+	out := buf.String()
+	if n := strings.Count(out, "no space left on device"); n != 1 {
+		t.Fatalf("repeated error logged %d times:\n%s", n, out)
+	}
+	if !strings.Contains(out, "another: 7") || strings.Contains(out, "chatter") {
+		t.Fatalf("log:\n%s", out)
+	}
+	(&quietLogger{}).Errorf("dropped without a logger")
 }
