@@ -172,7 +172,7 @@ func (s *Store) runSyncer() {
 		if c.batch != nil {
 			if c.durable {
 				if serr := c.batch.SyncWait(); serr != nil && err == nil {
-					err = fmt.Errorf("store: commit: %w", serr)
+					err = s.stopWrites(serr)
 				}
 				s.syncDone <- struct{}{}
 			}
@@ -523,11 +523,11 @@ func buildOp(u *userOp, st *crdt.Doc) delta.Op {
 // commitLocal turns the waiting writes into deltas and commits them. It
 // reports whether it handed a commit to the syncer that waits for an fsync.
 func (s *Store) commitLocal(reqs []*writeReq) bool {
-	if s.writeErr != nil {
+	if err := s.writesStopped(); err != nil {
 		for _, r := range reqs {
-			r.err = s.writeErr
+			r.err = err
 		}
-		s.synced <- &committed{reqs: reqs, err: s.writeErr}
+		s.synced <- &committed{reqs: reqs, err: err}
 		return false
 	}
 	w := newWorkset(s)
@@ -658,7 +658,10 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		err = s.writeMeta(b)
 	}
 	if err == nil {
-		err = s.pdb.ApplyNoSyncWait(b, pebble.Sync)
+		if err = s.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			fail(s.stopWrites(err))
+			return false
+		}
 	}
 	if err != nil {
 		fail(fmt.Errorf("store: commit: %w", err))
@@ -719,11 +722,9 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 		err = s.pdb.ApplyNoSyncWait(b, pebble.Sync)
 	}
 	if err != nil {
-		// The batch never reached Pebble; the versions and the log
-		// position it took are in memory only. The store cannot tell what
-		// else is off, so it takes no more writes.
-		s.writeErr = fmt.Errorf("store: commit: %w", err)
-		return fail(s.writeErr)
+		// The versions and the log position the batch took are in memory
+		// only, ahead of the durable state.
+		return fail(s.stopWrites(err))
 	}
 	// The documents are in and readers see them; what follows only files
 	// the delta. If it fails, the pending entry stays for Open to finish.
@@ -732,12 +733,12 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 		err = s.fileSigned(d, id, block, order)
 	}
 	if err != nil {
-		s.writeErr = fmt.Errorf("store: commit: %w", err)
+		err = s.stopWrites(err)
 	}
 	s.committed()
 	s.created.Add(1)
 	s.publishSnapshot()
-	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: s.writeErr}
+	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err}
 	return true
 }
 
@@ -1000,6 +1001,9 @@ func (s *Store) known(id cid.Cid) (bool, error) {
 // far in the future.
 func (s *Store) applyRemote(in []*incoming) remoteResult {
 	var res remoteResult
+	if res.err = s.writesStopped(); res.err != nil {
+		return res // catch-up fetches them again after a reopen
+	}
 	w := newWorkset(s)
 	if err := w.prefetch(in); err != nil {
 		res.err = err
@@ -1124,7 +1128,9 @@ func (s *Store) commitWorkset(w *workset, b *pebble.Batch) error {
 		err = s.writeMeta(b)
 	}
 	if err == nil {
-		err = b.Commit(pebble.NoSync)
+		if err = b.Commit(pebble.NoSync); err != nil {
+			err = s.stopWrites(err)
+		}
 	}
 	if err != nil {
 		b.Close()

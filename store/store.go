@@ -140,7 +140,7 @@ type Store struct {
 	closed   atomic.Bool
 	once     sync.Once
 	wg       sync.WaitGroup // applier and syncer
-	writeErr error          // set by the applier when the store can take no more writes
+	failed   atomic.Pointer[error] // the first failed commit; no writes after it (stopWrites)
 	netWG    sync.WaitGroup // network goroutines
 
 	// owned by the applier goroutine
@@ -370,6 +370,28 @@ func (s *Store) load() error {
 		return err
 	}
 	s.publishSnapshot()
+	return nil
+}
+
+// stopWrites makes the store refuse every write from now on, after a
+// commit failed (a full disk, an I/O error): Pebble cannot take commits
+// after a failed log write, and what the applier holds in memory may be
+// ahead of what is durable. Reads go on. Reopening the store, once the
+// cause is fixed, recovers the durable state. It returns the error writes
+// get, which wraps the first cause.
+func (s *Store) stopWrites(cause error) error {
+	err := fmt.Errorf("store: writes stopped after a failed commit; reopen the store once the cause is fixed: %w", cause)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("store: a commit failed; the store takes no more writes until it is reopened", "err", cause)
+	}
+	return *s.failed.Load()
+}
+
+// writesStopped is the error writes get after stopWrites, or nil.
+func (s *Store) writesStopped() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ethereum/go-ethereum/crypto"
+)
+
+// TestFullDiskStopsWritesCleanly fills the disk under a store: the write
+// that hits it fails with the cause, later writes fail at once with the
+// same error instead of reaching Pebble, reads go on, nothing panics, and
+// a reopened store has every acknowledged write and takes writes again.
+func TestFullDiskStopsWritesCleanly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full atomic.Bool
+	open := func() (*kv.DB, *Store) {
+		t.Helper()
+		db, err := kv.Open(dir, &kv.Options{FS: fullFS{FS: vfs.Default, full: &full}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp, err := db.Space("store")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(ctx, Config{Space: sp, Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, s
+	}
+	db, s := open()
+	c := s.Collection("rides")
+	for _, id := range []string{"r1", "r2"} {
+		if err := c.Put(ctx, id, ride{From: "A", Fare: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := s.Batch()
+	for i := range 300 { // a commit of the large-group path, before the disk fills
+		batch.Put(c, "b"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26)), ride{Fare: i})
+	}
+	if err := batch.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	full.Store(true)
+	err = c.Put(ctx, "r3", ride{From: "B"})
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "writes stopped") {
+		t.Fatalf("put on a full disk: %v", err)
+	}
+	full.Store(false) // space comes back, but the store stays stopped until reopened
+	for _, write := range []func() error{
+		func() error { return c.Put(ctx, "r4", ride{}) },
+		func() error { return c.Update(ctx, "r1", Inc("views", 1)) },
+		func() error { return c.Delete(ctx, "r2") },
+	} {
+		if err := write(); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "writes stopped") {
+			t.Fatalf("write after a failed commit: %v", err)
+		}
+	}
+	if raw, err := c.GetRaw(ctx, "r1"); err != nil || !strings.Contains(string(raw), `"fare":5`) {
+		t.Fatalf("read after a failed commit: %s, %v", raw, err)
+	}
+	s.Close()
+	db.Close()
+
+	db, s = open()
+	defer db.Close()
+	defer s.Close()
+	c = s.Collection("rides")
+	for _, id := range []string{"r1", "r2"} {
+		if _, err := c.GetRaw(ctx, id); err != nil {
+			t.Fatalf("acknowledged write %s after reopening: %v", id, err)
+		}
+	}
+	if n, err := c.Count(ctx); err != nil || n < 302 {
+		t.Fatalf("count after reopening: %d, %v", n, err)
+	}
+	before := s.Versions()[s.Author()]
+	if err := c.Put(ctx, "r5", ride{From: "C"}); err != nil {
+		t.Fatalf("write after reopening: %v", err)
+	}
+	if got := s.Versions()[s.Author()]; got != before+1 {
+		t.Fatalf("own sequence %d after reopening, want %d", got, before+1)
+	}
+}
+
+// fullFS fails every write with ENOSPC while full is set.
+type fullFS struct {
+	vfs.FS
+	full *atomic.Bool
+}
+
+func (fs fullFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if fs.full.Load() {
+		return nil, syscall.ENOSPC
+	}
+	f, err := fs.FS.Create(name, category)
+	if err != nil {
+		return nil, err
+	}
+	return fullFile{File: f, full: fs.full}, nil
+}
+
+func (fs fullFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	if err != nil {
+		return nil, err
+	}
+	return fullFile{File: f, full: fs.full}, nil
+}
+
+type fullFile struct {
+	vfs.File
+	full *atomic.Bool
+}
+
+func (f fullFile) Write(p []byte) (int, error) {
+	if f.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.Write(p)
+}
+
+func (f fullFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.WriteAt(p, off)
+}
