@@ -139,9 +139,9 @@ type Store struct {
 	stopped  chan struct{} // closed once the applier and syncer are gone
 	closed   atomic.Bool
 	once     sync.Once
-	wg       sync.WaitGroup // applier and syncer
+	wg       sync.WaitGroup        // applier and syncer
 	failed   atomic.Pointer[error] // the first failed commit; no writes after it (stopWrites)
-	netWG    sync.WaitGroup // network goroutines
+	netWG    sync.WaitGroup        // network goroutines
 
 	// owned by the applier goroutine
 	heads map[cid.Cid]struct{}
