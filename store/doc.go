@@ -74,6 +74,15 @@
 // A delta stamped more than Config.MaxClockSkew ahead of the local clock is
 // held until the clock reaches it.
 //
+// # Faults
+//
+// A write is acknowledged only once durable; a replica killed at any point
+// reopens with every acknowledged write. A commit that fails (a full disk,
+// an I/O error) fails its writes with the cause and stops the store's
+// writes: every later write fails at once with the same error, while
+// reads, Watch and serving peers go on. Reopening the store once the cause
+// is fixed recovers the durable state, and catch-up brings the rest.
+//
 // # Watch and slow consumers
 //
 // Watch never blocks the store. A consumer more than Config.WatchBuffer
