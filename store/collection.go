@@ -187,12 +187,14 @@ func docFields(doc any) (map[string][]byte, error) {
 	return out, nil
 }
 
+var errNotObject = fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
+
 // splitObject splits valid JSON that must be an object into its members,
 // as json.Unmarshal into a map of RawMessage would (the last of duplicate
 // names wins, names are decoded and made valid UTF-8), without decoding
 // the values. The values alias raw.
 func splitObject(raw []byte) (map[string][]byte, error) {
-	notObject := fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
+	notObject := errNotObject
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return nil, notObject
