@@ -103,9 +103,9 @@ func (d *Doc) Encode() ([]byte, error) {
 	e.stamp(d.Dead)
 	e.stamp(d.Touch)
 	e.uvarint(uint64(len(d.Fields)))
-	for _, name := range sortedKeys(d.Fields) {
-		r := d.Fields[name]
-		e.bytes([]byte(name))
+	for _, f := range d.Fields {
+		r := f.Register
+		e.bytes([]byte(f.Name))
 		e.stamp(r.Stamp)
 		if r.Value == nil {
 			e.uvarint(0)
@@ -239,14 +239,17 @@ func Decode(b []byte) (*Doc, error) {
 	}
 	d := &Doc{Clear: r.stamp(), Dead: r.stamp(), Touch: r.stamp()}
 	if n := r.count(3); n > 0 {
-		d.Fields = make(map[string]Register, n)
+		d.Fields = make([]Field, 0, n)
 		for range n {
 			name := string(r.bytes())
 			reg := Register{Stamp: r.stamp()}
 			if r.uvarint() == 1 {
 				reg.Value = r.bytes()
 			}
-			d.Fields[name] = reg
+			if k := len(d.Fields); k > 0 && d.Fields[k-1].Name >= name {
+				return nil, fmt.Errorf("crdt: decode: fields out of order: %w", errCorrupt)
+			}
+			d.Fields = append(d.Fields, Field{Name: name, Register: reg})
 		}
 	}
 	if n := r.count(4); n > 0 {

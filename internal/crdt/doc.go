@@ -43,6 +43,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/ethereum/go-ethereum/common"
@@ -127,6 +128,19 @@ type Set struct {
 	Elems map[string][]Stamp `cbor:"e,omitempty"`
 }
 
+// Field is a named register of a document.
+type Field struct {
+	Name string
+	Register
+}
+
+func cmpFieldName(f Field, name string) int { return strings.Compare(f.Name, name) }
+
+// field returns the index of name in d.Fields, or where it would go.
+func (d *Doc) field(name string) (int, bool) {
+	return slices.BinarySearchFunc(d.Fields, name, cmpFieldName)
+}
+
 // Entry is one log entry.
 type Entry struct {
 	Stamp Stamp  `cbor:"s"`
@@ -139,7 +153,7 @@ type Doc struct {
 	Clear    Stamp               `cbor:"c"`
 	Dead     Stamp               `cbor:"d"`
 	Touch    Stamp               `cbor:"t"`
-	Fields   map[string]Register `cbor:"f,omitempty"`
+	Fields   []Field             `cbor:"f,omitempty"` // sorted by name, unique
 	Counters map[string]*Counter `cbor:"n,omitempty"`
 	Sets     map[string]*Set     `cbor:"s,omitempty"`
 	Logs     map[string][]Entry  `cbor:"l,omitempty"`
@@ -168,9 +182,7 @@ func (d *Doc) Apply(s Stamp, op *delta.Op) {
 		d.clearBelow()
 		d.reset(op.Bases)
 		d.unsee(op.Seen)
-		for name, v := range op.Fields {
-			d.setField(s, name, v)
-		}
+		d.setFields(s, op.Fields)
 	case delta.Set, delta.Unset:
 		maxStamp(&d.Touch, s)
 		d.setField(s, op.Field, op.Value)
@@ -225,21 +237,36 @@ func (d *Doc) setField(s Stamp, name string, v []byte) {
 	if s.Less(d.Clear) {
 		return
 	}
-	if old, ok := d.Fields[name]; ok && !old.Stamp.Less(s) {
+	i, found := d.field(name)
+	if found {
+		if !d.Fields[i].Stamp.Less(s) {
+			return
+		}
+		d.Fields[i].Register = Register{Stamp: s, Value: v}
 		return
 	}
-	if d.Fields == nil {
-		d.Fields = make(map[string]Register)
+	d.Fields = slices.Insert(d.Fields, i, Field{Name: name, Register: Register{Stamp: s, Value: v}})
+}
+
+// setFields sets every field of a Put. Into a document without fields,
+// the usual case (the Put cleared the older ones), they go in one sorted
+// pass.
+func (d *Doc) setFields(s Stamp, fields map[string][]byte) {
+	if len(d.Fields) > 0 || s.Less(d.Clear) {
+		for name, v := range fields {
+			d.setField(s, name, v)
+		}
+		return
 	}
-	d.Fields[name] = Register{Stamp: s, Value: v}
+	d.Fields = slices.Grow(d.Fields[:0], len(fields))
+	for name, v := range fields {
+		d.Fields = append(d.Fields, Field{Name: name, Register: Register{Stamp: s, Value: v}})
+	}
+	slices.SortFunc(d.Fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
 }
 
 func (d *Doc) clearBelow() {
-	for name, r := range d.Fields {
-		if r.Stamp.Less(d.Clear) {
-			delete(d.Fields, name)
-		}
-	}
+	d.Fields = slices.DeleteFunc(d.Fields, func(f Field) bool { return f.Stamp.Less(d.Clear) })
 	for name, log := range d.Logs {
 		i, _ := slices.BinarySearchFunc(log, d.Clear, func(e Entry, s Stamp) int { return cmpStamp(e.Stamp, s) })
 		if i == len(log) {
@@ -377,9 +404,26 @@ func (d *Doc) View() []byte {
 	if !d.Alive() {
 		return nil
 	}
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
+	if len(d.Counters)+len(d.Sets)+len(d.Logs) == 0 {
+		// only registers, already in name order
+		for _, f := range d.Fields {
+			if f.Value == nil {
+				continue // unset
+			}
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, f.Name)
+			b = append(b, ':')
+			b = append(b, f.Value...)
+		}
+		return append(b, '}')
+	}
 	sorted := make([]string, 0, len(d.Fields)+len(d.Counters)+len(d.Sets)+len(d.Logs))
-	for n := range d.Fields {
-		sorted = append(sorted, n)
+	for _, f := range d.Fields {
+		sorted = append(sorted, f.Name)
 	}
 	for n := range d.Counters {
 		sorted = append(sorted, n)
@@ -392,8 +436,6 @@ func (d *Doc) View() []byte {
 	}
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted) // a name can hold several kinds
-	b := make([]byte, 0, 64)
-	b = append(b, '{')
 	first := true
 	for _, name := range sorted {
 		v := d.fieldView(name)
@@ -427,7 +469,11 @@ func appendJSONString(b []byte, name string) []byte {
 
 // fieldView picks the kind written last and renders it.
 func (d *Doc) fieldView(name string) []byte {
-	reg, hasReg := d.Fields[name]
+	var reg Register
+	i, hasReg := d.field(name)
+	if hasReg {
+		reg = d.Fields[i].Register
+	}
 	var (
 		best    Stamp
 		kind    byte // 'r' register, 'c' counter, 's' set, 'l' log
