@@ -3,7 +3,6 @@
 package store
 
 import (
-	"context"
 	"os"
 	"strings"
 	"syscall"
@@ -45,20 +44,9 @@ func openFixedSync(b testing.TB, delay time.Duration) *Store {
 			b.Cleanup(func() { os.RemoveAll(d) })
 		}
 	}
-	db, err := kv.Open(dir, &kv.Options{FS: fixedSyncFS{FS: vfs.Default, delay: delay}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	db, s := openDir(b, dir, &kv.Options{FS: fixedSyncFS{FS: vfs.Default, delay: delay}}, nil)
 	b.Cleanup(func() { db.Close() })
-	sp, err := db.Space("store")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(context.Background(), Config{Space: sp})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	b.Cleanup(func() { s.Close() }) // runs first
 	return s
 }
 

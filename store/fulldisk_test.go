@@ -27,19 +27,7 @@ func TestFullDiskStopsWritesCleanly(t *testing.T) {
 	var full atomic.Bool
 	open := func() (*kv.DB, *Store) {
 		t.Helper()
-		db, err := kv.Open(dir, &kv.Options{FS: fullFS{FS: vfs.Default, full: &full}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp, err := db.Space("store")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := Open(ctx, Config{Space: sp, Key: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db, s
+		return openDir(t, dir, &kv.Options{FS: fullFS{FS: vfs.Default, full: &full}}, key)
 	}
 	db, s := open()
 	c := s.Collection("rides")

@@ -27,20 +27,8 @@ func TestCrashBeforeFilingFinishedOnOpen(t *testing.T) {
 	}
 	open := func() (*kv.DB, *kv.Space, *Store) {
 		t.Helper()
-		db, err := kv.Open(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp, err := db.Space("store")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := Open(ctx, Config{Space: sp, Key: key})
-		if err != nil {
-			db.Close()
-			t.Fatal(err)
-		}
-		return db, sp, s
+		db, s := openDir(t, dir, nil, key)
+		return db, s.space, s
 	}
 	dump := func(sp *kv.Space) map[string]string {
 		t.Helper()

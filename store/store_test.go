@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
@@ -37,6 +39,27 @@ func openLocal(t testing.TB, cfg Config) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// openDir opens a store, with key, on a Pebble database in dir opened
+// with o; the caller closes both (the store first).
+func openDir(t testing.TB, dir string, o *kv.Options, key *ecdsa.PrivateKey) (*kv.DB, *Store) {
+	t.Helper()
+	db, err := kv.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := db.Space("store")
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), Config{Space: sp, Key: key})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, s
 }
 
 type ride struct {
