@@ -658,7 +658,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		err = s.writeMeta(b)
 	}
 	if err == nil {
-		if err = s.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		if err = s.write(func() error { return s.pdb.ApplyNoSyncWait(b, pebble.Sync) }); err != nil {
 			fail(s.stopWrites(err))
 			return false
 		}
@@ -719,7 +719,7 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 	s.noteVersion(s.author, d.Seq)
 	err = s.writeMeta(b)
 	if err == nil {
-		err = s.pdb.ApplyNoSyncWait(b, pebble.Sync)
+		err = s.write(func() error { return s.pdb.ApplyNoSyncWait(b, pebble.Sync) })
 	}
 	if err != nil {
 		// The versions and the log position the batch took are in memory
@@ -765,7 +765,7 @@ func (s *Store) fileSigned(d *delta.Delta, id cid.Cid, block []byte, order uint6
 	if err := s.writeMeta(b); err != nil {
 		return err
 	}
-	return s.pdb.Apply(b, pebble.NoSync)
+	return s.write(func() error { return s.pdb.Apply(b, pebble.NoSync) })
 }
 
 // committed counts a commit whose writes readers now see.
@@ -1136,7 +1136,7 @@ func (s *Store) commitWorkset(w *workset, b *pebble.Batch) error {
 		err = s.writeMeta(b)
 	}
 	if err == nil {
-		if err = b.Commit(pebble.NoSync); err != nil {
+		if err = s.write(func() error { return b.Commit(pebble.NoSync) }); err != nil {
 			err = s.stopWrites(err)
 		}
 	}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 	"github.com/ethereum/go-ethereum/crypto"
 )
 
@@ -24,10 +24,10 @@ func TestFullDiskStopsWritesCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var full atomic.Bool
+	fs, full := kvtest.NewFullFS(vfs.Default)
 	open := func() (*kv.DB, *Store) {
 		t.Helper()
-		return openDir(t, dir, &kv.Options{FS: fullFS{FS: vfs.Default, full: &full}}, key)
+		return openDir(t, dir, &kv.Options{FS: fs}, key)
 	}
 	db, s := open()
 	c := s.Collection("rides")
@@ -84,48 +84,4 @@ func TestFullDiskStopsWritesCleanly(t *testing.T) {
 	if got := s.Versions()[s.Author()]; got != before+1 {
 		t.Fatalf("own sequence %d after reopening, want %d", got, before+1)
 	}
-}
-
-// fullFS fails every write with ENOSPC while full is set.
-type fullFS struct {
-	vfs.FS
-	full *atomic.Bool
-}
-
-func (fs fullFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	if fs.full.Load() {
-		return nil, syscall.ENOSPC
-	}
-	f, err := fs.FS.Create(name, category)
-	if err != nil {
-		return nil, err
-	}
-	return fullFile{File: f, full: fs.full}, nil
-}
-
-func (fs fullFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
-	if err != nil {
-		return nil, err
-	}
-	return fullFile{File: f, full: fs.full}, nil
-}
-
-type fullFile struct {
-	vfs.File
-	full *atomic.Bool
-}
-
-func (f fullFile) Write(p []byte) (int, error) {
-	if f.full.Load() {
-		return 0, syscall.ENOSPC
-	}
-	return f.File.Write(p)
-}
-
-func (f fullFile) WriteAt(p []byte, off int64) (int, error) {
-	if f.full.Load() {
-		return 0, syscall.ENOSPC
-	}
-	return f.File.WriteAt(p, off)
 }

@@ -314,7 +314,7 @@ func (s *Store) buildIndex(coll, field string) error {
 			}
 		}
 		if b.Len() > 16<<20 {
-			if err := b.Commit(pebble.NoSync); err != nil {
+			if err := s.write(func() error { return b.Commit(pebble.NoSync) }); err != nil {
 				it.Close()
 				return fmt.Errorf("store: index: %w", err)
 			}
@@ -331,7 +331,7 @@ func (s *Store) buildIndex(coll, field string) error {
 		b.Close()
 		return fmt.Errorf("store: index: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.write(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		return fmt.Errorf("store: index: %w", err)
 	}
 	s.mu.Lock()

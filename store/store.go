@@ -387,6 +387,10 @@ func (s *Store) stopWrites(cause error) error {
 	return *s.failed.Load()
 }
 
+// write runs f, which commits to Pebble, so that a failure Pebble deems
+// fatal comes back as an error (kv.DB.Write).
+func (s *Store) write(f func() error) error { return s.space.DB().Write(f) }
+
 // writesStopped is the error writes get after stopWrites, or nil.
 func (s *Store) writesStopped() error {
 	if p := s.failed.Load(); p != nil {
@@ -443,7 +447,7 @@ func (s *Store) finishPending() error {
 	}
 	if len(todo) > 0 {
 		// fileSigned does not sync; this makes everything before it durable.
-		if err := s.pdb.LogData(nil, pebble.Sync); err != nil {
+		if err := s.write(func() error { return s.pdb.LogData(nil, pebble.Sync) }); err != nil {
 			return fmt.Errorf("store: open: %w", err)
 		}
 	}

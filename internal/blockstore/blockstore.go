@@ -80,6 +80,7 @@ type Config struct {
 // Store is a boxo Blockstore on a key space of the instance's database.
 type Store struct {
 	space       *kv.Space
+	db          *kv.DB // for Write
 	pdb         *pebble.DB
 	prefix      []byte
 	valuePrefix []byte // full database key prefix of values
@@ -151,6 +152,7 @@ func New(space *kv.Space, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		space:       space,
+		db:          space.DB(),
 		pdb:         space.DB().Pebble(),
 		prefix:      append([]byte(nil), cfg.Prefix...),
 		valuePrefix: space.Key(vp),
@@ -245,7 +247,7 @@ func (s *Store) recover() error {
 		return err
 	}
 	if b.Count() > 0 {
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := s.db.Write(func() error { return b.Commit(pebble.Sync) }); err != nil {
 			return err
 		}
 	}
@@ -589,7 +591,7 @@ func (s *Store) ingest(b *buffer) error {
 	pre := s.pdb.NewBatch()
 	_ = pre.Set(intent, binary.BigEndian.AppendUint64(nil, last), nil)
 	_ = pre.Set(s.key(tagFloor, nil), binary.BigEndian.AppendUint64(nil, first), nil)
-	err := pre.Commit(pebble.Sync)
+	err := s.db.Write(func() error { return pre.Commit(pebble.Sync) })
 	_ = pre.Close()
 	if err != nil {
 		return err
@@ -627,7 +629,7 @@ func (s *Store) ingest(b *buffer) error {
 
 	// 3. Ingested: every key sorts before the database's others, so the
 	// table goes to the bottom level without overlapping anything.
-	if err := s.pdb.Ingest(context.Background(), []string{path}); err != nil {
+	if err := s.db.Write(func() error { return s.pdb.Ingest(context.Background(), []string{path}) }); err != nil {
 		_ = fs.Remove(path)
 		return err
 	}
@@ -646,7 +648,7 @@ func (s *Store) ingest(b *buffer) error {
 	if err := idx.Delete(intent, nil); err != nil {
 		return err
 	}
-	return idx.Commit(pebble.NoSync)
+	return s.db.Write(func() error { return idx.Commit(pebble.NoSync) })
 }
 
 // DeleteBlock removes a block; removing an absent block is not an error.

@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -63,6 +64,50 @@ type DB struct {
 	mu     sync.Mutex
 	spaces map[string]bool
 	closed bool
+
+	failed atomic.Pointer[error] // set by Write when Pebble failed a write
+}
+
+// ErrFailed is wrapped by every write after Pebble failed one: a write
+// to its log or a sync failed (a full disk, an I/O error), after which
+// Pebble cannot take writes. Reads still work; reopening the database
+// once the cause is fixed recovers every write that was durable.
+var ErrFailed = errors.New("kv: the database failed a write and takes no more until reopened")
+
+// Write runs f, which commits to the database (a batch, an ingestion).
+// Pebble treats a failed commit as fatal to the process; Write turns that
+// into an error for f's caller, and every later Write returns the same
+// error without calling f, as Pebble's commit pipeline is stuck. Every
+// write to the database must go through Write.
+func (d *DB) Write(f func() error) (err error) {
+	if p := d.failed.Load(); p != nil {
+		return *p
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		fp, ok := r.(fatalPanic)
+		if !ok {
+			panic(r)
+		}
+		failure := fmt.Errorf("%w: %s", ErrFailed, fp.msg)
+		if fp.cause != nil {
+			failure = fmt.Errorf("%w: %w", ErrFailed, fp.cause)
+		}
+		d.failed.CompareAndSwap(nil, &failure)
+		err = *d.failed.Load()
+	}()
+	return f()
+}
+
+// Failed returns the error writes get after a failed one, or nil.
+func (d *DB) Failed() error {
+	if p := d.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Open opens (creating if needed) the database in dir. An empty dir opens
@@ -211,7 +256,7 @@ func (s *Space) Has(k []byte) (bool, error) {
 
 // Set writes one key; with sync it returns only once the write is durable.
 func (s *Space) Set(k, v []byte, sync bool) error {
-	if err := s.db.pdb.Set(s.Key(k), v, writeOpts(sync)); err != nil {
+	if err := s.db.Write(func() error { return s.db.pdb.Set(s.Key(k), v, writeOpts(sync)) }); err != nil {
 		return fmt.Errorf("kv: set: %w", err)
 	}
 	return nil
@@ -219,7 +264,7 @@ func (s *Space) Set(k, v []byte, sync bool) error {
 
 // Delete removes one key; with sync it returns only once durable.
 func (s *Space) Delete(k []byte, sync bool) error {
-	if err := s.db.pdb.Delete(s.Key(k), writeOpts(sync)); err != nil {
+	if err := s.db.Write(func() error { return s.db.pdb.Delete(s.Key(k), writeOpts(sync)) }); err != nil {
 		return fmt.Errorf("kv: delete: %w", err)
 	}
 	return nil
@@ -276,7 +321,7 @@ func (b *Batch) Len() int { return int(b.b.Count()) }
 // Concurrent synced commits share fsyncs.
 func (b *Batch) Commit(sync bool) error {
 	defer b.b.Close()
-	if err := b.b.Commit(writeOpts(sync)); err != nil {
+	if err := b.space.db.Write(func() error { return b.b.Commit(writeOpts(sync)) }); err != nil {
 		return fmt.Errorf("kv: commit: %w", err)
 	}
 	return nil
@@ -335,6 +380,26 @@ func (l *quietLogger) Errorf(f string, a ...any) {
 	l.log.Error("pebble: " + fmt.Sprintf(f, a...))
 }
 
-func (*quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+// Fatalf panics with a fatalPanic, which DB.Write recovers when Pebble
+// calls it from a commit; from Pebble's own goroutines it ends the process
+// with Pebble's message.
+func (*quietLogger) Fatalf(f string, a ...any) {
+	fp := fatalPanic{msg: fmt.Sprintf(f, a...)}
+	for _, x := range a {
+		if err, ok := x.(error); ok {
+			fp.cause = err
+			break
+		}
+	}
+	panic(fp)
+}
+
+// fatalPanic is what Pebble's fatal errors panic with.
+type fatalPanic struct {
+	msg   string
+	cause error // the first error among the message's arguments
+}
+
+func (p fatalPanic) String() string { return p.msg }
 
 var _ io.Closer = (*DB)(nil)

@@ -134,3 +134,44 @@ func TestPebbleErrorsReachTheLoggerOncePerMinute(t *testing.T) {
 	}
 	(&quietLogger{}).Errorf("dropped without a logger")
 }
+
+func TestWriteTurnsPebbleFatalIntoStickyError(t *testing.T) {
+	db, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cause := errors.New("no space left on device")
+	err = db.Write(func() error {
+		(&quietLogger{}).Fatalf("pebble: fatal commit error: %v", cause)
+		return nil
+	})
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, cause) {
+		t.Fatalf("Write after a fatal commit = %v", err)
+	}
+	called := false
+	if err := db.Write(func() error { called = true; return nil }); !errors.Is(err, cause) || called {
+		t.Fatalf("later Write = %v (ran: %v), want the first failure without running", err, called)
+	}
+	sp, err := db.Space("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Set([]byte("k"), []byte("v"), true); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Set after failure = %v", err)
+	}
+	if _, err := sp.Get([]byte("k")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after failure = %v, want reads to work", err)
+	}
+	defer func() {
+		if r := recover(); r != "other" {
+			t.Fatalf("a panic that is not Pebble's came out as %v", r)
+		}
+	}()
+	db2, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	_ = db2.Write(func() error { panic("other") })
+}
