@@ -74,6 +74,11 @@
 // schedules a GC. GC deletes in batches of unreachable blocks only, so a
 // crash in the middle of it loses nothing that is pinned.
 //
+// A full disk (or an I/O error) fails the Add or fetch that hits it with
+// an error wrapping kv.ErrFailed, and every later write with the same
+// error; reads of what is held go on. Reopening once the cause is fixed
+// recovers every durable pin and collects what the failed Add left.
+//
 // # Bad input
 //
 // Bitswap names every received block by the hash of its bytes, so a forged
