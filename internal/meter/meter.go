@@ -292,10 +292,11 @@ func roundTrip(ctx context.Context, cs *clientStream, body []byte) (Response, er
 	if !ok {
 		deadline = time.Now().Add(IdleTimeout)
 	}
-	_ = cs.st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = cs.st.SetDeadline(time.Unix(1, 0)) })
+	st := cs.st // the caller may drop cs.st while the AfterFunc still runs
+	_ = st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := writeFrame(cs.st, body); err != nil {
+	if err := writeFrame(st, body); err != nil {
 		return Response{}, err
 	}
 	out, err := readFrame(cs.r)
