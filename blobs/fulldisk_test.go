@@ -23,19 +23,7 @@ func TestFullDiskFailsAddCleanly(t *testing.T) {
 	fs, full := kvtest.NewFullFS(vfs.Default)
 	open := func() (*kv.DB, *Store) {
 		t.Helper()
-		db, err := kv.Open(dir, &kv.Options{FS: fs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp, err := db.Space("blobs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := Open(ctx, Config{Space: sp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db, s
+		return openLocalIn(t, dir, &kv.Options{FS: fs})
 	}
 	db, s := open()
 	first := randomBytes(r, 3*ChunkSize+17)

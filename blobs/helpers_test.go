@@ -74,6 +74,27 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// openLocalIn opens a store without a host on a database in dir opened
+// with o; the caller closes both (the store first).
+func openLocalIn(t testing.TB, dir string, o *kv.Options) (*kv.DB, *Store) {
+	t.Helper()
+	db, err := kv.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := db.Space("blobs")
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), Config{Space: sp})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, s
+}
+
 func newLocal(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{})

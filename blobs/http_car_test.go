@@ -214,19 +214,7 @@ func TestCrashConsistency(t *testing.T) {
 	ctx := context.Background()
 	fs := vfs.NewCrashableMem()
 	open := func(fs vfs.FS) (*kv.DB, *Store) {
-		db, err := kv.Open("data", &kv.Options{FS: fs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp, err := db.Space("blobs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := Open(ctx, Config{Space: sp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db, s
+		return openLocalIn(t, "data", &kv.Options{FS: fs})
 	}
 	db, s := open(fs)
 	kept := randomBytes(r, 3*ChunkSize)
