@@ -146,6 +146,7 @@ type Store struct {
 	blocks   *blockstore.Store
 	guarded  *guardedBlockstore
 	bswap    *bitswap.Bitswap // nil when local only
+	liars    *liarDetector    // nil when local only
 	bserv    blockservice.BlockService
 	dag      ipld.DAGService
 	metrics  *metrics
@@ -220,6 +221,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			finder = cfg.Routing
 		}
 		detector := newLiarDetector(s)
+		s.liars = detector
+		cfg.Host.Network().Notify(detector)
 		net := &watchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), d: detector}
 		s.bswap = bitswap.New(s.ctx, net, finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
@@ -309,6 +312,9 @@ func (s *Store) shutdown() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
+	if s.liars != nil {
+		s.cfg.Host.Network().StopNotify(s.liars)
+	}
 	s.ops.Wait()
 	var errs []error
 	if s.repl != nil {

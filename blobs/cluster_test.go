@@ -315,10 +315,50 @@ func TestBadHashPeerIgnored(t *testing.T) {
 	}
 	eventually(t, time.Minute, "forged blocks to be counted", func() bool { return reader.store.Metrics().BadBlocks > 0 })
 	t.Logf("forged blocks received: %d", reader.store.Metrics().BadBlocks)
-	if reader.store.Metrics().BadBlocks >= maxForgedBlocks {
-		eventually(t, time.Minute, "the liar to be disconnected", func() bool {
-			return reader.host.Network().Connectedness(lh.ID()) != network.Connected
-		})
+	if reader.store.Metrics().BadBlocks < maxForgedBlocks {
+		return // the honest peer served everything before the liar was caught
+	}
+	if n := reader.store.Metrics().BannedPeers; n != 1 {
+		t.Fatalf("BannedPeers = %d, want 1", n)
+	}
+	if !reader.store.Banned(lh.ID()) {
+		t.Fatal("the liar is not banned")
+	}
+	disconnected := func() bool { return reader.host.Network().Connectedness(lh.ID()) != network.Connected }
+	eventually(t, time.Minute, "the liar to be disconnected", disconnected)
+	// A liar that dials again is dropped at once, and the reader's
+	// bitswap does not dial it itself.
+	if err := lh.Connect(ctx, peer.AddrInfo{ID: reader.host.ID(), Addrs: reader.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the liar's new connection to be closed", func() bool {
+		return lh.Network().Connectedness(reader.host.ID()) != network.Connected
+	})
+}
+
+// TestBanTableBounded: a party making up identities cannot grow the ban
+// table past maxTrackedPeers, and a ban ends.
+func TestBanTableBounded(t *testing.T) {
+	d := newLiarDetector(nil)
+	ids := make([]peer.ID, maxTrackedPeers+10)
+	for i := range ids {
+		ids[i] = peer.ID(fmt.Sprintf("peer-%d", i))
+		d.mu.Lock()
+		d.ban(ids[i])
+		d.mu.Unlock()
+	}
+	if len(d.bans) != maxTrackedPeers {
+		t.Fatalf("ban table holds %d peers, want %d", len(d.bans), maxTrackedPeers)
+	}
+	last := ids[len(ids)-1]
+	if !d.banned(last) {
+		t.Fatal("the latest ban was dropped")
+	}
+	d.mu.Lock()
+	d.bans[last] = time.Now().Add(-time.Second)
+	d.mu.Unlock()
+	if d.banned(last) {
+		t.Fatal("an expired ban still holds")
 	}
 }
 
@@ -425,12 +465,13 @@ func TestReplicationResumesAfterRestart(t *testing.T) {
 }
 
 // TestLiarDetector: blocks a peer was asked for are fine; a peer that sends
-// maxForgedBlocks blocks it was never asked for is disconnected.
+// maxForgedBlocks blocks it was never asked for is disconnected and
+// banned: when it dials again, its connection is closed.
 func TestLiarDetector(t *testing.T) {
 	a := startReplica(t, NewMemRegistry(), nil)
 	b := startReplica(t, NewMemRegistry(), nil)
 	connect(t, a, b)
-	d := newLiarDetector(a.store)
+	d := a.store.liars
 	p := b.host.ID()
 	blk := func(s string) blocks.Block { return blocks.NewBlock([]byte(s)) }
 
@@ -454,6 +495,27 @@ func TestLiarDetector(t *testing.T) {
 	eventually(t, time.Minute, "the liar to be disconnected", func() bool {
 		return a.host.Network().Connectedness(p) != network.Connected
 	})
+	if !a.store.Banned(p) || a.store.Metrics().BannedPeers != 1 {
+		t.Fatalf("Banned = %v, BannedPeers = %d; want the liar banned once", a.store.Banned(p), a.store.Metrics().BannedPeers)
+	}
+	if b.store.Banned(a.host.ID()) {
+		t.Fatal("the honest side is banned")
+	}
+	ctx := context.Background()
+	if err := b.host.Connect(ctx, peer.AddrInfo{ID: a.host.ID(), Addrs: a.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the liar's new connection to be closed", func() bool {
+		return b.host.Network().Connectedness(a.host.ID()) != network.Connected
+	})
+	// a's bitswap sends nothing to the liar, which would dial it again.
+	w := &watchedNetwork{d: d}
+	if err := w.SendMessage(ctx, p, asked); !errors.Is(err, errBanned) {
+		t.Fatalf("SendMessage to the liar = %v, want errBanned", err)
+	}
+	if _, err := w.NewMessageSender(ctx, p, nil); !errors.Is(err, errBanned) {
+		t.Fatalf("NewMessageSender to the liar = %v, want errBanned", err)
+	}
 }
 
 // FuzzReadCID feeds arbitrary holdings requests to the decoder.

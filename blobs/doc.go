@@ -83,7 +83,10 @@
 //
 // Bitswap names every received block by the hash of its bytes, so a forged
 // block never passes for the one asked for; a peer that keeps sending
-// blocks nobody asked for is disconnected and counted (Metrics.BadBlocks).
+// blocks nobody asked for is counted (Metrics.BadBlocks), disconnected and
+// banned for ten minutes (Metrics.BannedPeers, Store.Banned): bitswap
+// sends it nothing, so does not dial it, and a connection it makes is
+// closed at once.
 // CAR imports check every block against its CID and require the whole DAG
 // of exactly one root (ErrBadCAR otherwise). Malformed requests get errors
 // and counters, never panics.

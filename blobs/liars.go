@@ -2,11 +2,15 @@ package blobs
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
 
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bsnetwork "github.com/ipfs/boxo/bitswap/network"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 )
 
 const (
@@ -18,7 +22,14 @@ const (
 	askedGeneration = 4096
 	// maxTrackedPeers bounds how many peers are tracked at once.
 	maxTrackedPeers = 1024
+	// banTime is how long a disconnected liar stays banned: no bitswap
+	// message is sent to it (so bitswap does not dial it again) and any
+	// connection it makes is closed at once.
+	banTime = 10 * time.Minute
 )
+
+// errBanned is what sends to a banned peer fail with.
+var errBanned = errors.New("blobs: peer banned for sending forged blocks")
 
 // liarDetector catches peers that send forged blocks.
 //
@@ -36,10 +47,46 @@ type liarDetector struct {
 	mu     sync.Mutex
 	asked  map[peer.ID]*askedSet
 	forged map[peer.ID]int
+	bans   map[peer.ID]time.Time // peer → end of its ban
 }
 
 func newLiarDetector(s *Store) *liarDetector {
-	return &liarDetector{s: s, asked: make(map[peer.ID]*askedSet), forged: make(map[peer.ID]int)}
+	return &liarDetector{s: s, asked: make(map[peer.ID]*askedSet), forged: make(map[peer.ID]int),
+		bans: make(map[peer.ID]time.Time)}
+}
+
+// banned reports whether p is banned now.
+func (d *liarDetector) banned(p peer.ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	end, ok := d.bans[p]
+	if ok && time.Now().After(end) {
+		delete(d.bans, p)
+		return false
+	}
+	return ok
+}
+
+// ban records p as banned until banTime from now. d.mu is held.
+func (d *liarDetector) ban(p peer.ID) {
+	now := time.Now()
+	if len(d.bans) >= maxTrackedPeers {
+		// Forget expired bans; if none has expired, the one ending first
+		// makes room (the table stays bounded whatever many identities a
+		// hostile party makes up).
+		first, firstEnd := peer.ID(""), time.Time{}
+		for q, end := range d.bans {
+			if now.After(end) {
+				delete(d.bans, q)
+			} else if first == "" || end.Before(firstEnd) {
+				first, firstEnd = q, end
+			}
+		}
+		if len(d.bans) >= maxTrackedPeers {
+			delete(d.bans, first)
+		}
+	}
+	d.bans[p] = now.Add(banTime)
 }
 
 // askedSet is a two-generation set of multihashes.
@@ -108,17 +155,51 @@ func (d *liarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
 	if drop || len(d.forged) >= maxTrackedPeers {
 		delete(d.forged, p)
 	}
+	if drop {
+		d.ban(p)
+		delete(d.asked, p)
+	}
 	d.mu.Unlock()
 	d.s.metrics.badBlocks.Add(uint64(bad))
-	if !drop || !d.s.enter() {
+	if !drop {
 		return
 	}
-	d.s.cfg.Logger.Warn("blobs: disconnecting a peer that sends blocks it was not asked for", "peer", p)
+	d.s.metrics.banned.Add(1)
+	d.s.cfg.Logger.Warn("blobs: banning a peer that sends blocks it was not asked for",
+		"peer", p, "for", banTime)
+	d.disconnect(p)
+}
+
+// Banned reports whether this Store has banned peer p for sending forged
+// blocks. A host's connection gater can consult it to refuse the peer's
+// connections outright (dapp does).
+func (s *Store) Banned(p peer.ID) bool {
+	return s.liars != nil && s.liars.banned(p)
+}
+
+// disconnect closes every connection to p, off the caller's goroutine
+// (network notifications must not block).
+func (d *liarDetector) disconnect(p peer.ID) {
+	if !d.s.enter() {
+		return
+	}
 	go func() {
 		defer d.s.exit()
 		_ = d.s.cfg.Host.Network().ClosePeer(p)
 	}()
 }
+
+// Connected closes a connection from or to a banned peer as soon as it is
+// up: a liar that dials again is not served, nor asked for blocks.
+func (d *liarDetector) Connected(_ network.Network, c network.Conn) {
+	if d.banned(c.RemotePeer()) {
+		d.disconnect(c.RemotePeer())
+	}
+}
+
+func (d *liarDetector) Disconnected(network.Network, network.Conn)       {}
+func (d *liarDetector) Listen(network.Network, multiaddr.Multiaddr)      {}
+func (d *liarDetector) ListenClose(network.Network, multiaddr.Multiaddr) {}
 
 // MessageSent is part of bitswap's tracer interface; the client's wants
 // are seen through watchedNetwork instead, as the client does not trace
@@ -133,11 +214,26 @@ type watchedNetwork struct {
 }
 
 func (w *watchedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
+	if w.d.banned(p) {
+		return errBanned
+	}
 	w.d.sent(p, msg)
 	return w.BitSwapNetwork.SendMessage(ctx, p, msg)
 }
 
+// Connect refuses banned peers: bitswap dials a peer it has something to
+// send to, which would bring a liar back.
+func (w *watchedNetwork) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if w.d.banned(ai.ID) {
+		return errBanned
+	}
+	return w.BitSwapNetwork.Connect(ctx, ai)
+}
+
 func (w *watchedNetwork) NewMessageSender(ctx context.Context, p peer.ID, opts *bsnetwork.MessageSenderOpts) (bsnetwork.MessageSender, error) {
+	if w.d.banned(p) {
+		return nil, errBanned
+	}
 	ms, err := w.BitSwapNetwork.NewMessageSender(ctx, p, opts)
 	if err != nil {
 		return nil, err
@@ -152,6 +248,9 @@ type watchedSender struct {
 }
 
 func (w *watchedSender) SendMsg(ctx context.Context, msg bsmsg.BitSwapMessage) error {
+	if w.d.banned(w.p) {
+		return errBanned
+	}
 	w.d.sent(w.p, msg)
 	return w.MessageSender.SendMsg(ctx, msg)
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	BadCAR          uint64 // CAR imports rejected
 	BadRequests     uint64 // malformed requests from peers or HTTP clients
 	BadBlocks       uint64 // blocks from peers that nobody asked for (forged)
+	BannedPeers     uint64 // peers banned for sending forged blocks since Open
 }
 
 type metrics struct {
@@ -39,6 +40,7 @@ type metrics struct {
 	badCAR     atomic.Uint64
 	badRequest atomic.Uint64
 	badBlocks  atomic.Uint64
+	banned     atomic.Uint64
 
 	collectors []prometheus.Collector
 }
@@ -73,6 +75,9 @@ func newMetrics(s *Store) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_bad_input_total",
 			Help: "Rejected input: bad CAR streams, malformed requests and forged blocks."},
 			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests + x.BadBlocks) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_banned_peers_total",
+			Help: "Peers banned for sending forged blocks."},
+			snap(func(x Metrics) float64 { return float64(x.BannedPeers) })),
 	}
 	return m
 }
@@ -145,6 +150,7 @@ func (s *Store) Metrics() Metrics {
 	out.BadCAR = m.badCAR.Load()
 	out.BadRequests = m.badRequest.Load()
 	out.BadBlocks = m.badBlocks.Load()
+	out.BannedPeers = m.banned.Load()
 	if s.bswap != nil {
 		if st, err := s.bswap.Stat(); err == nil {
 			out.FetchedBytes = st.DataReceived

@@ -52,6 +52,7 @@ type Node struct {
 	key   *ecdsa.PrivateKey
 	db    *kv.DB
 	host  host.Host
+	gater *banGater
 	ps    *pubsub.PubSub
 	store *store.Store
 	blobs *blobs.Store
@@ -162,9 +163,8 @@ func (n *Node) startHost() error {
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("dpaas/" + c.App.Name),
 	}
-	if c.ConnectionGater != nil {
-		opts = append(opts, libp2p.ConnectionGater(c.ConnectionGater))
-	}
+	n.gater = &banGater{user: c.ConnectionGater}
+	opts = append(opts, libp2p.ConnectionGater(n.gater))
 	if c.loopback {
 		// Nothing to map or punch through on loopback, and no relays.
 		opts = append(opts, libp2p.DisableRelay())
@@ -243,6 +243,8 @@ func (n *Node) startData(ctx context.Context) error {
 		return fmt.Errorf("dapp: open: %w", err)
 	}
 	n.closers = append(n.closers, ignoreClosed(n.blobs.Close, blobs.ErrClosed))
+	banned := n.blobs.Banned
+	n.gater.banned.Store(&banned)
 	return nil
 }
 
