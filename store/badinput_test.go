@@ -95,7 +95,7 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 	eventually(t, 10*time.Second, "garbage not counted", rejected(1))
 
 	// 2. a forged signature: signed by mallory, claims another author
-	block, _ := sign(1, ts, nil, delta.Op{Kind: delta.Put, Collection: "c", ID: "forged", Fields: map[string][]byte{"a": []byte("1")}})
+	block, _ := sign(1, ts, nil, delta.Op{Kind: delta.Put, Collection: "c", ID: "forged", Fields: delta.Fields{{Name: "a", Value: []byte("1")}}})
 	d, _, err := delta.Decode(block)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 	eventually(t, 10*time.Second, "forged delta not counted", rejected(2))
 
 	// 3. a valid create, 4. a refused overwrite, 5. its valid child
-	b1, c1 := sign(1, ts+1, nil, delta.Op{Kind: delta.Put, Collection: "c", ID: "x", Fields: map[string][]byte{"owner": []byte(`"mallory"`)}})
+	b1, c1 := sign(1, ts+1, nil, delta.Op{Kind: delta.Put, Collection: "c", ID: "x", Fields: delta.Fields{{Name: "owner", Value: []byte(`"mallory"`)}}})
 	b2, c2 := sign(2, ts+2, []cid.Cid{c1}, delta.Op{Kind: delta.Set, Collection: "c", ID: "x", Field: "owner", Value: []byte(`"bob"`)})
 	b3, c3 := sign(3, ts+3, []cid.Cid{c2}, delta.Op{Kind: delta.Set, Collection: "c", ID: "x", Field: "note", Value: []byte(`"hi"`)})
 	publish(b1)

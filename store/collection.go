@@ -82,8 +82,8 @@ func writeOf(author common.Address, op *delta.Op, before []byte) Write {
 	}
 	if op.Fields != nil {
 		w.Fields = make(map[string]json.RawMessage, len(op.Fields))
-		for k, v := range op.Fields {
-			w.Fields[k] = json.RawMessage(v)
+		for _, f := range op.Fields {
+			w.Fields[f.Name] = json.RawMessage(f.Value)
 		}
 	}
 	return w
@@ -152,7 +152,7 @@ func (c *Collection) checkID(op, id string) error {
 }
 
 // docFields splits a struct or map into its top-level JSON fields.
-func docFields(doc any) (map[string][]byte, error) {
+func docFields(doc any) (delta.Fields, error) {
 	raw, ok := doc.(json.RawMessage)
 	if ok {
 		if !json.Valid(raw) {
@@ -172,16 +172,16 @@ func docFields(doc any) (map[string][]byte, error) {
 	}
 	// Field values are registers, compared whole and queried through
 	// encodeValue, so they need no canonical form; compact is enough.
-	for k, v := range out {
-		if k == "" || strings.IndexByte(k, 0) >= 0 {
-			return nil, fmt.Errorf("field name %q: %w", k, ErrInvalid)
+	for i, f := range out {
+		if f.Name == "" || strings.IndexByte(f.Name, 0) >= 0 {
+			return nil, fmt.Errorf("field name %q: %w", f.Name, ErrInvalid)
 		}
-		if !isCompact(v) {
+		if !isCompact(f.Value) {
 			var buf bytes.Buffer
-			if err := json.Compact(&buf, v); err != nil {
-				return nil, fmt.Errorf("field %q: %v: %w", k, err, ErrInvalid)
+			if err := json.Compact(&buf, f.Value); err != nil {
+				return nil, fmt.Errorf("field %q: %v: %w", f.Name, err, ErrInvalid)
 			}
-			out[k] = buf.Bytes()
+			out[i].Value = buf.Bytes()
 		}
 	}
 	return out, nil
@@ -192,14 +192,14 @@ var errNotObject = fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
 // splitObject splits valid JSON that must be an object into its members,
 // as json.Unmarshal into a map of RawMessage would (the last of duplicate
 // names wins, names are decoded and made valid UTF-8), without decoding
-// the values. The values alias raw.
-func splitObject(raw []byte) (map[string][]byte, error) {
+// the values. The members come sorted by name; the values alias raw.
+func splitObject(raw []byte) (delta.Fields, error) {
 	notObject := errNotObject
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return nil, notObject
 	}
-	out := make(map[string][]byte, 8)
+	out := make(delta.Fields, 0, 4)
 	i = skipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
 		return out, nil
@@ -225,14 +225,14 @@ func splitObject(raw []byte) (map[string][]byte, error) {
 		if i = skipValue(raw, i); i < 0 {
 			return nil, notObject
 		}
-		out[key] = raw[start:i]
+		out = append(out, delta.Field{Name: key, Value: raw[start:i]})
 		i = skipSpace(raw, i)
 		if i >= len(raw) || raw[i] == '}' {
 			break
 		}
 		i = skipSpace(raw, i+1) // the comma
 	}
-	return out, nil
+	return delta.SortFields(out), nil
 }
 
 func (c *Collection) putOp(id string, doc any) (userOp, error) {

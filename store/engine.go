@@ -40,7 +40,7 @@ type userOp struct {
 	field  string
 	value  []byte
 	amount int64
-	fields map[string][]byte
+	fields delta.Fields
 }
 
 type writeReq struct {
@@ -510,7 +510,7 @@ func buildOp(u *userOp, st *crdt.Doc) delta.Op {
 	case delta.Put, delta.Delete:
 		op.Bases, op.Seen = st.Bases(""), st.Seen()
 		if u.kind == delta.Put && op.Fields == nil {
-			op.Fields = map[string][]byte{}
+			op.Fields = delta.Fields{}
 		}
 	case delta.Set, delta.Unset:
 		op.Bases = st.Bases(u.field)
@@ -518,6 +518,25 @@ func buildOp(u *userOp, st *crdt.Doc) delta.Op {
 		op.Tags = st.Tags(u.field, u.value)
 	}
 	return op
+}
+
+// batchSizeHint guesses, slightly high, the bytes a commit of reqs writes:
+// each operation goes into the document's state, its view, index entries
+// and the delta, with their keys. Sizing the batch once saves Pebble's
+// doublings, each a copy of everything so far.
+func batchSizeHint(reqs []*writeReq) int {
+	n := 0
+	for _, r := range reqs {
+		for i := range r.ops {
+			op := &r.ops[i]
+			m := len(op.coll) + len(op.id) + len(op.field) + len(op.value)
+			for _, f := range op.fields {
+				m += len(f.Name) + len(f.Value)
+			}
+			n += 4*m + 128
+		}
+	}
+	return n
 }
 
 // commitLocal turns the waiting writes into deltas and commits them. It
@@ -531,7 +550,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 		return false
 	}
 	w := newWorkset(s)
-	b := s.pdb.NewBatch()
+	b := s.pdb.NewBatchWithSize(batchSizeHint(reqs))
 	maxOps := s.cfg.MaxDeltaOps
 	var (
 		ops  []delta.Op

@@ -9,7 +9,7 @@ import (
 
 var splitSeeds = []string{
 	`{}`, ` { } `, `{"a":1}`, `{"a" : 1 , "b":"x,}"}`, `{"a":{"b":[1,{"c":"]}"}]},"d":null}`,
-	`{"k\"ey":true,"k\u00e9":false}`, `{"a":1,"a":2}`, "{\"\xff\":1}", `{"a":"\\"}`,
+	`{"k\"ey":true,"k\u00e9":false}`, `{"a":1,"a":2}`, `{"b":1,"a":2,"b":3,"c":4,"a":5}`, "{\"\xff\":1}", `{"a":"\\"}`,
 	`{"n":-1.5e10,"s":"é","arr":[ 1, 2 ]}`, `[1]`, `"s"`, `null`, `{"":1}`,
 }
 
@@ -46,7 +46,14 @@ func checkSplit(t *testing.T, in []byte) {
 	if gerr != nil {
 		t.Fatalf("%q: %v", in, gerr)
 	}
-	if !maps.EqualFunc(got, want, func(a []byte, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
+	m := make(map[string][]byte, len(got))
+	for i, f := range got {
+		if i > 0 && got[i-1].Name >= f.Name {
+			t.Fatalf("%q: split %q: not sorted by name, or a name repeats", in, got)
+		}
+		m[f.Name] = f.Value
+	}
+	if !maps.EqualFunc(m, want, func(a []byte, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
 		t.Fatalf("%q: split %q, want %q", in, got, want)
 	}
 }

@@ -251,18 +251,28 @@ func (d *Doc) setField(s Stamp, name string, v []byte) {
 // setFields sets every field of a Put. Into a document without fields,
 // the usual case (the Put cleared the older ones), they go in one sorted
 // pass.
-func (d *Doc) setFields(s Stamp, fields map[string][]byte) {
-	if len(d.Fields) > 0 || s.Less(d.Clear) {
-		for name, v := range fields {
-			d.setField(s, name, v)
+func (d *Doc) setFields(s Stamp, fields delta.Fields) {
+	if len(d.Fields) > 0 || s.Less(d.Clear) || !sortedUnique(fields) {
+		for _, f := range fields {
+			d.setField(s, f.Name, f.Value)
 		}
 		return
 	}
 	d.Fields = slices.Grow(d.Fields[:0], len(fields))
-	for name, v := range fields {
-		d.Fields = append(d.Fields, Field{Name: name, Register: Register{Stamp: s, Value: v}})
+	for _, f := range fields {
+		d.Fields = append(d.Fields, Field{Name: f.Name, Register: Register{Stamp: s, Value: f.Value}})
 	}
-	slices.SortFunc(d.Fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// sortedUnique reports whether fs is sorted by name without repeats, as
+// checked deltas are.
+func sortedUnique(fs delta.Fields) bool {
+	for i := 1; i < len(fs); i++ {
+		if fs[i-1].Name >= fs[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *Doc) clearBelow() {

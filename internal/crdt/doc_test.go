@@ -31,10 +31,11 @@ func op(k delta.Kind, field string, v string) *delta.Op {
 
 func TestMergeRules(t *testing.T) {
 	put := func(fields map[string]string) *delta.Op {
-		o := &delta.Op{Kind: delta.Put, Collection: "c", ID: "d", Fields: map[string][]byte{}}
+		o := &delta.Op{Kind: delta.Put, Collection: "c", ID: "d", Fields: delta.Fields{}}
 		for k, v := range fields {
-			o.Fields[k] = []byte(v)
+			o.Fields = append(o.Fields, delta.Field{Name: k, Value: []byte(v)})
 		}
+		o.Fields = delta.SortFields(o.Fields)
 		return o
 	}
 	inc := func(n int64) *delta.Op { o := op(delta.Inc, "n", ""); o.Amount = n; return o }
@@ -169,7 +170,7 @@ func randomOp(rng *rand.Rand, r *replica) *delta.Op {
 	switch rng.IntN(9) {
 	case 0:
 		o.Kind = delta.Put
-		o.Fields = map[string][]byte{field: val}
+		o.Fields = delta.Fields{{Name: field, Value: val}}
 		o.Bases, o.Seen = d.Bases(""), d.Seen()
 	case 1:
 		o.Kind = delta.Delete
@@ -310,7 +311,7 @@ func runConvergence(t *testing.T, rng *rand.Rand, seed uint64, round int) {
 
 func FuzzDecodeState(f *testing.F) {
 	var d Doc
-	d.Apply(MakeStamp(5, alice, 0), &delta.Op{Kind: delta.Put, Collection: "c", ID: "d", Fields: map[string][]byte{"a": []byte("1")}})
+	d.Apply(MakeStamp(5, alice, 0), &delta.Op{Kind: delta.Put, Collection: "c", ID: "d", Fields: delta.Fields{{Name: "a", Value: []byte("1")}}})
 	d.Apply(MakeStamp(6, bob, 0), &delta.Op{Kind: delta.Add, Collection: "c", ID: "d", Field: "s", Value: []byte("2")})
 	d.Apply(MakeStamp(7, bob, 0), &delta.Op{Kind: delta.Inc, Collection: "c", ID: "d", Field: "n", Amount: 3})
 	d.Apply(MakeStamp(8, bob, 0), &delta.Op{Kind: delta.Append, Collection: "c", ID: "d", Field: "l", Value: []byte("4")})

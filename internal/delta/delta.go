@@ -120,7 +120,7 @@ type Op struct {
 	Field      string            `cbor:"f,omitempty"`
 	Value      []byte            `cbor:"v,omitempty"`
 	Amount     int64             `cbor:"n,omitempty"`
-	Fields     map[string][]byte `cbor:"F,omitempty"`
+	Fields     Fields            `cbor:"F,omitzero"`
 	Tags       []Tag             `cbor:"g,omitempty"`
 	Bases      []Base            `cbor:"b,omitempty"`
 	Seen       []Seen            `cbor:"s,omitempty"`
@@ -417,9 +417,12 @@ func (op *Op) check() error {
 	if op.Kind != Put && op.Fields != nil {
 		return fmt.Errorf("%s: fields not allowed: %w", op.Kind, ErrMalformed)
 	}
-	for name, v := range op.Fields {
-		if name == "" || len(name) > MaxNameLen || !json.Valid(v) {
-			return fmt.Errorf("put: field %q is invalid: %w", name, ErrMalformed)
+	for i, f := range op.Fields {
+		if f.Name == "" || len(f.Name) > MaxNameLen || !json.Valid(f.Value) {
+			return fmt.Errorf("put: field %q is invalid: %w", f.Name, ErrMalformed)
+		}
+		if i > 0 && op.Fields[i-1].Name >= f.Name {
+			return fmt.Errorf("put: fields are not sorted by name, or repeat one: %w", ErrMalformed)
 		}
 	}
 	if op.Kind != Remove && op.Tags != nil {

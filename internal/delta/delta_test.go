@@ -21,7 +21,7 @@ func sample(t testing.TB) ([]byte, *Delta) {
 		t.Fatal(err)
 	}
 	d := &Delta{Seq: 3, HLC: 1 << 40, Parents: []cid.Cid{parent}, Ops: []Op{
-		{Kind: Put, Collection: "rides", ID: "r1", Fields: map[string][]byte{"from": []byte(`"A"`), "n": []byte(`2`)}},
+		{Kind: Put, Collection: "rides", ID: "r1", Fields: Fields{{"from", []byte(`"A"`)}, {"n", []byte(`2`)}}},
 		{Kind: Inc, Collection: "rides", ID: "r1", Field: "views", Amount: -4},
 		{Kind: Remove, Collection: "rides", ID: "r1", Field: "tags", Value: []byte(`"x"`),
 			Tags: []Tag{{HLC: 9, Author: make([]byte, 20), Index: 1}}},

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
-	"strings"
 )
 
 // A hand-written encoder for the one shape a delta has. It produces exactly
@@ -109,8 +108,8 @@ func encodeDelta(d *Delta, withSig bool) []byte {
 
 func (op *Op) sizeHint() int {
 	n := 32 + len(op.Collection) + len(op.ID) + len(op.Field) + len(op.Value)
-	for k, v := range op.Fields {
-		n += 6 + len(k) + len(v)
+	for _, f := range op.Fields {
+		n += 6 + len(f.Name) + len(f.Value)
 	}
 	n += len(op.Tags)*40 + len(op.Bases)*60
 	for _, s := range op.Seen {
@@ -217,21 +216,24 @@ func (e *encoder) tag(t *Tag) {
 }
 
 // fields encodes a Put's fields with keys in dag-cbor order: shorter
-// first, then bytewise.
-func (e *encoder) fields(m map[string][]byte) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b string) int {
-		if len(a) != len(b) {
-			return len(a) - len(b)
+// first, then bytewise. fs is sorted bytewise, so each length's names are
+// in order already: one pass per distinct length, shortest first.
+func (e *encoder) fields(fs Fields) {
+	e.head(cborMap, uint64(len(fs)))
+	var lens [16]int
+	seen := lens[:0]
+	for _, f := range fs {
+		if !slices.Contains(seen, len(f.Name)) {
+			seen = append(seen, len(f.Name))
 		}
-		return strings.Compare(a, b)
-	})
-	e.head(cborMap, uint64(len(keys)))
-	for _, k := range keys {
-		e.text(k)
-		e.bytes(m[k])
+	}
+	slices.Sort(seen)
+	for _, n := range seen {
+		for _, f := range fs {
+			if len(f.Name) == n {
+				e.text(f.Name)
+				e.bytes(f.Value)
+			}
+		}
 	}
 }

@@ -68,10 +68,11 @@ func TestEncoderMatchesGenericEncoding(t *testing.T) {
 				}
 			}
 			if r.IntN(2) == 0 {
-				op.Fields = map[string][]byte{}
+				op.Fields = Fields{}
 				for range r.IntN(30) {
-					op.Fields[str()] = raw()
+					op.Fields = append(op.Fields, Field{str(), raw()})
 				}
+				op.Fields = SortFields(op.Fields)
 			}
 			for range r.IntN(3) {
 				op.Tags = append(op.Tags, Tag{HLC: num(), Author: addr(), Index: uint32(num())})
@@ -93,7 +94,12 @@ func TestEncoderMatchesGenericEncoding(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got := encodeDelta(d, withSig); !bytes.Equal(got, want) {
-				t.Fatalf("delta %d (sig %v): encodings differ\n got %x\nwant %x", i, withSig, got, want)
+				k := 0
+				for k < len(got) && k < len(want) && got[k] == want[k] {
+					k++
+				}
+				lo := max(k-40, 0)
+				t.Fatalf("delta %d (sig %v): encodings differ at byte %d of %d/%d\n got …%x\nwant …%x", i, withSig, k, len(got), len(want), got[lo:min(k+40, len(got))], want[lo:min(k+40, len(want))])
 			}
 		}
 	}
