@@ -114,16 +114,16 @@ type Seen struct {
 
 // Op is one operation on one document. Values are canonical JSON.
 type Op struct {
-	Kind       Kind              `cbor:"k"`
-	Collection string            `cbor:"c"`
-	ID         string            `cbor:"d"`
-	Field      string            `cbor:"f,omitempty"`
-	Value      []byte            `cbor:"v,omitempty"`
-	Amount     int64             `cbor:"n,omitempty"`
-	Fields     Fields            `cbor:"F,omitzero"`
-	Tags       []Tag             `cbor:"g,omitempty"`
-	Bases      []Base            `cbor:"b,omitempty"`
-	Seen       []Seen            `cbor:"s,omitempty"`
+	Kind       Kind   `cbor:"k"`
+	Collection string `cbor:"c"`
+	ID         string `cbor:"d"`
+	Field      string `cbor:"f,omitempty"`
+	Value      []byte `cbor:"v,omitempty"`
+	Amount     int64  `cbor:"n,omitempty"`
+	Fields     Fields `cbor:"F,omitzero"`
+	Tags       []Tag  `cbor:"g,omitempty"`
+	Bases      []Base `cbor:"b,omitempty"`
+	Seen       []Seen `cbor:"s,omitempty"`
 }
 
 // Delta is one signed change. Author and Sig are set by Sign or Decode.
