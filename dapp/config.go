@@ -47,7 +47,9 @@ type Config struct {
 	// bootstrap re-dials and DHT rendezvous; default one minute.
 	DiscoveryInterval time.Duration
 	// ConnectionGater, if set, may refuse connections (allow lists,
-	// partitions in tests).
+	// partitions in tests). Peers the instance has banned (blobs bans a
+	// peer that sends forged blocks, for ten minutes) are refused before
+	// it is asked.
 	ConnectionGater connmgr.ConnectionGater
 	// PubSub tunes messaging; its AppID and Logger are set by Open.
 	PubSub pubsub.Config
