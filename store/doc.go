@@ -81,7 +81,12 @@
 // an I/O error) fails its writes with the cause and stops the store's
 // writes: every later write fails at once with the same error, while
 // reads, Watch and serving peers go on. Reopening the store once the cause
-// is fixed recovers the durable state, and catch-up brings the rest.
+// is fixed recovers the durable state, and catch-up brings the rest. One
+// case still ends the process: Pebble treats a failed write of its
+// MANIFEST (the record of its files, appended after a background flush or
+// compaction has written its tables) as fatal, since it could no longer
+// say which files hold the data. Nothing acknowledged is lost then
+// either: the write-ahead log still holds it, and the next Open replays it.
 //
 // # Watch and slow consumers
 //
