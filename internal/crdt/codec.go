@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -22,10 +23,24 @@ const codecVersion = 1
 var errCorrupt = errors.New("crdt: corrupt state")
 
 type encoder struct {
-	buf    []byte
 	stamps []Stamp
 	index  map[Stamp]int
 	body   []byte
+}
+
+// encoders recycles the scratch space of Encode, which runs for every
+// document a commit touches.
+var encoders = sync.Pool{New: func() any {
+	return &encoder{stamps: make([]Stamp, 0, 8), body: make([]byte, 0, 256)}
+}}
+
+// release returns e to the pool, unless a large document grew it.
+func (e *encoder) release() {
+	if cap(e.body) > 64<<10 || cap(e.stamps) > 1024 {
+		return
+	}
+	e.stamps, e.body, e.index = e.stamps[:0], e.body[:0], nil
+	encoders.Put(e)
 }
 
 func (e *encoder) uvarint(v uint64) { e.body = binary.AppendUvarint(e.body, v) }
@@ -98,7 +113,8 @@ func (e *encoder) pns(m map[common.Address]PN) {
 // Encode returns the deterministic encoding of the whole state; equal
 // states encode to equal bytes.
 func (d *Doc) Encode() ([]byte, error) {
-	e := &encoder{stamps: make([]Stamp, 0, 4), body: make([]byte, 0, 128)}
+	e := encoders.Get().(*encoder)
+	defer e.release()
 	e.stamp(d.Clear)
 	e.stamp(d.Dead)
 	e.stamp(d.Touch)

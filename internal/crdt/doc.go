@@ -414,10 +414,15 @@ func (d *Doc) View() []byte {
 	if !d.Alive() {
 		return nil
 	}
-	b := make([]byte, 0, 64)
-	b = append(b, '{')
 	if len(d.Counters)+len(d.Sets)+len(d.Logs) == 0 {
-		// only registers, already in name order
+		// only registers, already in name order, in a buffer sized once
+		// (names with characters to escape may still grow it)
+		n := 2
+		for _, f := range d.Fields {
+			n += len(f.Name) + len(f.Value) + 4
+		}
+		b := make([]byte, 0, n)
+		b = append(b, '{')
 		for _, f := range d.Fields {
 			if f.Value == nil {
 				continue // unset
@@ -431,6 +436,8 @@ func (d *Doc) View() []byte {
 		}
 		return append(b, '}')
 	}
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
 	sorted := make([]string, 0, len(d.Fields)+len(d.Counters)+len(d.Sets)+len(d.Logs))
 	for _, f := range d.Fields {
 		sorted = append(sorted, f.Name)
