@@ -378,9 +378,20 @@ func (w *workset) prefetch(in []*incoming) error {
 	return nil
 }
 
-func (w *workset) add(d *workDoc) {
-	w.docs[d.coll+"\x00"+d.id] = d
+func (w *workset) add(d *workDoc) { w.addKey(d.coll+"\x00"+d.id, d) }
+
+// addKey adds d, whose key (collection, zero byte, id) the caller has.
+func (w *workset) addKey(k string, d *workDoc) {
+	w.docs[k] = d
 	w.list = append(w.list, d)
+}
+
+// grow makes room for n more documents.
+func (w *workset) grow(n int) {
+	if len(w.docs) == 0 {
+		w.docs = make(map[string]*workDoc, n)
+	}
+	w.list = slices.Grow(w.list, n)
 }
 
 // render encodes the final state and view ahead of flush.
@@ -420,7 +431,7 @@ func restore(snap map[*workDoc][]byte) {
 
 // flush writes every changed document's state, view and index entries.
 func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
-	var changes []Change
+	changes := make([]Change, 0, len(w.list))
 	sp := w.s.space
 	for _, d := range w.list {
 		if !d.dirty {
@@ -826,15 +837,24 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 	stampAt(total - 1) // take every delta's timestamp before going parallel
 	type group struct {
 		d   *workDoc
+		key string
 		pos []int
 	}
-	var groups []*group
-	byDoc := make(map[string]*group)
+	// one allocation for all the groups and one for all the documents
+	// (there are at most total of each)
+	var (
+		groups = make([]*group, 0, total)
+		gs     = make([]group, 0, total)
+		docs   = make([]workDoc, 0, total)
+		byDoc  = make(map[string]*group, total)
+	)
 	for pos, u := range us {
 		k := u.coll + "\x00" + u.id
 		g := byDoc[k]
 		if g == nil {
-			g = &group{d: &workDoc{coll: u.coll, id: u.id}}
+			docs = append(docs, workDoc{coll: u.coll, id: u.id})
+			gs = append(gs, group{d: &docs[len(docs)-1], key: k})
+			g = &gs[len(gs)-1]
 			byDoc[k] = g
 			groups = append(groups, g)
 		}
@@ -883,8 +903,9 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	w.grow(len(groups))
 	for _, g := range groups {
-		w.add(g.d)
+		w.addKey(g.key, g.d)
 	}
 	return ops, nil
 }
