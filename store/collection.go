@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -187,6 +188,44 @@ func docFields(doc any) (delta.Fields, error) {
 	return out, nil
 }
 
+// fieldNames interns field names: documents of a collection repeat the
+// same few names, which then cost no allocation per write. The table only
+// grows, up to a bound, and only with short names.
+var fieldNames = &internTable{names: make(map[string]string)}
+
+const (
+	internMax     = 4096 // names held at most
+	internMaxName = 64   // longest name interned
+)
+
+type internTable struct {
+	mu    sync.RWMutex
+	names map[string]string
+}
+
+// get returns b as a string, the interned one when there is one.
+func (t *internTable) get(b []byte) string {
+	if len(b) > internMaxName {
+		return string(b)
+	}
+	t.mu.RLock()
+	s, ok := t.names[string(b)] // no allocation for the lookup
+	full := len(t.names) >= internMax
+	t.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	if !full {
+		t.mu.Lock()
+		if len(t.names) < internMax {
+			t.names[s] = s
+		}
+		t.mu.Unlock()
+	}
+	return s
+}
+
 var errNotObject = fmt.Errorf("document must be a JSON object: %w", ErrInvalid)
 
 // splitObject splits valid JSON that must be an object into its members,
@@ -217,7 +256,7 @@ func splitObject(raw []byte) (delta.Fields, error) {
 				return nil, notObject
 			}
 		} else {
-			key = string(name)
+			key = fieldNames.get(name)
 		}
 		i = skipSpace(raw, end)
 		i = skipSpace(raw, i+1) // the colon
