@@ -260,7 +260,7 @@ func (s *Store) docBucket(coll, id string) int {
 // after the writer's read may have changed it (documents share slots, so
 // this errs only towards reading again).
 func (w *workset) adopt(d *workDoc, at uint64) {
-	if d == nil || w.docs[d.coll+"\x00"+d.id] != nil || w.s.written[w.s.docBucket(d.coll, d.id)] > at {
+	if d == nil || w.docs[docRef{d.coll, d.id}] != nil || w.s.written[w.s.docBucket(d.coll, d.id)] > at {
 		return
 	}
 	w.add(d)
@@ -282,15 +282,17 @@ type workDoc struct {
 // Pebble, which already holds every earlier batch.
 type workset struct {
 	s    *Store
-	docs map[string]*workDoc
+	docs map[docRef]*workDoc
 	list []*workDoc
 }
 
-func newWorkset(s *Store) *workset { return &workset{s: s, docs: make(map[string]*workDoc)} }
+// docRef names a document: its collection and id.
+type docRef struct{ coll, id string }
+
+func newWorkset(s *Store) *workset { return &workset{s: s, docs: make(map[docRef]*workDoc)} }
 
 func (w *workset) doc(coll, id string) (*workDoc, error) {
-	k := coll + "\x00" + id
-	if d := w.docs[k]; d != nil {
+	if d := w.docs[docRef{coll, id}]; d != nil {
 		return d, nil
 	}
 	d := &workDoc{coll: coll, id: id}
@@ -344,11 +346,11 @@ const prefetchMin = 64
 // costs a fraction of one point lookup per document.
 func (w *workset) prefetch(in []*incoming) error {
 	var docs []*workDoc
-	seen := make(map[string]bool)
+	seen := make(map[docRef]bool)
 	for _, x := range in {
 		for i := range x.d.Ops {
 			op := &x.d.Ops[i]
-			k := op.Collection + "\x00" + op.ID
+			k := docRef{op.Collection, op.ID}
 			if w.docs[k] == nil && !seen[k] {
 				seen[k] = true
 				docs = append(docs, &workDoc{coll: op.Collection, id: op.ID})
@@ -378,18 +380,15 @@ func (w *workset) prefetch(in []*incoming) error {
 	return nil
 }
 
-func (w *workset) add(d *workDoc) { w.addKey(d.coll+"\x00"+d.id, d) }
-
-// addKey adds d, whose key (collection, zero byte, id) the caller has.
-func (w *workset) addKey(k string, d *workDoc) {
-	w.docs[k] = d
+func (w *workset) add(d *workDoc) {
+	w.docs[docRef{d.coll, d.id}] = d
 	w.list = append(w.list, d)
 }
 
 // grow makes room for n more documents.
 func (w *workset) grow(n int) {
 	if len(w.docs) == 0 {
-		w.docs = make(map[string]*workDoc, n)
+		w.docs = make(map[docRef]*workDoc, n)
 	}
 	w.list = slices.Grow(w.list, n)
 }
@@ -837,7 +836,6 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 	stampAt(total - 1) // take every delta's timestamp before going parallel
 	type group struct {
 		d   *workDoc
-		key string
 		pos []int
 	}
 	// one allocation for all the groups and one for all the documents
@@ -846,14 +844,14 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 		groups = make([]*group, 0, total)
 		gs     = make([]group, 0, total)
 		docs   = make([]workDoc, 0, total)
-		byDoc  = make(map[string]*group, total)
+		byDoc  = make(map[docRef]*group, total)
 	)
 	for pos, u := range us {
-		k := u.coll + "\x00" + u.id
+		k := docRef{u.coll, u.id}
 		g := byDoc[k]
 		if g == nil {
 			docs = append(docs, workDoc{coll: u.coll, id: u.id})
-			gs = append(gs, group{d: &docs[len(docs)-1], key: k})
+			gs = append(gs, group{d: &docs[len(docs)-1]})
 			g = &gs[len(gs)-1]
 			byDoc[k] = g
 			groups = append(groups, g)
@@ -905,7 +903,7 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 	}
 	w.grow(len(groups))
 	for _, g := range groups {
-		w.addKey(g.key, g.d)
+		w.add(g.d)
 	}
 	return ops, nil
 }
