@@ -252,9 +252,11 @@ func splitObject(raw []byte) (delta.Fields, error) {
 		name := raw[i+1 : end-1]
 		var key string
 		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
-			if err := json.Unmarshal(raw[i:end], &key); err != nil {
+			var unquoted string // escapes to the heap: only here
+			if err := json.Unmarshal(raw[i:end], &unquoted); err != nil {
 				return nil, notObject
 			}
+			key = unquoted
 		} else {
 			key = fieldNames.get(name)
 		}

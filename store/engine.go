@@ -322,19 +322,21 @@ func (w *workset) load(d *workDoc) error {
 }
 
 // seekLoad is load through an iterator, for documents taken in key order.
-func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc) error {
+// key is scratch space for the document's key, returned for reuse.
+func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc, key []byte) ([]byte, error) {
 	d.state = new(crdt.Doc)
-	k := w.s.space.Key(docKey(tState, d.coll, d.id))
+	k := append(append(key[:0], w.s.space.Prefix()...), tState)
+	k = append(append(append(k, d.coll...), 0), d.id...)
 	if !it.SeekGE(k) || string(it.Key()) != string(k) {
-		return it.Error()
+		return k, it.Error()
 	}
 	st, err := crdt.Decode(slices.Clone(it.Value())) // the state aliases its bytes
 	if err != nil {
-		return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
+		return k, fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
 	}
 	d.state = st
 	d.before = st.View()
-	return nil
+	return k, nil
 }
 
 // prefetchMin is the number of documents from which prefetch reads them
@@ -371,8 +373,9 @@ func (w *workset) prefetch(in []*incoming) error {
 		return err
 	}
 	defer it.Close()
+	var key []byte
 	for _, d := range docs {
-		if err := w.seekLoad(it, d); err != nil {
+		if key, err = w.seekLoad(it, d, key); err != nil {
 			return err
 		}
 		w.add(d)
@@ -878,9 +881,10 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 				return
 			}
 			defer it.Close()
+			var key []byte
 			for gi := wk; gi < len(order); gi += workers {
 				g := order[gi]
-				if err := w.seekLoad(it, g.d); err != nil {
+				if key, err = w.seekLoad(it, g.d, key); err != nil {
 					errs[wk] = err
 					return
 				}
