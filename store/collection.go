@@ -190,8 +190,10 @@ func docFields(doc any) (delta.Fields, error) {
 
 // fieldNames interns field names: documents of a collection repeat the
 // same few names, which then cost no allocation per write. The table only
-// grows, up to a bound, and only with short names.
-var fieldNames = &internTable{names: make(map[string]string)}
+// grows, up to a bound, and only with short names. Readers load it with
+// one atomic read (a read lock's shared counter cost more, bouncing
+// between cores); an addition copies it, which happens once per name.
+var fieldNames = newInternTable()
 
 const (
 	internMax     = 4096 // names held at most
@@ -199,8 +201,15 @@ const (
 )
 
 type internTable struct {
-	mu    sync.RWMutex
-	names map[string]string
+	mu    sync.Mutex // serialises additions
+	names atomic.Pointer[map[string]string]
+}
+
+func newInternTable() *internTable {
+	t := &internTable{}
+	m := map[string]string{}
+	t.names.Store(&m)
+	return t
 }
 
 // get returns b as a string, the interned one when there is one.
@@ -208,18 +217,21 @@ func (t *internTable) get(b []byte) string {
 	if len(b) > internMaxName {
 		return string(b)
 	}
-	t.mu.RLock()
-	s, ok := t.names[string(b)] // no allocation for the lookup
-	full := len(t.names) >= internMax
-	t.mu.RUnlock()
-	if ok {
+	m := *t.names.Load()
+	if s, ok := m[string(b)]; ok { // no allocation for the lookup
 		return s
 	}
-	s = string(b)
-	if !full {
+	s := string(b)
+	if len(m) < internMax {
 		t.mu.Lock()
-		if len(t.names) < internMax {
-			t.names[s] = s
+		cur := *t.names.Load()
+		if _, ok := cur[s]; !ok && len(cur) < internMax {
+			next := make(map[string]string, len(cur)+1)
+			for k, v := range cur {
+				next[k] = v
+			}
+			next[s] = s
+			t.names.Store(&next)
 		}
 		t.mu.Unlock()
 	}

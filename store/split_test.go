@@ -62,21 +62,21 @@ func checkSplit(t *testing.T, in []byte) {
 // TestInternTableBounded: names come back equal to their bytes, the table
 // stops growing at its bound, and long names are not kept.
 func TestInternTableBounded(t *testing.T) {
-	tab := &internTable{names: make(map[string]string)}
+	tab := newInternTable()
 	for i := range internMax + 100 {
 		name := fmt.Sprintf("field%d", i)
 		if got := tab.get([]byte(name)); got != name {
 			t.Fatalf("get(%q) = %q", name, got)
 		}
 	}
-	if len(tab.names) != internMax {
-		t.Fatalf("table holds %d names, want %d", len(tab.names), internMax)
+	if n := len(*tab.names.Load()); n != internMax {
+		t.Fatalf("table holds %d names, want %d", n, internMax)
 	}
 	long := bytes.Repeat([]byte("x"), internMaxName+1)
 	if got := tab.get(long); got != string(long) {
 		t.Fatal("a long name came back changed")
 	}
-	if _, ok := tab.names[string(long)]; ok {
+	if _, ok := (*tab.names.Load())[string(long)]; ok {
 		t.Fatal("a long name was interned")
 	}
 	if n := testing.AllocsPerRun(100, func() { tab.get([]byte("field7")) }); n != 0 {
