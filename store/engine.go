@@ -323,8 +323,12 @@ func (w *workset) load(d *workDoc) error {
 
 // seekLoad is load through an iterator, for documents taken in key order.
 // key is scratch space for the document's key, returned for reuse.
+// A document not found keeps d.state if the caller set it (to an empty
+// document), or gets a new empty one.
 func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc, key []byte) ([]byte, error) {
-	d.state = new(crdt.Doc)
+	if d.state == nil {
+		d.state = new(crdt.Doc)
+	}
 	k := append(append(key[:0], w.s.space.Prefix()...), tState)
 	k = append(append(append(k, d.coll...), 0), d.id...)
 	if !it.SeekGE(k) || string(it.Key()) != string(k) {
@@ -847,13 +851,15 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 		groups = make([]*group, 0, total)
 		gs     = make([]group, 0, total)
 		docs   = make([]workDoc, 0, total)
+		states = make([]crdt.Doc, 0, total) // the new documents' empty states
 		byDoc  = make(map[docRef]*group, total)
 	)
 	for pos, u := range us {
 		k := docRef{u.coll, u.id}
 		g := byDoc[k]
 		if g == nil {
-			docs = append(docs, workDoc{coll: u.coll, id: u.id})
+			states = append(states, crdt.Doc{})
+			docs = append(docs, workDoc{coll: u.coll, id: u.id, state: &states[len(states)-1]})
 			gs = append(gs, group{d: &docs[len(docs)-1]})
 			g = &gs[len(gs)-1]
 			byDoc[k] = g
