@@ -35,6 +35,7 @@
 package blockstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -379,8 +380,9 @@ func (s *Store) readValue(mh []byte, ix index) ([]byte, error) {
 		return data, closer.Close()
 	}
 	data := make([]byte, 0, ix.size)
-	for i := range chunks(ix.size) {
-		v, closer, err := s.pdb.Get(s.chunkKey(ix.seq, i))
+	n := chunks(ix.size)
+	if n == 1 {
+		v, closer, err := s.pdb.Get(s.chunkKey(ix.seq, 0))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, errMissing
 		}
@@ -390,6 +392,32 @@ func (s *Store) readValue(mh []byte, ix index) ([]byte, error) {
 		data = append(data, v...)
 		if err := closer.Close(); err != nil {
 			return nil, err
+		}
+	} else {
+		// One iterator over the block's chunks: one seek, then steps,
+		// instead of a full lookup per chunk.
+		it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: s.chunkKey(ix.seq, 0), UpperBound: s.chunkKey(ix.seq, n)})
+		if err != nil {
+			return nil, err
+		}
+		i := 0
+		for ok := it.First(); ok; ok = it.Next() {
+			if !bytes.Equal(it.Key(), s.chunkKey(ix.seq, i)) {
+				break
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			data = append(data, v...)
+			i++
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return nil, err
+		}
+		if i != n {
+			return nil, errMissing
 		}
 	}
 	if uint64(len(data)) != ix.size {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/dpaas/dpaas/internal/kv"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -252,5 +254,61 @@ func TestIntentRecovery(t *testing.T) {
 		t.Fatal("recovery deleted a value outside the intent")
 	} else {
 		c.Close()
+	}
+}
+
+// TestMissingChunkIsAnError: a block whose index survives but one of whose
+// value chunks is gone (a damaged database) reads as an error, never as
+// short or shifted bytes.
+func TestMissingChunkIsAnError(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name   string
+		size   int
+		delete int // chunk to delete
+	}{
+		{"one chunk", valueChunk / 2, 0},
+		{"first of four", 4 * valueChunk, 0},
+		{"middle of four", 4 * valueChunk, 2},
+		{"last of four", 4*valueChunk - 1, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db, err := kv.Open("", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			sp, err := db.Space("blobs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(sp, Config{Prefix: []byte("b/"), ValuePrefix: []byte("\x00v/")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := bytes.Repeat([]byte{7}, c.size)
+			mh, _ := multihash.Sum(data, multihash.SHA2_256, -1)
+			b, _ := blocks.NewBlockWithCid(data, cid.NewCidV1(cid.Raw, mh))
+			if err := s.Put(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Get(ctx, b.Cid()); err != nil || !bytes.Equal(got.RawData(), data) {
+				t.Fatalf("intact block: %v", err)
+			}
+			ix, ok, err := s.readIndex(mh)
+			if err != nil || !ok {
+				t.Fatalf("index: %v %v", ok, err)
+			}
+			if err := s.pdb.Delete(s.chunkKey(ix.seq, c.delete), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Get(ctx, b.Cid())
+			if !errors.Is(err, errMissing) {
+				t.Fatalf("Get with chunk %d gone = %v bytes, %v; want errMissing", c.delete, got, err)
+			}
+		})
 	}
 }
