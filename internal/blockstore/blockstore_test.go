@@ -15,7 +15,9 @@ import (
 	"github.com/multiformats/go-multihash"
 )
 
-func newStore(t *testing.T) *Store {
+// memSpace opens an in-memory database, closed when the test ends, and
+// returns its "blobs" space.
+func memSpace(t *testing.T) *kv.Space {
 	t.Helper()
 	db, err := kv.Open("", nil)
 	if err != nil {
@@ -26,6 +28,12 @@ func newStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sp
+}
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	sp := memSpace(t)
 	// A neighbour in the same space must not show up as blocks.
 	if err := sp.Set([]byte("p/other"), []byte("x"), false); err != nil {
 		t.Fatal(err)
@@ -134,15 +142,7 @@ func TestIdentityCIDs(t *testing.T) {
 // database, and that deleting a block still buffered forgets it.
 func TestWriteOut(t *testing.T) {
 	ctx := context.Background()
-	db, err := kv.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sp, err := db.Space("blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := memSpace(t)
 	cfg := Config{Prefix: []byte("b/"), ValuePrefix: []byte("\x00v/"), FlushBytes: 100 << 10}
 	s, err := New(sp, cfg)
 	if err != nil {
@@ -209,21 +209,13 @@ func TestWriteOut(t *testing.T) {
 // TestIntentRecovery leaves the values of an ingestion without their index,
 // as a crash between the two would, and checks that New deletes them.
 func TestIntentRecovery(t *testing.T) {
-	db, err := kv.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sp, err := db.Space("blobs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := memSpace(t)
 	cfg := Config{Prefix: []byte("b/")}
 	s, err := New(sp, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pdb := db.Pebble()
+	pdb := sp.DB().Pebble()
 	for seq := uint64(10); seq <= 12; seq++ {
 		if err := pdb.Set(s.chunkKey(seq, 0), []byte("orphan"), nil); err != nil {
 			t.Fatal(err)
@@ -273,15 +265,7 @@ func TestMissingChunkIsAnError(t *testing.T) {
 		{"last of four", 4*valueChunk - 1, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			db, err := kv.Open("", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			sp, err := db.Space("blobs")
-			if err != nil {
-				t.Fatal(err)
-			}
+			sp := memSpace(t)
 			s, err := New(sp, Config{Prefix: []byte("b/"), ValuePrefix: []byte("\x00v/")})
 			if err != nil {
 				t.Fatal(err)
