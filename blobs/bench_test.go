@@ -44,6 +44,7 @@ func BenchmarkFetch(b *testing.B) {
 	}
 	b.SetBytes(size)
 	var cpu time.Duration
+	streamed := 0.0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -64,12 +65,16 @@ func BenchmarkFetch(b *testing.B) {
 		}
 		b.StopTimer()
 		cpu += cpuTime() - cpu0
+		m := dst.store.Metrics()
+		streamed += float64(m.StreamFetchedBytes) / float64(max(m.FetchedBytes, 1))
 		dst.stop()
 		b.StartTimer()
 	}
 	// CPU per fetch, both replicas: on two cores, the fetch is CPU-bound
 	// when this is near twice the wall time.
 	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	// The share of the bytes fetched over the blocks protocol, not bitswap.
+	b.ReportMetric(100*streamed/float64(b.N), "%stream")
 }
 
 // BenchmarkFetchQUIC is BenchmarkFetch over QUIC instead of TCP.

@@ -153,6 +153,9 @@ type Store struct {
 	repl     *replicator // nil when local only
 	hasProto protocol.ID
 
+	blocksProto protocol.ID
+	directSrv   directServer
+
 	// gcMu orders garbage collection against writes: GC holds it
 	// exclusively; Add, Import and every block write from the network hold
 	// it shared.
@@ -234,6 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		)
 		exch = s.bswap
 		s.hasProto = prefix + "/has/1.0.0"
+		s.blocksProto = prefix + "/blocks/1.0.0"
 	}
 	s.bserv = blockservice.New(s.guarded, exch)
 	s.dag = merkledag.NewDAGService(s.bserv)

@@ -49,6 +49,15 @@
 //
 // Bitswap asks connected peers first; when Config.Routing is set (the DHT)
 // it also looks for providers there, and blobs held here are announced.
+//
+// Between replicas of the DApp, a reader (and a background fetch, which is
+// a read) first asks its connected replicas whether they hold the whole
+// file, and takes the blocks from the first that does over one stream of
+// a small AppID-namespaced blocks protocol: requests pipelined as the
+// read-ahead window moves, answers in order, no want lists. Every block is
+// hashed against its CID on arrival; any block that peer does not hold, or
+// everything after its stream breaks, comes over bitswap. See direct.go
+// for the wire format and limits.
 // By default bitswap runs on AppID-prefixed protocol IDs
 // (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
 // IPFSBitswap to speak the standard protocol IDs with any IPFS node.
@@ -86,7 +95,9 @@
 // blocks nobody asked for is counted (Metrics.BadBlocks), disconnected and
 // banned for ten minutes (Metrics.BannedPeers, Store.Banned): bitswap
 // sends it nothing, so does not dial it, and a connection it makes is
-// closed at once.
+// closed at once. A peer that answers a blocks-protocol request with bytes
+// of another hash is banned at once the same way. A replica serves at most
+// 64 blocks streams, 4 per peer, each closed after 30 s without a request.
 // CAR imports check every block against its CID and require the whole DAG
 // of exactly one root (ErrBadCAR otherwise). Malformed requests get errors
 // and counters, never panics.

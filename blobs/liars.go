@@ -170,6 +170,19 @@ func (d *liarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
 	d.disconnect(p)
 }
 
+// banNow bans p at once for a forgery that cannot be innocent (bytes that
+// do not hash to the CID asked for), and disconnects it.
+func (d *liarDetector) banNow(p peer.ID, why string) {
+	d.mu.Lock()
+	d.ban(p)
+	delete(d.asked, p)
+	delete(d.forged, p)
+	d.mu.Unlock()
+	d.s.metrics.banned.Add(1)
+	d.s.cfg.Logger.Warn("blobs: banning a peer that "+why, "peer", p, "for", banTime)
+	d.disconnect(p)
+}
+
 // Banned reports whether this Store has banned peer p for sending forged
 // blocks. A host's connection gater can consult it to refuse the peer's
 // connections outright (dapp does).

@@ -10,19 +10,23 @@ import (
 
 // Metrics is a snapshot of a Store's counters.
 type Metrics struct {
-	StoredBytes     uint64 // file bytes of the blobs held here in full
-	Pinned          int    // blobs this replica keeps
-	Pending         int    // of those, blobs still being fetched
-	AddedBytes      uint64 // bytes imported by Add since Open
-	FetchedBytes    uint64 // block bytes received from peers since Open
-	ServedBytes     uint64 // block bytes sent to peers since Open
-	HTTPServedBytes uint64 // bytes sent by the HTTP handler since Open
-	GCRuns          uint64
-	GCFreedBytes    uint64
-	BadCAR          uint64 // CAR imports rejected
-	BadRequests     uint64 // malformed requests from peers or HTTP clients
-	BadBlocks       uint64 // blocks from peers that nobody asked for (forged)
-	BannedPeers     uint64 // peers banned for sending forged blocks since Open
+	StoredBytes  uint64 // file bytes of the blobs held here in full
+	Pinned       int    // blobs this replica keeps
+	Pending      int    // of those, blobs still being fetched
+	AddedBytes   uint64 // bytes imported by Add since Open
+	FetchedBytes uint64 // block bytes received from peers since Open
+	ServedBytes  uint64 // block bytes sent to peers since Open
+	// The parts of FetchedBytes and ServedBytes that went over the blocks
+	// protocol between replicas rather than bitswap.
+	StreamFetchedBytes uint64
+	StreamServedBytes  uint64
+	HTTPServedBytes    uint64 // bytes sent by the HTTP handler since Open
+	GCRuns             uint64
+	GCFreedBytes       uint64
+	BadCAR             uint64 // CAR imports rejected
+	BadRequests        uint64 // malformed requests from peers or HTTP clients
+	BadBlocks          uint64 // blocks from peers that nobody asked for (forged)
+	BannedPeers        uint64 // peers banned for sending forged blocks since Open
 }
 
 type metrics struct {
@@ -41,6 +45,9 @@ type metrics struct {
 	badRequest atomic.Uint64
 	badBlocks  atomic.Uint64
 	banned     atomic.Uint64
+
+	directFetched atomic.Uint64
+	directServed  atomic.Uint64
 
 	collectors []prometheus.Collector
 }
@@ -64,11 +71,14 @@ func newMetrics(s *Store) *metrics {
 			Help: "Bytes imported by Add."},
 			snap(func(x Metrics) float64 { return float64(x.AddedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_fetched_bytes_total",
-			Help: "Block bytes received from peers over bitswap."},
+			Help: "Block bytes received from peers, over bitswap or the blocks protocol."},
 			snap(func(x Metrics) float64 { return float64(x.FetchedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_served_bytes_total",
-			Help: "Block bytes sent to peers over bitswap.", ConstLabels: prometheus.Labels{"via": "bitswap"}},
-			snap(func(x Metrics) float64 { return float64(x.ServedBytes) })),
+			Help: "Block bytes sent to peers.", ConstLabels: prometheus.Labels{"via": "bitswap"}},
+			snap(func(x Metrics) float64 { return float64(x.ServedBytes - x.StreamServedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_served_bytes_total",
+			Help: "Block bytes sent to peers.", ConstLabels: prometheus.Labels{"via": "stream"}},
+			snap(func(x Metrics) float64 { return float64(x.StreamServedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_http_served_bytes_total",
 			Help: "Bytes sent by the HTTP handler."},
 			snap(func(x Metrics) float64 { return float64(x.HTTPServedBytes) })),
@@ -151,10 +161,13 @@ func (s *Store) Metrics() Metrics {
 	out.BadRequests = m.badRequest.Load()
 	out.BadBlocks = m.badBlocks.Load()
 	out.BannedPeers = m.banned.Load()
+	out.StreamFetchedBytes = m.directFetched.Load()
+	out.StreamServedBytes = m.directServed.Load()
+	out.FetchedBytes, out.ServedBytes = out.StreamFetchedBytes, out.StreamServedBytes
 	if s.bswap != nil {
 		if st, err := s.bswap.Stat(); err == nil {
-			out.FetchedBytes = st.DataReceived
-			out.ServedBytes = st.DataSent
+			out.FetchedBytes += st.DataReceived
+			out.ServedBytes += st.DataSent
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/dpaas/dpaas/internal/unixfs"
 	"github.com/ipfs/boxo/blockservice"
@@ -47,10 +48,39 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	rctx, cancel := s.opContext(ctx)
 	// One bitswap session per reader: it learns which peers answer and
 	// asks them first for the blocks that follow.
-	sess := blockservice.NewSession(rctx, s.bserv)
+	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv)}
+	searched := make(chan struct{})
+	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
+		// Look for a replica holding the whole file (direct.go).
+		go func() {
+			defer close(searched)
+			g.findHolder(rctx, c)
+		}()
+	} else {
+		close(searched)
+	}
+	stopDirect := context.AfterFunc(rctx, g.close)
+	cancel = func(cancel context.CancelFunc) context.CancelFunc {
+		return func() {
+			cancel()
+			stopDirect()
+			g.close()
+		}
+	}(cancel)
+	// Let the root and the first window of leaves come from the holder
+	// found, if the search ends soon: bitswap takes tens of milliseconds
+	// for a first block, the search a round trip or two.
+	wait := time.NewTimer(holderWait)
+	select {
+	case <-searched:
+	case <-wait.C:
+	case <-rctx.Done():
+	case <-rootCtx.Done():
+	}
+	wait.Stop()
 	gctx, gcancel := context.WithCancel(rootCtx)
 	stop := context.AfterFunc(rctx, gcancel)
-	root, err := sess.GetBlock(gctx, c)
+	root, err := g.GetBlock(gctx, c)
 	stop()
 	gcancel()
 	if err != nil {
@@ -66,19 +96,20 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
 	}
-	fr, err := unixfs.NewReader(rctx, root, sess)
+	fr, err := unixfs.NewReader(rctx, root, g)
 	if err != nil {
 		cancel()
 		release()
 		return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrNotFile, err)
 	}
-	return &reader{s: s, fr: fr, cancel: cancel, release: release, cid: c}, nil
+	return &reader{s: s, fr: fr, g: g, cancel: cancel, release: release, cid: c}, nil
 }
 
 // reader is the io.ReadSeekCloser Open returns.
 type reader struct {
 	s       *Store
 	fr      *unixfs.Reader
+	g       *getter
 	cid     cid.Cid
 	cancel  context.CancelFunc
 	release func()

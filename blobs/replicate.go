@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -67,6 +68,7 @@ func newReplicator(s *Store) (*replicator, error) {
 
 func (r *replicator) start() {
 	r.s.cfg.Host.SetStreamHandler(r.s.hasProto, r.serveHolds)
+	r.s.cfg.Host.SetStreamHandler(r.s.blocksProto, r.s.serveBlocks)
 	r.s.goTracked(r.events)
 	r.s.goTracked(r.loop)
 	r.s.goTracked(r.fetchLoop)
@@ -76,6 +78,7 @@ func (r *replicator) start() {
 // cancelled, ends its goroutines.
 func (r *replicator) stop() {
 	r.s.cfg.Host.RemoveStreamHandler(r.s.hasProto)
+	r.s.cfg.Host.RemoveStreamHandler(r.s.blocksProto)
 	_ = r.sub.Close()
 }
 
@@ -350,14 +353,15 @@ func (r *replicator) fetchLoop() {
 func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 	s := r.s
 	var progress merkledag.ProgressTracker
+	var read atomic.Int64
 	ctx, cancel := context.WithCancel(progress.DeriveContext(ctx))
 	defer cancel()
 	// Give up when nothing arrives for fetchIdleTimeout: the callbacks
 	// of one timer never overlap, so last needs no lock.
-	last := -1
+	last := int64(-1)
 	var watchdog *time.Timer
 	watchdog = time.AfterFunc(fetchIdleTimeout, func() {
-		if n := progress.Value(); n != last {
+		if n := int64(progress.Value()) + read.Load(); n != last {
 			last = n
 			watchdog.Reset(fetchIdleTimeout)
 			return
@@ -366,7 +370,10 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 	})
 	defer watchdog.Stop()
 
-	err := merkledag.FetchGraph(ctx, c, s.dag)
+	err := r.fetchFile(ctx, c, &read)
+	if errors.Is(err, ErrNotFile) {
+		err = merkledag.FetchGraph(ctx, c, s.dag)
+	}
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.cfg.Logger.Debug("blobs: replicate", "cid", c, "err", err)
@@ -394,6 +401,27 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 			s.goTracked(func() { r.announce(c) })
 		}
 	}
+}
+
+// fetchFile brings the blocks of the UnixFS file c here by reading it:
+// the reader takes them from a replica holding the whole file when there
+// is one (direct.go), with its read-ahead. read counts the bytes read.
+func (r *replicator) fetchFile(ctx context.Context, c cid.Cid, read *atomic.Int64) error {
+	rd, err := r.s.open(ctx, ctx, c)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	_, err = io.Copy(countingDiscard{read}, rd)
+	return err
+}
+
+// countingDiscard is io.Discard that counts what it is given.
+type countingDiscard struct{ n *atomic.Int64 }
+
+func (w countingDiscard) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }
 
 // Holdings protocol: the asker writes a uvarint length and a CID, the
@@ -428,7 +456,7 @@ func readCID(rd io.Reader) (cid.Cid, error) {
 	n := 0
 	for {
 		if n == len(lenBuf) {
-			return cid.Undef, errors.New("length too long")
+			return cid.Undef, fmt.Errorf("%w: CID length too long", errMalformed)
 		}
 		if _, err := io.ReadFull(rd, lenBuf[n:n+1]); err != nil {
 			return cid.Undef, err
@@ -440,7 +468,7 @@ func readCID(rd io.Reader) (cid.Cid, error) {
 	}
 	l, k := binary.Uvarint(lenBuf[:n])
 	if k <= 0 || l == 0 || l > maxCIDLen {
-		return cid.Undef, fmt.Errorf("bad CID length %d", l)
+		return cid.Undef, fmt.Errorf("%w: CID length %d", errMalformed, l)
 	}
 	buf := make([]byte, l)
 	if _, err := io.ReadFull(rd, buf); err != nil {

@@ -40,6 +40,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"sync"
@@ -368,62 +369,128 @@ func (s *Store) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 
 // readValue returns a copy of the bytes an index record points to.
 func (s *Store) readValue(mh []byte, ix index) ([]byte, error) {
+	data := make([]byte, 0, ix.size)
+	err := s.eachChunk(mh, ix, func(v []byte) error {
+		data = append(data, v...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// eachChunk passes the bytes an index record points to, in order, to fn,
+// which must not keep them. It fails with errMissing, having passed part of
+// them maybe, when they are not all there.
+func (s *Store) eachChunk(mh []byte, ix index, fn func([]byte) error) error {
 	if ix.legacy {
 		v, closer, err := s.pdb.Get(s.key(tagLegacyData, mh))
 		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, errMissing
+			return errMissing
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		data := append([]byte(nil), v...)
-		return data, closer.Close()
+		if uint64(len(v)) != ix.size {
+			_ = closer.Close()
+			return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(v), ix.size)
+		}
+		err = fn(v)
+		return errors.Join(err, closer.Close())
 	}
-	data := make([]byte, 0, ix.size)
 	n := chunks(ix.size)
+	got := uint64(0)
 	if n == 1 {
 		v, closer, err := s.pdb.Get(s.chunkKey(ix.seq, 0))
 		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, errMissing
+			return errMissing
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		data = append(data, v...)
-		if err := closer.Close(); err != nil {
-			return nil, err
+		if uint64(len(v)) != ix.size {
+			_ = closer.Close()
+			return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(v), ix.size)
 		}
-	} else {
-		// One iterator over the block's chunks: one seek, then steps,
-		// instead of a full lookup per chunk.
-		it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: s.chunkKey(ix.seq, 0), UpperBound: s.chunkKey(ix.seq, n)})
+		err = fn(v)
+		return errors.Join(err, closer.Close())
+	}
+	// One iterator over the block's chunks: one seek, then steps, instead
+	// of a full lookup per chunk.
+	it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: s.chunkKey(ix.seq, 0), UpperBound: s.chunkKey(ix.seq, n)})
+	if err != nil {
+		return err
+	}
+	i := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if !bytes.Equal(it.Key(), s.chunkKey(ix.seq, i)) {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err == nil && got+uint64(len(v)) > ix.size {
+			err = fmt.Errorf("%w: more bytes stored than the %d indexed", errMissing, ix.size)
+		}
+		if err == nil {
+			got += uint64(len(v))
+			err = fn(v)
+		}
 		if err != nil {
-			return nil, err
+			it.Close()
+			return err
 		}
-		i := 0
-		for ok := it.First(); ok; ok = it.Next() {
-			if !bytes.Equal(it.Key(), s.chunkKey(ix.seq, i)) {
-				break
-			}
-			v, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return nil, err
-			}
-			data = append(data, v...)
-			i++
-		}
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
-			return nil, err
-		}
-		if i != n {
-			return nil, errMissing
-		}
+		i++
 	}
-	if uint64(len(data)) != ix.size {
-		return nil, fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(data), ix.size)
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
 	}
-	return data, nil
+	if i != n || got != ix.size {
+		return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, got, ix.size)
+	}
+	return nil
+}
+
+// WriteBlock writes the bytes of block c to w without copying them into a
+// block of their own, after calling before with their length. It reports
+// found false, having called nothing, when the block is not stored. When
+// it fails after calling before, part of the bytes may have been written.
+func (s *Store) WriteBlock(c cid.Cid, w io.Writer, before func(size int) error) (found bool, err error) {
+	if data, ok := isIdentity(c); ok {
+		return true, writeWhole(data, w, before)
+	}
+	if !c.Defined() {
+		return false, nil
+	}
+	mh := c.Hash()
+	if d, ok := s.buffered(string(mh)); ok {
+		return true, writeWhole(d, w, before)
+	}
+	ix, ok, err := s.readIndex(mh)
+	if err != nil {
+		return false, fmt.Errorf("blockstore: read %s: %w", c, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	if err := before(int(ix.size)); err != nil {
+		return true, err
+	}
+	err = s.eachChunk(mh, ix, func(v []byte) error {
+		_, err := w.Write(v)
+		return err
+	})
+	if err != nil {
+		return true, fmt.Errorf("blockstore: read %s: %w", c, err)
+	}
+	return true, nil
+}
+
+func writeWhole(data []byte, w io.Writer, before func(int) error) error {
+	if err := before(len(data)); err != nil {
+		return err
+	}
+	_, err := w.Write(data)
+	return err
 }
 
 var errMissing = errors.New("indexed but its bytes are missing")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -293,6 +294,58 @@ func TestMissingChunkIsAnError(t *testing.T) {
 			if !errors.Is(err, errMissing) {
 				t.Fatalf("Get with chunk %d gone = %v bytes, %v; want errMissing", c.delete, got, err)
 			}
+			if found, err := s.WriteBlock(b.Cid(), io.Discard, func(int) error { return nil }); !found || !errors.Is(err, errMissing) {
+				t.Fatalf("WriteBlock with chunk %d gone = %v, %v; want found and errMissing", c.delete, found, err)
+			}
 		})
+	}
+}
+
+// TestWriteBlock: WriteBlock streams a block's bytes, whether buffered,
+// written out in several chunks, or inline in an identity CID, after
+// announcing their length, and reports a block it does not hold.
+func TestWriteBlock(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	small := block(t, cid.Raw, "buffered")
+	bigData := bytes.Repeat([]byte("0123456789abcdef"), 3*valueChunk/16+5)
+	mh, _ := multihash.Sum(bigData, multihash.SHA2_256, -1)
+	big, _ := blocks.NewBlockWithCid(bigData, cid.NewCidV1(cid.Raw, mh))
+	if err := s.Put(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil { // big is in chunks now
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, small); err != nil { // small stays buffered
+		t.Fatal(err)
+	}
+	idMH, _ := multihash.Sum([]byte("inline"), multihash.IDENTITY, -1)
+	identity, _ := blocks.NewBlockWithCid([]byte("inline"), cid.NewCidV1(cid.Raw, idMH))
+	for _, b := range []blocks.Block{small, big, identity} {
+		var buf bytes.Buffer
+		announced := -1
+		found, err := s.WriteBlock(b.Cid(), &buf, func(n int) error {
+			announced = n
+			buf.WriteString("|")
+			return nil
+		})
+		if err != nil || !found {
+			t.Fatalf("%s: found %v, err %v", b.Cid(), found, err)
+		}
+		if want := "|" + string(b.RawData()); buf.String() != want || announced != len(b.RawData()) {
+			t.Fatalf("%s: wrote %d bytes after announcing %d, want %d", b.Cid(), buf.Len()-1, announced, len(b.RawData()))
+		}
+	}
+	called := false
+	found, err := s.WriteBlock(block(t, cid.Raw, "absent").Cid(), io.Discard, func(int) error { called = true; return nil })
+	if found || err != nil || called {
+		t.Fatalf("absent block: found %v, err %v, announced %v", found, err, called)
+	}
+	// An error from before stops the write.
+	stop := errors.New("stop")
+	var buf bytes.Buffer
+	if _, err := s.WriteBlock(big.Cid(), &buf, func(int) error { return stop }); !errors.Is(err, stop) || buf.Len() != 0 {
+		t.Fatalf("before failed: err %v, %d bytes written", err, buf.Len())
 	}
 }

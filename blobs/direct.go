@@ -1,0 +1,400 @@
+package blobs
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Direct block transfer between replicas of one DApp.
+//
+// Bitswap is how an instance trades blocks with any IPFS peer, and it stays
+// the fallback for every block. But between two replicas of a DApp, one of
+// which holds a whole file, most of what bitswap does is overhead: want
+// lists, message assembly and protobuf copies, per-peer send delays. So a
+// reader first looks for a replica that holds its file in full (the
+// holdings protocol) and asks it for the file's blocks over one stream of
+// the blocks protocol, pipelined, as the read-ahead window needs them.
+//
+// Blocks protocol: the asker writes requests, each a uvarint length and a
+// CID. The answerer answers every request in order with a uvarint, 0 when
+// it does not hold the block, else the block's length plus one, followed by
+// the block's bytes. Either side may end the stream at any time.
+//
+// Every block received is hashed against the CID asked for: a mismatch bans
+// the peer, like a forged bitswap block, and the reader goes on over
+// bitswap. A block the peer does not hold, a stream that fails or a peer
+// that stops answering are not errors of the read: that block, and those
+// after it, come over bitswap.
+
+const (
+	// maxBlockSize bounds a block read from the blocks protocol (bitswap
+	// refuses larger ones too).
+	maxBlockSize = 2 << 20
+	// directIdle bounds how long a blocks stream may wait for the next
+	// request, or for the answer being written to leave.
+	directIdle = 30 * time.Second
+	// Streams of the blocks protocol one replica serves at once, in all and
+	// to one peer.
+	maxDirectStreams        = 64
+	maxDirectStreamsPerPeer = 4
+	// directHoldersAsked bounds how many peers a reader asks at once
+	// whether they hold its file.
+	directHoldersAsked = 8
+	// holderWait bounds how long Open waits, once it has the root, for the
+	// search for a holder to end.
+	holderWait = 500 * time.Millisecond
+)
+
+var (
+	errMalformed  = errors.New("malformed request")
+	errForged     = errors.New("blobs: peer answered with a block whose hash does not match")
+	errBadAnswer  = errors.New("blobs: malformed answer on the blocks protocol")
+	errStreamDone = errors.New("blobs: blocks stream closed")
+)
+
+// directServer admits streams of the blocks protocol within the limits.
+type directServer struct {
+	mu     sync.Mutex
+	total  int
+	byPeer map[peer.ID]int
+}
+
+func (d *directServer) admit(p peer.ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.total >= maxDirectStreams || d.byPeer[p] >= maxDirectStreamsPerPeer {
+		return false
+	}
+	if d.byPeer == nil {
+		d.byPeer = make(map[peer.ID]int)
+	}
+	d.total++
+	d.byPeer[p]++
+	return true
+}
+
+func (d *directServer) leave(p peer.ID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.total--
+	if d.byPeer[p]--; d.byPeer[p] <= 0 {
+		delete(d.byPeer, p)
+	}
+}
+
+// serveBlocks answers the requests of one stream of the blocks protocol
+// until the asker closes it, goes idle or errs.
+func (s *Store) serveBlocks(st network.Stream) {
+	p := st.Conn().RemotePeer()
+	if s.Banned(p) || !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.exit()
+	if !s.directSrv.admit(p) {
+		_ = st.Reset()
+		return
+	}
+	defer s.directSrv.leave(p)
+	// Close must not wait for an idle stream.
+	stop := context.AfterFunc(s.ctx, func() { _ = st.Reset() })
+	defer stop()
+
+	br := bufio.NewReaderSize(st, 4<<10)
+	bw := bufio.NewWriterSize(st, 32<<10)
+	var hdr [binary.MaxVarintLen64]byte
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(directIdle))
+		c, err := readCID(br)
+		if err != nil {
+			if errors.Is(err, errMalformed) || errors.Is(err, ErrInvalidCID) {
+				s.metrics.badRequest.Add(1)
+				s.cfg.Logger.Debug("blobs: bad blocks request", "peer", p, "err", err)
+				_ = st.Reset()
+				return
+			}
+			if errors.Is(err, io.EOF) && bw.Flush() == nil {
+				_ = st.Close()
+				return
+			}
+			_ = st.Reset()
+			return
+		}
+		_ = st.SetWriteDeadline(time.Now().Add(directIdle))
+		// The block's bytes go from the database's cache to the stream
+		// without a copy of their own.
+		found, werr := s.blocks.WriteBlock(c, bw, func(size int) error {
+			_, err := bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(size)+1)])
+			if err == nil {
+				s.metrics.directServed.Add(uint64(size))
+			}
+			return err
+		})
+		if !found && werr == nil {
+			_, werr = bw.Write(hdr[:binary.PutUvarint(hdr[:], 0)])
+		}
+		if werr == nil && br.Buffered() == 0 {
+			werr = bw.Flush() // nothing more asked yet: send what is ready
+		}
+		if werr != nil {
+			_ = st.Reset()
+			return
+		}
+	}
+}
+
+// directStream is a stream of the blocks protocol to one replica, shared
+// by the fetches of one reader.
+type directStream struct {
+	s    *Store
+	peer peer.ID
+	st   network.Stream
+
+	wmu sync.Mutex // orders requests: queued and written under it
+	bw  *bufio.Writer
+
+	mu      sync.Mutex
+	pending []*directWant // asked, not yet answered, in order
+	err     error         // set once the stream has failed or closed
+}
+
+// directWant is one block asked on a directStream; data, held and err are
+// set when done is closed.
+type directWant struct {
+	done chan struct{}
+	data []byte
+	held bool
+	err  error
+}
+
+func newDirectStream(s *Store, p peer.ID, st network.Stream) *directStream {
+	d := &directStream{s: s, peer: p, st: st, bw: bufio.NewWriterSize(st, 4<<10)}
+	go d.readLoop()
+	return d
+}
+
+// get asks for c and waits for the answer: the block's bytes, not yet
+// checked against c, or held false when the peer does not hold it.
+func (d *directStream) get(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
+	w := &directWant{done: make(chan struct{})}
+	d.wmu.Lock()
+	d.mu.Lock()
+	if d.err != nil {
+		err := d.err
+		d.mu.Unlock()
+		d.wmu.Unlock()
+		return nil, false, err
+	}
+	d.pending = append(d.pending, w)
+	d.mu.Unlock()
+	b := c.Bytes()
+	var hdr [binary.MaxVarintLen64]byte
+	_ = d.st.SetWriteDeadline(time.Now().Add(directIdle))
+	_, err := d.bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(len(b)))])
+	if err == nil {
+		_, err = d.bw.Write(b)
+	}
+	if err == nil {
+		err = d.bw.Flush()
+	}
+	d.wmu.Unlock()
+	if err != nil {
+		d.fail(err)
+	}
+	select {
+	case <-w.done:
+		return w.data, w.held, w.err
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// readLoop takes the answers in order until the stream ends.
+func (d *directStream) readLoop() {
+	br := bufio.NewReaderSize(d.st, 32<<10)
+	for {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			d.fail(err)
+			return
+		}
+		d.mu.Lock()
+		if len(d.pending) == 0 {
+			d.mu.Unlock()
+			d.fail(fmt.Errorf("%w: an answer nobody asked for", errBadAnswer))
+			return
+		}
+		w := d.pending[0]
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		d.mu.Unlock()
+		if n > 0 {
+			if n-1 > maxBlockSize {
+				w.err = fmt.Errorf("%w: a block of %d bytes", errBadAnswer, n-1)
+				close(w.done)
+				d.fail(w.err)
+				return
+			}
+			w.data = make([]byte, n-1)
+			if _, err := io.ReadFull(br, w.data); err != nil {
+				w.data, w.err = nil, err
+				close(w.done)
+				d.fail(err)
+				return
+			}
+			w.held = true
+		}
+		close(w.done)
+	}
+}
+
+// fail ends the stream: every request still pending fails with err.
+func (d *directStream) fail(err error) {
+	d.mu.Lock()
+	if d.err != nil {
+		d.mu.Unlock()
+		return
+	}
+	d.err = err
+	pending := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	_ = d.st.Reset()
+	for _, w := range pending {
+		w.err = err
+		close(w.done)
+	}
+	if errors.Is(err, errBadAnswer) {
+		d.s.metrics.badBlocks.Add(1)
+		d.s.cfg.Logger.Warn("blobs: dropping a blocks stream", "peer", d.peer, "err", err)
+	}
+}
+
+// close ends the stream once the reader is done with it.
+func (d *directStream) close() { d.fail(errStreamDone) }
+
+// getter is the block source of one reader: the local blockstore, then a
+// replica holding the whole file over the blocks protocol when one was
+// found, then bitswap.
+type getter struct {
+	s      *Store
+	sess   *blockservice.Session
+	direct atomic.Pointer[directStream]
+}
+
+func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if d := g.direct.Load(); d != nil {
+		if blk, err := g.s.guarded.Get(ctx, c); err == nil {
+			return blk, nil
+		}
+		data, held, err := d.get(ctx, c)
+		if err == nil && held {
+			if blk, ok := g.verify(d, c, data); ok {
+				if err := g.s.guarded.Put(ctx, blk); err != nil {
+					return nil, fmt.Errorf("blobs: store block %s: %w", c, err)
+				}
+				g.s.metrics.directFetched.Add(uint64(len(data)))
+				return blk, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err != nil {
+			g.direct.CompareAndSwap(d, nil) // the stream is gone
+		}
+	}
+	return g.sess.GetBlock(ctx, c)
+}
+
+// verify checks that data hashes to c. A peer that answers with other bytes
+// is banned and its stream dropped.
+func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, bool) {
+	sum, err := c.Prefix().Sum(data)
+	if err == nil && sum.Equals(c) {
+		blk, err := blocks.NewBlockWithCid(data, c)
+		return blk, err == nil
+	}
+	g.direct.CompareAndSwap(d, nil)
+	d.fail(errForged)
+	g.s.metrics.badBlocks.Add(1)
+	if g.s.liars != nil {
+		g.s.liars.banNow(d.peer, "answered a blocks request with bytes of another hash")
+	}
+	return nil, false
+}
+
+// findHolder looks among the connected replicas of the DApp for one that
+// holds root in full and opens a blocks stream to it; until then, and if
+// none does, the reader fetches over bitswap.
+func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
+	s := g.s
+	h := s.cfg.Host
+	// Peers known to speak the protocol first, then those whose protocols
+	// are not known yet (identification still under way).
+	var candidates, unknown []peer.ID
+	for _, p := range h.Network().Peers() {
+		if s.Banned(p) {
+			continue
+		}
+		if protos, err := h.Peerstore().SupportsProtocols(p, s.blocksProto); err == nil && len(protos) > 0 {
+			candidates = append(candidates, p)
+		} else if known, err := h.Peerstore().GetProtocols(p); err == nil && len(known) == 0 {
+			unknown = append(unknown, p)
+		}
+	}
+	candidates = append(candidates, unknown...)
+	if len(candidates) > directHoldersAsked {
+		candidates = candidates[:directHoldersAsked]
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan peer.ID, len(candidates))
+	for _, p := range candidates {
+		go func() {
+			if s.repl.peerHolds(ctx, p, root) {
+				found <- p
+			} else {
+				found <- ""
+			}
+		}()
+	}
+	for range candidates {
+		p := <-found
+		if p == "" {
+			continue
+		}
+		st, err := h.NewStream(network.WithNoDial(ctx, "blocks"), p, s.blocksProto)
+		if err != nil {
+			continue
+		}
+		d := newDirectStream(s, p, st)
+		if !g.direct.CompareAndSwap(nil, d) {
+			d.close()
+		}
+		return
+	}
+}
+
+// close ends the blocks stream, if any.
+func (g *getter) close() {
+	if d := g.direct.Swap(nil); d != nil {
+		d.close()
+	}
+}

@@ -1,0 +1,350 @@
+package blobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// TestReadOverBlocksProtocol: a reader finds the replica that holds the
+// whole file and takes every leaf from it over the blocks protocol.
+func TestReadOverBlocksProtocol(t *testing.T) {
+	r := seeded(t)
+	data := randomBytes(r, 40*ChunkSize+123)
+	holder := startReplica(t, NewMemRegistry(), nil)
+	// The reader has a registry of its own: no background replication
+	// competes with the read.
+	reader := startReplica(t, NewMemRegistry(), nil)
+	root, err := holder.store.Add(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, reader, holder)
+	if got := readAll(t, reader.store, root, time.Minute); !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes that differ from the %d added", len(got), len(data))
+	}
+	m := reader.store.Metrics()
+	if m.StreamFetchedBytes < uint64(len(data)) {
+		t.Fatalf("%d bytes fetched over the blocks protocol, want at least the file's %d (fetched in all: %d)",
+			m.StreamFetchedBytes, len(data), m.FetchedBytes)
+	}
+	if got := holder.store.Metrics().StreamServedBytes; got != m.StreamFetchedBytes {
+		t.Fatalf("holder served %d bytes over the protocol, reader got %d", got, m.StreamFetchedBytes)
+	}
+	// The blocks are the reader's now.
+	if !complete(t, reader.store, root) {
+		t.Fatal("the blocks read are not held by the reader")
+	}
+}
+
+// blocksClient opens a raw stream of the blocks protocol to rep.
+func blocksClient(t *testing.T, from host.Host, rep *replica) network.Stream {
+	t.Helper()
+	connect(t, &replica{host: from}, rep)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := from.NewStream(ctx, rep.host.ID(), rep.store.blocksProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Reset() })
+	_ = st.SetDeadline(time.Now().Add(30 * time.Second))
+	return st
+}
+
+func askBlock(t *testing.T, st network.Stream, c cid.Cid) {
+	t.Helper()
+	msg := binary.AppendUvarint(nil, uint64(len(c.Bytes())))
+	if _, err := st.Write(append(msg, c.Bytes()...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAnswer reads one answer: the block's bytes, or held false.
+func readAnswer(br *bufio.Reader) ([]byte, bool, error) {
+	n, err := binary.ReadUvarint(br)
+	if err != nil || n == 0 {
+		return nil, false, err
+	}
+	data := make([]byte, n-1)
+	_, err = io.ReadFull(br, data)
+	return data, true, err
+}
+
+// TestBlocksProtocolServer: the server answers requests in order, says
+// when it does not hold a block, drops a stream that sends a malformed
+// request (and counts it), and serves at most maxDirectStreamsPerPeer
+// streams to one peer.
+func TestBlocksProtocolServer(t *testing.T) {
+	r := seeded(t)
+	data := randomBytes(r, 3*ChunkSize)
+	srv := startReplica(t, NewMemRegistry(), nil)
+	ctx := context.Background()
+	root, err := srv.store.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := rawCID(data[:ChunkSize])
+	unknown := rawCID([]byte("not held anywhere"))
+	client := newHost(t)
+	t.Cleanup(func() { _ = client.Close() })
+
+	st := blocksClient(t, client, srv)
+	// Pipelined: three requests before reading any answer.
+	askBlock(t, st, leaf)
+	askBlock(t, st, unknown)
+	askBlock(t, st, root)
+	br := bufio.NewReader(st)
+	got, held, err := readAnswer(br)
+	if err != nil || !held || !bytes.Equal(got, data[:ChunkSize]) {
+		t.Fatalf("leaf: held %v, %d bytes, err %v", held, len(got), err)
+	}
+	if _, held, err := readAnswer(br); err != nil || held {
+		t.Fatalf("unknown block: held %v, err %v", held, err)
+	}
+	got, held, err = readAnswer(br)
+	if err != nil || !held {
+		t.Fatalf("root: held %v, err %v", held, err)
+	}
+	if sum, _ := root.Prefix().Sum(got); !sum.Equals(root) {
+		t.Fatal("root answered with other bytes")
+	}
+
+	// A request of length 0 is malformed: the stream is reset, and counted.
+	before := srv.store.Metrics().BadRequests
+	if _, err := st.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readAnswer(br); err == nil {
+		t.Fatal("the server answered a malformed request")
+	}
+	eventually(t, 10*time.Second, "the malformed request to be counted", func() bool {
+		return srv.store.Metrics().BadRequests == before+1
+	})
+
+	// The per-peer limit: streams kept open, then one more is refused.
+	var open []*bufio.Reader
+	for range maxDirectStreamsPerPeer {
+		s := blocksClient(t, client, srv)
+		askBlock(t, s, leaf) // the answer proves the stream was admitted
+		br := bufio.NewReader(s)
+		if _, held, err := readAnswer(br); err != nil || !held {
+			t.Fatalf("stream %d: held %v, err %v", len(open), held, err)
+		}
+		open = append(open, br)
+	}
+	extra := blocksClient(t, client, srv)
+	askBlock(t, extra, leaf)
+	if _, _, err := readAnswer(bufio.NewReader(extra)); err == nil {
+		t.Fatal("a stream over the per-peer limit was served")
+	}
+}
+
+// liarServer is a replica of the DApp that says it holds a whole file and
+// answers blocks requests for its leaves with flipped bytes. Its bitswap
+// serves only the root, so the leaves can come only from its lies or from
+// an honest peer.
+type liarServer struct {
+	host   host.Host
+	store  *blockstore.Store
+	forged atomic.Int64
+}
+
+func startLiar(t *testing.T, from *Store, root cid.Cid) *liarServer {
+	t.Helper()
+	ctx := context.Background()
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := db.Space("blobs")
+	bs, err := blockstore.New(sp, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from.walkLocal(ctx, root, true, func(c cid.Cid, _ bool, d []byte) error {
+		b, _ := blocks.NewBlockWithCid(append([]byte(nil), d...), c)
+		return bs.Put(ctx, b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l := &liarServer{host: newHost(t), store: bs}
+	prefix := protocol.ID("/dpaas/" + testApp + "/blobs")
+	swap := bitswap.New(ctx, bsnet.NewFromIpfsHost(l.host, bsnet.Prefix(prefix)), nil, rootOnly{bs})
+	t.Cleanup(func() {
+		swap.Close()
+		l.host.Close()
+		db.Close()
+	})
+	l.host.SetStreamHandler(prefix+"/has/1.0.0", func(st network.Stream) {
+		defer st.Close()
+		if _, err := readCID(st); err == nil {
+			_, _ = st.Write([]byte{byte(pinComplete)})
+		}
+	})
+	l.host.SetStreamHandler(prefix+"/blocks/1.0.0", func(st network.Stream) {
+		defer st.Close()
+		for {
+			c, err := readCID(st)
+			if err != nil {
+				return
+			}
+			b, err := bs.Get(ctx, c)
+			if err != nil {
+				_, _ = st.Write([]byte{0})
+				continue
+			}
+			d := append([]byte(nil), b.RawData()...)
+			if c.Type() == cid.Raw {
+				d[0] ^= 0xff
+				l.forged.Add(1)
+			}
+			if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(d))+1), d...)); err != nil {
+				return
+			}
+		}
+	})
+	return l
+}
+
+// rootOnly is a blockstore that holds only dag-pb blocks.
+type rootOnly struct{ *blockstore.Store }
+
+func (r rootOnly) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if c.Type() == cid.Raw {
+		return nil, errNotHere{c}
+	}
+	return r.Store.Get(ctx, c)
+}
+
+func (r rootOnly) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	return c.Type() != cid.Raw && must(r.Store.Has(ctx, c)), nil
+}
+
+func (r rootOnly) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+	if c.Type() == cid.Raw {
+		return -1, errNotHere{c}
+	}
+	return r.Store.GetSize(ctx, c)
+}
+
+type errNotHere struct{ c cid.Cid }
+
+func (e errNotHere) Error() string  { return "not here: " + e.c.String() }
+func (e errNotHere) NotFound() bool { return true }
+
+func must(ok bool, err error) bool { return err == nil && ok }
+
+// TestForgedBlocksAnswerBansThePeer: a peer that answers a blocks request
+// with bytes of another hash is banned at once; the reader gets the right
+// bytes from an honest replica over bitswap.
+func TestForgedBlocksAnswerBansThePeer(t *testing.T) {
+	r := seeded(t)
+	data := randomBytes(r, 12*ChunkSize)
+	ctx := context.Background()
+	honest := startReplica(t, NewMemRegistry(), nil)
+	root, err := honest.store.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar := startLiar(t, honest.store, root)
+	reader := startReplica(t, NewMemRegistry(), nil)
+	connect(t, reader, &replica{host: liar.host})
+
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		rd, err := reader.store.Open(rctx, root)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer rd.Close()
+		got, err := io.ReadAll(rd)
+		done <- result{got, err}
+	}()
+	eventually(t, time.Minute, "the liar to answer with a forged block", func() bool { return liar.forged.Load() > 0 })
+	eventually(t, time.Minute, "the liar to be banned", func() bool { return reader.store.Banned(liar.host.ID()) })
+	connect(t, reader, honest)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !bytes.Equal(res.data, data) {
+		t.Fatal("read forged bytes")
+	}
+	m := reader.store.Metrics()
+	if m.BannedPeers != 1 || m.BadBlocks == 0 {
+		t.Fatalf("BannedPeers %d, BadBlocks %d; want 1 and more than 0", m.BannedPeers, m.BadBlocks)
+	}
+	eventually(t, 30*time.Second, "the liar to be disconnected", func() bool {
+		return reader.host.Network().Connectedness(liar.host.ID()) != network.Connected
+	})
+}
+
+// TestBlocksStreamFailsOver: when the holder's stream breaks mid-read,
+// the rest of the file comes over bitswap and the read succeeds.
+func TestBlocksStreamFailsOver(t *testing.T) {
+	r := seeded(t)
+	data := randomBytes(r, 24*ChunkSize)
+	holder := startReplica(t, NewMemRegistry(), nil)
+	rdr := startReplica(t, NewMemRegistry(), nil)
+	root, err := holder.store.Add(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, rdr, holder)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rd, err := rdr.store.Open(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	head := make([]byte, 2*ChunkSize)
+	if _, err := io.ReadFull(rd, head); err != nil {
+		t.Fatal(err)
+	}
+	d := rd.(*reader).g.direct.Load()
+	if d == nil {
+		t.Fatal("no blocks stream to the holder")
+	}
+	_ = d.st.Reset() // as if the connection broke
+	rest, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := append(head, rest...); !bytes.Equal(got, data) {
+		t.Fatal("read wrong bytes after the stream broke")
+	}
+	d.mu.Lock()
+	serr := d.err
+	d.mu.Unlock()
+	if serr == nil || errors.Is(serr, errStreamDone) {
+		t.Fatalf("stream error %v, want the reset", serr)
+	}
+	if rd.(*reader).g.direct.Load() != nil {
+		t.Fatal("the broken stream is still in use")
+	}
+}
