@@ -53,10 +53,18 @@ const (
 	// directHoldersAsked bounds how many peers a reader asks at once
 	// whether they hold its file.
 	directHoldersAsked = 8
-	// holderWait bounds how long Open waits, once it has the root, for the
-	// search for a holder to end.
+	// holderWait bounds how long Open waits for the search for a holder to
+	// end.
 	holderWait = 500 * time.Millisecond
+	// directMaxMisses is how many blocks a replica that said it holds the
+	// whole file may say it lacks before its stream is dropped.
+	directMaxMisses = 4
 )
+
+// directStall is how long a blocks stream may keep requests unanswered
+// without a byte of answer before it is dropped and its requests go to
+// bitswap. Tests shorten it.
+var directStall = 15 * time.Second
 
 var (
 	errMalformed  = errors.New("malformed request")
@@ -169,6 +177,8 @@ type directStream struct {
 	mu      sync.Mutex
 	pending []*directWant // asked, not yet answered, in order
 	err     error         // set once the stream has failed or closed
+
+	misses atomic.Int32 // blocks the peer said it lacks
 }
 
 // directWant is one block asked on a directStream; data, held and err are
@@ -197,6 +207,10 @@ func (d *directStream) get(ctx context.Context, c cid.Cid) ([]byte, bool, error)
 		d.mu.Unlock()
 		d.wmu.Unlock()
 		return nil, false, err
+	}
+	if len(d.pending) == 0 {
+		// An answer is now due: the stream must make progress.
+		_ = d.st.SetReadDeadline(time.Now().Add(directStall))
 	}
 	d.pending = append(d.pending, w)
 	d.mu.Unlock()
@@ -240,6 +254,11 @@ func (d *directStream) readLoop() {
 		w := d.pending[0]
 		d.pending[0] = nil
 		d.pending = d.pending[1:]
+		if len(d.pending) == 0 && n == 0 {
+			_ = d.st.SetReadDeadline(time.Time{}) // idle: nothing is due
+		} else {
+			_ = d.st.SetReadDeadline(time.Now().Add(directStall))
+		}
 		d.mu.Unlock()
 		if n > 0 {
 			if n-1 > maxBlockSize {
@@ -256,6 +275,11 @@ func (d *directStream) readLoop() {
 				return
 			}
 			w.held = true
+			d.mu.Lock()
+			if len(d.pending) == 0 {
+				_ = d.st.SetReadDeadline(time.Time{})
+			}
+			d.mu.Unlock()
 		}
 		close(w.done)
 	}
@@ -313,8 +337,14 @@ func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			g.direct.CompareAndSwap(d, nil) // the stream is gone
+		case !held && d.misses.Add(1) >= directMaxMisses:
+			// It said it holds the whole file: asking it first only
+			// delays every block.
+			g.direct.CompareAndSwap(d, nil)
+			d.close()
 		}
 	}
 	return g.sess.GetBlock(ctx, c)

@@ -157,16 +157,18 @@ func TestBlocksProtocolServer(t *testing.T) {
 }
 
 // liarServer is a replica of the DApp that says it holds a whole file and
-// answers blocks requests for its leaves with flipped bytes. Its bitswap
-// serves only the root, so the leaves can come only from its lies or from
-// an honest peer.
+// answers blocks requests for its leaves badly, as mode says: "forge"
+// (flipped bytes), "stall" (never), "miss" (not held) or "huge" (a length
+// over the limit). Its bitswap serves
+// only the root, so the leaves can come only from it or from an honest
+// peer.
 type liarServer struct {
 	host   host.Host
 	store  *blockstore.Store
-	forged atomic.Int64
+	forged atomic.Int64 // leaf requests answered badly, or seen when stalling
 }
 
-func startLiar(t *testing.T, from *Store, root cid.Cid) *liarServer {
+func startLiar(t *testing.T, from *Store, root cid.Cid, mode string) *liarServer {
 	t.Helper()
 	ctx := context.Background()
 	db, err := kv.Open("", nil)
@@ -212,8 +214,18 @@ func startLiar(t *testing.T, from *Store, root cid.Cid) *liarServer {
 			}
 			d := append([]byte(nil), b.RawData()...)
 			if c.Type() == cid.Raw {
-				d[0] ^= 0xff
 				l.forged.Add(1)
+				switch mode {
+				case "stall":
+					continue
+				case "miss":
+					_, _ = st.Write([]byte{0})
+					continue
+				case "huge":
+					_, _ = st.Write(binary.AppendUvarint(nil, maxBlockSize+2))
+					continue
+				}
+				d[0] ^= 0xff
 			}
 			if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(d))+1), d...)); err != nil {
 				return
@@ -263,7 +275,7 @@ func TestForgedBlocksAnswerBansThePeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	liar := startLiar(t, honest.store, root)
+	liar := startLiar(t, honest.store, root, "forge")
 	reader := startReplica(t, NewMemRegistry(), nil)
 	connect(t, reader, &replica{host: liar.host})
 
@@ -346,5 +358,61 @@ func TestBlocksStreamFailsOver(t *testing.T) {
 	}
 	if rd.(*reader).g.direct.Load() != nil {
 		t.Fatal("the broken stream is still in use")
+	}
+}
+
+// TestBadHolderIsLeft: a replica that says it holds the whole file, then
+// never answers, says it lacks every block, or answers with a length over
+// the limit, is left for bitswap: the read completes from an honest
+// replica, and the bad holder is not banned (none of these proves
+// forgery); the malformed answer is counted.
+func TestBadHolderIsLeft(t *testing.T) {
+	old := directStall
+	directStall = 300 * time.Millisecond
+	t.Cleanup(func() { directStall = old })
+	for _, mode := range []string{"stall", "miss", "huge"} {
+		t.Run(mode, func(t *testing.T) {
+			r := seeded(t)
+			data := randomBytes(r, 12*ChunkSize)
+			ctx := context.Background()
+			honest := startReplica(t, NewMemRegistry(), nil)
+			root, err := honest.store.Add(ctx, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			liar := startLiar(t, honest.store, root, mode)
+			rdr := startReplica(t, NewMemRegistry(), nil)
+			connect(t, rdr, &replica{host: liar.host})
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			rd, err := rdr.store.Open(rctx, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if d := rd.(*reader).g.direct.Load(); d == nil || d.peer != liar.host.ID() {
+				t.Fatal("the reader did not take the bad holder's stream")
+			}
+			connect(t, rdr, honest)
+			got, err := io.ReadAll(rd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("read wrong bytes")
+			}
+			if liar.forged.Load() == 0 {
+				t.Fatal("the bad holder was never asked")
+			}
+			if rd.(*reader).g.direct.Load() != nil {
+				t.Fatal("the reader still asks the bad holder")
+			}
+			if rdr.store.Banned(liar.host.ID()) {
+				t.Fatal("a holder that only failed to answer was banned")
+			}
+			if bad := rdr.store.Metrics().BadBlocks; (mode == "huge") != (bad > 0) {
+				t.Fatalf("BadBlocks = %d after mode %q", bad, mode)
+			}
+		})
 	}
 }

@@ -174,6 +174,10 @@ func (d *liarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
 // do not hash to the CID asked for), and disconnects it.
 func (d *liarDetector) banNow(p peer.ID, why string) {
 	d.mu.Lock()
+	if end, ok := d.bans[p]; ok && time.Now().Before(end) {
+		d.mu.Unlock() // caught already, by another of its answers
+		return
+	}
 	d.ban(p)
 	delete(d.asked, p)
 	delete(d.forged, p)
