@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -124,6 +125,8 @@ func (s *Store) serveBlocks(st network.Stream) {
 	br := bufio.NewReaderSize(st, 4<<10)
 	bw := bufio.NewWriterSize(st, 32<<10)
 	var hdr [binary.MaxVarintLen64]byte
+	var out bytes.Buffer // one answer
+	warned := false
 	for {
 		_ = st.SetReadDeadline(time.Now().Add(directIdle))
 		c, err := readCID(br)
@@ -141,18 +144,33 @@ func (s *Store) serveBlocks(st network.Stream) {
 			_ = st.Reset()
 			return
 		}
-		_ = st.SetWriteDeadline(time.Now().Add(directIdle))
-		// The block's bytes go from the database's cache to the stream
-		// without a copy of their own.
-		found, werr := s.blocks.WriteBlock(c, bw, func(size int) error {
-			_, err := bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(size)+1)])
-			if err == nil {
-				s.metrics.directServed.Add(uint64(size))
-			}
-			return err
+		// The block's bytes are copied out of the database into a buffer
+		// this stream reuses, and only then written: a reader that is slow
+		// to take them must not hold a database iterator (and with it
+		// memtables and files) open.
+		out.Reset()
+		size := 0
+		found, rerr := s.blocks.WriteBlock(c, &out, func(n int) error {
+			size = n
+			out.Grow(binary.MaxVarintLen64 + n)
+			out.Write(hdr[:binary.PutUvarint(hdr[:], uint64(n)+1)])
+			return nil
 		})
-		if !found && werr == nil {
-			_, werr = bw.Write(hdr[:binary.PutUvarint(hdr[:], 0)])
+		if rerr != nil {
+			if !warned { // once per stream: the asker controls how often
+				warned = true
+				s.cfg.Logger.Warn("blobs: cannot read a block to serve it", "cid", c, "err", rerr)
+			}
+			found = false
+		}
+		if !found {
+			out.Reset()
+			out.Write(hdr[:binary.PutUvarint(hdr[:], 0)])
+		}
+		_ = st.SetWriteDeadline(time.Now().Add(directIdle))
+		_, werr := bw.Write(out.Bytes())
+		if werr == nil && found {
+			s.metrics.directServed.Add(uint64(size))
 		}
 		if werr == nil && br.Buffered() == 0 {
 			werr = bw.Flush() // nothing more asked yet: send what is ready
