@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
-	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bspb "github.com/ipfs/boxo/bitswap/message/pb"
@@ -256,54 +255,19 @@ func TestBadHashPeerIgnored(t *testing.T) {
 
 	// The liar holds the same blocks and speaks the DApp's bitswap, but
 	// flips a byte of everything it sends.
-	db, err := kv.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, _ := db.Space("blobs")
-	lyingStore, err := blockstore.New(sp, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lying := &corruptingBlockstore{Store: lyingStore}
-	if err := honest.store.Export(ctx, root, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if err := honest.store.walkLocal(ctx, root, true, func(c cid.Cid, _ bool, d []byte) error {
-		b, _ := blocks.NewBlockWithCid(append([]byte(nil), d...), c)
-		return lying.Store.Put(ctx, b)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	lying := &corruptingBlockstore{Store: blockCopy(t, honest.store, root)}
 	lh := newHost(t)
 	bs := bitswap.New(ctx, bsnet.NewFromIpfsHost(lh, bsnet.Prefix(protocol.ID("/dpaas/"+testApp+"/blobs"))), nil, lying)
 	t.Cleanup(func() {
 		bs.Close()
 		lh.Close()
-		db.Close()
 	})
 
 	reader := startReplica(t, NewMemRegistry(), nil)
 	liar := &replica{host: lh}
 	connect(t, reader, liar)
 
-	type result struct {
-		data []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		rd, err := reader.store.Open(rctx, root)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer rd.Close()
-		got, err := io.ReadAll(rd)
-		done <- result{got, err}
-	}()
+	done := readInBackground(reader.store, root)
 	eventually(t, time.Minute, "the liar to serve a forged block", func() bool { return lying.served.Load() > 0 })
 	connect(t, reader, honest)
 	res := <-done

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
-	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	blocks "github.com/ipfs/go-block-format"
@@ -27,15 +26,7 @@ import (
 func TestReadOverBlocksProtocol(t *testing.T) {
 	r := seeded(t)
 	data := randomBytes(r, 40*ChunkSize+123)
-	holder := startReplica(t, NewMemRegistry(), nil)
-	// The reader has a registry of its own: no background replication
-	// competes with the read.
-	reader := startReplica(t, NewMemRegistry(), nil)
-	root, err := holder.store.Add(context.Background(), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, reader, holder)
+	holder, reader, root := holderAndReader(t, data)
 	if got := readAll(t, reader.store, root, time.Minute); !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes that differ from the %d added", len(got), len(data))
 	}
@@ -171,28 +162,13 @@ type liarServer struct {
 func startLiar(t *testing.T, from *Store, root cid.Cid, mode string) *liarServer {
 	t.Helper()
 	ctx := context.Background()
-	db, err := kv.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, _ := db.Space("blobs")
-	bs, err := blockstore.New(sp, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := from.walkLocal(ctx, root, true, func(c cid.Cid, _ bool, d []byte) error {
-		b, _ := blocks.NewBlockWithCid(append([]byte(nil), d...), c)
-		return bs.Put(ctx, b)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	bs := blockCopy(t, from, root)
 	l := &liarServer{host: newHost(t), store: bs}
 	prefix := protocol.ID("/dpaas/" + testApp + "/blobs")
 	swap := bitswap.New(ctx, bsnet.NewFromIpfsHost(l.host, bsnet.Prefix(prefix)), nil, rootOnly{bs})
 	t.Cleanup(func() {
 		swap.Close()
 		l.host.Close()
-		db.Close()
 	})
 	l.host.SetStreamHandler(prefix+"/has/1.0.0", func(st network.Stream) {
 		defer st.Close()
@@ -269,33 +245,12 @@ func must(ok bool, err error) bool { return err == nil && ok }
 func TestForgedBlocksAnswerBansThePeer(t *testing.T) {
 	r := seeded(t)
 	data := randomBytes(r, 12*ChunkSize)
-	ctx := context.Background()
-	honest := startReplica(t, NewMemRegistry(), nil)
-	root, err := honest.store.Add(ctx, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	honest, root := addedOn(t, data)
 	liar := startLiar(t, honest.store, root, "forge")
 	reader := startReplica(t, NewMemRegistry(), nil)
 	connect(t, reader, &replica{host: liar.host})
 
-	type result struct {
-		data []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		rd, err := reader.store.Open(rctx, root)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer rd.Close()
-		got, err := io.ReadAll(rd)
-		done <- result{got, err}
-	}()
+	done := readInBackground(reader.store, root)
 	eventually(t, time.Minute, "the liar to answer with a forged block", func() bool { return liar.forged.Load() > 0 })
 	eventually(t, time.Minute, "the liar to be banned", func() bool { return reader.store.Banned(liar.host.ID()) })
 	connect(t, reader, honest)
@@ -320,13 +275,7 @@ func TestForgedBlocksAnswerBansThePeer(t *testing.T) {
 func TestBlocksStreamFailsOver(t *testing.T) {
 	r := seeded(t)
 	data := randomBytes(r, 24*ChunkSize)
-	holder := startReplica(t, NewMemRegistry(), nil)
-	rdr := startReplica(t, NewMemRegistry(), nil)
-	root, err := holder.store.Add(context.Background(), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, rdr, holder)
+	_, rdr, root := holderAndReader(t, data)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rd, err := rdr.store.Open(ctx, root)
@@ -375,11 +324,7 @@ func TestBadHolderIsLeft(t *testing.T) {
 			r := seeded(t)
 			data := randomBytes(r, 12*ChunkSize)
 			ctx := context.Background()
-			honest := startReplica(t, NewMemRegistry(), nil)
-			root, err := honest.store.Add(ctx, bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
+			honest, root := addedOn(t, data)
 			liar := startLiar(t, honest.store, root, mode)
 			rdr := startReplica(t, NewMemRegistry(), nil)
 			connect(t, rdr, &replica{host: liar.host})

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/blockstore"
 	"github.com/dpaas/dpaas/internal/kv"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -217,4 +219,75 @@ func complete(t testing.TB, s *Store, c cid.Cid) bool {
 		t.Fatal(err)
 	}
 	return ok
+}
+
+// readResult is what readInBackground delivers.
+type readResult struct {
+	data []byte
+	err  error
+}
+
+// readInBackground opens c on s and reads it whole on another goroutine,
+// within two minutes.
+func readInBackground(s *Store, c cid.Cid) <-chan readResult {
+	done := make(chan readResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		rd, err := s.Open(ctx, c)
+		if err != nil {
+			done <- readResult{err: err}
+			return
+		}
+		defer rd.Close()
+		got, err := io.ReadAll(rd)
+		done <- readResult{got, err}
+	}()
+	return done
+}
+
+// holderAndReader starts two replicas with registries of their own (so
+// that no background replication competes with a read), adds data on the
+// first and connects them.
+func holderAndReader(t *testing.T, data []byte) (holder, rdr *replica, root cid.Cid) {
+	t.Helper()
+	holder, root = addedOn(t, data)
+	rdr = startReplica(t, NewMemRegistry(), nil)
+	connect(t, rdr, holder)
+	return holder, rdr, root
+}
+
+// addedOn starts a replica with a registry of its own and adds data to it.
+func addedOn(t *testing.T, data []byte) (*replica, cid.Cid) {
+	t.Helper()
+	rep := startReplica(t, NewMemRegistry(), nil)
+	root, err := rep.store.Add(context.Background(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, root
+}
+
+// blockCopy returns a blockstore of its own, in memory, holding every
+// block of root that from holds.
+func blockCopy(t *testing.T, from *Store, root cid.Cid) *blockstore.Store {
+	t.Helper()
+	ctx := context.Background()
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sp, _ := db.Space("blobs")
+	bs, err := blockstore.New(sp, blockstore.Config{Prefix: prefixBlocks, ValuePrefix: prefixValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from.walkLocal(ctx, root, true, func(c cid.Cid, _ bool, d []byte) error {
+		b, _ := blocks.NewBlockWithCid(append([]byte(nil), d...), c)
+		return bs.Put(ctx, b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return bs
 }

@@ -384,38 +384,14 @@ func (s *Store) readValue(mh []byte, ix index) ([]byte, error) {
 // which must not keep them. It fails with errMissing, having passed part of
 // them maybe, when they are not all there.
 func (s *Store) eachChunk(mh []byte, ix index, fn func([]byte) error) error {
-	if ix.legacy {
-		v, closer, err := s.pdb.Get(s.key(tagLegacyData, mh))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return errMissing
-		}
-		if err != nil {
-			return err
-		}
-		if uint64(len(v)) != ix.size {
-			_ = closer.Close()
-			return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(v), ix.size)
-		}
-		err = fn(v)
-		return errors.Join(err, closer.Close())
-	}
 	n := chunks(ix.size)
-	got := uint64(0)
-	if n == 1 {
-		v, closer, err := s.pdb.Get(s.chunkKey(ix.seq, 0))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return errMissing
-		}
-		if err != nil {
-			return err
-		}
-		if uint64(len(v)) != ix.size {
-			_ = closer.Close()
-			return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(v), ix.size)
-		}
-		err = fn(v)
-		return errors.Join(err, closer.Close())
+	switch {
+	case ix.legacy:
+		return s.wholeValue(s.key(tagLegacyData, mh), ix.size, fn)
+	case n == 1:
+		return s.wholeValue(s.chunkKey(ix.seq, 0), ix.size, fn)
 	}
+	got := uint64(0)
 	// One iterator over the block's chunks: one seek, then steps, instead
 	// of a full lookup per chunk.
 	it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: s.chunkKey(ix.seq, 0), UpperBound: s.chunkKey(ix.seq, n)})
@@ -448,6 +424,24 @@ func (s *Store) eachChunk(mh []byte, ix index, fn func([]byte) error) error {
 		return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, got, ix.size)
 	}
 	return nil
+}
+
+// wholeValue passes the value under key, which must be size bytes long, to
+// fn.
+func (s *Store) wholeValue(key []byte, size uint64, fn func([]byte) error) error {
+	v, closer, err := s.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return errMissing
+	}
+	if err != nil {
+		return err
+	}
+	if uint64(len(v)) != size {
+		_ = closer.Close()
+		return fmt.Errorf("%w: %d bytes stored, %d indexed", errMissing, len(v), size)
+	}
+	err = fn(v)
+	return errors.Join(err, closer.Close())
 }
 
 // WriteBlock writes the bytes of block c to w without copying them into a
