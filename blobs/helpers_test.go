@@ -109,15 +109,19 @@ func newLocal(t testing.TB) *Store {
 
 func newHost(t testing.TB) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.ListenAddrStrings(testListen),
-		libp2p.DisableRelay(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
-	)
+	h, err := newTestHost()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+func newTestHost() (host.Host, error) {
+	return libp2p.New(
+		libp2p.ListenAddrStrings(testListen),
+		libp2p.DisableRelay(),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+	)
 }
 
 // replica is one in-process instance: its own host and Pebble database.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -16,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if runServer() { // the serving process of BenchmarkFetchFromRunning
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m,
 		// Started once per process by libp2p and go-log, not per host.
 		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
