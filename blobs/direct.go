@@ -54,13 +54,16 @@ const (
 	// directHoldersAsked bounds how many peers a reader asks at once
 	// whether they hold its file.
 	directHoldersAsked = 8
-	// holderWait bounds how long Open waits for the search for a holder to
-	// end.
-	holderWait = 500 * time.Millisecond
+	// maxHolders is how many holders of a file one reader streams from.
+	maxHolders = 3
 	// directMaxMisses is how many blocks a replica that said it holds the
 	// whole file may say it lacks before its stream is dropped.
 	directMaxMisses = 4
 )
+
+// holderWait bounds how long Open waits for the search for holders to end.
+// Tests lengthen it.
+var holderWait = 500 * time.Millisecond
 
 // directStall is how long a blocks stream may keep requests unanswered
 // without a byte of answer before it is dropped and its requests go to
@@ -196,7 +199,8 @@ type directStream struct {
 	pending []*directWant // asked, not yet answered, in order
 	err     error         // set once the stream has failed or closed
 
-	misses atomic.Int32 // blocks the peer said it lacks
+	misses   atomic.Int32 // blocks the peer said it lacks
+	inflight atomic.Int32 // requests asked through get, not yet answered
 }
 
 // directWant is one block asked on a directStream; data, held and err are
@@ -217,6 +221,8 @@ func newDirectStream(s *Store, p peer.ID, st network.Stream) *directStream {
 // get asks for c and waits for the answer: the block's bytes, not yet
 // checked against c, or held false when the peer does not hold it.
 func (d *directStream) get(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
+	d.inflight.Add(1)
+	defer d.inflight.Add(-1)
 	w := &directWant{done: make(chan struct{})}
 	d.wmu.Lock()
 	d.mu.Lock()
@@ -328,17 +334,76 @@ func (d *directStream) fail(err error) {
 // close ends the stream once the reader is done with it.
 func (d *directStream) close() { d.fail(errStreamDone) }
 
-// getter is the block source of one reader: the local blockstore, then a
-// replica holding the whole file over the blocks protocol when one was
-// found, then bitswap.
+// getter is the block source of one reader: the local blockstore, then the
+// replicas found holding the whole file, over the blocks protocol, then
+// bitswap. With several holders each block goes to the one with the fewest
+// requests unanswered, so a faster holder serves more, as download mirrors
+// share a file.
 type getter struct {
-	s      *Store
-	sess   *blockservice.Session
-	direct atomic.Pointer[directStream]
+	s    *Store
+	sess *blockservice.Session
+
+	mu      sync.Mutex
+	streams []*directStream // to holders, in the order found
+	closed  bool
+}
+
+// pick returns the stream with the fewest requests unanswered, or nil.
+func (g *getter) pick() *directStream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var best *directStream
+	for _, d := range g.streams {
+		if best == nil || d.inflight.Load() < best.inflight.Load() {
+			best = d
+		}
+	}
+	return best
+}
+
+// add puts d among the streams, unless the reader is closed.
+func (g *getter) add(d *directStream) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.streams = append(g.streams, d)
+	return true
+}
+
+// drop takes d out of the streams.
+func (g *getter) drop(d *directStream) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, x := range g.streams {
+		if x == d {
+			g.streams = append(g.streams[:i:i], g.streams[i+1:]...)
+			return
+		}
+	}
+}
+
+// holders returns the streams in use.
+func (g *getter) holders() []*directStream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*directStream(nil), g.streams...)
+}
+
+// close ends every blocks stream; none is added afterwards.
+func (g *getter) close() {
+	g.mu.Lock()
+	streams := g.streams
+	g.streams, g.closed = nil, true
+	g.mu.Unlock()
+	for _, d := range streams {
+		d.close()
+	}
 }
 
 func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	if d := g.direct.Load(); d != nil {
+	if d := g.pick(); d != nil {
 		if blk, err := g.s.guarded.Get(ctx, c); err == nil {
 			return blk, nil
 		}
@@ -357,11 +422,11 @@ func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) 
 		}
 		switch {
 		case err != nil:
-			g.direct.CompareAndSwap(d, nil) // the stream is gone
+			g.drop(d) // the stream is gone
 		case !held && d.misses.Add(1) >= directMaxMisses:
 			// It said it holds the whole file: asking it first only
 			// delays every block.
-			g.direct.CompareAndSwap(d, nil)
+			g.drop(d)
 			d.close()
 		}
 	}
@@ -376,7 +441,7 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 		blk, err := blocks.NewBlockWithCid(data, c)
 		return blk, err == nil
 	}
-	g.direct.CompareAndSwap(d, nil)
+	g.drop(d)
 	d.fail(errForged)
 	g.s.metrics.badBlocks.Add(1)
 	if g.s.liars != nil {
@@ -385,9 +450,10 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 	return nil, false
 }
 
-// findHolder looks among the connected replicas of the DApp for one that
-// holds root in full and opens a blocks stream to it; until then, and if
-// none does, the reader fetches over bitswap.
+// findHolder looks among the connected replicas of the DApp for those
+// that hold root in full, and opens a blocks stream to each of the first
+// maxHolders; until then, and if none does, the reader fetches over
+// bitswap.
 func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
 	s := g.s
 	h := s.cfg.Host
@@ -423,6 +489,7 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
 			}
 		}()
 	}
+	opened := 0
 	for range candidates {
 		p := <-found
 		if p == "" {
@@ -433,16 +500,12 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
 			continue
 		}
 		d := newDirectStream(s, p, st)
-		if !g.direct.CompareAndSwap(nil, d) {
+		if !g.add(d) {
 			d.close()
+			return
 		}
-		return
-	}
-}
-
-// close ends the blocks stream, if any.
-func (g *getter) close() {
-	if d := g.direct.Swap(nil); d != nil {
-		d.close()
+		if opened++; opened == maxHolders {
+			return
+		}
 	}
 }

@@ -52,9 +52,10 @@
 //
 // Between replicas of the DApp, a reader (and a background fetch, which is
 // a read) first asks its connected replicas whether they hold the whole
-// file, and takes the blocks from the first that does over one stream of
-// a small AppID-namespaced blocks protocol: requests pipelined as the
-// read-ahead window moves, answers in order, no want lists. Every block is
+// file, and takes the blocks from up to three that do, each over one
+// stream of a small AppID-namespaced blocks protocol: requests pipelined
+// as the read-ahead window moves, each to the holder with the fewest
+// unanswered, answers in order, no want lists. Every block is
 // hashed against its CID on arrival; any block that peer does not hold, or
 // everything after its stream breaks, comes over bitswap. See direct.go
 // for the wire format and limits.

@@ -51,7 +51,7 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv)}
 	searched := make(chan struct{})
 	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
-		// Look for a replica holding the whole file (direct.go).
+		// Look for replicas holding the whole file (direct.go).
 		go func() {
 			defer close(searched)
 			g.findHolder(rctx, c)
