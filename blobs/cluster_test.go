@@ -386,16 +386,26 @@ func TestFindHoldersThroughRouting(t *testing.T) {
 	}
 	a := startReplica(t, NewMemRegistry(), withRouting)
 	b := startReplica(t, NewMemRegistry(), withRouting)
-	data := randomBytes(r, 3*ChunkSize)
+	data := randomBytes(r, 40*ChunkSize)
 	root, err := a.store.Add(context.Background(), bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, time.Minute, "the adder to provide the blob", func() bool {
+		table.mu.Lock()
+		defer table.mu.Unlock()
+		return len(table.provs[root]) > 0
+	})
 	if got := len(b.host.Network().Peers()); got != 0 {
 		t.Fatalf("b already has %d peers", got)
 	}
 	if !bytes.Equal(readAll(t, b.store, root, time.Minute), data) {
 		t.Fatal("wrong bytes through a provider record")
+	}
+	// The provider found is a replica holding the file: the reader
+	// streamed from it rather than wait for bitswap's own search.
+	if m := b.store.Metrics(); m.StreamFetchedBytes == 0 {
+		t.Fatalf("nothing fetched over the blocks protocol (%d bytes in all)", m.FetchedBytes)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,8 @@ const (
 	directHoldersAsked = 8
 	// maxHolders is how many holders of a file one reader streams from.
 	maxHolders = 3
+	// providerSearch bounds the search for holders through Routing.
+	providerSearch = 30 * time.Second
 	// directMaxMisses is how many blocks a replica that said it holds the
 	// whole file may say it lacks before its stream is dropped.
 	directMaxMisses = 4
@@ -450,11 +453,13 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 	return nil, false
 }
 
-// findHolder looks among the connected replicas of the DApp for those
-// that hold root in full, and opens a blocks stream to each of the first
-// maxHolders; until then, and if none does, the reader fetches over
-// bitswap.
-func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
+// findHolder looks for replicas that hold root in full and opens a blocks
+// stream to each of the first maxHolders: among the connected peers of the
+// DApp first, then, when none of them holds it and there is a Routing,
+// among the providers it names. connected is called once the connected
+// peers have answered. Until a stream is up, and if none is, the reader
+// fetches over bitswap.
+func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func()) {
 	s := g.s
 	h := s.cfg.Host
 	// Peers known to speak the protocol first, then those whose protocols
@@ -474,9 +479,6 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
 	if len(candidates) > directHoldersAsked {
 		candidates = candidates[:directHoldersAsked]
 	}
-	if len(candidates) == 0 {
-		return
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	found := make(chan peer.ID, len(candidates))
@@ -491,21 +493,47 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid) {
 	}
 	opened := 0
 	for range candidates {
-		p := <-found
-		if p == "" {
+		if p := <-found; p != "" && opened < maxHolders {
+			if !g.open(ctx, p) {
+				connected()
+				return
+			}
+			opened++
+		}
+	}
+	connected()
+	if opened > 0 || s.cfg.Routing == nil {
+		return
+	}
+	ctx, cancel = context.WithTimeout(ctx, providerSearch)
+	defer cancel()
+	for ai := range s.cfg.Routing.FindProvidersAsync(ctx, root, directHoldersAsked) {
+		if ai.ID == h.ID() || s.Banned(ai.ID) || slices.Contains(candidates, ai.ID) {
 			continue
 		}
-		st, err := h.NewStream(network.WithNoDial(ctx, "blocks"), p, s.blocksProto)
-		if err != nil {
+		if err := h.Connect(ctx, ai); err != nil || !s.repl.peerHolds(ctx, ai.ID, root) {
 			continue
 		}
-		d := newDirectStream(s, p, st)
-		if !g.add(d) {
-			d.close()
+		if !g.open(ctx, ai.ID) {
 			return
 		}
 		if opened++; opened == maxHolders {
 			return
 		}
 	}
+}
+
+// open opens a blocks stream to p, a holder of the file, and adds it. It
+// reports false once the reader is closed.
+func (g *getter) open(ctx context.Context, p peer.ID) bool {
+	st, err := g.s.cfg.Host.NewStream(network.WithNoDial(ctx, "blocks"), p, g.s.blocksProto)
+	if err != nil {
+		return true
+	}
+	d := newDirectStream(g.s, p, st)
+	if !g.add(d) {
+		d.close()
+		return false
+	}
+	return true
 }

@@ -55,7 +55,9 @@
 // file, and takes the blocks from up to three that do, each over one
 // stream of a small AppID-namespaced blocks protocol: requests pipelined
 // as the read-ahead window moves, each to the holder with the fewest
-// unanswered, answers in order, no want lists. Every block is
+// unanswered, answers in order, no want lists. When no connected replica
+// holds it and Config.Routing is set, the providers it names are asked
+// too. Every block is
 // hashed against its CID on arrival; any block that peer does not hold, or
 // everything after its stream breaks, comes over bitswap. See direct.go
 // for the wire format and limits.

@@ -52,10 +52,7 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	searched := make(chan struct{})
 	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
 		// Look for replicas holding the whole file (direct.go).
-		go func() {
-			defer close(searched)
-			g.findHolder(rctx, c)
-		}()
+		go g.findHolder(rctx, c, sync.OnceFunc(func() { close(searched) }))
 	} else {
 		close(searched)
 	}
@@ -67,9 +64,9 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 			g.close()
 		}
 	}(cancel)
-	// Let the root and the first window of leaves come from the holder
-	// found, if the search ends soon: bitswap takes tens of milliseconds
-	// for a first block, the search a round trip or two.
+	// Let the root and the first window of leaves come from the holders
+	// found among the connected peers, if they answer soon: bitswap takes
+	// tens of milliseconds for a first block, the question a round trip.
 	wait := time.NewTimer(holderWait)
 	select {
 	case <-searched:
