@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,7 +108,7 @@ func benchPutConcurrent(b *testing.B, s *Store, writers int) float64 {
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Add(1)
@@ -129,6 +130,7 @@ func benchPutConcurrent(b *testing.B, s *Store, writers int) float64 {
 	rate := float64(b.N) / time.Since(start).Seconds()
 	b.ReportMetric(rate, "puts/s")
 	b.ReportMetric(float64(b.N)/float64(s.Stats().DeltasCreated), "puts/delta")
+	reportCPU(b, cpu, b.N)
 	return rate
 }
 
@@ -194,8 +196,12 @@ func benchBatchPut(b *testing.B, s *Store) {
 // reportCPU reports the CPU time the process used since cpu per document:
 // on this two-core machine, 200,000 documents a second leaves 10 µs each.
 func reportCPU(b *testing.B, cpu time.Duration, docs int) {
+	unit := "doc"
+	if !strings.Contains(b.Name(), "Batch") {
+		unit = "put"
+	}
 	if now := cpuTime(); now > 0 && docs > 0 {
-		b.ReportMetric(float64(now-cpu)/float64(time.Microsecond)/float64(docs), "cpu-µs/doc")
+		b.ReportMetric(float64(now-cpu)/float64(time.Microsecond)/float64(docs), "cpu-µs/"+unit)
 	}
 }
 
