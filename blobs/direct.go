@@ -159,7 +159,7 @@ func (s *Store) serveBlocks(st network.Stream) {
 		found, rerr := s.blocks.WriteBlock(c, &out, func(n int) error {
 			size = n
 			out.Grow(binary.MaxVarintLen64 + n)
-			out.Write(hdr[:binary.PutUvarint(hdr[:], uint64(n)+1)])
+			out.Write(appendAnswer(hdr[:0], n, true))
 			return nil
 		})
 		if rerr != nil {
@@ -171,7 +171,7 @@ func (s *Store) serveBlocks(st network.Stream) {
 		}
 		if !found {
 			out.Reset()
-			out.Write(hdr[:binary.PutUvarint(hdr[:], 0)])
+			out.Write(appendAnswer(hdr[:0], 0, false))
 		}
 		_ = st.SetWriteDeadline(time.Now().Add(directIdle))
 		_, werr := bw.Write(out.Bytes())
@@ -267,7 +267,7 @@ func (d *directStream) get(ctx context.Context, c cid.Cid) ([]byte, bool, error)
 func (d *directStream) readLoop() {
 	br := bufio.NewReaderSize(d.st, 32<<10)
 	for {
-		n, err := binary.ReadUvarint(br)
+		data, held, err := readAnswer(br)
 		if err != nil {
 			d.fail(err)
 			return
@@ -281,35 +281,58 @@ func (d *directStream) readLoop() {
 		w := d.pending[0]
 		d.pending[0] = nil
 		d.pending = d.pending[1:]
-		if len(d.pending) == 0 && n == 0 {
+		if len(d.pending) == 0 {
 			_ = d.st.SetReadDeadline(time.Time{}) // idle: nothing is due
 		} else {
 			_ = d.st.SetReadDeadline(time.Now().Add(directStall))
 		}
 		d.mu.Unlock()
-		if n > 0 {
-			if n-1 > maxBlockSize {
-				w.err = fmt.Errorf("%w: a block of %d bytes", errBadAnswer, n-1)
-				close(w.done)
-				d.fail(w.err)
-				return
-			}
-			w.data = make([]byte, n-1)
-			if _, err := io.ReadFull(br, w.data); err != nil {
-				w.data, w.err = nil, err
-				close(w.done)
-				d.fail(err)
-				return
-			}
-			w.held = true
-			d.mu.Lock()
-			if len(d.pending) == 0 {
-				_ = d.st.SetReadDeadline(time.Time{})
-			}
-			d.mu.Unlock()
-		}
+		w.data, w.held = data, held
 		close(w.done)
 	}
+}
+
+// readAnswer decodes one answer of the blocks protocol: the block's bytes,
+// or held false when the peer does not hold it. A malformed answer fails
+// with errBadAnswer; a failing reader with its own error.
+func readAnswer(r *bufio.Reader) ([]byte, bool, error) {
+	var n uint64
+	for shift := 0; ; shift += 7 {
+		b, err := r.ReadByte()
+		if err != nil {
+			if shift > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, false, err
+		}
+		if shift == 63 && b > 1 {
+			return nil, false, fmt.Errorf("%w: length overflows 64 bits", errBadAnswer)
+		}
+		n |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			break
+		}
+	}
+	if n == 0 {
+		return nil, false, nil
+	}
+	if n-1 > maxBlockSize {
+		return nil, false, fmt.Errorf("%w: a block of %d bytes", errBadAnswer, n-1)
+	}
+	data := make([]byte, n-1)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+// appendAnswer appends the answer for a block of size bytes, not its bytes;
+// held false appends the answer "not held".
+func appendAnswer(b []byte, size int, held bool) []byte {
+	if !held {
+		return binary.AppendUvarint(b, 0)
+	}
+	return binary.AppendUvarint(b, uint64(size)+1)
 }
 
 // fail ends the stream: every request still pending fails with err.

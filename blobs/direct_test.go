@@ -76,17 +76,6 @@ func askBlock(t *testing.T, st network.Stream, c cid.Cid) {
 	}
 }
 
-// readAnswer reads one answer: the block's bytes, or held false.
-func readAnswer(br *bufio.Reader) ([]byte, bool, error) {
-	n, err := binary.ReadUvarint(br)
-	if err != nil || n == 0 {
-		return nil, false, err
-	}
-	data := make([]byte, n-1)
-	_, err = io.ReadFull(br, data)
-	return data, true, err
-}
-
 // TestBlocksProtocolServer: the server answers requests in order, says
 // when it does not hold a block, drops a stream that sends a malformed
 // request (and counts it), and serves at most maxDirectStreamsPerPeer
@@ -399,4 +388,45 @@ func TestReadFromSeveralHolders(t *testing.T) {
 	if got := rdr.store.Metrics().StreamFetchedBytes; got != fromA+fromB || got < uint64(len(data)) {
 		t.Fatalf("fetched %d bytes over the protocol; holders served %d", got, fromA+fromB)
 	}
+}
+
+// FuzzReadAnswer: any bytes from a holder decode into answers or a clear
+// error, never a panic or a block over the limit; well-formed answers
+// decode to what was encoded.
+func FuzzReadAnswer(f *testing.F) {
+	f.Add(appendAnswer(nil, 0, false))
+	f.Add(append(appendAnswer(nil, 3, true), "abc"...))
+	f.Add(appendAnswer(nil, maxBlockSize+1, true))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(append(appendAnswer(nil, 5, true), "ab"...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReader(bytes.NewReader(in))
+		var again []byte
+		for {
+			data, held, err := readAnswer(br)
+			if err != nil {
+				if !errors.Is(err, errBadAnswer) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				break
+			}
+			if len(data) > maxBlockSize || (!held && data != nil) {
+				t.Fatalf("held %v with %d bytes", held, len(data))
+			}
+			again = append(appendAnswer(again, len(data), held), data...)
+		}
+		// What decoded re-encodes to a prefix of the input, unless a
+		// length was written in more bytes than it needs.
+		if !bytes.HasPrefix(in, again) {
+			br := bufio.NewReader(bytes.NewReader(again))
+			for {
+				if _, _, err := readAnswer(br); err != nil {
+					if err != io.EOF {
+						t.Fatalf("re-encoded answers do not decode: %v", err)
+					}
+					break
+				}
+			}
+		}
+	})
 }
