@@ -26,9 +26,11 @@ import (
 // the fallback for every block. But between two replicas of a DApp, one of
 // which holds a whole file, most of what bitswap does is overhead: want
 // lists, message assembly and protobuf copies, per-peer send delays. So a
-// reader first looks for a replica that holds its file in full (the
-// holdings protocol) and asks it for the file's blocks over one stream of
-// the blocks protocol, pipelined, as the read-ahead window needs them.
+// reader first looks for replicas that hold its file in full (the holdings
+// protocol, asked of the connected peers, then of the providers Routing
+// names) and asks up to maxHolders of them for the file's blocks, over one
+// stream of the blocks protocol each, pipelined, as the read-ahead window
+// needs them.
 //
 // Blocks protocol: the asker writes requests, each a uvarint length and a
 // CID. The answerer answers every request in order with a uvarint, 0 when
@@ -68,9 +70,9 @@ const (
 // Tests lengthen it.
 var holderWait = 500 * time.Millisecond
 
-// directStall is how long a blocks stream may keep requests unanswered
-// without a byte of answer before it is dropped and its requests go to
-// bitswap. Tests shorten it.
+// directStall is how long a blocks stream may leave its oldest request
+// unanswered before it is dropped and its requests go to bitswap. Tests
+// shorten it.
 var directStall = 15 * time.Second
 
 var (
