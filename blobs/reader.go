@@ -126,6 +126,20 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo writes the rest of the blob into w a block at a time, without
+// copying it first (io.Copy uses it).
+func (r *reader) WriteTo(w io.Writer) (int64, error) {
+	if !r.s.enter() {
+		return 0, fmt.Errorf("blobs: read %s: %w", r.cid, ErrClosed)
+	}
+	defer r.s.exit()
+	n, err := r.fr.WriteTo(w)
+	if err != nil {
+		return n, fmt.Errorf("blobs: read %s: %w", r.cid, err)
+	}
+	return n, nil
+}
+
 func (r *reader) Seek(offset int64, whence int) (int64, error) {
 	if !r.s.enter() {
 		return 0, fmt.Errorf("blobs: seek %s: %w", r.cid, ErrClosed)

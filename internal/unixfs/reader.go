@@ -174,38 +174,80 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	b, err := r.chunk()
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, b)
+	return n, r.advance(n)
+}
+
+// WriteTo writes the file from the current position to its end into w, a
+// block at a time, without copying the bytes first: io.Copy uses it.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		b, err := r.chunk()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		n, werr := w.Write(b)
+		total += int64(n)
+		if err := r.advance(n); err != nil && werr == nil {
+			werr = err
+		}
+		if werr != nil {
+			return total, werr
+		}
+	}
+}
+
+// chunk returns the bytes from the current position to the end of the
+// block that holds it, waiting for that block; io.EOF at the end. The
+// bytes are the block's own: they must not be changed.
+func (r *Reader) chunk() ([]byte, error) {
 	if r.pos >= r.size {
-		return 0, io.EOF
+		return nil, io.EOF
 	}
 	if r.rawEnd != nil {
-		n := copy(p, r.rawEnd[r.pos:])
-		r.pos += uint64(n)
-		return n, nil
+		return r.rawEnd[r.pos:], nil
 	}
 	if err := r.align(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	head := r.window[0]
 	select {
 	case <-head.done:
 	case <-r.ctx.Done():
-		return 0, r.ctx.Err()
+		return nil, r.ctx.Err()
 	}
 	if head.err != nil {
 		err := head.err
 		r.drop(len(r.window))
-		return 0, err
+		return nil, err
 	}
-	n := copy(p, head.data[r.pos-head.off:])
+	return head.data[r.pos-head.off:], nil
+}
+
+// advance moves the position n bytes on, n at most what chunk returned.
+// Leaving a block widens the window and starts the fetches it adds; an
+// error doing so is returned if bytes remain to read.
+func (r *Reader) advance(n int) error {
 	r.pos += uint64(n)
-	if r.pos >= head.off+head.size {
+	if r.rawEnd != nil || len(r.window) == 0 {
+		return nil
+	}
+	if head := r.window[0]; r.pos >= head.off+head.size {
 		r.drop(1)
 		r.ahead = min(2*r.ahead, maxAhead)
 		if err := r.fill(); err != nil && r.pos < r.size {
-			return n, err
+			return err
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // align makes the window start at the leaf holding pos and fills it.

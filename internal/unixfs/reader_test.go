@@ -102,6 +102,19 @@ func TestReaderMatchesBytes(t *testing.T) {
 			if err != nil || !bytes.Equal(all, data) {
 				t.Fatalf("sequential read: %v, equal=%v", err, bytes.Equal(all, data))
 			}
+			// WriteTo (what io.Copy uses) from random offsets to the end.
+			for range 5 {
+				off := r.IntN(len(data) + 10)
+				if _, err := rd.Seek(int64(off), io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				var buf bytes.Buffer
+				n, err := io.Copy(&buf, rd)
+				want := data[min(off, len(data)):]
+				if err != nil || n != int64(len(want)) || !bytes.Equal(buf.Bytes(), want) {
+					t.Fatalf("WriteTo from %d: %d bytes, %v; want %d", off, n, err, len(want))
+				}
+			}
 			for range 40 {
 				off := r.IntN(len(data) + 10)
 				n := r.IntN(5000)
@@ -161,6 +174,12 @@ func TestReaderRejects(t *testing.T) {
 	defer rd.Close()
 	if _, err := io.ReadAll(rd); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("short leaf: %v", err)
+	}
+	if _, err := rd.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, rd); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("short leaf through WriteTo: %v", err)
 	}
 }
 
