@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/kv/kvtest"
+	"github.com/ipfs/go-cid"
 )
 
 // TestFullDiskFailsAddCleanly fills the disk during an Add: the Add fails
@@ -76,4 +77,85 @@ func TestFullDiskFailsAddCleanly(t *testing.T) {
 	if m := s.Metrics(); m.Pinned != 2 {
 		t.Fatalf("%d blobs pinned, want 2 (%s, %s)", m.Pinned, c1, c2)
 	}
+}
+
+// TestFullDiskDuringFetch fills the reader's disk while it streams a file
+// from a holder over the blocks protocol: the read either returns the
+// right bytes (from the blocks it holds in memory) or fails with
+// kv.ErrFailed; nothing panics, and once reopened with space the reader
+// fetches and holds the file.
+func TestFullDiskDuringFetch(t *testing.T) {
+	waitForHolders(t)
+	old := blockFlushBytes
+	blockFlushBytes = 2 * ChunkSize // write out, and fail, during the read
+	t.Cleanup(func() { blockFlushBytes = old })
+	r := seeded(t)
+	data := randomBytes(r, 24*ChunkSize)
+	holder, root := addedOn(t, data)
+
+	dir := t.TempDir()
+	fs, full := kvtest.NewFullFS(vfs.Default)
+	start := func() *replica {
+		t.Helper()
+		db, err := kv.Open(dir, &kv.Options{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp, err := db.Space("blobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHost(t)
+		cfg := Config{Space: sp, Host: h, AppID: testApp, Registry: NewMemRegistry()}
+		s, err := Open(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := &replica{t: t, host: h, db: db, store: s, cfg: cfg}
+		t.Cleanup(rep.stop)
+		connect(t, rep, holder)
+		return rep
+	}
+	rdr := start()
+	full.Store(true)
+	got, err := readBlob(rdr.store, root)
+	switch {
+	case err == nil && !bytes.Equal(got, data):
+		t.Fatal("read wrong bytes on a full disk")
+	case err != nil && !errors.Is(err, kv.ErrFailed):
+		t.Fatalf("read on a full disk: %v, want the bytes or kv.ErrFailed", err)
+	}
+	t.Logf("read on a full disk: %d bytes, err %v", len(got), err)
+	if err := rdr.store.blocks.Flush(); !errors.Is(err, kv.ErrFailed) {
+		t.Fatalf("writing out the fetched blocks on a full disk: %v, want kv.ErrFailed", err)
+	}
+	if rdr.store.Metrics().StreamFetchedBytes == 0 {
+		t.Fatal("nothing came over the blocks protocol")
+	}
+	// Closing reports the blocks it could not write, and loses nothing
+	// that was durable.
+	if err := rdr.store.Close(); !errors.Is(err, kv.ErrFailed) {
+		t.Fatalf("Close on a full disk: %v, want kv.ErrFailed", err)
+	}
+	_ = rdr.host.Close()
+	_ = rdr.db.Close()
+	rdr.store = nil // stopped
+
+	full.Store(false)
+	rdr = start()
+	if got, err := readBlob(rdr.store, root); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after reopening with space: %d bytes, %v", len(got), err)
+	}
+	if err := rdr.store.blocks.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !complete(t, rdr.store, root) {
+		t.Fatal("the reopened reader does not hold what it read")
+	}
+}
+
+// readBlob opens c on s and reads it whole within a minute.
+func readBlob(s *Store, c cid.Cid) ([]byte, error) {
+	res := <-readInBackground(s, c)
+	return res.data, res.err
 }

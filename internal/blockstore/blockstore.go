@@ -517,9 +517,16 @@ func (s *Store) Put(ctx context.Context, b blocks.Block) error {
 
 // PutMany adds blocks to the write buffer, where they are readable at once;
 // a full buffer is written out in the background. Blocks are not durable
-// until Flush returns; an error writing them out is reported by Flush. The blocks' bytes are kept, not copied: blocks are
+// until Flush returns; an error writing them out is reported by Flush, and
+// once the database has failed a write PutMany refuses blocks with that
+// error. The blocks' bytes are kept, not copied: blocks are
 // immutable.
 func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
+	if err := s.db.Failed(); err != nil {
+		// Nothing more can be written out: buffering would only hold
+		// every block offered from now on in memory.
+		return fmt.Errorf("blockstore: put: %w", err)
+	}
 	var added uint64
 	var full *buffer
 	s.mu.Lock()
