@@ -40,7 +40,7 @@ func crashChild(dir, round string) {
 // TestKilledWriterKeepsSyncedKeys kills a process writing synced keys with
 // SIGKILL, three times over the same directory, and checks every key it
 // acknowledged in every round survives. The write-ahead logs are zeroed
-// ahead of the writer (zeroAheadFS), so this is also the check that
+// ahead of the writer (logFS), so this is also the check that
 // Pebble replays logs with zeroed tails, current and older, correctly.
 func TestKilledWriterKeepsSyncedKeys(t *testing.T) {
 	if dir := os.Getenv(crashEnv); dir != "" {

@@ -128,7 +128,7 @@ func Open(dir string, o *Options) (*DB, error) {
 		if dir == "" {
 			fs = vfs.NewMem()
 		} else {
-			fs = zeroAheadFS{vfs.Default}
+			fs = logFS{FS: vfs.Default}
 		}
 	}
 	if dir == "" {
