@@ -376,14 +376,21 @@ func (c *Collection) GetRaw(ctx context.Context, id string) (json.RawMessage, er
 	if c.s.closed.Load() {
 		return nil, c.s.errClosed("get")
 	}
-	raw, err := c.s.space.Get(docKey(tView, c.name, id))
+	rec, err := c.s.space.Get(docKey(tState, c.name, id))
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
 	}
-	return raw, nil
+	view, err := recordView(rec)
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+	}
+	if view == nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, ErrNotFound)
+	}
+	return view, nil
 }
 
 // Batch gathers writes to many documents that commit together, as few

@@ -301,14 +301,20 @@ func (s *Store) buildIndex(coll, field string) error {
 	if s.indexedFields(coll)[field] {
 		return nil
 	}
-	it, err := s.space.PrefixIter(docKey(tView, coll, ""))
+	it, err := s.space.PrefixIter(docKey(tState, coll, ""))
 	if err != nil {
 		return fmt.Errorf("store: index: %w", err)
 	}
 	b := s.pdb.NewBatch()
 	for it.First(); it.Valid(); it.Next() {
 		id := string(s.space.Strip(it.Key())[len(coll)+2:])
-		if enc := indexEntry(it.Value(), field); enc != nil {
+		view, err := recordView(it.Value())
+		if err != nil {
+			it.Close()
+			b.Close()
+			return fmt.Errorf("store: index: document %s/%s: %w", coll, id, err)
+		}
+		if enc := indexEntry(view, field); enc != nil {
 			if err := b.Set(s.space.Key(indexKey(coll, field, enc, id)), nil, nil); err != nil {
 				break
 			}
@@ -475,13 +481,13 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		}
 		return c.finish(q, all, yield)
 	}
-	it, err := sp.PrefixIter(docKey(tView, c.name, ""))
+	it, err := sp.PrefixIter(docKey(tState, c.name, ""))
 	if err != nil {
 		return fmt.Errorf("store: find: %w", err)
 	}
 	defer it.Close()
 	if q.after != nil && streaming {
-		it.SeekGE(sp.Key(docKey(tView, c.name, q.after.ID)))
+		it.SeekGE(sp.Key(docKey(tState, c.name, q.after.ID)))
 	} else {
 		it.First()
 	}
@@ -490,7 +496,15 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		if k++; k%4096 == 0 && ctx.Err() != nil {
 			return fmt.Errorf("store: find: %w", ctx.Err())
 		}
-		more, err := emit(string(sp.Strip(it.Key())[skip:]), it.Value())
+		id := sp.Strip(it.Key())[skip:]
+		view, err := recordView(it.Value())
+		if err != nil {
+			return fmt.Errorf("store: find: document %s/%s: %w", c.name, id, err)
+		}
+		if view == nil {
+			continue // deleted
+		}
+		more, err := emit(string(id), view)
 		if err != nil || !more {
 			return err
 		}
@@ -711,20 +725,27 @@ type viewReader struct {
 
 func (r *viewReader) get(id string) ([]byte, error) {
 	if r.it == nil {
-		it, err := r.sp.PrefixIter(docKey(tView, r.coll, ""))
+		it, err := r.sp.PrefixIter(docKey(tState, r.coll, ""))
 		if err != nil {
 			return nil, err
 		}
 		r.it = it
 	}
-	k := r.sp.Key(docKey(tView, r.coll, id))
+	k := r.sp.Key(docKey(tState, r.coll, id))
 	if !r.it.SeekGE(k) || !bytes.Equal(r.it.Key(), k) {
 		if err := r.it.Error(); err != nil {
 			return nil, err
 		}
 		return nil, kv.ErrNotFound
 	}
-	return bytes.Clone(r.it.Value()), nil
+	view, err := recordView(r.it.Value())
+	if err != nil {
+		return nil, err
+	}
+	if view == nil {
+		return nil, kv.ErrNotFound
+	}
+	return bytes.Clone(view), nil
 }
 
 func (r *viewReader) close() {

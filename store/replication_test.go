@@ -88,10 +88,10 @@ func connect(t testing.TB, a, b *replicaNode) {
 	}
 }
 
-// digest hashes every materialized document of a store.
+// digest hashes every document record (view and CRDT state) of a store.
 func digest(t testing.TB, s *Store) string {
 	t.Helper()
-	it, err := s.space.PrefixIter([]byte{tView})
+	it, err := s.space.PrefixIter([]byte{tState})
 	if err != nil {
 		t.Fatal(err)
 	}

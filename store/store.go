@@ -189,8 +189,8 @@ const (
 	tHead    = 'h' // h cid → ""
 	tVersion = 'w' // w author → seq(8)
 	tReject  = 'r' // r cid → reason: the delta was refused here
-	tState   = 's' // s coll 0 id → crdt state
-	tView    = 'v' // v coll 0 id → JSON
+	tState   = 's' // s coll 0 id → document record: JSON view and CRDT state (record.go)
+	tView    = 'v' // v coll 0 id → JSON, in databases before records (migrateRecords)
 	tIndex   = 'x' // x coll 0 field 0 value id → ""
 	tIdxDecl = 'i' // i coll 0 field → ""
 	tMeta    = 'm' // m name → value
@@ -199,6 +199,7 @@ const (
 
 var metaOrder = []byte{tMeta, 'o'}
 var metaClock = []byte{tMeta, 'c'}
+var metaFormat = []byte{tMeta, 'f'} // the layout of the documents, recordFormat
 
 func docKey(t byte, coll, id string) []byte {
 	k := make([]byte, 0, 2+len(coll)+len(id))
@@ -306,6 +307,9 @@ func (s *Store) closeDB() {
 
 // load reads heads, versions, counters and declared indexes.
 func (s *Store) load() error {
+	if err := s.migrateRecords(); err != nil {
+		return err
+	}
 	it, err := s.space.PrefixIter([]byte{tHead})
 	if err != nil {
 		return fmt.Errorf("store: open: %w", err)

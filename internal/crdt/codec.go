@@ -112,7 +112,10 @@ func (e *encoder) pns(m map[common.Address]PN) {
 
 // Encode returns the deterministic encoding of the whole state; equal
 // states encode to equal bytes.
-func (d *Doc) Encode() ([]byte, error) {
+func (d *Doc) Encode() ([]byte, error) { return d.AppendEncode(nil) }
+
+// AppendEncode appends the encoding of Encode to dst, which it grows once.
+func (d *Doc) AppendEncode(dst []byte) ([]byte, error) {
 	e := encoders.Get().(*encoder)
 	defer e.release()
 	e.stamp(d.Clear)
@@ -163,7 +166,7 @@ func (d *Doc) Encode() ([]byte, error) {
 			e.bytes(en.Value)
 		}
 	}
-	out := make([]byte, 0, 1+binary.MaxVarintLen64+32*len(e.stamps)+len(e.body))
+	out := slices.Grow(dst, 1+binary.MaxVarintLen64+32*len(e.stamps)+len(e.body))
 	out = append(out, codecVersion)
 	out = binary.AppendUvarint(out, uint64(len(e.stamps)))
 	for _, s := range e.stamps {
