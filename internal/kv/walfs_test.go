@@ -100,3 +100,26 @@ func checkLog(t *testing.T, name string, want []byte, recycled, synced bool) {
 		t.Fatalf("synced=%v: byte %d past the log is not zero", synced, len(want)+i)
 	}
 }
+
+// TestLogFileWriteErrorReported checks that a direct write the system
+// refuses (here: its descriptor is gone, as good as a failing device)
+// comes back from the sync, which Pebble turns into a failed commit, and
+// that the file is not reported synced.
+func TestLogFileWriteErrorReported(t *testing.T) {
+	f, err := logFS{FS: vfs.Default}.Create(filepath.Join(t.TempDir(), "000001.log"), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf := f.(*logFile)
+	if lf.direct == nil {
+		t.Skip("the filesystem refuses O_DIRECT")
+	}
+	if _, err := f.Write([]byte("record")); err != nil {
+		t.Fatal(err) // held, not yet written
+	}
+	lf.direct.Close()
+	if err := f.SyncData(); err == nil {
+		t.Fatal("a sync whose write failed reported success")
+	}
+	f.Close()
+}
