@@ -11,7 +11,11 @@
 //
 // Writes that must survive a crash use Sync; Pebble's commit pipeline
 // already groups concurrent synced commits into shared fsyncs, so callers
-// get group commit by committing from several goroutines.
+// get group commit by committing from several goroutines. A write without
+// Sync can be lost if the process dies, not only if the machine does: on
+// disk, the log holds unsynced bytes in memory until the next sync
+// (walfs.go). Writes reach the disk in commit order, so a synced write
+// makes every write before it durable too.
 package kv
 
 import (
