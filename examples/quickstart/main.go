@@ -51,7 +51,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("dev chain: %w", err)
 	}
 	defer chain.Close()
-	fmt.Printf("  token contract %s\n", chain.Token())
+	fmt.Printf("  the DApp's token is the ERC-20 contract at %s on that chain\n", chain.Token())
 
 	step("Starting three instances of the DApp %q (AppID %s) on this machine.", app.Name, app.AppID())
 
@@ -220,6 +220,11 @@ func pay(ctx context.Context, chain *payment.DevChain, bob, carol *instance) err
 		}
 	}
 	cp, bp := carol.node.Payments(), bob.node.Payments()
+	start, err := bp.Balance(ctx, bob.node.Account())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  the chain's faucet gave bob and carol %s tokens each (and gas).\n", new(big.Int).Div(start, token(1)))
 	if _, err := cp.Transfer(ctx, bob.node.Account(), token(5)); err != nil {
 		return err
 	}
@@ -245,7 +250,9 @@ func pay(ctx context.Context, chain *payment.DevChain, bob, carol *instance) err
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  bob redeemed the latest voucher; his balance is %s tokens.\n", new(big.Int).Div(bal, token(1)))
+	fmt.Printf("  bob redeemed the latest voucher (3 tokens) on-chain; the other 7 stay in the channel for carol.\n")
+	fmt.Printf("  bob's balance: %s from the faucet + 5 transferred + 3 redeemed = %s tokens.\n",
+		new(big.Int).Div(start, token(1)), new(big.Int).Div(bal, token(1)))
 	return nil
 }
 
@@ -287,7 +294,12 @@ func say(ctx context.Context, from *instance, to []*instance, text string) error
 		if err != nil {
 			return fmt.Errorf("%s received nothing: %w", in.name, err)
 		}
-		fmt.Printf("  %-5s received %q from %s\n", in.name, m.Data, nameOf(m.From.String(), to, from))
+		sender := nameOf(m.From.String(), to, from)
+		if in == from {
+			fmt.Printf("  %-5s gets its own message back (a subscriber also receives what it publishes), signed by %s\n", in.name, sender)
+			continue
+		}
+		fmt.Printf("  %-5s received %q, signed by %s\n", in.name, m.Data, sender)
 	}
 	return nil
 }
