@@ -1,6 +1,7 @@
 package dapp
 
 import (
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/dpaas/dpaas/store"
@@ -27,6 +29,11 @@ type Config struct {
 	Dir string
 	// App identifies the DApp; App.Name is required.
 	App Manifest
+	// Key is the instance's secp256k1 key: its peer identity and Ethereum
+	// account. Nil means the key kept in Dir (created on first open), or a
+	// fresh one when Dir is "". A Key given with a Dir is stored there on
+	// first open; Open fails if Dir already holds another key.
+	Key *ecdsa.PrivateKey
 	// ListenAddrs are multiaddrs to listen on. Default: TCP and QUIC on
 	// all interfaces, random ports.
 	ListenAddrs []string
@@ -60,6 +67,10 @@ type Config struct {
 	// Blobs tunes file storage (replication factor, bitswap protocols...);
 	// Space, Host, AppID, Registry, Routing and Logger are set by Open.
 	Blobs blobs.Config
+	// Governance tunes governance (the closing delay, the clock...); its
+	// Store, Key, AppID, Genesis (from App), Journal, Metrics and Logger are
+	// set by Open.
+	Governance governance.Config
 	// Payment names the chain the instance pays and is paid on: an
 	// Ethereum JSON-RPC URL, or an embedded payment.DevChain shared by
 	// instances in one process. With neither, the instance starts a
@@ -141,6 +152,11 @@ func (c Config) validate() (*config, error) {
 	}
 	if _, ok := c.Store.Validators[blobSetCollection]; ok {
 		return nil, fmt.Errorf("dapp: collection %q is reserved for the blob set", blobSetCollection)
+	}
+	for _, coll := range []string{governance.ProposalsCollection, governance.BallotsCollection, governance.ClosingsCollection} {
+		if _, ok := c.Store.Validators[coll]; ok {
+			return nil, fmt.Errorf("dapp: collection %q is reserved for governance", coll)
+		}
 	}
 	v.Store.Validators = maps.Clone(c.Store.Validators)
 	v.PubSub.AppID = v.appID.String()

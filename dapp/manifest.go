@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
 )
 
 // Manifest identifies a DApp. Every instance of one DApp must use the same
@@ -15,8 +18,30 @@ import (
 type Manifest struct {
 	Name    string // required
 	Version string
-	// Params are genesis parameters the DApp starts with (fees, limits...).
+	// Params are genesis parameters the DApp starts with (fees, limits...),
+	// which governance proposals may change (governance.Param reads them).
+	// A value that is valid JSON is that JSON value ("300" is the number
+	// 300); any other is a string.
 	Params map[string]string `json:",omitempty"`
+
+	// Members are the genesis members of the DApp's governance: the
+	// accounts that may propose and vote. Proposals admit and remove
+	// members later.
+	Members []common.Address `json:",omitempty"`
+	// Closers are the accounts whose instances certify the results of
+	// votes (a majority must sign each); empty means each proposal's
+	// electorate. Name instance accounts here when members are end users'
+	// wallets.
+	Closers []common.Address `json:",omitempty"`
+	// VotingPeriod is a proposal's default length; 0 means 72 hours.
+	VotingPeriod time.Duration `json:",omitempty"`
+	// Quorum is a proposal's default quorum, the number of members who
+	// must vote; 0 means none.
+	Quorum uint64 `json:",omitempty"`
+	// ChainID is the chain ID in the EIP-712 domain of governance
+	// messages, the same on every instance whatever chain each pays on; 0
+	// means 1337.
+	ChainID uint64 `json:",omitempty"`
 }
 
 // AppID is the hash of a manifest's canonical encoding.
@@ -36,6 +61,9 @@ func (m Manifest) Validate() error {
 			return errors.New("dapp: manifest: empty parameter name")
 		}
 	}
+	if m.VotingPeriod < 0 {
+		return errors.New("dapp: manifest: negative VotingPeriod")
+	}
 	return nil
 }
 
@@ -46,7 +74,7 @@ func (m Manifest) Validate() error {
 func (m Manifest) Canonical() []byte {
 	b, err := json.Marshal(m)
 	if err != nil {
-		// A struct of strings and a map of strings always marshals.
+		// Strings, numbers, addresses and a map of strings always marshal.
 		panic(fmt.Sprintf("dapp: manifest encoding: %v", err))
 	}
 	return b

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/nodekey"
@@ -57,6 +58,7 @@ type Node struct {
 	store *store.Store
 	blobs *blobs.Store
 	pay   *payment.Payments
+	gov   *governance.Governance
 	dht   *dht.IpfsDHT
 	tasks *group.Group
 
@@ -95,7 +97,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("dapp: open: create dir: %w", err)
 		}
 	}
-	if n.key, err = nodekey.LoadOrCreate(c.Dir); err != nil {
+	if c.Key != nil {
+		n.key, err = c.Key, nodekey.Use(c.Dir, c.Key)
+	} else {
+		n.key, err = nodekey.LoadOrCreate(c.Dir)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("dapp: open: %w", err)
 	}
 	dbDir := ""
@@ -121,6 +128,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.startData(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startGovernance(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.startPayments(ctx); err != nil {
@@ -223,6 +233,9 @@ func (n *Node) startData(ctx context.Context) error {
 		sc.Validators = make(map[string]store.Validator)
 	}
 	sc.Validators[blobSetCollection] = validateBlobSet
+	for coll, v := range governance.Validators(c.appID, c.App.genesis()) {
+		sc.Validators[coll] = v
+	}
 	if n.store, err = store.Open(ctx, sc); err != nil {
 		return fmt.Errorf("dapp: open: %w", err)
 	}

@@ -45,6 +45,28 @@ func LoadOrCreate(dir string) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
+// ErrMismatch is returned by Use when dir already holds another key.
+var ErrMismatch = errors.New("nodekey: the directory holds another key")
+
+// Use makes k the key of dir: it is stored there if dir holds none, and
+// must equal the stored key otherwise. An empty dir stores nothing.
+func Use(dir string, k *ecdsa.PrivateKey) error {
+	if dir == "" {
+		return nil
+	}
+	path := filepath.Join(dir, FileName)
+	stored, err := load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return save(path, k)
+	case err != nil:
+		return err
+	case !stored.Equal(k):
+		return fmt.Errorf("%w: %s", ErrMismatch, path)
+	}
+	return nil
+}
+
 // Libp2p converts the key to its libp2p form.
 func Libp2p(k *ecdsa.PrivateKey) (p2pcrypto.PrivKey, error) {
 	pk, err := p2pcrypto.UnmarshalSecp256k1PrivateKey(ethcrypto.FromECDSA(k))

@@ -228,9 +228,10 @@ type Result struct {
 	Winner    int
 	QuorumMet bool
 	Passed    bool
-	// Root commits to the counted ballots: the Keccak-256 of their IDs in
-	// ascending order. Replicas that hold the same counted ballots have the
-	// same Root.
+	// Counted lists the counted ballots' IDs in ascending order.
+	Counted []common.Hash
+	// Root commits to the counted ballots: the Keccak-256 of Counted.
+	// Replicas that hold the same counted ballots have the same Root.
 	Root common.Hash
 }
 
@@ -245,7 +246,7 @@ func Count(r Rules, ballots []Ballot) (Result, error) {
 	for _, b := range counted {
 		res.Participation.Add(res.Participation, b.Power)
 	}
-	res.Root = root(counted)
+	res.Counted, res.Root = root(counted)
 	switch r.Kind {
 	case Basic, SingleChoice, Approval:
 		res.Scores = plurality(r, counted)
@@ -293,12 +294,18 @@ func latest(r Rules, ballots []Ballot, res *Result) []*Ballot {
 	return out
 }
 
-func root(counted []*Ballot) common.Hash {
-	ids := make([][32]byte, len(counted))
+func root(counted []*Ballot) ([]common.Hash, common.Hash) {
+	ids := make([]common.Hash, len(counted))
 	for i, b := range counted {
 		ids[i] = b.ID
 	}
-	slices.SortFunc(ids, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(ids, func(a, b common.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return ids, Root(ids)
+}
+
+// Root is the Keccak-256 of ids, which must be in ascending order: the
+// root of a ballot set as Result.Root gives it.
+func Root(ids []common.Hash) common.Hash {
 	h := sha3.NewLegacyKeccak256()
 	for i := range ids {
 		h.Write(ids[i][:])

@@ -1,0 +1,87 @@
+package dapp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dpaas/dpaas/governance"
+	"github.com/dpaas/dpaas/internal/kv"
+)
+
+// genesis is the manifest's governance settings.
+func (m Manifest) genesis() governance.Genesis {
+	g := governance.Genesis{
+		Members:      m.Members,
+		Closers:      m.Closers,
+		VotingPeriod: m.VotingPeriod,
+		Quorum:       m.Quorum,
+		ChainID:      m.ChainID,
+	}
+	if len(m.Params) > 0 {
+		g.Params = make(map[string]json.RawMessage, len(m.Params))
+		for k, v := range m.Params {
+			if json.Valid([]byte(v)) {
+				g.Params[k] = json.RawMessage(v)
+			} else {
+				g.Params[k], _ = json.Marshal(v)
+			}
+		}
+	}
+	return g
+}
+
+// startGovernance opens governance on the store, with a journal in the
+// instance's database so that no action runs twice across restarts.
+func (n *Node) startGovernance(ctx context.Context) error {
+	space, err := n.db.Space("governance")
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	gc := n.cfg.Governance
+	gc.Store, gc.Key, gc.AppID, gc.Genesis = n.store, n.key, n.cfg.appID, n.cfg.App.genesis()
+	gc.Journal, gc.Metrics, gc.Logger = kvJournal{space}, n.cfg.Metrics, n.log
+	n.gov, err = governance.Open(ctx, gc)
+	if err != nil {
+		return fmt.Errorf("dapp: open: %w", err)
+	}
+	n.closers = append(n.closers, ignoreClosed(n.gov.Close, governance.ErrClosed))
+	return nil
+}
+
+// Governance is the DApp's governance: proposals, ballots, results,
+// parameters and members.
+func (n *Node) Governance() *governance.Governance { return n.gov }
+
+// kvJournal keeps governance's journal in the instance's database, each
+// record synced before it returns.
+type kvJournal struct{ space *kv.Space }
+
+const (
+	journalBegun    = 'b'
+	journalFinished = 'f'
+)
+
+func (j kvJournal) Begin(key string) (bool, error) {
+	has, err := j.space.Has([]byte(key))
+	if err != nil || has {
+		return false, err
+	}
+	return true, j.space.Set([]byte(key), []byte{journalBegun}, true)
+}
+
+func (j kvJournal) Finish(key, msg string) error {
+	return j.space.Set([]byte(key), append([]byte{journalFinished}, msg...), true)
+}
+
+func (j kvJournal) Lookup(key string) (governance.JournalEntry, bool, error) {
+	v, err := j.space.Get([]byte(key))
+	if errors.Is(err, kv.ErrNotFound) {
+		return governance.JournalEntry{}, false, nil
+	}
+	if err != nil || len(v) == 0 {
+		return governance.JournalEntry{}, false, err
+	}
+	return governance.JournalEntry{Finished: v[0] == journalFinished, Err: string(v[1:])}, true, nil
+}

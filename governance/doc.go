@@ -1,0 +1,97 @@
+// Package governance lets a DApp's members decide together, with no owner
+// and no hub: wallet-signed proposals and ballots, counted the same way on
+// every replica, closed by a certificate that anyone can check, and
+// actions that run by themselves on every replica once a vote passes.
+//
+// Proposals, ballots and closing signatures are EIP-712 typed data (the
+// domain is "dpaas governance", version 1, the Manifest's ChainID, and the
+// AppID as salt), so a wallet such as MetaMask or ethers signs them as
+// well as an instance does. They are stored as documents of the DApp's
+// replicated store, and checked by its validators on every replica: the
+// signature, the limits, and that each document holds the message its ID
+// names. Voting is free: nothing goes on-chain.
+//
+// # Usage
+//
+//	g := node.Governance()
+//	id, err := g.Propose(ctx, governance.Proposal{
+//		Title:   "Raise the ride fee to 3%",
+//		End:     time.Now().Add(72 * time.Hour),
+//		Actions: []governance.Action{governance.SetParam("fee-bps", 300)},
+//	})
+//	err = g.Vote(ctx, id, governance.For())
+//	res, err := g.Result(ctx, id) // the count so far; Final once certified
+//	var fee int
+//	err = g.Param(ctx, "fee-bps", &fee) // 300 on every replica once executed
+//
+// An end user votes with their own key: TypedData gives the JSON their
+// wallet signs with eth_signTypedData_v4, and Submit takes it back with
+// the signature. VoteAs and ProposeAs take any Signer.
+//
+// # Members and electorate
+//
+// The Manifest names the genesis members; proposals admit and remove
+// members (AdmitMember, RemoveMember). Only members propose, and each
+// member has one vote. A proposal's electorate is fixed when it starts:
+// the members after every passed proposal that had ended by then.
+//
+// # Kinds of vote
+//
+// Basic (for, against, abstain), SingleChoice, Approval, Weighted,
+// Quadratic and RankedChoice (instant runoff). A voter may vote again
+// until the end; their latest ballot counts. A proposal passes when its
+// Quorum of voters is met (abstentions count) and the winner exceeds its
+// Threshold: for Basic, of for+against (a majority by default); for the
+// other kinds, of all the votes (the top choice, by default). The count is
+// an integer computation, the same on every machine.
+//
+// # Closing
+//
+// When a vote ends, each closer (the Manifest's Closers, or else the
+// proposal's electorate) waits CloseDelay for late copies of ballots, then
+// signs the root of the ballots it counted. Once more than half of the
+// closers have signed one root, the result is final: Result returns it
+// with its Certificate, which Certificate.Verify checks against the
+// closers. The final result counts exactly the certified ballots, so a
+// ballot that arrives later, delayed or backdated, changes nothing, on any
+// replica, including one that was cut off during the close and comes back.
+// Closers that signed different roots (they had not all received the same
+// ballots) sign again as soon as they hold what the others counted.
+//
+// # Actions
+//
+// A final, passed proposal's actions run in order on every replica, and
+// proposals in the order of their end. SetParam, AdmitMember and
+// RemoveMember change governance's own state (Param, Members). Any other
+// kind runs the handler the application registered with Handle, once per
+// instance: the instance records, durably, that it starts an action before
+// calling the handler, so a restart never runs it twice; a failing
+// handler's error is recorded (ActionStatus) and it is not called again.
+// Actions of a kind with no handler wait until one is registered.
+//
+// # Caller duties
+//
+//  1. Use the same Manifest (members, closers, parameters, ChainID) on
+//     every instance; it is part of the AppID.
+//  2. Register handlers (Handle) right after Open, on every instance, for
+//     every action kind the DApp's proposals use.
+//  3. Keep clocks roughly right: a ballot carries its signer's time, and a
+//     closer signs CloseDelay after the end by its own clock.
+//
+// # Bad input
+//
+// A document that is not a correctly signed message of its collection,
+// under its own ID and within the limits (MaxTitle, MaxBody, MaxReason,
+// MaxActions, MaxActionValue), is refused by the store's validators on
+// every replica and counted there. Messages that are well signed but do
+// not count (a proposal by a non-member, a ballot by someone outside the
+// electorate, outside the window or with an invalid choice, a closing by a
+// non-closer) are kept but ignored by the count, the same everywhere;
+// Propose and Vote refuse them up front with ErrNotMember, ErrNotOpen,
+// ErrInvalidChoice or ErrInvalid.
+//
+// # Not yet
+//
+// Token-balance electorates and delegation are designed (the messages
+// exist) but not counted yet: a proposal must use the members electorate.
+package governance

@@ -1,0 +1,307 @@
+package governance
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/dpaas/dpaas/internal/govmsg"
+	"github.com/dpaas/dpaas/internal/tally"
+)
+
+// Type is a kind of vote.
+type Type string
+
+// The kinds of vote. See the package documentation for how each counts.
+const (
+	Basic        Type = "basic"         // for, against, abstain
+	SingleChoice Type = "single-choice" // one of Choices
+	Approval     Type = "approval"      // any number of Choices
+	Weighted     Type = "weighted"      // power split over Choices by weight
+	Quadratic    Type = "quadratic"     // like Weighted, square roots summed
+	RankedChoice Type = "ranked-choice" // Choices in order; instant runoff
+)
+
+// Members is the electorate of one member, one vote.
+const Members = "members"
+
+// Proposal is a question put to the DApp's members.
+type Proposal struct {
+	Title string
+	Body  string
+	// Type is the kind of vote; "" means Basic.
+	Type Type
+	// Choices are the options of every Type but Basic.
+	Choices []string
+	// Start and End bound the vote. Zero Start means now; zero End means
+	// Start plus the genesis VotingPeriod.
+	Start, End time.Time
+	// Quorum is the least number of members who must vote (abstentions
+	// count); nil means the genesis Quorum.
+	Quorum *big.Int
+	// Threshold is the share, in basis points, the winner must exceed:
+	// for Basic, of for+against (0 means 5000, a majority); for other
+	// types, of the participating power (0 means the top choice wins).
+	Threshold uint16
+	// Actions run on every replica, in order, once the proposal is final
+	// and passed.
+	Actions []Action
+}
+
+// Action is one thing a passed proposal does.
+type Action struct {
+	Kind  string
+	Name  string
+	Value json.RawMessage
+}
+
+// SetParam is the action that sets parameter name to value (any value
+// encoding/json can encode).
+func SetParam(name string, value any) Action {
+	v, err := json.Marshal(value)
+	if err != nil {
+		// A value that cannot be encoded makes an action Propose refuses.
+		v = nil
+	}
+	return Action{Kind: ActionSetParam, Name: name, Value: v}
+}
+
+// AdmitMember is the action that makes who a member.
+func AdmitMember(who common.Address) Action {
+	return Action{Kind: ActionAdmitMember, Name: who.Hex()}
+}
+
+// RemoveMember is the action that ends who's membership.
+func RemoveMember(who common.Address) Action {
+	return Action{Kind: ActionRemoveMember, Name: who.Hex()}
+}
+
+// Choice is what a ballot says; make one with For, Against, Abstain,
+// Option, Approve, Rank or Weights.
+type Choice struct{ values []uint32 }
+
+// For, Against and Abstain are the choices of a Basic vote.
+func For() Choice     { return Choice{[]uint32{tally.For}} }
+func Against() Choice { return Choice{[]uint32{tally.Against}} }
+func Abstain() Choice { return Choice{[]uint32{tally.Abstain}} }
+
+// Option chooses choice i (from 0) of a SingleChoice vote.
+func Option(i int) Choice { return Choice{[]uint32{uint32(i)}} }
+
+// Approve approves choices of an Approval vote.
+func Approve(choices ...int) Choice { return Choice{u32s(choices)} }
+
+// Rank ranks choices of a RankedChoice vote, most preferred first.
+func Rank(choices ...int) Choice { return Choice{u32s(choices)} }
+
+// Weights gives one weight per choice of a Weighted or Quadratic vote.
+func Weights(w ...uint32) Choice { return Choice{slices.Clone(w)} }
+
+func u32s(xs []int) []uint32 {
+	out := make([]uint32, len(xs))
+	for i, x := range xs {
+		if x < 0 || x > 1<<32-1 {
+			x = 1<<32 - 1 // refused as out of range
+		}
+		out[i] = uint32(x)
+	}
+	return out
+}
+
+// Signer signs governance messages for an account: the instance's key,
+// or an end user's wallet.
+type Signer interface {
+	Account() common.Address
+	// Sign signs the EIP-712 digest of typedData (the JSON a wallet would
+	// show and sign with eth_signTypedData_v4): 65 bytes, r || s || v.
+	Sign(ctx context.Context, typedData []byte, digest common.Hash) ([]byte, error)
+}
+
+// KeySigner is a Signer holding a private key.
+func KeySigner(key *ecdsa.PrivateKey) Signer { return keySigner{key} }
+
+type keySigner struct{ key *ecdsa.PrivateKey }
+
+func (k keySigner) Account() common.Address { return crypto.PubkeyToAddress(k.key.PublicKey) }
+
+func (k keySigner) Sign(_ context.Context, _ []byte, digest common.Hash) ([]byte, error) {
+	return govmsg.Sign(k.key, digest)
+}
+
+// Propose puts a proposal to the vote, signed by the instance, and returns
+// its ID.
+func (g *Governance) Propose(ctx context.Context, p Proposal) (ID, error) {
+	return g.ProposeAs(ctx, KeySigner(g.cfg.Key), p)
+}
+
+// ProposeAs puts a proposal signed by s.
+func (g *Governance) ProposeAs(ctx context.Context, s Signer, p Proposal) (ID, error) {
+	if err := g.checkOpen("propose"); err != nil {
+		return ID{}, err
+	}
+	now := g.cfg.Now()
+	if p.Start.IsZero() {
+		p.Start = now
+	}
+	if p.End.IsZero() {
+		p.End = p.Start.Add(g.cfg.Genesis.VotingPeriod)
+	}
+	if p.Type == "" {
+		p.Type = Basic
+	}
+	quorum := p.Quorum
+	if quorum == nil && g.cfg.Genesis.Quorum > 0 {
+		quorum = new(big.Int).SetUint64(g.cfg.Genesis.Quorum)
+	}
+	m := &govmsg.Proposal{
+		Author: s.Account(), Title: p.Title, Body: p.Body, Kind: string(p.Type), Choices: p.Choices,
+		Start: millis(p.Start), End: millis(p.End), Electorate: Members, Quorum: quorum,
+		Threshold: p.Threshold, Created: millis(now),
+	}
+	for _, a := range p.Actions {
+		if a.Kind == ActionSetParam && !json.Valid(a.Value) {
+			return ID{}, fmt.Errorf("governance: propose: %w: parameter %.40q has no JSON value", ErrInvalid, a.Name)
+		}
+		m.Actions = append(m.Actions, govmsg.Action{Kind: a.Kind, Name: a.Name, Value: a.Value})
+	}
+	if err := checkProposal(m); err != nil {
+		return ID{}, fmt.Errorf("governance: propose: %w", err)
+	}
+	members := g.evaluate().Members
+	if _, ok := slices.BinarySearchFunc(members, m.Author, cmpAddress); !ok {
+		return ID{}, fmt.Errorf("governance: propose: %w: %s", ErrNotMember, m.Author)
+	}
+	id, err := g.submit(ctx, s, m, ProposalsCollection)
+	return ID(id), err
+}
+
+// Vote casts the instance's ballot on proposal id. A later ballot replaces
+// an earlier one until the vote ends.
+func (g *Governance) Vote(ctx context.Context, id ID, c Choice) error {
+	return g.VoteAs(ctx, KeySigner(g.cfg.Key), id, c, "")
+}
+
+// VoteAs casts a ballot signed by s, with an optional reason (at most
+// MaxReason bytes).
+func (g *Governance) VoteAs(ctx context.Context, s Signer, id ID, c Choice, reason string) error {
+	if err := g.checkOpen("vote"); err != nil {
+		return err
+	}
+	o, ok := g.evaluate().Outcomes[common.Hash(id)]
+	if !ok {
+		return fmt.Errorf("governance: vote on %s: %w", id, ErrNotFound)
+	}
+	if o.Refused != nil {
+		return fmt.Errorf("governance: vote on %s: %w: %v", id, ErrNotOpen, o.Refused)
+	}
+	b := &govmsg.Ballot{Proposal: common.Hash(id), Voter: s.Account(), Choice: c.values, Time: millis(g.cfg.Now()), Reason: reason}
+	if len(reason) > MaxReason {
+		return fmt.Errorf("governance: vote: %w: reason of %d bytes, limit %d", ErrInvalid, len(reason), MaxReason)
+	}
+	one := tally.Ballot{Voter: b.Voter, Power: big.NewInt(1), Time: int64(b.Time), Choice: b.Choice}
+	if err := tally.Check(o.Rules, &one); err != nil {
+		sentinel := ErrInvalidChoice
+		if b.Time < o.Proposal.Start || b.Time >= o.Proposal.End {
+			sentinel = ErrNotOpen
+		}
+		return fmt.Errorf("governance: vote on %s: %w: %v", id, sentinel, err)
+	}
+	if _, ok := slices.BinarySearchFunc(o.Electorate, b.Voter, cmpAddress); !ok {
+		return fmt.Errorf("governance: vote on %s: %w: %s", id, ErrNotMember, b.Voter)
+	}
+	_, err := g.submit(ctx, s, b, BallotsCollection)
+	return err
+}
+
+// submit signs m with s and stores it.
+func (g *Governance) submit(ctx context.Context, s Signer, m govmsg.Message, coll string) (common.Hash, error) {
+	td, err := json.Marshal(m.TypedData(g.domain))
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: %w", err)
+	}
+	digest := m.Digest(g.domain)
+	sig, err := s.Sign(ctx, td, digest)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: sign: %w", err)
+	}
+	return g.store(ctx, coll, digest, td, sig)
+}
+
+func (g *Governance) store(ctx context.Context, coll string, digest common.Hash, td, sig []byte) (common.Hash, error) {
+	rec := record{Typed: string(td), Sig: sig}
+	raw, _ := json.Marshal(rec)
+	if _, err := decodeRecord(g.domain, coll, digest.Hex(), raw); err != nil {
+		g.metrics.refused.WithLabelValues("local").Inc()
+		return common.Hash{}, err
+	}
+	if err := g.cfg.Store.Collection(coll).Put(ctx, digest.Hex(), rec); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: store: %w", err)
+	}
+	g.absorb(coll, digest.Hex(), raw)
+	g.poke()
+	return digest, nil
+}
+
+// Submit stores a proposal or ballot that a wallet signed: typedData is
+// the JSON the wallet was given (eth_signTypedData_v4), sig its signature.
+// It returns the message's ID (for a proposal, the proposal's ID).
+func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, error) {
+	if err := g.checkOpen("submit"); err != nil {
+		return ID{}, err
+	}
+	m, err := govmsg.ParseTypedData(typedData, g.domain)
+	if err != nil {
+		g.metrics.refused.WithLabelValues("local").Inc()
+		return ID{}, fmt.Errorf("governance: submit: %w", err)
+	}
+	var coll string
+	switch m.(type) {
+	case *govmsg.Proposal:
+		coll = ProposalsCollection
+	case *govmsg.Ballot:
+		coll = BallotsCollection
+	default:
+		return ID{}, fmt.Errorf("governance: submit: %w: only proposals and ballots are submitted", ErrInvalid)
+	}
+	// Store the canonical form, which hashes the same as what was signed.
+	td, _ := json.Marshal(m.TypedData(g.domain))
+	id, err := g.store(ctx, coll, m.Digest(g.domain), td, sig)
+	return ID(id), err
+}
+
+// TypedData returns the JSON a wallet signs for a ballot of voter on
+// proposal id: give it to eth_signTypedData_v4, then pass it and the
+// signature to Submit.
+func (g *Governance) TypedData(id ID, voter common.Address, c Choice, reason string) []byte {
+	b := &govmsg.Ballot{Proposal: common.Hash(id), Voter: voter, Choice: c.values, Time: millis(g.cfg.Now()), Reason: reason}
+	td, _ := json.Marshal(b.TypedData(g.domain))
+	return td
+}
+
+// Digest returns the EIP-712 digest of typed data (a governance message
+// of the DApp appID, as TypedData writes it): what a signer signs.
+func Digest(appID [32]byte, g Genesis, typedData []byte) (common.Hash, error) {
+	d := domain(appID, g)
+	m, err := govmsg.ParseTypedData(typedData, d)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: digest: %w", err)
+	}
+	return m.Digest(d), nil
+}
+
+func millis(t time.Time) uint64 {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		return 0
+	}
+	return uint64(ms)
+}
+
+func cmpAddress(a, b common.Address) int { return a.Cmp(b) }
