@@ -1,7 +1,7 @@
 // Command quickstart shows a dpaas DApp running as three instances in one
 // process: they find each other, exchange messages, share documents and
-// files, pay each other in tokens, and carry on when one of them is
-// stopped.
+// files, pay each other in tokens, vote to change a parameter, and carry
+// on when one of them is stopped.
 //
 //	go run ./examples/quickstart
 package main
@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +19,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ipfs/go-cid"
 
 	"github.com/dpaas/dpaas/dapp"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/dpaas/dpaas/store"
@@ -62,8 +65,20 @@ func run(ctx context.Context) error {
 		}
 	}()
 	var seed []string
-	for _, name := range []string{"alice", "bob", "carol"} {
+	// Each instance's key is its account; the three accounts are the
+	// DApp's members, who vote on its parameters.
+	names := []string{"alice", "bob", "carol"}
+	keys := make([]*ecdsa.PrivateKey, len(names))
+	for i := range keys {
+		if keys[i], err = crypto.GenerateKey(); err != nil {
+			return err
+		}
+		app.Members = append(app.Members, crypto.PubkeyToAddress(keys[i].PublicKey))
+	}
+	app.Params = map[string]string{"fee-bps": "250"}
+	for i, name := range names {
 		node, err := dapp.Open(ctx, dapp.Config{
+			Key:         keys[i],
 			App:         app,
 			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
 			// Every instance knows only the first one; they find the rest
@@ -72,6 +87,7 @@ func run(ctx context.Context) error {
 			DHT:               true,
 			DiscoveryInterval: time.Second,
 			Payment:           payment.Config{Dev: chain},
+			Governance:        governance.Config{CloseDelay: 200 * time.Millisecond},
 		})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
@@ -122,6 +138,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	if err := pay(ctx, chain, all[1], all[2]); err != nil {
+		return err
+	}
+	if err := vote(ctx, all); err != nil {
 		return err
 	}
 
@@ -253,6 +272,54 @@ func pay(ctx context.Context, chain *payment.DevChain, bob, carol *instance) err
 	fmt.Printf("  bob redeemed the latest voucher (3 tokens) on-chain; the other 7 stay in the channel for carol.\n")
 	fmt.Printf("  bob's balance: %s from the faucet + 5 transferred + 3 redeemed = %s tokens.\n",
 		new(big.Int).Div(start, token(1)), new(big.Int).Div(bal, token(1)))
+	return nil
+}
+
+// vote has the members change a parameter: alice proposes, all three
+// vote, and once the result is certified every instance has the new value.
+func vote(ctx context.Context, all []*instance) error {
+	step("The members vote to raise the DApp's fee from 2.5%% to 3%%.")
+	alice := all[0].node.Governance()
+	id, err := alice.Propose(ctx, governance.Proposal{
+		Title:   "Raise the ride fee to 3%",
+		End:     time.Now().Add(2 * time.Second),
+		Actions: []governance.Action{governance.SetParam("fee-bps", 300)},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("  alice proposes it; the vote is open for 2 seconds.")
+	if err := waitFor(ctx, func() bool {
+		for _, in := range all {
+			if _, err := in.node.Governance().Result(ctx, id); err != nil {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("the proposal never reached everyone: %w", err)
+	}
+	choices := []governance.Choice{governance.For(), governance.For(), governance.Against()}
+	for i, in := range all {
+		if err := in.node.Governance().Vote(ctx, id, choices[i]); err != nil {
+			return err
+		}
+	}
+	fmt.Println("  alice and bob vote for, carol against (each ballot is signed by its voter's key).")
+	for _, in := range all {
+		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := in.node.Governance().WaitFinal(wait, id)
+		cancel()
+		if err != nil {
+			return err
+		}
+		var fee int
+		if err := in.node.Governance().Param(ctx, "fee-bps", &fee); err != nil {
+			return err
+		}
+		fmt.Printf("  %-5s: %s for, %s against, passed: %v, certified by %d of 3 members; fee-bps is now %d\n",
+			in.name, res.Scores[0], res.Scores[1], res.Passed, len(res.Certificate.Signatures), fee)
+	}
 	return nil
 }
 
