@@ -153,7 +153,7 @@ func (c Config) validate() (*config, error) {
 	if _, ok := c.Store.Validators[blobSetCollection]; ok {
 		return nil, fmt.Errorf("dapp: collection %q is reserved for the blob set", blobSetCollection)
 	}
-	for _, coll := range []string{governance.ProposalsCollection, governance.BallotsCollection, governance.ClosingsCollection} {
+	for _, coll := range []string{governance.ProposalsCollection, governance.BallotsCollection, governance.ClosingsCollection, governance.DelegationsCollection} {
 		if _, ok := c.Store.Validators[coll]; ok {
 			return nil, fmt.Errorf("dapp: collection %q is reserved for governance", coll)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"time"
@@ -212,8 +213,11 @@ type Result struct {
 	// every certified ballot: it will not change again, anywhere.
 	Final       bool
 	Certificate *Certificate
-	// Electorate and Closers are who may vote and who certifies.
+	// Electorate is the members when the vote started; Delegated, the
+	// members who had given their vote to each delegate; Closers, who
+	// certifies the result.
 	Electorate []common.Address
+	Delegated  map[common.Address][]common.Address
 	Closers    []common.Address
 }
 
@@ -278,6 +282,7 @@ func (g *Governance) result(o *govern.Outcome) Result {
 		End: time.UnixMilli(int64(min(p.End, 1<<62))), Quorum: p.Quorum, Threshold: p.Threshold,
 		Winner: -1, Ended: millis(g.cfg.Now()) >= p.End,
 		Electorate: slices.Clone(o.Electorate), Closers: slices.Clone(o.Closers),
+		Delegated: maps.Clone(o.Delegated),
 	}
 	for _, a := range p.Actions {
 		r.Actions = append(r.Actions, Action{Kind: a.Kind, Name: a.Name, Value: json.RawMessage(a.Value)})

@@ -443,3 +443,39 @@ func TestAdmitMember(t *testing.T) {
 		t.Fatalf("the admitted member proposes: %v", err)
 	}
 }
+
+func TestDelegatedVote(t *testing.T) {
+	gc := newGovCluster(t, 3, nil)
+	ctx := context.Background()
+	// Member 2 gives its vote to member 0; a non-member delegate is
+	// refused until someone delegates to it.
+	if err := gc.gov(2).Delegate(ctx, gc.Node(0).Account()); err != nil {
+		t.Fatal(err)
+	}
+	gc.WaitFor("the delegation everywhere", func() bool {
+		for _, n := range gc.Nodes() {
+			if c, _ := n.Store().Collection(governance.DelegationsCollection).Count(ctx); c != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	gc.clock.Advance(time.Second)
+	id, err := gc.gov(1).Propose(ctx, governance.Proposal{Title: "d", End: gc.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc.waitProposal(id)
+	if err := gc.gov(0).Vote(ctx, id, governance.For()); err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.gov(1).Vote(ctx, id, governance.Against()); err != nil {
+		t.Fatal(err)
+	}
+	gc.clock.Advance(time.Hour + time.Second)
+	for i, r := range gc.waitFinal(id) {
+		if r.Scores[0].Int64() != 2 || r.Scores[1].Int64() != 1 || !r.Passed {
+			t.Fatalf("node %d: scores %v passed %v; want for 2 (member 0 and its delegator), against 1", i, r.Scores, r.Passed)
+		}
+	}
+}

@@ -35,6 +35,13 @@
 // member has one vote. A proposal's electorate is fixed when it starts:
 // the members after every passed proposal that had ended by then.
 //
+// A member may give their vote to another account (Delegate, or a
+// wallet-signed delegation through Submit) until they revoke it by
+// delegating to the zero address. A delegation counts for proposals that
+// start after it; a member who votes on a proposal takes their vote back
+// for that proposal. Delegations are not passed on (a delegate's own
+// delegation moves only the delegate's own vote).
+//
 // # Kinds of vote
 //
 // Basic (for, against, abstain), SingleChoice, Approval, Weighted,
@@ -92,6 +99,6 @@
 //
 // # Not yet
 //
-// Token-balance electorates and delegation are designed (the messages
-// exist) but not counted yet: a proposal must use the members electorate.
+// Token-balance electorates (the ERC-20 balance at a snapshot block) are
+// not counted yet: a proposal uses the members electorate.
 package governance

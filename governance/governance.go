@@ -122,7 +122,7 @@ type Governance struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	props, ballots, closings *store.Collection
+	props, ballots, closings, delegations *store.Collection
 
 	group  *group.Group
 	wake   chan struct{}
@@ -138,10 +138,11 @@ type Governance struct {
 }
 
 type inputs struct {
-	proposals map[common.Hash]govern.Proposal
-	ballots   map[common.Hash]govern.Ballot
-	closings  map[string]govern.Closing
-	dirty     bool
+	proposals   map[common.Hash]govern.Proposal
+	ballots     map[common.Hash]govern.Ballot
+	closings    map[string]govern.Closing
+	delegations map[common.Hash]govern.Delegation
+	dirty       bool
 }
 
 type handlerEntry struct {
@@ -189,19 +190,21 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 			Members: govern.Sorted(cfg.Genesis.Members),
 			Params:  cfg.Genesis.Params,
 		},
-		log:       cfg.Logger.With("component", "governance"),
-		metrics:   newMetrics(),
-		props:     cfg.Store.Collection(ProposalsCollection),
-		ballots:   cfg.Store.Collection(BallotsCollection),
-		closings:  cfg.Store.Collection(ClosingsCollection),
-		wake:      make(chan struct{}, 1),
-		handlers:  map[string]*handlerEntry{},
-		signed:    map[common.Hash]signedRoot{},
-		evaluated: make(chan struct{}),
+		log:         cfg.Logger.With("component", "governance"),
+		metrics:     newMetrics(),
+		props:       cfg.Store.Collection(ProposalsCollection),
+		ballots:     cfg.Store.Collection(BallotsCollection),
+		closings:    cfg.Store.Collection(ClosingsCollection),
+		delegations: cfg.Store.Collection(DelegationsCollection),
+		wake:        make(chan struct{}, 1),
+		handlers:    map[string]*handlerEntry{},
+		signed:      map[common.Hash]signedRoot{},
+		evaluated:   make(chan struct{}),
 		input: inputs{
-			proposals: map[common.Hash]govern.Proposal{},
-			ballots:   map[common.Hash]govern.Ballot{},
-			closings:  map[string]govern.Closing{},
+			proposals:   map[common.Hash]govern.Proposal{},
+			ballots:     map[common.Hash]govern.Ballot{},
+			closings:    map[string]govern.Closing{},
+			delegations: map[common.Hash]govern.Delegation{},
 		},
 	}
 	if cfg.Genesis.Closers != nil {
@@ -218,8 +221,9 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 	g.group = group.New(context.Background())
 	runCtx := g.group.Context()
 	// Watch before loading, so nothing written in between is missed.
-	changes := make([]<-chan store.Change, 0, 3)
-	for _, c := range []*store.Collection{g.props, g.ballots, g.closings} {
+	colls := []*store.Collection{g.props, g.ballots, g.closings, g.delegations}
+	changes := make([]<-chan store.Change, 0, len(colls))
+	for _, c := range colls {
 		changes = append(changes, c.Watch(runCtx))
 	}
 	if err := g.loadAll(ctx); err != nil {
@@ -231,7 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 	}
 	g.evaluate()
 	for i, ch := range changes {
-		coll := []*store.Collection{g.props, g.ballots, g.closings}[i]
+		coll := colls[i]
 		g.group.Go(func(ctx context.Context) { g.follow(ctx, coll, ch) })
 	}
 	g.group.Go(g.run)
@@ -264,7 +268,7 @@ func (g *Governance) Account() common.Address { return g.self }
 
 // loadAll reads every governance document the store holds.
 func (g *Governance) loadAll(ctx context.Context) error {
-	for _, c := range []*store.Collection{g.props, g.ballots, g.closings} {
+	for _, c := range []*store.Collection{g.props, g.ballots, g.closings, g.delegations} {
 		for doc, err := range c.Find(ctx) {
 			if err != nil {
 				return err
@@ -327,6 +331,8 @@ func (g *Governance) absorb(coll, id string, raw json.RawMessage) {
 		g.input.ballots[m.ballot.ID] = *m.ballot
 	case m.closing != nil:
 		g.input.closings[id] = *m.closing
+	case m.delegation != nil:
+		g.input.delegations[m.delegation.ID] = *m.delegation
 	}
 	g.input.dirty = true
 }
@@ -340,9 +346,10 @@ func (g *Governance) evaluate() *govern.State {
 		return st
 	}
 	in := govern.Input{
-		Proposals: make([]govern.Proposal, 0, len(g.input.proposals)),
-		Ballots:   make([]govern.Ballot, 0, len(g.input.ballots)),
-		Closings:  make([]govern.Closing, 0, len(g.input.closings)),
+		Proposals:   make([]govern.Proposal, 0, len(g.input.proposals)),
+		Ballots:     make([]govern.Ballot, 0, len(g.input.ballots)),
+		Closings:    make([]govern.Closing, 0, len(g.input.closings)),
+		Delegations: make([]govern.Delegation, 0, len(g.input.delegations)),
 	}
 	for _, p := range g.input.proposals {
 		in.Proposals = append(in.Proposals, p)
@@ -352,6 +359,9 @@ func (g *Governance) evaluate() *govern.State {
 	}
 	for _, c := range g.input.closings {
 		in.Closings = append(in.Closings, c)
+	}
+	for _, d := range g.input.delegations {
+		in.Delegations = append(in.Delegations, d)
 	}
 	g.input.dirty = false
 	g.mu.Unlock()

@@ -22,6 +22,8 @@ const (
 	ProposalsCollection = "_governance.proposals"
 	BallotsCollection   = "_governance.ballots"
 	ClosingsCollection  = "_governance.closings"
+	// DelegationsCollection holds delegations of voting power.
+	DelegationsCollection = "_governance.delegations"
 )
 
 // Limits on what a message may hold, the same on every replica.
@@ -65,17 +67,19 @@ func validators(d govmsg.Domain) map[string]store.Validator {
 		}
 	}
 	return map[string]store.Validator{
-		ProposalsCollection: check(ProposalsCollection),
-		BallotsCollection:   check(BallotsCollection),
-		ClosingsCollection:  check(ClosingsCollection),
+		ProposalsCollection:   check(ProposalsCollection),
+		BallotsCollection:     check(BallotsCollection),
+		ClosingsCollection:    check(ClosingsCollection),
+		DelegationsCollection: check(DelegationsCollection),
 	}
 }
 
 // decoded is one verified message.
 type decoded struct {
-	proposal *govern.Proposal
-	ballot   *govern.Ballot
-	closing  *govern.Closing
+	proposal   *govern.Proposal
+	ballot     *govern.Ballot
+	closing    *govern.Closing
+	delegation *govern.Delegation
 }
 
 // decodeRecord reads and checks one document of coll: a message of the
@@ -116,6 +120,12 @@ func decodeRecord(d govmsg.Domain, coll, id string, raw json.RawMessage) (decode
 		}
 		signer, wantID = m.Voter, digest.Hex()
 		out.ballot = &govern.Ballot{Ballot: *m, ID: digest}
+	case *govmsg.Delegation:
+		if coll != DelegationsCollection {
+			break
+		}
+		signer, wantID = m.Delegator, digest.Hex()
+		out.delegation = &govern.Delegation{Delegation: *m, ID: digest}
 	case *govmsg.Closing:
 		if coll != ClosingsCollection {
 			break

@@ -213,8 +213,8 @@ func (g *Governance) VoteAs(ctx context.Context, s Signer, id ID, c Choice, reas
 		}
 		return fmt.Errorf("governance: vote on %s: %w: %v", id, sentinel, err)
 	}
-	if _, ok := slices.BinarySearchFunc(o.Electorate, b.Voter, cmpAddress); !ok {
-		return fmt.Errorf("governance: vote on %s: %w: %s", id, ErrNotMember, b.Voter)
+	if _, ok := slices.BinarySearchFunc(o.Eligible, b.Voter, cmpAddress); !ok {
+		return fmt.Errorf("governance: vote on %s: %w: %s is neither a member nor a delegate", id, ErrNotMember, b.Voter)
 	}
 	_, err := g.submit(ctx, s, b, BallotsCollection)
 	return err
@@ -249,7 +249,7 @@ func (g *Governance) store(ctx context.Context, coll string, digest common.Hash,
 	return digest, nil
 }
 
-// Submit stores a proposal or ballot that a wallet signed: typedData is
+// Submit stores a proposal, ballot or delegation that a wallet signed: typedData is
 // the JSON the wallet was given (eth_signTypedData_v4), sig its signature.
 // It returns the message's ID (for a proposal, the proposal's ID).
 func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, error) {
@@ -267,13 +267,34 @@ func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, err
 		coll = ProposalsCollection
 	case *govmsg.Ballot:
 		coll = BallotsCollection
+	case *govmsg.Delegation:
+		coll = DelegationsCollection
 	default:
-		return ID{}, fmt.Errorf("governance: submit: %w: only proposals and ballots are submitted", ErrInvalid)
+		return ID{}, fmt.Errorf("governance: submit: %w: only proposals, ballots and delegations are submitted", ErrInvalid)
 	}
 	// Store the canonical form, which hashes the same as what was signed.
 	td, _ := json.Marshal(m.TypedData(g.domain))
 	id, err := g.store(ctx, coll, m.Digest(g.domain), td, sig)
 	return ID(id), err
+}
+
+// Delegate gives the instance's vote to another account, for proposals
+// that start from now on, until revoked (Delegate to the zero address). A
+// member who votes on a proposal takes their vote back for it.
+func (g *Governance) Delegate(ctx context.Context, to common.Address) error {
+	return g.DelegateAs(ctx, KeySigner(g.cfg.Key), to)
+}
+
+// DelegateAs gives s's vote to another account.
+func (g *Governance) DelegateAs(ctx context.Context, s Signer, to common.Address) error {
+	if err := g.checkOpen("delegate"); err != nil {
+		return err
+	}
+	if to == s.Account() {
+		return fmt.Errorf("governance: delegate: %w: to oneself", ErrInvalid)
+	}
+	_, err := g.submit(ctx, s, &govmsg.Delegation{Delegator: s.Account(), Delegate: to, Time: millis(g.cfg.Now())}, DelegationsCollection)
+	return err
 }
 
 // TypedData returns the JSON a wallet signs for a ballot of voter on

@@ -80,6 +80,13 @@ type Ballot struct {
 	ID common.Hash
 }
 
+// Delegation is a delegation whose delegator's signature has been
+// checked.
+type Delegation struct {
+	govmsg.Delegation
+	ID common.Hash
+}
+
 // Closing is a closer's signed root, with the ballots it names, the
 // signature checked.
 type Closing struct {
@@ -91,9 +98,10 @@ type Closing struct {
 
 // Input is what a replica holds.
 type Input struct {
-	Proposals []Proposal
-	Ballots   []Ballot
-	Closings  []Closing
+	Proposals   []Proposal
+	Ballots     []Ballot
+	Closings    []Closing
+	Delegations []Delegation
 }
 
 // Certificate is a majority of a proposal's closers agreeing on one root.
@@ -107,11 +115,17 @@ type Certificate struct {
 type Outcome struct {
 	Proposal *Proposal
 	// Refused says why the proposal does not count (nil if it does).
-	Refused    error
-	Rules      tally.Rules
+	Refused error
+	Rules   tally.Rules
+	// Electorate is the members at the proposal's start.
 	Electorate []common.Address
-	Closers    []common.Address
-	Result     tally.Result
+	// Delegated maps each delegate to the members who delegated to it at
+	// the proposal's start (each sorted).
+	Delegated map[common.Address][]common.Address
+	// Eligible is who may vote: the electorate and the delegates, sorted.
+	Eligible []common.Address
+	Closers  []common.Address
+	Result   tally.Result
 	// Certificate is the certificate, once there is one.
 	Certificate *Certificate
 	// Missing counts certified ballots this replica does not hold yet;
@@ -164,6 +178,13 @@ func Evaluate(g Genesis, in Input) State {
 		c := &in.Closings[i]
 		closings[c.Proposal] = append(closings[c.Proposal], c)
 	}
+	delegations := slices.Clone(in.Delegations)
+	slices.SortFunc(delegations, func(a, b Delegation) int {
+		if a.Time != b.Time {
+			return cmpUint(a.Time, b.Time)
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
 	order := make([]*Proposal, 0, len(in.Proposals))
 	seen := map[common.Hash]bool{}
 	for i := range in.Proposals {
@@ -180,7 +201,8 @@ func Evaluate(g Genesis, in Input) State {
 	})
 	var changes []membership
 	for _, p := range order {
-		o := evaluate(g, p, membersAt(g.Members, changes, p.Start), ballots[p.ID], closings[p.ID])
+		members := membersAt(g.Members, changes, p.Start)
+		o := evaluate(g, p, members, delegatedAt(members, delegations, p.Start), ballots[p.ID], closings[p.ID])
 		st.Outcomes[p.ID] = o
 		if !o.Final || !o.Result.Passed {
 			continue
@@ -240,6 +262,32 @@ func membersAt(genesis []common.Address, changes []membership, t uint64) []commo
 	return out
 }
 
+// delegatedAt returns, for each delegate, the members whose latest
+// delegation at or before t names it (delegations sorted by time, then
+// ID); a delegation to the zero address revokes.
+func delegatedAt(members []common.Address, delegations []Delegation, t uint64) map[common.Address][]common.Address {
+	latest := map[common.Address]common.Address{}
+	for _, d := range delegations {
+		if d.Time > t {
+			break
+		}
+		if _, ok := slices.BinarySearchFunc(members, d.Delegator, cmpAddress); !ok || d.Delegate == d.Delegator {
+			continue
+		}
+		latest[d.Delegator] = d.Delegate
+	}
+	out := map[common.Address][]common.Address{}
+	for from, to := range latest {
+		if to != (common.Address{}) {
+			out[to] = append(out[to], from)
+		}
+	}
+	for _, from := range out {
+		slices.SortFunc(from, cmpAddress)
+	}
+	return out
+}
+
 // Rules returns the tally rules of p, or why it has none.
 func Rules(p *govmsg.Proposal) (tally.Rules, error) {
 	kind, err := tally.ParseKind(p.Kind)
@@ -263,8 +311,14 @@ func Rules(p *govmsg.Proposal) (tally.Rules, error) {
 	return r, nil
 }
 
-func evaluate(g Genesis, p *Proposal, electorate []common.Address, ballots []*Ballot, closings []*Closing) *Outcome {
-	o := &Outcome{Proposal: p, Electorate: electorate, Closers: g.Closers}
+func evaluate(g Genesis, p *Proposal, electorate []common.Address, delegated map[common.Address][]common.Address,
+	ballots []*Ballot, closings []*Closing) *Outcome {
+	o := &Outcome{Proposal: p, Electorate: electorate, Delegated: delegated, Closers: g.Closers}
+	o.Eligible = slices.Clone(electorate)
+	for to := range delegated {
+		o.Eligible = append(o.Eligible, to)
+	}
+	o.Eligible = Sorted(o.Eligible)
 	if o.Closers == nil {
 		o.Closers = electorate
 	}
@@ -278,30 +332,57 @@ func evaluate(g Genesis, p *Proposal, electorate []common.Address, ballots []*Ba
 		o.Refused = fmt.Errorf("%w: %s", ErrNotMember, p.Author)
 		return o
 	}
-	eligible := make([]tally.Ballot, 0, len(ballots))
-	one := big.NewInt(1)
-	for _, b := range ballots {
-		if _, ok := slices.BinarySearchFunc(electorate, b.Voter, cmpAddress); !ok {
-			continue
-		}
-		eligible = append(eligible, tally.Ballot{Voter: b.Voter, Power: one, Time: int64(min(b.Time, 1<<63-1)), Choice: b.Choice, ID: b.ID})
-	}
 	o.Certificate = certify(o.Closers, closings)
 	if o.Certificate == nil {
-		o.Result, _ = tally.Count(r, eligible)
+		o.Result, _ = tally.Count(r, powers(r, electorate, delegated, ballots))
 		return o
 	}
-	// Count exactly the certified ballots.
-	certified := make([]tally.Ballot, 0, len(o.Certificate.Ballots))
-	for _, b := range eligible {
-		if _, ok := slices.BinarySearchFunc(o.Certificate.Ballots, common.Hash(b.ID), cmpHash); ok {
+	// Count exactly the certified ballots: a ballot that arrives later
+	// neither counts nor, by showing that a delegator voted, takes power
+	// from their delegate.
+	certified := make([]*Ballot, 0, len(o.Certificate.Ballots))
+	for _, b := range ballots {
+		if _, ok := slices.BinarySearchFunc(o.Certificate.Ballots, b.ID, cmpHash); ok {
 			certified = append(certified, b)
 		}
 	}
-	o.Result, _ = tally.Count(r, certified)
+	o.Result, _ = tally.Count(r, powers(r, electorate, delegated, certified))
 	o.Missing = len(o.Certificate.Ballots) - len(o.Result.Counted)
 	o.Final = o.Missing == 0 && o.Result.Root == o.Certificate.Root
 	return o
+}
+
+// powers gives each ballot of an eligible voter its power: one for a
+// member, plus one for each member who delegated to the voter and cast no
+// valid ballot of their own.
+func powers(r tally.Rules, electorate []common.Address, delegated map[common.Address][]common.Address, ballots []*Ballot) []tally.Ballot {
+	out := make([]tally.Ballot, 0, len(ballots))
+	voted := map[common.Address]bool{}
+	for _, b := range ballots {
+		tb := tally.Ballot{Voter: b.Voter, Power: big.NewInt(1), Time: int64(min(b.Time, 1<<63-1)), Choice: b.Choice, ID: b.ID}
+		if tally.Check(r, &tb) == nil {
+			voted[b.Voter] = true
+		}
+		out = append(out, tb)
+	}
+	kept := out[:0]
+	for _, tb := range out {
+		power := int64(0)
+		if _, ok := slices.BinarySearchFunc(electorate, tb.Voter, cmpAddress); ok {
+			power = 1
+		}
+		for _, from := range delegated[tb.Voter] {
+			if !voted[from] {
+				power++
+			}
+		}
+		if power == 0 {
+			continue
+		}
+		tb.Power.SetInt64(power)
+		kept = append(kept, tb)
+	}
+	return kept
 }
 
 func cmpAddress(a, b common.Address) int { return bytes.Compare(a[:], b[:]) }

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -181,4 +182,53 @@ func TestRulesRefused(t *testing.T) {
 			t.Errorf("%+v: %v", p, err)
 		}
 	}
+}
+
+func delegation(from, to int, t uint64) Delegation {
+	return Delegation{ID: common.Hash{byte(from), byte(to), byte(t)}, Delegation: govmsg.Delegation{Delegator: addr(from), Delegate: addr(to), Time: t}}
+}
+
+func TestDelegation(t *testing.T) {
+	g := Genesis{Members: []common.Address{addr(1), addr(2), addr(3), addr(4)}}
+	in := Input{
+		Proposals: []Proposal{proposal(9, 1, 100, 200)},
+		Delegations: []Delegation{
+			delegation(2, 1, 10),  // 2 gives its vote to 1
+			delegation(3, 1, 10),  // and 3 too...
+			delegation(3, 0, 20),  // ...but revokes
+			delegation(4, 7, 50),  // 4 gives its vote to 7, a non-member
+			delegation(3, 7, 150), // after the start: ignored for this proposal
+			delegation(9, 1, 10),  // 9 is no member: gives nothing
+		},
+		Ballots: []Ballot{ballot(9, 1, 110, tally.For), ballot(9, 3, 110, tally.Against), ballot(9, 7, 120, tally.Against)},
+	}
+	o := Evaluate(g, in).Outcomes[common.Hash{9}]
+	if got := ints(o.Result.Scores); !reflect.DeepEqual(got, []int64{2, 2, 0}) {
+		t.Fatalf("scores %v, want for 2 (1 and its delegator 2), against 2 (3, and 7 holding 4's vote)", got)
+	}
+	// A delegator who votes takes back their vote.
+	in.Ballots = append(in.Ballots, ballot(9, 2, 130, tally.Against))
+	o = Evaluate(g, in).Outcomes[common.Hash{9}]
+	if got := ints(o.Result.Scores); !reflect.DeepEqual(got, []int64{1, 3, 0}) {
+		t.Fatalf("scores %v after the delegator voted, want [1 3 0]", got)
+	}
+	// Once certified, a delegator's late ballot takes nothing back.
+	in.Ballots = in.Ballots[:3]
+	in.Closings = closeAll(g, in, 9, 1, 2, 3)
+	in.Ballots = append(in.Ballots, ballot(9, 2, 130, tally.Against))
+	o = Evaluate(g, in).Outcomes[common.Hash{9}]
+	if got := ints(o.Result.Scores); !o.Final || !reflect.DeepEqual(got, []int64{2, 2, 0}) {
+		t.Fatalf("final %v scores %v after a late ballot, want the certified [2 2 0]", o.Final, got)
+	}
+	if !slices.Contains(o.Eligible, addr(7)) || slices.Contains(o.Electorate, addr(7)) {
+		t.Fatalf("the delegate 7 is eligible but no member: eligible %v", o.Eligible)
+	}
+}
+
+func ints(s []*big.Int) []int64 {
+	out := make([]int64, len(s))
+	for i, x := range s {
+		out[i] = x.Int64()
+	}
+	return out
 }
