@@ -137,7 +137,7 @@ func BenchmarkClose10k(b *testing.B) {
 		wg.Wait()
 		c.WaitFor("every ballot everywhere", func() bool {
 			for _, n := range c.Nodes() {
-				if r, _ := n.Governance().Result(ctx, id); r.Voters != voters {
+				if k, _ := n.Store().Collection(governance.BallotsCollection).Count(ctx); k != voters {
 					return false
 				}
 			}

@@ -174,7 +174,7 @@ func (g *Governance) ProposeAs(ctx context.Context, s Signer, p Proposal) (ID, e
 	if err := checkProposal(m); err != nil {
 		return ID{}, fmt.Errorf("governance: propose: %w", err)
 	}
-	members := g.evaluate().Members
+	members := g.current().Members
 	if _, ok := slices.BinarySearchFunc(members, m.Author, cmpAddress); !ok {
 		return ID{}, fmt.Errorf("governance: propose: %w: %s", ErrNotMember, m.Author)
 	}
@@ -194,9 +194,12 @@ func (g *Governance) VoteAs(ctx context.Context, s Signer, id ID, c Choice, reas
 	if err := g.checkOpen("vote"); err != nil {
 		return err
 	}
-	o, ok := g.evaluate().Outcomes[common.Hash(id)]
+	o, ok := g.current().Outcomes[common.Hash(id)]
 	if !ok {
-		return fmt.Errorf("governance: vote on %s: %w", id, ErrNotFound)
+		// Perhaps it just arrived.
+		if o, ok = g.evaluate().Outcomes[common.Hash(id)]; !ok {
+			return fmt.Errorf("governance: vote on %s: %w", id, ErrNotFound)
+		}
 	}
 	if o.Refused != nil {
 		return fmt.Errorf("governance: vote on %s: %w: %v", id, ErrNotOpen, o.Refused)
