@@ -28,6 +28,7 @@ import (
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
 	"github.com/ethereum/go-ethereum/eth/filters"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/ethdb"
 	"github.com/ethereum/go-ethereum/node"
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/params"
@@ -48,8 +49,8 @@ type DevChainConfig struct {
 	Dir string
 	// ChainID of a new chain. Nil or zero means a random one, so that
 	// vouchers and transactions made for another development chain are
-	// refused as such. A DevChain reopened from Dir keeps the chain ID it
-	// was created with; a different non-zero ChainID is an error.
+	// refused as such. A chain reopened from Dir keeps the chain ID it was
+	// created with, whatever ChainID says (a different one is logged).
 	ChainID *big.Int
 	// Logger receives the dev chain's diagnostics (the warning about
 	// transfers nobody else can see). Nil means slog.Default().
@@ -68,7 +69,8 @@ type DevChainConfig struct {
 type DevChain struct {
 	stack   *node.Node
 	beacon  *catalyst.SimulatedBeacon
-	rpc     *rpc.Client // in-process JSON-RPC to the node, all modules
+	db      ethdb.Database // the chain's database, synced after each block when in Dir
+	rpc     *rpc.Client    // in-process JSON-RPC to the node, all modules
 	client  *ethclient.Client
 	chainID *big.Int
 	faucet  *ecdsa.PrivateKey
@@ -186,7 +188,8 @@ func loadDevState(cfg DevChainConfig) (*devState, error) {
 				return nil, fmt.Errorf("state file %s: unreadable (%v)", filepath.Join(cfg.Dir, devStateFile), err)
 			}
 			if cfg.ChainID != nil && cfg.ChainID.Sign() != 0 && cfg.ChainID.Cmp(st.ChainID.ToInt()) != 0 {
-				return nil, fmt.Errorf("chain in %s has chain ID %v, not %v", cfg.Dir, st.ChainID.ToInt(), cfg.ChainID)
+				cfg.Logger.Warn("payment: dev chain reopened with the chain ID it was created with, not the one asked for",
+					"dir", cfg.Dir, "chainID", st.ChainID.ToInt(), "asked", cfg.ChainID)
 			}
 			return &st, nil
 		}
@@ -318,7 +321,7 @@ func (d *DevChain) start() error {
 		stack.Close()
 		return err
 	}
-	d.stack, d.beacon = stack, beacon
+	d.stack, d.beacon, d.db = stack, beacon, backend.ChainDb()
 	d.rpc = stack.Attach()
 	d.client = ethclient.NewClient(d.rpc)
 	return nil
@@ -481,7 +484,7 @@ func (d *DevChain) AdjustTime(dt time.Duration) error {
 	if err := d.beacon.AdjustTime(dt); err != nil {
 		return fmt.Errorf("payment: adjust time: %w", err)
 	}
-	return nil
+	return d.syncDir()
 }
 
 // mine seals one block, with whatever the pool holds.
@@ -489,8 +492,26 @@ func (d *DevChain) mine() {
 	d.mineMu.Lock()
 	defer d.mineMu.Unlock()
 	if !d.isClosed() {
-		d.beacon.Commit()
+		d.seal()
 	}
+}
+
+// seal seals a block with what the pool holds; the caller holds mineMu.
+// A chain kept in a directory syncs it before the block counts as mined,
+// so a transaction acknowledged to a sender survives the process being
+// killed.
+func (d *DevChain) seal() {
+	d.beacon.Commit()
+	if err := d.syncDir(); err != nil {
+		d.log.Error("payment: dev chain: sync to disk", "dir", d.dir, "err", err)
+	}
+}
+
+func (d *DevChain) syncDir() error {
+	if d.dir == "" {
+		return nil
+	}
+	return d.db.SyncKeyValue()
 }
 
 // backend is the chain as Payments on this process see it: the in-process
@@ -512,7 +533,7 @@ func (b devBackend) SendTransaction(ctx context.Context, tx *types.Transaction) 
 	if err := b.Client.SendTransaction(ctx, tx); err != nil {
 		return err
 	}
-	b.dev.beacon.Commit()
+	b.dev.seal()
 	return nil
 }
 

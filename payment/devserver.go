@@ -272,7 +272,7 @@ func (d *DevChain) call(ctx context.Context, req rpcRequest) (json.RawMessage, e
 		if err := d.rpc.CallContext(ctx, &result, req.Method, args...); err != nil {
 			return nil, err
 		}
-		d.beacon.Commit()
+		d.seal()
 		return result, nil
 	}
 	err := d.rpc.CallContext(ctx, &result, req.Method, args...)
