@@ -148,6 +148,9 @@ func (h *devHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var batch []rpcRequest
 		if err := json.Unmarshal(body, &batch); err != nil {
 			out = parseError(err)
+		} else if len(batch) > maxRPCBatch {
+			out = rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &rpcError{
+				Code: -32600, Message: fmt.Sprintf("batch of %d requests, at most %d", len(batch), maxRPCBatch)}}
 		} else {
 			res := make([]rpcResponse, 0, len(batch))
 			for _, req := range batch {
@@ -187,7 +190,10 @@ type rpcResponse struct {
 	Error   *rpcError       `json:"error,omitempty"`
 }
 
-const maxRPCBody = 8 << 20
+const (
+	maxRPCBody  = 8 << 20
+	maxRPCBatch = 1000 // as go-ethereum's default BatchRequestLimit
+)
 
 func parseError(err error) rpcResponse {
 	return rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &rpcError{Code: -32700, Message: err.Error()}}

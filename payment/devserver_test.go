@@ -129,6 +129,10 @@ func TestServeOnlyPublicNamespaces(t *testing.T) {
 	if got := blockNumber(t, url); got != head {
 		t.Fatalf("head moved from %d to %d after a batch", head, got)
 	}
+	huge := "[" + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},`, maxRPCBatch) + `{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}]`
+	if code, body := rpcPost(t, url, "application/json", "", huge); code != http.StatusOK || !strings.Contains(body, "-32600") {
+		t.Fatalf("oversized batch answered %d %.200s", code, body)
+	}
 }
 
 // TestServeRefusesBrowserRequests: a text/plain POST (which a web page
