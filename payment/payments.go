@@ -392,7 +392,9 @@ func (p *Payments) send(ctx context.Context, contract *bind.BoundContract, data 
 // gas * price + value" or "gas required exceeds allowance") wraps ErrNoGas
 // and names the account, its balance and about what the call needs.
 func (p *Payments) sendError(ctx context.Context, to common.Address, data []byte, err error) error {
-	err = revertError(err)
+	if mapped := revertError(err); mapped != err {
+		return mapped // a contract's refusal, named by its sentinel
+	}
 	msg := err.Error()
 	if !strings.Contains(msg, "insufficient funds") && !strings.Contains(msg, "gas required exceeds allowance") {
 		return err

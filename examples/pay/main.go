@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// The one field that puts every instance on the same chain.
 		Payment: payment.Config{RPCURL: *chain},
 	})
+	if errors.Is(err, payment.ErrChainUnreachable) {
+		return fmt.Errorf("%w\nstart the shared chain first: go run ./examples/devchain -dir DIR -http %s",
+			err, strings.TrimPrefix(*chain, "http://"))
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math/big"
 	"regexp"
 	"strings"
@@ -139,5 +140,10 @@ func TestTokens(t *testing.T) {
 	}
 	if err := run(ctx, []string{"-dir", t.TempDir(), "-to", "0x12"}, &lines{}); err == nil || !strings.Contains(err.Error(), "not an account") {
 		t.Errorf("bad -to: %v", err)
+	}
+	// No chain at the URL: the error says to start one.
+	err := run(ctx, []string{"-dir", t.TempDir(), "-chain", "http://127.0.0.1:1"}, &lines{})
+	if !errors.Is(err, payment.ErrChainUnreachable) || !strings.Contains(err.Error(), "go run ./examples/devchain") {
+		t.Errorf("unreachable chain: %v", err)
 	}
 }
