@@ -76,6 +76,8 @@ type Config struct {
 	// instances in one process. With neither, the instance starts a
 	// private development chain of its own (so Payments works out of the
 	// box, but pays no other instance) and Open logs how to change that.
+	// Instances in several processes share a dev chain run by the
+	// examples/devchain program: Payment.RPCURL set to its URL is enough.
 	// Key, Space, Host, AppID and Logger are set by Open.
 	Payment payment.Config
 	// Metrics, if set, receives the instance's Prometheus metrics (store,

@@ -115,3 +115,12 @@ func revertError(err error) error {
 	}
 	return err
 }
+
+// answered reports whether err came back from the endpoint (a JSON-RPC
+// error, or an HTTP status other than 200) rather than from failing to
+// reach it.
+func answered(err error) bool {
+	var re rpc.Error
+	var he rpc.HTTPError
+	return errors.As(err, &re) || errors.As(err, &he)
+}

@@ -16,15 +16,20 @@ import (
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
 	// RPCURL is an Ethereum JSON-RPC endpoint (http, https, ws or ipc).
-	// Empty means use Dev.
+	// Empty means use Dev. For a dev chain shared by several processes,
+	// run the examples/devchain program and set only this field to its
+	// URL (http://127.0.0.1:8545 by default): Open learns the contracts
+	// from it, and DialDevChain reaches its faucet. An endpoint that does
+	// not answer fails Open with ErrChainUnreachable.
 	RPCURL string
 	// Dev is an embedded development chain, shareable by several
-	// in-process Payments. Used when RPCURL is empty.
+	// in-process Payments. Used when RPCURL is empty. Nothing outside the
+	// process sees it unless it is served (DevChain.Serve).
 	Dev *DevChain
 
 	// Token and Channels are the ERC-20 and payment-channel contracts.
 	// Zero means Dev's, or, with an RPCURL, those a served DevChain
-	// reports (dpaas_contracts); any other endpoint needs them set.
+	// reports (dpaas_info); any other endpoint needs them set.
 	Token    common.Address
 	Channels common.Address
 

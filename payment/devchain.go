@@ -3,25 +3,35 @@ package payment
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/rawdb"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/eth"
+	"github.com/ethereum/go-ethereum/eth/catalyst"
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
+	"github.com/ethereum/go-ethereum/eth/filters"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/ethdb"
 	"github.com/ethereum/go-ethereum/node"
+	"github.com/ethereum/go-ethereum/p2p"
+	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/dpaas/dpaas/payment/contracts"
@@ -30,21 +40,42 @@ import (
 // DevGas is the ether (in wei) DevChain.Fund gives an account for gas.
 var DevGas = new(big.Int).Mul(big.NewInt(10), big.NewInt(1e18))
 
-// DevChain is an embedded development chain: go-ethereum's simulated
-// backend with the Token and Channels contracts deployed and a faucet.
-// Every transaction is mined as soon as it arrives (one block per
+// DevChainConfig configures OpenDevChain. Zero values mean defaults.
+type DevChainConfig struct {
+	// Dir keeps the chain (blocks and state), the faucet's key and the
+	// contract addresses, so that a DevChain opened again on the same
+	// directory continues the same chain with the same contracts and
+	// balances. "" keeps everything in memory.
+	Dir string
+	// ChainID of a new chain. Nil or zero means a random one, so that
+	// vouchers and transactions made for another development chain are
+	// refused as such. A chain reopened from Dir keeps the chain ID it was
+	// created with, whatever ChainID says (a different one is logged).
+	ChainID *big.Int
+	// Logger receives the dev chain's diagnostics (the warning about
+	// transfers nobody else can see). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DevChain is a development chain: go-ethereum's Ethereum service driven
+// by a simulated beacon, with the Token and Channels contracts deployed and
+// a faucet. Every transaction is mined as soon as it arrives (one block per
 // transaction), so calls never wait for a block. Several in-process
-// Payments may share one DevChain (Config.Dev), and Serve exposes it over
-// JSON-RPC on loopback for other processes (Config.RPCURL).
+// Payments may share one DevChain (Config.Dev); Serve exposes it over
+// JSON-RPC for other processes (Config.RPCURL), which is what the runnable
+// examples/devchain program does with a chain kept in a directory.
 //
 // It is safe for concurrent use.
 type DevChain struct {
-	sim     *simulated.Backend
-	client  simulated.Client
-	rpc     *rpc.Client // raw JSON-RPC to the node, over IPC
-	ipcDir  string
+	stack   *node.Node
+	beacon  *catalyst.SimulatedBeacon
+	db      ethdb.Database // the chain's database, synced after each block when in Dir
+	rpc     *rpc.Client    // in-process JSON-RPC to the node, all modules
+	client  *ethclient.Client
 	chainID *big.Int
 	faucet  *ecdsa.PrivateKey
+	dir     string
+	log     *slog.Logger
 
 	token    common.Address
 	channels common.Address
@@ -55,6 +86,12 @@ type DevChain struct {
 	mineMu   sync.Mutex
 	faucetMu sync.Mutex
 
+	// local are the accounts this process uses on the chain (Payments
+	// opened on it, accounts the faucet funded); warned is set once a
+	// transfer to another account on an unserved chain was warned about.
+	local  sync.Map // common.Address -> struct{}
+	warned atomic.Bool
+
 	mu       sync.Mutex
 	closed   bool
 	servers  []*http.Server
@@ -62,45 +99,238 @@ type DevChain struct {
 	firstURL string
 }
 
-// NewDevChain starts a development chain and deploys the contracts.
+// devState is what a DevChain keeps in Dir besides the chain itself.
+type devState struct {
+	ChainID  *hexutil.Big   `json:"chainId"`
+	Faucet   hexutil.Bytes  `json:"faucetKey"`
+	Token    common.Address `json:"token"`
+	Channels common.Address `json:"channels"`
+}
+
+const devStateFile = "devchain.json"
+
+// NewDevChain starts an in-memory development chain with a random chain
+// ID and deploys the contracts. It is OpenDevChain with a zero config.
 func NewDevChain(ctx context.Context) (*DevChain, error) {
-	faucet, err := crypto.GenerateKey()
+	return OpenDevChain(ctx, DevChainConfig{})
+}
+
+// OpenDevChain starts a development chain, or continues the one kept in
+// cfg.Dir, and deploys the contracts if the chain has none yet.
+func OpenDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ChainID != nil && cfg.ChainID.Sign() < 0 {
+		return nil, fmt.Errorf("payment: dev chain: negative chain ID %v", cfg.ChainID)
+	}
+	st, err := loadDevState(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("payment: dev chain: %w", err)
 	}
-	// The simulated backend keeps its node private; its IPC endpoint, on
-	// a socket in a private temporary directory, is how Serve reaches the
-	// node's raw JSON-RPC.
-	ipcDir, err := os.MkdirTemp("", "dpaas-dev")
+	faucet, err := crypto.ToECDSA(st.Faucet)
 	if err != nil {
+		return nil, fmt.Errorf("payment: dev chain: faucet key in %s: %w", cfg.Dir, err)
+	}
+	d := &DevChain{
+		chainID: st.ChainID.ToInt(), faucet: faucet, dir: cfg.Dir,
+		log: cfg.Logger.With("component", "payment"),
+	}
+	if err := d.start(); err != nil {
 		return nil, fmt.Errorf("payment: dev chain: %w", err)
 	}
-	ipcPath := filepath.Join(ipcDir, "dev.ipc")
-	rich := new(big.Int).Mul(big.NewInt(1e9), big.NewInt(1e18))
-	sim := simulated.NewBackend(types.GenesisAlloc{
-		crypto.PubkeyToAddress(faucet.PublicKey): {Balance: rich},
-	}, func(nc *node.Config, ec *ethconfig.Config) {
-		nc.IPCPath = ipcPath
-	})
-	d := &DevChain{sim: sim, client: sim.Client(), faucet: faucet, ipcDir: ipcDir}
 	fail := func(err error) (*DevChain, error) {
-		if d.rpc != nil {
-			d.rpc.Close()
-		}
-		sim.Close()
-		os.RemoveAll(ipcDir)
+		d.stop()
 		return nil, fmt.Errorf("payment: dev chain: %w", err)
 	}
-	if d.rpc, err = rpc.DialIPC(ctx, ipcPath); err != nil {
-		return fail(err)
-	}
-	if d.chainID, err = d.client.ChainID(ctx); err != nil {
+	if got, err := d.client.ChainID(ctx); err != nil {
 		return fail(fmt.Errorf("chain id: %w", err))
+	} else if got.Cmp(d.chainID) != 0 {
+		return fail(fmt.Errorf("chain in %s has chain ID %v, its state file says %v", cfg.Dir, got, d.chainID))
+	}
+	if st.Token != (common.Address{}) {
+		// A chain reopened from its directory: its contracts must still be
+		// there, or the directory lost blocks it had acknowledged.
+		for name, addr := range map[string]common.Address{"token": st.Token, "channels": st.Channels} {
+			code, err := d.client.CodeAt(ctx, addr, nil)
+			if err != nil {
+				return fail(fmt.Errorf("%s contract: %w", name, err))
+			}
+			if len(code) == 0 {
+				return fail(fmt.Errorf("no %s contract at %s in the chain kept in %s", name, addr, cfg.Dir))
+			}
+		}
+		d.token, d.channels = st.Token, st.Channels
+		return d, nil
 	}
 	if err := d.deploy(ctx); err != nil {
 		return fail(fmt.Errorf("deploy: %w", err))
 	}
+	if cfg.Dir != "" {
+		st.Token, st.Channels = d.token, d.channels
+		if err := saveDevState(cfg.Dir, st); err != nil {
+			return fail(err)
+		}
+	}
 	return d, nil
+}
+
+// loadDevState reads the state file of cfg.Dir, or makes (and, with a
+// Dir, saves) the state of a new chain: its faucet key and chain ID. The
+// file is written before the chain exists, so a chain in Dir always has
+// the genesis its state file describes.
+func loadDevState(cfg DevChainConfig) (*devState, error) {
+	if cfg.Dir != "" {
+		b, err := os.ReadFile(filepath.Join(cfg.Dir, devStateFile))
+		if err == nil {
+			var st devState
+			if err := json.Unmarshal(b, &st); err != nil || st.ChainID == nil || len(st.Faucet) == 0 {
+				return nil, fmt.Errorf("state file %s: unreadable (%v)", filepath.Join(cfg.Dir, devStateFile), err)
+			}
+			if cfg.ChainID != nil && cfg.ChainID.Sign() != 0 && cfg.ChainID.Cmp(st.ChainID.ToInt()) != 0 {
+				cfg.Logger.Warn("payment: dev chain reopened with the chain ID it was created with, not the one asked for",
+					"dir", cfg.Dir, "chainID", st.ChainID.ToInt(), "asked", cfg.ChainID)
+			}
+			return &st, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if entries, err := os.ReadDir(cfg.Dir); err == nil && len(entries) > 0 {
+			return nil, fmt.Errorf("%s is not empty and holds no %s: not a dev chain directory", cfg.Dir, devStateFile)
+		}
+	}
+	id := cfg.ChainID
+	if id == nil || id.Sign() == 0 {
+		var err error
+		if id, err = randomChainID(); err != nil {
+			return nil, err
+		}
+	}
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	st := &devState{ChainID: (*hexutil.Big)(new(big.Int).Set(id)), Faucet: crypto.FromECDSA(key)}
+	if cfg.Dir != "" {
+		if err := saveDevState(cfg.Dir, st); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// randomChainID picks a chain ID in [2^20, 2^31): clear of the well-known
+// chains and development IDs (1337, 31337), and exact in JavaScript.
+func randomChainID() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1<<31-1<<20))
+	if err != nil {
+		return nil, err
+	}
+	return n.Add(n, big.NewInt(1<<20)), nil
+}
+
+// saveDevState writes st to dir atomically and durably.
+func saveDevState(dir string, st *devState) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, devStateFile)
+	f, err := os.CreateTemp(dir, devStateFile+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	df, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	return df.Sync()
+}
+
+// start runs the Ethereum service on a node with no network and no RPC
+// endpoints of its own, on a database in d.dir or in memory. Unlike
+// go-ethereum's simulated backend it never rewinds to genesis, so a chain
+// reopened from its directory carries on.
+func (d *DevChain) start() error {
+	nc := node.DefaultConfig
+	nc.Name = "devchain"
+	nc.DataDir = ""
+	if d.dir != "" {
+		nc.DataDir = d.dir
+	}
+	nc.IPCPath = ""
+	nc.HTTPHost, nc.WSHost, nc.AuthAddr = "", "", ""
+	nc.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0}
+	stack, err := node.New(&nc)
+	if err != nil {
+		return err
+	}
+	chainCfg := *params.AllDevChainProtocolChanges
+	chainCfg.ChainID = new(big.Int).Set(d.chainID)
+	alloc := core.SystemContractAllocs()
+	alloc[crypto.PubkeyToAddress(d.faucet.PublicKey)] = types.Account{
+		Balance: new(big.Int).Mul(big.NewInt(1e9), big.NewInt(1e18)),
+	}
+	ec := ethconfig.Defaults
+	ec.Genesis = &core.Genesis{Config: &chainCfg, GasLimit: ethconfig.Defaults.Miner.GasCeil, Alloc: alloc}
+	ec.SyncMode = ethconfig.FullSync
+	ec.TxPool.NoLocals = true
+	ec.LogNoHistory = true
+	if d.dir != "" {
+		// An archive node on the hash scheme writes every block's state as
+		// it is sealed, so a dev chain killed without Close restarts where
+		// it was instead of rewinding to the last flushed state.
+		ec.NoPruning = true
+		ec.StateScheme = rawdb.HashScheme
+	}
+	backend, err := eth.New(stack, &ec)
+	if err != nil {
+		stack.Close()
+		return err
+	}
+	stack.RegisterAPIs([]rpc.API{{
+		Namespace: "eth",
+		Service:   filters.NewFilterAPI(filters.NewFilterSystem(backend.APIBackend, filters.Config{})),
+	}})
+	if err := stack.Start(); err != nil {
+		stack.Close()
+		return err
+	}
+	beacon, err := catalyst.NewSimulatedBeacon(0, common.Address{}, backend)
+	if err != nil {
+		stack.Close()
+		return err
+	}
+	d.stack, d.beacon, d.db = stack, beacon, backend.ChainDb()
+	d.rpc = stack.Attach()
+	d.client = ethclient.NewClient(d.rpc)
+	return nil
+}
+
+// stop shuts the node down; the database in Dir is flushed.
+func (d *DevChain) stop() error {
+	d.client.Close()
+	return errors.Join(d.beacon.Stop(), d.stack.Close())
 }
 
 func (d *DevChain) deploy(ctx context.Context) error {
@@ -130,7 +360,8 @@ func (d *DevChain) deploy(ctx context.Context) error {
 	return nil
 }
 
-// ChainID is the dev chain's chain ID (1337).
+// ChainID is the dev chain's chain ID: random unless DevChainConfig.ChainID
+// chose it.
 func (d *DevChain) ChainID() *big.Int { return new(big.Int).Set(d.chainID) }
 
 // Token is the address of the dev chain's ERC-20 token.
@@ -139,12 +370,19 @@ func (d *DevChain) Token() common.Address { return d.token }
 // Channels is the address of the dev chain's payment-channel contract.
 func (d *DevChain) Channels() common.Address { return d.channels }
 
+// Dir is the directory the chain is kept in, "" in memory.
+func (d *DevChain) Dir() string { return d.dir }
+
 // Fund is the faucet: it gives to DevGas ether for gas and mints tokens
 // (in the token's smallest unit; nil or zero mints none).
 func (d *DevChain) Fund(ctx context.Context, to common.Address, tokens *big.Int) error {
 	if d.isClosed() {
 		return fmt.Errorf("payment: fund: %w", ErrClosed)
 	}
+	if tokens != nil && tokens.Sign() < 0 {
+		return fmt.Errorf("payment: fund %s: %v tokens: %w", to, tokens, ErrBadAmount)
+	}
+	d.markLocal(to)
 	d.faucetMu.Lock()
 	defer d.faucetMu.Unlock()
 	be := d.backend()
@@ -199,6 +437,27 @@ func (d *DevChain) sendEther(ctx context.Context, to common.Address, wei *big.In
 	return tx.Hash(), nil
 }
 
+// markLocal records that this process uses account on the chain.
+func (d *DevChain) markLocal(account common.Address) { d.local.Store(account, struct{}{}) }
+
+// warnUnseen logs, once per DevChain, a warning when a transfer goes to an
+// account that only this process could ever see: the chain is not served
+// and no Payments or faucet call of this process used that account. It is
+// almost always an instance in another process, on a chain of its own.
+func (d *DevChain) warnUnseen(log *slog.Logger, to common.Address) {
+	if _, ok := d.local.Load(to); ok || d.URL() != "" || d.warned.Load() {
+		return
+	}
+	if !d.warned.CompareAndSwap(false, true) {
+		return
+	}
+	log.Warn("payment: transfer on a private development chain that only this process sees: "+
+		"an instance in another process will never receive it. To pay between processes, run one shared dev chain "+
+		"(go run github.com/dpaas/dpaas/examples/devchain -dir DIR -http 127.0.0.1:8545) and set "+
+		"payment.Config.RPCURL (dapp.Config.Payment.RPCURL) to http://127.0.0.1:8545 in every instance",
+		"to", to, "chainID", d.chainID)
+}
+
 // Now is the dev chain's clock: the later of the wall clock and the
 // newest block's timestamp, which AdjustTime moves forward.
 func (d *DevChain) Now() time.Time {
@@ -222,10 +481,10 @@ func (d *DevChain) AdjustTime(dt time.Duration) error {
 	}
 	d.mineMu.Lock()
 	defer d.mineMu.Unlock()
-	if err := d.sim.AdjustTime(dt); err != nil {
+	if err := d.beacon.AdjustTime(dt); err != nil {
 		return fmt.Errorf("payment: adjust time: %w", err)
 	}
-	return nil
+	return d.syncDir()
 }
 
 // mine seals one block, with whatever the pool holds.
@@ -233,17 +492,35 @@ func (d *DevChain) mine() {
 	d.mineMu.Lock()
 	defer d.mineMu.Unlock()
 	if !d.isClosed() {
-		d.sim.Commit()
+		d.seal()
 	}
 }
 
-// backend is the chain as Payments on this process see it: the simulated
+// seal seals a block with what the pool holds; the caller holds mineMu.
+// A chain kept in a directory syncs it before the block counts as mined,
+// so a transaction acknowledged to a sender survives the process being
+// killed.
+func (d *DevChain) seal() {
+	d.beacon.Commit()
+	if err := d.syncDir(); err != nil {
+		d.log.Error("payment: dev chain: sync to disk", "dir", d.dir, "err", err)
+	}
+}
+
+func (d *DevChain) syncDir() error {
+	if d.dir == "" {
+		return nil
+	}
+	return d.db.SyncKeyValue()
+}
+
+// backend is the chain as Payments on this process see it: the in-process
 // client, except that a sent transaction is mined before SendTransaction
 // returns.
 func (d *DevChain) backend() chainBackend { return devBackend{Client: d.client, dev: d} }
 
 type devBackend struct {
-	simulated.Client
+	*ethclient.Client
 	dev *DevChain
 }
 
@@ -256,166 +533,8 @@ func (b devBackend) SendTransaction(ctx context.Context, tx *types.Transaction) 
 	if err := b.Client.SendTransaction(ctx, tx); err != nil {
 		return err
 	}
-	b.dev.sim.Commit()
+	b.dev.seal()
 	return nil
-}
-
-// Serve answers Ethereum JSON-RPC over HTTP at addr (host:port; "" means
-// 127.0.0.1 on a free port) and returns the URL to put in Config.RPCURL.
-// A sent raw transaction is mined before its answer goes back, as in
-// process. The extra method dpaas_contracts returns the token and channel
-// contract addresses, so a Payments given only the URL finds them. The
-// server stops on Close.
-func (d *DevChain) Serve(addr string) (string, error) {
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("payment: serve dev chain: %w", err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(d.serveRPC), ReadHeaderTimeout: 10 * time.Second}
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		ln.Close()
-		return "", fmt.Errorf("payment: serve dev chain: %w", ErrClosed)
-	}
-	d.servers = append(d.servers, srv)
-	url := "http://" + ln.Addr().String()
-	if d.firstURL == "" {
-		d.firstURL = url
-	}
-	d.serveWG.Add(1)
-	d.mu.Unlock()
-	go func() {
-		defer d.serveWG.Done()
-		_ = srv.Serve(ln) // returns http.ErrServerClosed on Close
-	}()
-	return url, nil
-}
-
-// URL is the address of the first Serve, or "" when not serving.
-func (d *DevChain) URL() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.firstURL
-}
-
-type rpcRequest struct {
-	JSONRPC string            `json:"jsonrpc"`
-	ID      json.RawMessage   `json:"id,omitempty"`
-	Method  string            `json:"method"`
-	Params  []json.RawMessage `json:"params,omitempty"`
-}
-
-type rpcError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-	Data    any    `json:"data,omitempty"`
-}
-
-type rpcResponse struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-const maxRPCBody = 8 << 20
-
-// serveRPC relays JSON-RPC requests (single or batched) to the in-process
-// node, which keeps the simulated backend's node private.
-func (d *DevChain) serveRPC(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "JSON-RPC over POST only", http.StatusMethodNotAllowed)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody+1))
-	if err != nil || len(body) > maxRPCBody {
-		http.Error(w, "request too large or unreadable", http.StatusRequestEntityTooLarge)
-		return
-	}
-	var out any
-	trimmed := trimSpace(body)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var batch []rpcRequest
-		if err := json.Unmarshal(body, &batch); err != nil {
-			out = parseError(err)
-		} else {
-			res := make([]rpcResponse, 0, len(batch))
-			for _, req := range batch {
-				res = append(res, d.relay(r.Context(), req))
-			}
-			out = res
-		}
-	} else {
-		var req rpcRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			out = parseError(err)
-		} else {
-			out = d.relay(r.Context(), req)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
-}
-
-func parseError(err error) rpcResponse {
-	return rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &rpcError{Code: -32700, Message: err.Error()}}
-}
-
-func (d *DevChain) relay(ctx context.Context, req rpcRequest) rpcResponse {
-	resp := rpcResponse{JSONRPC: "2.0", ID: req.ID}
-	if resp.ID == nil {
-		resp.ID = json.RawMessage("null")
-	}
-	if req.Method == "dpaas_contracts" {
-		res, _ := json.Marshal(map[string]common.Address{"token": d.token, "channels": d.channels})
-		resp.Result = res
-		return resp
-	}
-	args := make([]any, len(req.Params))
-	for i, p := range req.Params {
-		args[i] = p
-	}
-	var result json.RawMessage
-	var err error
-	if req.Method == "eth_sendRawTransaction" {
-		d.mineMu.Lock()
-		err = d.rpc.CallContext(ctx, &result, req.Method, args...)
-		if err == nil && !d.isClosed() {
-			d.sim.Commit()
-		}
-		d.mineMu.Unlock()
-	} else {
-		err = d.rpc.CallContext(ctx, &result, req.Method, args...)
-	}
-	if err != nil {
-		re := &rpcError{Code: -32603, Message: err.Error()}
-		var coded rpc.Error
-		if errors.As(err, &coded) {
-			re.Code = coded.ErrorCode()
-		}
-		var withData rpc.DataError
-		if errors.As(err, &withData) {
-			re.Data = withData.ErrorData()
-		}
-		resp.Error = re
-		return resp
-	}
-	if result == nil {
-		result = json.RawMessage("null")
-	}
-	resp.Result = result
-	return resp
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
 }
 
 func (d *DevChain) isClosed() bool {
@@ -424,9 +543,9 @@ func (d *DevChain) isClosed() bool {
 	return d.closed
 }
 
-// Close stops the HTTP servers and the chain. Payments still using it
-// fail with ErrClosed-wrapped errors afterwards. Calling it again returns
-// ErrClosed.
+// Close stops the HTTP servers and the chain; a chain kept in a directory
+// is flushed to it. Payments still using it fail with ErrClosed-wrapped
+// errors afterwards. Calling it again returns ErrClosed.
 func (d *DevChain) Close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -447,8 +566,7 @@ func (d *DevChain) Close() error {
 	}
 	d.serveWG.Wait()
 	d.mineMu.Lock()
-	d.rpc.Close()
-	errs = append(errs, d.sim.Close(), os.RemoveAll(d.ipcDir))
+	errs = append(errs, d.stop())
 	d.mineMu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("payment: dev chain close: %w", err)

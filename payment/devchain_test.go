@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -47,8 +48,8 @@ func TestServeRelaysJSONRPC(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &batch); err != nil || len(batch) != 3 {
 		t.Fatalf("batch answer %s: %v", body, err)
 	}
-	if string(batch[0].Result) != `"0x539"` {
-		t.Fatalf("eth_chainId = %s, want 0x539 (1337)", batch[0].Result)
+	if want := fmt.Sprintf(`"%#x"`, d.ChainID()); string(batch[0].Result) != want {
+		t.Fatalf("eth_chainId = %s, want %s", batch[0].Result, want)
 	}
 	if string(batch[1].ID) != `"x"` || !strings.Contains(strings.ToLower(string(batch[1].Result)), strings.ToLower(d.Channels().Hex())) {
 		t.Fatalf("dpaas_contracts = %s", batch[1].Result)
@@ -73,9 +74,16 @@ func TestOpenForeignEndpointNeedsContracts(t *testing.T) {
 	// An Ethereum endpoint that is not a DevChain: it knows no
 	// dpaas_contracts, so Open must ask for the addresses.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ ID json.RawMessage }
+		var req struct {
+			ID     json.RawMessage
+			Method string
+		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		w.Header().Set("Content-Type", "application/json")
+		if req.Method == "eth_chainId" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": "0x1"})
+			return
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"jsonrpc": "2.0", "id": req.ID,
 			"error": map[string]any{"code": -32601, "message": "the method does not exist"},

@@ -8,14 +8,44 @@
 //
 //   - Config.RPCURL: any Ethereum JSON-RPC endpoint. Set Config.Token and
 //     Config.Channels to the deployed contracts, unless the endpoint is a
-//     served DevChain, which tells them.
-//   - Config.Dev: an embedded DevChain (go-ethereum's simulated backend)
-//     that mines each transaction as it arrives, so calls never wait for a
-//     block. Several in-process Payments may share one; DevChain.Serve
-//     exposes it over JSON-RPC on loopback for other processes, and
-//     DevChain.Fund is its faucet.
+//     served DevChain, which tells them (dpaas_info): then the URL alone
+//     is enough.
+//   - Config.Dev: an embedded DevChain that mines each transaction as it
+//     arrives, so calls never wait for a block. Several in-process
+//     Payments may share one, and DevChain.Fund is its faucet.
 //
 // With neither, Open returns ErrNoChain.
+//
+// # Dev chains: one process, or several
+//
+// NewDevChain starts a private chain in memory with a random chain ID: the
+// zero-configuration choice for one process (the dapp package starts one
+// when Config.Payment names no chain). Nothing outside the process sees
+// it; the first Transfer to an account that no Payments of the process
+// uses logs a warning saying so, and a voucher or transaction made for
+// another chain is refused as one ("voucher for another chain",
+// "invalid chain id for signer").
+//
+// For instances in several processes, run one dev chain as its own
+// process, kept in a directory:
+//
+//	go run ./examples/devchain -dir ~/.dpaas-devchain -http 127.0.0.1:8545
+//
+// and give every instance only its URL:
+//
+//	p, _ := payment.Open(ctx, payment.Config{RPCURL: "http://127.0.0.1:8545", Key: key})
+//	dev, _ := payment.DialDevChain(ctx, "http://127.0.0.1:8545")
+//	dev.Fund(ctx, p.Account(), tokens) // faucet: gas and tokens
+//
+// OpenDevChain with DevChainConfig.Dir is the same chain in Go: reopened
+// on its directory it continues with the same chain ID, contracts and
+// balances, and every block is synced to disk before the transaction in
+// it is acknowledged, so a killed chain loses nothing it acknowledged.
+// DevChain.Serve serves any DevChain over HTTP; it answers only the eth,
+// net and web3 namespaces and its own dpaas_info, dpaas_contracts and
+// dpaas_fund, only to POSTs with Content-Type application/json, and
+// refuses requests from web pages (an Origin header) unless their origin
+// is one Serve was given.
 //
 // # Contracts
 //
@@ -62,6 +92,25 @@
 // limit. A peer's Ethereum account is derived from its libp2p identity
 // (PeerAccount), which is the same secp256k1 key.
 //
+// # Faults
+//
+//   - An RPCURL where nothing answers: Open fails with ErrChainUnreachable
+//     ("cannot reach chain at URL"), not with a missing contract.
+//   - An endpoint that answers but is not a served DevChain, with no
+//     contract addresses configured: ErrNoContracts.
+//   - No ether for gas: ErrNoGas, naming the account, what it holds and
+//     about what the transaction needs; too few tokens with gas:
+//     ErrInsufficientFunds. Nothing is sent in either case.
+//   - A served DevChain stopped and restarted from its directory is the
+//     same chain; Payments connected to it see connection errors meanwhile.
+//
+// # Bad input
+//
+// A served DevChain refuses non-POST requests (405), other content types
+// (415), foreign origins (403), bodies over 8 MiB (413), batches over
+// 1,000 calls and the node's other modules (-32601), before running
+// anything. The faucet refuses a malformed address or amount (-32602).
+//
 // # Caller duties
 //
 //  1. Fund the account with gas (and tokens) before sending transactions.
@@ -71,4 +120,8 @@
 //     set an automatic payment limit, or the provider stops serving.
 //  4. Close the Payments; it does not close a shared DevChain or the
 //     caller's kv.Space.
+//  5. For payments between processes, point every instance at one shared
+//     chain; a private DevChain is for one process.
+//  6. Serve a DevChain only on loopback or a trusted network: its faucet
+//     mints for anyone who can reach it.
 package payment

@@ -15,6 +15,17 @@ var (
 	// ErrNoContracts: an RPC URL was given without the contract addresses,
 	// and the endpoint is not a dpaas DevChain that could tell them.
 	ErrNoContracts = errors.New("payment: contract addresses unknown: set Config.Token and Config.Channels")
+	// ErrChainUnreachable: nothing answered at the RPC URL (connection
+	// refused, unknown host, timeout...). The message names the URL.
+	ErrChainUnreachable = errors.New("payment: chain unreachable")
+	// ErrNotDevChain: the endpoint answered, but not as a served DevChain
+	// (no dpaas_info), so it has no faucet and tells no contracts.
+	ErrNotDevChain = errors.New("payment: not a dpaas dev chain")
+
+	// ErrNoGas: the account holds too little ether to pay for the
+	// transaction's gas; the message names the account, what it holds and
+	// about what the transaction needs. On a DevChain, Fund gives gas.
+	ErrNoGas = errors.New("payment: not enough ether for gas")
 
 	ErrInsufficientFunds = errors.New("payment: insufficient token balance")
 	ErrAllowance         = errors.New("payment: insufficient token allowance")

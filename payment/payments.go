@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,27 +140,8 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	p.account = crypto.PubkeyToAddress(p.key.PublicKey)
 
 	if cfg.RPCURL != "" {
-		// A transport of its own, so Close can drop its idle keep-alive
-		// connections instead of leaving them (and their goroutines) to
-		// the process.
-		p.transport = http.DefaultTransport.(*http.Transport).Clone()
-		rc, err := rpc.DialOptions(ctx, cfg.RPCURL, rpc.WithHTTPClient(&http.Client{Transport: p.transport}))
-		if err != nil {
-			return nil, fmt.Errorf("payment: open: dial %s: %w", cfg.RPCURL, err)
-		}
-		p.rpc = ethclient.NewClient(rc)
-		p.be = p.rpc
-		if cfg.Token == (common.Address{}) || cfg.Channels == (common.Address{}) {
-			var c struct{ Token, Channels common.Address }
-			if err := rc.CallContext(ctx, &c, "dpaas_contracts"); err != nil {
-				return nil, fmt.Errorf("payment: open %s: %v: %w", cfg.RPCURL, err, ErrNoContracts)
-			}
-			if p.cfg.Token == (common.Address{}) {
-				p.cfg.Token = c.Token
-			}
-			if p.cfg.Channels == (common.Address{}) {
-				p.cfg.Channels = c.Channels
-			}
+		if err := p.dial(ctx); err != nil {
+			return nil, fmt.Errorf("payment: open: %w", err)
 		}
 	} else {
 		p.be = cfg.Dev.backend()
@@ -169,17 +151,18 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 		if p.cfg.Channels == (common.Address{}) {
 			p.cfg.Channels = cfg.Dev.Channels()
 		}
-	}
-	if p.chainID, err = p.be.ChainID(ctx); err != nil {
-		return nil, fmt.Errorf("payment: open: chain id: %w", err)
+		cfg.Dev.markLocal(p.account)
+		if p.chainID, err = p.be.ChainID(ctx); err != nil {
+			return nil, fmt.Errorf("payment: open: chain id: %w", p.chainErr(err))
+		}
 	}
 	for name, addr := range map[string]common.Address{"token": p.cfg.Token, "channels": p.cfg.Channels} {
 		code, err := p.be.CodeAt(ctx, addr, nil)
 		if err != nil {
-			return nil, fmt.Errorf("payment: open: %s contract %s: %w", name, addr, err)
+			return nil, fmt.Errorf("payment: open: %s contract %s: %w", name, addr, p.chainErr(err))
 		}
 		if len(code) == 0 {
-			return nil, fmt.Errorf("payment: open: no %s contract at %s: %w", name, addr, ErrNoContracts)
+			return nil, fmt.Errorf("payment: open: no %s contract at %s on chain %v: %w", name, addr, p.chainID, ErrNoContracts)
 		}
 	}
 	p.domain = voucher.NewDomain(p.chainID, p.cfg.Channels)
@@ -202,6 +185,50 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 		p.meters = newMeterService(p)
 	}
 	return p, nil
+}
+
+// dial connects to Config.RPCURL, reads the chain ID and, where the
+// contract addresses are not configured, asks the endpoint for them
+// (dpaas_info, which a served DevChain answers). An endpoint that does
+// not answer is ErrChainUnreachable, not a missing contract.
+func (p *Payments) dial(ctx context.Context) error {
+	url := p.cfg.RPCURL
+	// A transport of its own, so Close can drop its idle keep-alive
+	// connections instead of leaving them (and their goroutines) to the
+	// process.
+	p.transport = http.DefaultTransport.(*http.Transport).Clone()
+	rc, err := rpc.DialOptions(ctx, url, rpc.WithHTTPClient(&http.Client{Transport: p.transport}))
+	if err != nil {
+		return fmt.Errorf("cannot reach chain at %s: %v: %w", url, err, ErrChainUnreachable)
+	}
+	p.rpc = ethclient.NewClient(rc)
+	p.be = p.rpc
+	if p.chainID, err = p.be.ChainID(ctx); err != nil {
+		if !answered(err) {
+			return fmt.Errorf("cannot reach chain at %s: %v: %w", url, err, ErrChainUnreachable)
+		}
+		return fmt.Errorf("chain id from %s: %w", url, err)
+	}
+	if p.cfg.Token != (common.Address{}) && p.cfg.Channels != (common.Address{}) {
+		return nil
+	}
+	info, err := devInfo(ctx, rc, url)
+	if errors.Is(err, ErrNotDevChain) {
+		return fmt.Errorf("%w (%v)", ErrNoContracts, err)
+	}
+	if err != nil {
+		return err
+	}
+	if info.ChainID.Cmp(p.chainID) != 0 {
+		return fmt.Errorf("%s: dpaas_info says chain %v, eth_chainId %v: %w", url, info.ChainID, p.chainID, ErrNotDevChain)
+	}
+	if p.cfg.Token == (common.Address{}) {
+		p.cfg.Token = info.Token
+	}
+	if p.cfg.Channels == (common.Address{}) {
+		p.cfg.Channels = info.Channels
+	}
+	return nil
 }
 
 // Account is the instance's Ethereum address.
@@ -246,10 +273,16 @@ func (p *Payments) GasBalance(ctx context.Context, who common.Address) (*big.Int
 
 // Transfer sends amount tokens to to and returns the transaction hash once
 // it is mined with Config.Confirmations. Beyond the balance it fails with
-// ErrInsufficientFunds and sends nothing.
+// ErrInsufficientFunds and sends nothing; without ether for the gas, with
+// ErrNoGas. On a private DevChain (in process, not served), the first
+// transfer to an account no Payments of this process uses logs a warning:
+// no other process can see that chain.
 func (p *Payments) Transfer(ctx context.Context, to common.Address, amount *big.Int) (common.Hash, error) {
 	if amount == nil || amount.Sign() <= 0 {
 		return common.Hash{}, fmt.Errorf("payment: transfer %v: %w", amount, ErrBadAmount)
+	}
+	if p.cfg.RPCURL == "" {
+		p.cfg.Dev.warnUnseen(p.log, to)
 	}
 	r, err := p.send(ctx, p.token, tokenABI.PackTransfer(to, amount))
 	if err != nil {
@@ -341,7 +374,7 @@ func (p *Payments) send(ctx context.Context, contract *bind.BoundContract, data 
 	tx, err := bind.Transact(contract, opts, data)
 	p.txMu.Unlock()
 	if err != nil {
-		return nil, p.chainErr(revertError(err))
+		return nil, p.chainErr(p.sendError(ctx, contract.Address(), data, err))
 	}
 	r, err := waitReceipt(ctx, p.be, tx.Hash(), p.cfg.PollInterval, p.closing)
 	if err != nil {
@@ -351,6 +384,52 @@ func (p *Payments) send(ctx context.Context, contract *bind.BoundContract, data 
 		return r, p.chainErr(err)
 	}
 	return r, nil
+}
+
+// sendError explains why a transaction could not be sent: a refusal by a
+// contract wraps its sentinel; a lack of ether for gas (which go-ethereum
+// reports as "insufficient funds for transfer", "insufficient funds for
+// gas * price + value" or "gas required exceeds allowance") wraps ErrNoGas
+// and names the account, its balance and about what the call needs.
+func (p *Payments) sendError(ctx context.Context, to common.Address, data []byte, err error) error {
+	if mapped := revertError(err); mapped != err {
+		return mapped // a contract's refusal, named by its sentinel
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "insufficient funds") && !strings.Contains(msg, "gas required exceeds allowance") {
+		return err
+	}
+	have, berr := p.be.BalanceAt(ctx, p.account, nil)
+	if berr != nil {
+		return err
+	}
+	// Estimated without a gas price, the call is checked as if gas were
+	// free: it succeeds unless the contract itself refuses.
+	gas, eerr := p.be.EstimateGas(ctx, ethereum.CallMsg{From: p.account, To: &to, Data: data})
+	if eerr != nil {
+		return fmt.Errorf("%s holds %v wei for gas (%v): %w; and the call fails anyway: %w",
+			p.account, have, err, ErrNoGas, revertError(eerr))
+	}
+	need := p.gasCost(ctx, gas)
+	if need == nil {
+		return fmt.Errorf("%s holds %v wei for gas, needs %d gas (%v): %w", p.account, have, gas, err, ErrNoGas)
+	}
+	return fmt.Errorf("%s holds %v wei for gas, needs about %v wei (%d gas): %w", p.account, have, need, gas, ErrNoGas)
+}
+
+// gasCost is what gas costs at most at the current fees, as bind prices a
+// transaction (tip plus twice the base fee), or nil if unknown.
+func (p *Payments) gasCost(ctx context.Context, gas uint64) *big.Int {
+	tip, err := p.be.SuggestGasTipCap(ctx)
+	if err != nil {
+		return nil
+	}
+	head, err := p.be.HeaderByNumber(ctx, nil)
+	if err != nil || head.BaseFee == nil {
+		return nil
+	}
+	price := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
+	return price.Mul(price, new(big.Int).SetUint64(gas))
 }
 
 // confirm waits until block has Config.Confirmations blocks on top of it,
