@@ -315,7 +315,8 @@ func (n *Node) startPayments(ctx context.Context) error {
 		}
 		pc.Dev = dev
 		n.log.Info("dapp: payments on a private development chain, seen by this instance only; " +
-			"set Config.Payment.RPCURL, or share one payment.DevChain through Config.Payment.Dev, to pay other instances")
+			"to pay instances in other processes, run a shared chain (go run github.com/dpaas/dpaas/examples/devchain) "+
+			"and set Config.Payment.RPCURL; in one process, share one payment.DevChain through Config.Payment.Dev")
 	}
 	space, err := n.db.Space("payment")
 	if err != nil {
