@@ -1,0 +1,157 @@
+package governance
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/dpaas/dpaas/internal/govmsg"
+)
+
+var vectorDomain = govmsg.NewDomain(big.NewInt(1337), [32]byte(bytes.Repeat([]byte{0x11}, 32)))
+
+// TestEthersVectors: messages that ethers v6 signed as a wallet does
+// (testdata/ethers/vectors.js made the committed file) pass the check
+// every replica runs, with ethers' digest.
+func TestEthersVectors(t *testing.T) {
+	raw, err := os.ReadFile("testdata/ethers-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors []struct {
+		TypedData json.RawMessage `json:"typedData"`
+		Digest    common.Hash     `json:"digest"`
+		Signature hexutil.Bytes   `json:"signature"`
+		Signer    common.Address  `json:"signer"`
+	}
+	if err := json.Unmarshal(raw, &vectors); err != nil {
+		t.Fatal(err)
+	}
+	if len(vectors) < 5 {
+		t.Fatalf("%d vectors", len(vectors))
+	}
+	for i, v := range vectors {
+		m, err := govmsg.ParseTypedData(v.TypedData, vectorDomain)
+		if err != nil {
+			t.Fatalf("vector %d: %v", i, err)
+		}
+		if got := m.Digest(vectorDomain); got != v.Digest {
+			t.Fatalf("vector %d: digest %s, ethers %s", i, got, v.Digest)
+		}
+		coll := map[string]string{"*govmsg.Ballot": BallotsCollection, "*govmsg.Proposal": ProposalsCollection,
+			"*govmsg.Delegation": DelegationsCollection}[typeName(m)]
+		rec, _ := json.Marshal(record{Typed: string(v.TypedData), Sig: v.Signature})
+		if _, err := decodeRecord(vectorDomain, coll, v.Digest.Hex(), rec); err != nil {
+			t.Fatalf("vector %d (%s) refused: %v", i, coll, err)
+		}
+	}
+}
+
+func typeName(m govmsg.Message) string {
+	switch m.(type) {
+	case *govmsg.Ballot:
+		return "*govmsg.Ballot"
+	case *govmsg.Proposal:
+		return "*govmsg.Proposal"
+	case *govmsg.Delegation:
+		return "*govmsg.Delegation"
+	}
+	return ""
+}
+
+// TestEthersCheck runs ethers v6 under node on messages the SDK wrote and
+// signed: ethers computes the same digests, recovers the SDK's signer, and
+// its own signatures verify in the SDK. It needs node and npm; without
+// them it skips, unless CI=true.
+func TestEthersCheck(t *testing.T) {
+	dir := filepath.Join("testdata", "ethers")
+	node := ethersReady(t, dir)
+	key, _ := crypto.GenerateKey()
+	who := crypto.PubkeyToAddress(key.PublicKey)
+	msgs := []govmsg.Message{
+		&govmsg.Ballot{Proposal: common.Hash{1}, Voter: who, Choice: []uint32{3, 1}, Time: 1_800_000_000_001, Reason: "ñ 🚕"},
+		&govmsg.Proposal{Author: who, Title: "t", Kind: "approval", Choices: []string{"a", "b"}, Start: 1, End: 2,
+			Electorate: "members", Quorum: new(big.Int).Lsh(big.NewInt(1), 200), Threshold: 6000,
+			Actions: []govmsg.Action{{Kind: "set-param", Name: "x", Value: []byte(`{"a":1}`)}, {Kind: "custom", Value: nil}}, Created: 1},
+		&govmsg.Delegation{Delegator: who, Delegate: common.Address{9}, Time: 77},
+		&govmsg.Closing{Proposal: common.Hash{2}, Root: common.Hash{3}},
+	}
+	type item struct {
+		TypedData govmsg.TypedData `json:"typedData"`
+		Signature hexutil.Bytes    `json:"signature"`
+	}
+	var items []item
+	for _, m := range msgs {
+		sig, err := govmsg.Sign(key, m.Digest(vectorDomain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, item{m.TypedData(vectorDomain), sig})
+	}
+	in, _ := json.Marshal(map[string]any{"key": hexutil.Encode(crypto.FromECDSA(key)), "items": items})
+	cmd := exec.Command(node, "check.js")
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node check.js: %v\n%s", err, stderr.String())
+	}
+	var results []struct {
+		Digest    common.Hash    `json:"digest"`
+		Signature hexutil.Bytes  `json:"signature"`
+		Recovered common.Address `json:"recovered"`
+	}
+	if err := json.Unmarshal(out, &results); err != nil || len(results) != len(msgs) {
+		t.Fatalf("ethers answered %s: %v", out, err)
+	}
+	for i, r := range results {
+		d := msgs[i].Digest(vectorDomain)
+		if r.Digest != d {
+			t.Errorf("%T: ethers digest %s, SDK %s", msgs[i], r.Digest, d)
+		}
+		if r.Recovered != who {
+			t.Errorf("%T: ethers recovers %s from the SDK's signature, want %s", msgs[i], r.Recovered, who)
+		}
+		if err := govmsg.Verify(d, r.Signature, who); err != nil {
+			t.Errorf("%T: ethers' signature does not verify in the SDK: %v", msgs[i], err)
+		}
+	}
+}
+
+// ethersReady returns node's path once ethers is installed in dir.
+func ethersReady(t *testing.T, dir string) string {
+	t.Helper()
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		unavailable("the ethers check needs node (%v); install node and npm to run it", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethers")); err != nil {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			unavailable("the ethers check needs npm to install ethers (%v)", err)
+		}
+		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			unavailable("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	}
+	return node
+}
