@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/internal/kv"
@@ -18,6 +19,9 @@ func (m Manifest) genesis() governance.Genesis {
 		VotingPeriod: m.VotingPeriod,
 		Quorum:       m.Quorum,
 		ChainID:      m.ChainID,
+	}
+	if m.ProposalThreshold != nil {
+		g.ProposalThreshold = new(big.Int).Set(m.ProposalThreshold)
 	}
 	if len(m.Params) > 0 {
 		g.Params = make(map[string]json.RawMessage, len(m.Params))
@@ -42,6 +46,7 @@ func (n *Node) startGovernance(ctx context.Context) error {
 	gc := n.cfg.Governance
 	gc.Store, gc.Key, gc.AppID, gc.Genesis = n.store, n.key, n.cfg.appID, n.cfg.App.genesis()
 	gc.Journal, gc.Metrics, gc.Logger = kvJournal{space}, n.cfg.Metrics, n.log
+	gc.Balances = n.pay
 	n.gov, err = governance.Open(ctx, gc)
 	if err != nil {
 		return fmt.Errorf("dapp: open: %w", err)

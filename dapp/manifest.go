@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -38,6 +39,9 @@ type Manifest struct {
 	// Quorum is a proposal's default quorum, the number of members who
 	// must vote; 0 means none.
 	Quorum uint64 `json:",omitempty"`
+	// ProposalThreshold is the least token balance the author of a
+	// proposal decided by token holders must hold; nil means any.
+	ProposalThreshold *big.Int `json:",omitempty"`
 	// ChainID is the chain ID in the EIP-712 domain of governance
 	// messages, the same on every instance whatever chain each pays on; 0
 	// means 1337.

@@ -130,10 +130,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startData(ctx); err != nil {
 		return nil, err
 	}
-	if err := n.startGovernance(ctx); err != nil {
+	if err := n.startPayments(ctx); err != nil {
 		return nil, err
 	}
-	if err := n.startPayments(ctx); err != nil {
+	if err := n.startGovernance(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.registerMetrics(); err != nil {
@@ -315,7 +315,7 @@ func (n *Node) startPayments(ctx context.Context) error {
 		}
 		pc.Dev = dev
 		n.log.Info("dapp: payments on a private development chain, seen by this instance only; " +
-			"to pay instances in other processes, run a shared chain (go run github.com/dpaas/dpaas/examples/devchain) "+
+			"to pay instances in other processes, run a shared chain (go run github.com/dpaas/dpaas/examples/devchain) " +
 			"and set Config.Payment.RPCURL; in one process, share one payment.DevChain through Config.Payment.Dev")
 	}
 	space, err := n.db.Space("payment")

@@ -29,7 +29,7 @@ func (g *Governance) close(ctx context.Context, st *govern.State) time.Duration 
 		}
 	}
 	for id, o := range st.Outcomes {
-		if o.Refused != nil || o.Certificate != nil {
+		if o.Refused != nil || o.Certificate != nil || len(o.NeedBalances) > 0 {
 			continue
 		}
 		if _, ok := slices.BinarySearchFunc(o.Closers, g.self, cmpAddress); !ok {

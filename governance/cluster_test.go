@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
+	"math/big"
 	"sync"
 	"testing"
 	"time"
@@ -476,6 +477,51 @@ func TestDelegatedVote(t *testing.T) {
 	for i, r := range gc.waitFinal(id) {
 		if r.Scores[0].Int64() != 2 || r.Scores[1].Int64() != 1 || !r.Passed {
 			t.Fatalf("node %d: scores %v passed %v; want for 2 (member 0 and its delegator), against 1", i, r.Scores, r.Passed)
+		}
+	}
+}
+
+func TestTokenElectorate(t *testing.T) {
+	gc := newGovCluster(t, 3, nil)
+	ctx := context.Background()
+	tokens := func(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
+	holder, _ := crypto.GenerateKey() // a holder with no instance, voting from a wallet
+	for i, amount := range []int64{5, 3, 0} {
+		if amount > 0 {
+			if err := gc.dev.Fund(ctx, gc.Node(i).Account(), tokens(amount)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := gc.dev.Fund(ctx, crypto.PubkeyToAddress(holder.PublicKey), tokens(4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gc.gov(2).Propose(ctx, governance.Proposal{Title: "no tokens", Electorate: governance.Tokens}); !errors.Is(err, governance.ErrBelowThreshold) {
+		t.Fatalf("a proposal by an account without tokens: %v", err)
+	}
+	id, err := gc.gov(0).Propose(ctx, governance.Proposal{Title: "by balance", Type: governance.SingleChoice,
+		Choices: []string{"red", "blue"}, Electorate: governance.Tokens, End: gc.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc.waitProposal(id)
+	// Tokens moved after the snapshot change nothing.
+	if err := gc.dev.Fund(ctx, gc.Node(1).Account(), tokens(100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.gov(0).Vote(ctx, id, governance.Option(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.gov(1).Vote(ctx, id, governance.Option(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.gov(2).VoteAs(ctx, governance.KeySigner(holder), id, governance.Option(1), "from a wallet"); err != nil {
+		t.Fatal(err)
+	}
+	gc.clock.Advance(time.Hour + time.Second)
+	for i, r := range gc.waitFinal(id) {
+		if r.Scores[0].Cmp(tokens(5)) != 0 || r.Scores[1].Cmp(tokens(7)) != 0 || r.Winner != 1 {
+			t.Fatalf("node %d: scores %v winner %d; want red 5, blue 3+4 tokens", i, r.Scores, r.Winner)
 		}
 	}
 }

@@ -64,6 +64,18 @@ type Genesis struct {
 	// ChainID is the EIP-712 domain's chain ID; 0 means 1337. It must be
 	// the same on every instance, whatever chain each pays on.
 	ChainID uint64
+	// ProposalThreshold is the least token balance at the snapshot that
+	// the author of a Tokens proposal must hold; nil means any.
+	ProposalThreshold *big.Int
+}
+
+// Balances reads token balances from the chain, for Tokens electorates.
+// *payment.Payments implements it.
+type Balances interface {
+	// BalanceAt is who's token balance at the end of block block.
+	BalanceAt(ctx context.Context, who common.Address, block uint64) (*big.Int, error)
+	// BlockNumber is the latest block's number.
+	BlockNumber(ctx context.Context) (uint64, error)
 }
 
 // Config configures Open. The zero value of a field means its default.
@@ -78,6 +90,9 @@ type Config struct {
 	AppID [32]byte
 	// Genesis holds the genesis members and parameters.
 	Genesis Genesis
+	// Balances reads token balances for proposals whose electorate is
+	// Tokens; nil means such proposals cannot be made or counted here.
+	Balances Balances
 	// Journal remembers, across restarts, which actions this instance has
 	// run; nil keeps it in memory (every action runs again after a
 	// restart).
@@ -141,6 +156,8 @@ type inputs struct {
 	proposals   map[common.Hash]govern.Proposal
 	ballots     map[common.Hash]govern.Ballot
 	closings    map[string]govern.Closing
+	balances    map[govern.BalanceKey]*big.Int
+	fetching    map[govern.BalanceKey]bool
 	delegations map[common.Hash]govern.Delegation
 	dirty       bool
 }
@@ -187,8 +204,9 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 		domain: domain(cfg.AppID, cfg.Genesis),
 		self:   crypto.PubkeyToAddress(cfg.Key.PublicKey),
 		genesis: govern.Genesis{
-			Members: govern.Sorted(cfg.Genesis.Members),
-			Params:  cfg.Genesis.Params,
+			Members:           govern.Sorted(cfg.Genesis.Members),
+			Params:            cfg.Genesis.Params,
+			ProposalThreshold: cfg.Genesis.ProposalThreshold,
 		},
 		log:         cfg.Logger.With("component", "governance"),
 		metrics:     newMetrics(),
@@ -204,6 +222,8 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 			proposals:   map[common.Hash]govern.Proposal{},
 			ballots:     map[common.Hash]govern.Ballot{},
 			closings:    map[string]govern.Closing{},
+			balances:    map[govern.BalanceKey]*big.Int{},
+			fetching:    map[govern.BalanceKey]bool{},
 			delegations: map[common.Hash]govern.Delegation{},
 		},
 	}
@@ -363,6 +383,10 @@ func (g *Governance) evaluate() *govern.State {
 	for _, d := range g.input.delegations {
 		in.Delegations = append(in.Delegations, d)
 	}
+	in.Balances = make(map[govern.BalanceKey]*big.Int, len(g.input.balances))
+	for k, v := range g.input.balances {
+		in.Balances[k] = v
+	}
 	g.input.dirty = false
 	g.mu.Unlock()
 
@@ -393,6 +417,7 @@ func (g *Governance) run(ctx context.Context) {
 	for {
 		began := time.Now()
 		st := g.evaluate()
+		g.fetchBalances(ctx, st)
 		// While ballots pour in, let at least twice the time of a count
 		// pass between two counts, so counting takes at most a third of
 		// the processor whatever the number of ballots.

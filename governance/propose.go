@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -29,8 +30,18 @@ const (
 	RankedChoice Type = "ranked-choice" // Choices in order; instant runoff
 )
 
-// Members is the electorate of one member, one vote.
-const Members = "members"
+// Electorates.
+const (
+	// Members gives each member one vote.
+	Members = "members"
+	// Tokens gives each account its token balance at the proposal's
+	// snapshot block, read from the chain (Config.Balances).
+	Tokens = "token"
+)
+
+// ErrBelowThreshold is returned by Propose when the author of a Tokens
+// proposal holds less than the genesis ProposalThreshold.
+var ErrBelowThreshold = errors.New("governance: proposer holds too few tokens")
 
 // Proposal is a question put to the DApp's members.
 type Proposal struct {
@@ -53,6 +64,11 @@ type Proposal struct {
 	// Actions run on every replica, in order, once the proposal is final
 	// and passed.
 	Actions []Action
+	// Electorate is Members ("" too) or Tokens.
+	Electorate string
+	// Snapshot is, for Tokens, the block whose balances count; 0 means the
+	// chain's latest block when the proposal is made.
+	Snapshot uint64
 }
 
 // Action is one thing a passed proposal does.
@@ -160,9 +176,12 @@ func (g *Governance) ProposeAs(ctx context.Context, s Signer, p Proposal) (ID, e
 	if quorum == nil && g.cfg.Genesis.Quorum > 0 {
 		quorum = new(big.Int).SetUint64(g.cfg.Genesis.Quorum)
 	}
+	if p.Electorate == "" {
+		p.Electorate = Members
+	}
 	m := &govmsg.Proposal{
 		Author: s.Account(), Title: p.Title, Body: p.Body, Kind: string(p.Type), Choices: p.Choices,
-		Start: millis(p.Start), End: millis(p.End), Electorate: Members, Quorum: quorum,
+		Start: millis(p.Start), End: millis(p.End), Electorate: p.Electorate, Snapshot: p.Snapshot, Quorum: quorum,
 		Threshold: p.Threshold, Created: millis(now),
 	}
 	for _, a := range p.Actions {
@@ -174,9 +193,8 @@ func (g *Governance) ProposeAs(ctx context.Context, s Signer, p Proposal) (ID, e
 	if err := checkProposal(m); err != nil {
 		return ID{}, fmt.Errorf("governance: propose: %w", err)
 	}
-	members := g.current().Members
-	if _, ok := slices.BinarySearchFunc(members, m.Author, cmpAddress); !ok {
-		return ID{}, fmt.Errorf("governance: propose: %w: %s", ErrNotMember, m.Author)
+	if err := g.mayPropose(ctx, m); err != nil {
+		return ID{}, fmt.Errorf("governance: propose: %w", err)
 	}
 	id, err := g.submit(ctx, s, m, ProposalsCollection)
 	return ID(id), err
@@ -216,11 +234,44 @@ func (g *Governance) VoteAs(ctx context.Context, s Signer, id ID, c Choice, reas
 		}
 		return fmt.Errorf("governance: vote on %s: %w: %v", id, sentinel, err)
 	}
-	if _, ok := slices.BinarySearchFunc(o.Eligible, b.Voter, cmpAddress); !ok {
+	if _, ok := slices.BinarySearchFunc(o.Eligible, b.Voter, cmpAddress); !ok && o.Proposal.Electorate != Tokens {
 		return fmt.Errorf("governance: vote on %s: %w: %s is neither a member nor a delegate", id, ErrNotMember, b.Voter)
 	}
 	_, err := g.submit(ctx, s, b, BallotsCollection)
 	return err
+}
+
+// mayPropose checks that m's author may propose: a member, or for Tokens
+// a holder of the threshold at the snapshot (which it fills in when 0).
+func (g *Governance) mayPropose(ctx context.Context, m *govmsg.Proposal) error {
+	if m.Electorate != Tokens {
+		if _, ok := slices.BinarySearchFunc(g.current().Members, m.Author, cmpAddress); !ok {
+			return fmt.Errorf("%w: %s", ErrNotMember, m.Author)
+		}
+		return nil
+	}
+	if g.cfg.Balances == nil {
+		return fmt.Errorf("%w: a Tokens proposal needs Config.Balances", ErrInvalid)
+	}
+	if m.Snapshot == 0 {
+		n, err := g.cfg.Balances.BlockNumber(ctx)
+		if err != nil {
+			return err
+		}
+		m.Snapshot = n
+	}
+	have, err := g.cfg.Balances.BalanceAt(ctx, m.Author, m.Snapshot)
+	if err != nil {
+		return err
+	}
+	threshold := g.cfg.Genesis.ProposalThreshold
+	if threshold == nil || threshold.Sign() <= 0 {
+		threshold = big.NewInt(1)
+	}
+	if have.Cmp(threshold) < 0 {
+		return fmt.Errorf("%w: %s holds %s at block %d, the threshold is %s", ErrBelowThreshold, m.Author, have, m.Snapshot, threshold)
+	}
+	return nil
 }
 
 // submit signs m with s and stores it.

@@ -49,13 +49,17 @@ const (
 	ActionRemoveMember = "remove-member"
 )
 
-// ElectorateMembers is the one electorate Evaluate counts: one member,
-// one vote.
-const ElectorateMembers = "members"
+// Electorates: one member, one vote; or the token balance at the
+// proposal's snapshot block.
+const (
+	ElectorateMembers = "members"
+	ElectorateToken   = "token"
+)
 
 // Errors that say why a proposal is not counted.
 var (
 	ErrNotMember      = errors.New("governance: proposer is not a member")
+	ErrBelowThreshold = errors.New("governance: proposer holds too few tokens")
 	ErrBadProposal    = errors.New("governance: invalid proposal")
 	ErrNoSuchProposal = errors.New("governance: unknown proposal")
 )
@@ -66,6 +70,15 @@ type Genesis struct {
 	// Closers certify results; nil means the electorate of each proposal.
 	Closers []common.Address
 	Params  map[string]json.RawMessage
+	// ProposalThreshold is, for token proposals, the least balance the
+	// author must hold at the snapshot; nil means any positive balance.
+	ProposalThreshold *big.Int
+}
+
+// BalanceKey names a token balance: who's, at the end of block Block.
+type BalanceKey struct {
+	Who   common.Address
+	Block uint64
 }
 
 // Proposal is a proposal whose author's signature has been checked.
@@ -102,6 +115,9 @@ type Input struct {
 	Ballots     []Ballot
 	Closings    []Closing
 	Delegations []Delegation
+	// Balances are the token balances learnt from the chain, for token
+	// proposals; Outcome.NeedBalances says which are missing.
+	Balances map[BalanceKey]*big.Int
 }
 
 // Certificate is a majority of a proposal's closers agreeing on one root.
@@ -125,7 +141,11 @@ type Outcome struct {
 	// Eligible is who may vote: the electorate and the delegates, sorted.
 	Eligible []common.Address
 	Closers  []common.Address
-	Result   tally.Result
+	// NeedBalances lists, for a token proposal, the accounts whose balance
+	// at the snapshot this replica must learn before it can count; the
+	// proposal is neither counted nor closed until then.
+	NeedBalances []common.Address
+	Result       tally.Result
 	// Certificate is the certificate, once there is one.
 	Certificate *Certificate
 	// Missing counts certified ballots this replica does not hold yet;
@@ -202,7 +222,7 @@ func Evaluate(g Genesis, in Input) State {
 	var changes []membership
 	for _, p := range order {
 		members := membersAt(g.Members, changes, p.Start)
-		o := evaluate(g, p, members, delegatedAt(members, delegations, p.Start), ballots[p.ID], closings[p.ID])
+		o := evaluate(g, p, members, delegations, in.Balances, ballots[p.ID], closings[p.ID])
 		st.Outcomes[p.ID] = o
 		if !o.Final || !o.Result.Passed {
 			continue
@@ -265,13 +285,17 @@ func membersAt(genesis []common.Address, changes []membership, t uint64) []commo
 // delegatedAt returns, for each delegate, the members whose latest
 // delegation at or before t names it (delegations sorted by time, then
 // ID); a delegation to the zero address revokes.
+// With members nil, any account may delegate (token electorates).
 func delegatedAt(members []common.Address, delegations []Delegation, t uint64) map[common.Address][]common.Address {
 	latest := map[common.Address]common.Address{}
 	for _, d := range delegations {
 		if d.Time > t {
 			break
 		}
-		if _, ok := slices.BinarySearchFunc(members, d.Delegator, cmpAddress); !ok || d.Delegate == d.Delegator {
+		if d.Delegate == d.Delegator {
+			continue
+		}
+		if _, ok := slices.BinarySearchFunc(members, d.Delegator, cmpAddress); members != nil && !ok {
 			continue
 		}
 		latest[d.Delegator] = d.Delegate
@@ -302,7 +326,7 @@ func Rules(p *govmsg.Proposal) (tally.Rules, error) {
 			return tally.Rules{}, fmt.Errorf("%w: a basic vote names no choices (for, against, abstain)", ErrBadProposal)
 		}
 	}
-	if p.Electorate != ElectorateMembers {
+	if p.Electorate != ElectorateMembers && p.Electorate != ElectorateToken {
 		return tally.Rules{}, fmt.Errorf("%w: electorate %.40q is not supported", ErrBadProposal, p.Electorate)
 	}
 	if err := r.Validate(); err != nil {
@@ -311,16 +335,11 @@ func Rules(p *govmsg.Proposal) (tally.Rules, error) {
 	return r, nil
 }
 
-func evaluate(g Genesis, p *Proposal, electorate []common.Address, delegated map[common.Address][]common.Address,
+func evaluate(g Genesis, p *Proposal, members []common.Address, delegations []Delegation, balances map[BalanceKey]*big.Int,
 	ballots []*Ballot, closings []*Closing) *Outcome {
-	o := &Outcome{Proposal: p, Electorate: electorate, Delegated: delegated, Closers: g.Closers}
-	o.Eligible = slices.Clone(electorate)
-	for to := range delegated {
-		o.Eligible = append(o.Eligible, to)
-	}
-	o.Eligible = Sorted(o.Eligible)
+	o := &Outcome{Proposal: p, Electorate: members, Closers: g.Closers}
 	if o.Closers == nil {
-		o.Closers = electorate
+		o.Closers = members
 	}
 	r, err := Rules(&p.Proposal)
 	if err != nil {
@@ -328,13 +347,61 @@ func evaluate(g Genesis, p *Proposal, electorate []common.Address, delegated map
 		return o
 	}
 	o.Rules = r
-	if _, ok := slices.BinarySearchFunc(electorate, p.Author, cmpAddress); !ok {
-		o.Refused = fmt.Errorf("%w: %s", ErrNotMember, p.Author)
-		return o
+	// base is an account's own power; ok is false while a balance it
+	// depends on is unknown.
+	var base func(common.Address) (*big.Int, bool)
+	if p.Electorate == ElectorateToken {
+		o.Delegated = delegatedAt(nil, delegations, p.Start)
+		need := map[common.Address]bool{}
+		base = func(a common.Address) (*big.Int, bool) {
+			b, ok := balances[BalanceKey{a, p.Snapshot}]
+			if !ok {
+				need[a] = true
+			}
+			return b, ok
+		}
+		author, ok := base(p.Author)
+		threshold := g.ProposalThreshold
+		if threshold == nil || threshold.Sign() <= 0 {
+			threshold = big.NewInt(1)
+		}
+		if ok && author.Cmp(threshold) < 0 {
+			o.Refused = fmt.Errorf("%w: %s holds %s at block %d, the threshold is %s", ErrBelowThreshold, p.Author, author, p.Snapshot, threshold)
+			return o
+		}
+		// Every voter's and delegator's balance must be known to count.
+		for _, b := range ballots {
+			base(b.Voter)
+			for _, from := range o.Delegated[b.Voter] {
+				base(from)
+			}
+		}
+		if len(need) > 0 {
+			o.NeedBalances = Sorted(slices.Collect(maps.Keys(need)))
+			return o
+		}
+	} else {
+		o.Delegated = delegatedAt(members, delegations, p.Start)
+		if _, ok := slices.BinarySearchFunc(members, p.Author, cmpAddress); !ok {
+			o.Refused = fmt.Errorf("%w: %s", ErrNotMember, p.Author)
+			return o
+		}
+		one := big.NewInt(1)
+		base = func(a common.Address) (*big.Int, bool) {
+			if _, ok := slices.BinarySearchFunc(members, a, cmpAddress); ok {
+				return one, true
+			}
+			return nil, true
+		}
+		o.Eligible = slices.Clone(members)
 	}
+	for to := range o.Delegated {
+		o.Eligible = append(o.Eligible, to)
+	}
+	o.Eligible = Sorted(o.Eligible)
 	o.Certificate = certify(o.Closers, closings)
 	if o.Certificate == nil {
-		o.Result, _ = tally.Count(r, powers(r, electorate, delegated, ballots))
+		o.Result, _ = tally.Count(r, powers(r, base, o.Delegated, ballots))
 		return o
 	}
 	// Count exactly the certified ballots: a ballot that arrives later
@@ -346,16 +413,16 @@ func evaluate(g Genesis, p *Proposal, electorate []common.Address, delegated map
 			certified = append(certified, b)
 		}
 	}
-	o.Result, _ = tally.Count(r, powers(r, electorate, delegated, certified))
+	o.Result, _ = tally.Count(r, powers(r, base, o.Delegated, certified))
 	o.Missing = len(o.Certificate.Ballots) - len(o.Result.Counted)
 	o.Final = o.Missing == 0 && o.Result.Root == o.Certificate.Root
 	return o
 }
 
-// powers gives each ballot of an eligible voter its power: one for a
-// member, plus one for each member who delegated to the voter and cast no
-// valid ballot of their own.
-func powers(r tally.Rules, electorate []common.Address, delegated map[common.Address][]common.Address, ballots []*Ballot) []tally.Ballot {
+// powers gives each ballot its voter's power: the voter's own (base),
+// plus that of each account that delegated to the voter and cast no valid
+// ballot of its own. Ballots of voters without power are dropped.
+func powers(r tally.Rules, base func(common.Address) (*big.Int, bool), delegated map[common.Address][]common.Address, ballots []*Ballot) []tally.Ballot {
 	out := make([]tally.Ballot, 0, len(ballots))
 	voted := map[common.Address]bool{}
 	for _, b := range ballots {
@@ -367,19 +434,18 @@ func powers(r tally.Rules, electorate []common.Address, delegated map[common.Add
 	}
 	kept := out[:0]
 	for _, tb := range out {
-		power := int64(0)
-		if _, ok := slices.BinarySearchFunc(electorate, tb.Voter, cmpAddress); ok {
-			power = 1
+		tb.Power.SetInt64(0)
+		if own, _ := base(tb.Voter); own != nil {
+			tb.Power.Set(own)
 		}
 		for _, from := range delegated[tb.Voter] {
-			if !voted[from] {
-				power++
+			if own, _ := base(from); own != nil && !voted[from] {
+				tb.Power.Add(tb.Power, own)
 			}
 		}
-		if power == 0 {
+		if tb.Power.Sign() <= 0 {
 			continue
 		}
-		tb.Power.SetInt64(power)
 		kept = append(kept, tb)
 	}
 	return kept
