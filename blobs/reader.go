@@ -24,7 +24,12 @@ import (
 // While the reader is open, GC keeps every block of the blob held here,
 // burned or not.
 func (s *Store) Open(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	return s.open(ctx, ctx, c)
+	r, err := s.open(ctx, ctx, c)
+	if err != nil {
+		// A nil *reader in the interface would not compare equal to nil.
+		return nil, err
+	}
+	return r, nil
 }
 
 // open is Open with the wait for the root bounded by rootCtx and the reads
