@@ -45,6 +45,30 @@ func TestReadOverBlocksProtocol(t *testing.T) {
 	}
 }
 
+// TestReadDagPBLeavesOverBlocksProtocol: a file as Kubo's `ipfs add` makes
+// it by default (CIDv0, dag-pb leaves) reads back whole from a holder,
+// over the blocks protocol.
+func TestReadDagPBLeavesOverBlocksProtocol(t *testing.T) {
+	waitForHolders(t)
+	r := seeded(t)
+	data := randomBytes(r, 40*ChunkSize+123)
+	holder := startReplica(t, NewMemRegistry(), nil)
+	root := addV0(t, holder.store, bytes.NewReader(data))
+	reader := startReplica(t, NewMemRegistry(), nil)
+	connect(t, reader, holder)
+	if got := readAll(t, reader.store, root, time.Minute); !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes that differ from the %d added", len(got), len(data))
+	}
+	m := reader.store.Metrics()
+	if m.StreamFetchedBytes < uint64(len(data)) {
+		t.Fatalf("%d bytes fetched over the blocks protocol, want at least the file's %d (fetched in all: %d)",
+			m.StreamFetchedBytes, len(data), m.FetchedBytes)
+	}
+	if !complete(t, reader.store, root) {
+		t.Fatal("the blocks read are not held by the reader")
+	}
+}
+
 // waitForHolders makes Open wait for the search for holders to end, however
 // slow a loaded machine makes it, for tests that count on its streams.
 func waitForHolders(t *testing.T) {
