@@ -20,9 +20,9 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs/importer/trickle"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
-	ipld "github.com/ipfs/go-ipld-format"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multihash"
 	"go.uber.org/goleak"
 )
@@ -272,6 +272,7 @@ type gate struct {
 	waiting int
 	most    int
 	reached chan struct{} // closed once want requests wait at once
+	hit     bool          // reached is closed
 	want    int
 }
 
@@ -280,7 +281,8 @@ func (g *gate) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 		g.mu.Lock()
 		g.waiting++
 		g.most = max(g.most, g.waiting)
-		if g.waiting == g.want {
+		if g.waiting >= g.want && !g.hit {
+			g.hit = true
 			close(g.reached)
 		}
 		g.mu.Unlock()
