@@ -164,6 +164,11 @@ type Store struct {
 	// pinMu serialises changes to pin records.
 	pinMu sync.Mutex
 
+	// fetchMu guards fetching: the blocks being fetched from peers, by
+	// CID, shared by every reader (direct.go).
+	fetchMu  sync.Mutex
+	fetching map[cid.Cid]*blockFetch
+
 	mu      sync.Mutex
 	closed  bool
 	leases  map[cid.Cid]int // roots of open readers, protected from GC
@@ -182,10 +187,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:    cfg,
-		space:  cfg.Space,
-		leases: make(map[cid.Cid]int),
-		gcKick: make(chan struct{}, 1),
+		cfg:      cfg,
+		space:    cfg.Space,
+		leases:   make(map[cid.Cid]int),
+		gcKick:   make(chan struct{}, 1),
+		fetching: make(map[cid.Cid]*blockFetch),
 	}
 	if s.space == nil {
 		db, err := kv.Open("", nil)

@@ -430,11 +430,80 @@ func (g *getter) close() {
 	}
 }
 
+// blockFetch is one block being fetched from peers; blk and err are set
+// when done is closed.
+type blockFetch struct {
+	done chan struct{}
+	blk  blocks.Block
+	err  error
+}
+
+// joinFetch returns the fetch of c under way, or, when there is none,
+// registers a new one and reports mine: the caller must fetch the block and
+// end the fetch with endFetch.
+func (s *Store) joinFetch(c cid.Cid) (f *blockFetch, mine bool) {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	if f, ok := s.fetching[c]; ok {
+		return f, false
+	}
+	f = &blockFetch{done: make(chan struct{})}
+	s.fetching[c] = f
+	return f, true
+}
+
+// endFetch publishes the outcome of the fetch f of c to those waiting on it.
+func (s *Store) endFetch(c cid.Cid, f *blockFetch, blk blocks.Block, err error) {
+	s.fetchMu.Lock()
+	delete(s.fetching, c)
+	s.fetchMu.Unlock()
+	f.blk, f.err = blk, err
+	close(f.done)
+}
+
+// GetBlock returns block c: from the local blockstore, else from peers. The
+// readers of one Store (replication included) share fetches: a block that
+// another reader is fetching is waited for, not asked for a second time,
+// so a blob read while it replicates crosses the network once.
 func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	if d := g.pick(); d != nil {
-		if blk, err := g.s.guarded.Get(ctx, c); err == nil {
+	s := g.s
+	for {
+		if blk, err := s.guarded.Get(ctx, c); err == nil {
 			return blk, nil
 		}
+		f, mine := s.joinFetch(c)
+		if mine {
+			blk, err := g.fetch(ctx, c)
+			s.endFetch(c, f, blk, err)
+			return blk, err
+		}
+		s.metrics.sharedFetches.Add(1)
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err == nil {
+			return f.blk, nil
+		}
+		// Its reader gave up on it (a seek, a close, its context): fetch
+		// it ourselves, unless ours has ended too.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fetch brings block c from peers: from a holder over the blocks protocol
+// when there is one, else over bitswap. Only one fetch of c runs at a time
+// (joinFetch).
+func (g *getter) fetch(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	// The block may have arrived since the caller looked: the fetch that
+	// brought it ended just before this one began.
+	if blk, err := g.s.guarded.Get(ctx, c); err == nil {
+		return blk, nil
+	}
+	if d := g.pick(); d != nil {
 		data, held, err := d.get(ctx, c)
 		if err == nil && held {
 			if blk, ok := g.verify(d, c, data); ok {

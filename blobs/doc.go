@@ -61,6 +61,18 @@
 // hashed against its CID on arrival; any block that peer does not hold, or
 // everything after its stream breaks, comes over bitswap. See direct.go
 // for the wire format and limits.
+//
+// The readers of one Store, background replication included, share their
+// fetches: a block that one of them is fetching is waited for by the
+// others, not asked for again, so a blob read while it replicates crosses
+// the network once (Metrics.SharedFetches counts the blocks taken so). A
+// reader that gives up on a block (a seek, a Close, its context) leaves it
+// to the next one that needs it.
+//
+// Files of other shapes read the same way: CIDv0 files with dag-pb leaves
+// (Kubo's default `ipfs add`) are fetched ahead in parallel like raw
+// leaves; see internal/unixfs for how a leaf is told from an interior node
+// before it arrives.
 // By default bitswap runs on AppID-prefixed protocol IDs
 // (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
 // IPFSBitswap to speak the standard protocol IDs with any IPFS node.
