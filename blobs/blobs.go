@@ -28,10 +28,12 @@ import (
 var (
 	// ErrClosed is returned by every call on a closed Store.
 	ErrClosed = errors.New("blobs: closed")
-	// ErrNotFound means a record or a local block does not exist.
+	// ErrNotFound means a record or a local block does not exist; from
+	// Open, that no peer claims the blob (with ErrUnavailable too).
 	ErrNotFound = errors.New("blobs: not found")
 	// ErrUnavailable means a blob could not be had from this instance or
-	// any peer before the context ended.
+	// any peer: no peer claims it (with ErrNotFound), or its root did not
+	// come before the context ended (with the context's error).
 	ErrUnavailable = errors.New("blobs: not available locally or from any peer")
 	// ErrBurned means the blob was removed from the DApp.
 	ErrBurned = errors.New("blobs: blob was burned")

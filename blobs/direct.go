@@ -61,6 +61,10 @@ const (
 	maxHolders = 3
 	// providerSearch bounds the search for holders through Routing.
 	providerSearch = 30 * time.Second
+	// maxClaimsAsked bounds how many connected peers a reader asks whether
+	// they keep its file; with more connected, it cannot tell that nobody
+	// does, and waits.
+	maxClaimsAsked = 64
 	// directMaxMisses is how many blocks a replica that said it holds the
 	// whole file may say it lacks before its stream is dropped.
 	directMaxMisses = 4
@@ -69,6 +73,11 @@ const (
 // holderWait bounds how long Open waits for the search for holders to end.
 // Tests lengthen it.
 var holderWait = 500 * time.Millisecond
+
+// haveWait is how long, with IPFSBitswap, a search that found no replica
+// and no provider lets connected IPFS peers say HAVE for the root before
+// Open reports that nobody has it.
+var haveWait = 2 * time.Second
 
 // directStall is how long a blocks stream may leave its oldest request
 // unanswered before it is dropped and its requests go to bitswap. Tests
@@ -553,12 +562,19 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 // among the providers it names. connected is called once the connected
 // peers have answered. Until a stream is up, and if none is, the reader
 // fetches over bitswap.
-func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func()) {
+//
+// The search also tells whether anyone claims the blob at all: a connected
+// replica that keeps it (whole or still fetching), a provider record, or,
+// with IPFSBitswap, a connected IPFS peer that says HAVE for the root. When
+// no one does, nobody is called with what was tried, once the search is
+// over.
+func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func(), nobody func(tried string)) {
 	s := g.s
 	h := s.cfg.Host
 	// Peers known to speak the protocol first, then those whose protocols
 	// are not known yet (identification still under way).
 	var candidates, unknown []peer.ID
+	others := 0 // connected peers that are not replicas of the DApp
 	for _, p := range h.Network().Peers() {
 		if s.Banned(p) {
 			continue
@@ -567,28 +583,51 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func())
 			candidates = append(candidates, p)
 		} else if known, err := h.Peerstore().GetProtocols(p); err == nil && len(known) == 0 {
 			unknown = append(unknown, p)
+		} else {
+			others++
 		}
 	}
 	candidates = append(candidates, unknown...)
-	if len(candidates) > directHoldersAsked {
-		candidates = candidates[:directHoldersAsked]
+	unasked := 0
+	if len(candidates) > maxClaimsAsked {
+		unasked = len(candidates) - maxClaimsAsked
+		candidates = candidates[:maxClaimsAsked]
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	found := make(chan peer.ID, len(candidates))
+	// With IPFSBitswap, peers outside the DApp may hold the blob: a HAVE
+	// (or the block) for the root from any of them is a claim.
+	var have <-chan struct{}
+	if s.cfg.IPFSBitswap && s.liars != nil {
+		var unwatch func()
+		have, unwatch = s.liars.watchHave(root)
+		defer unwatch()
+	}
+	type answer struct {
+		p     peer.ID
+		state pinState
+		ok    bool
+	}
+	found := make(chan answer, len(candidates))
 	for _, p := range candidates {
 		go func() {
-			if s.repl.peerHolds(ctx, p, root) {
-				found <- p
-			} else {
-				found <- ""
-			}
+			st, ok := s.repl.peerState(ctx, p, root)
+			found <- answer{p, st, ok}
 		}()
 	}
-	opened := 0
+	opened, claimed, replicas := 0, false, 0
 	for range candidates {
-		if p := <-found; p != "" && opened < maxHolders {
-			if !g.open(ctx, p) {
+		a := <-found
+		if a.ok {
+			replicas++
+		} else if s.cfg.IPFSBitswap {
+			others++ // not a replica after all; bitswap may ask it
+		}
+		if a.ok && a.state != pinNone {
+			claimed = true
+		}
+		if a.ok && a.state == pinComplete && opened < maxHolders {
+			if !g.open(ctx, a.p) {
 				connected()
 				return
 			}
@@ -596,25 +635,52 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func())
 		}
 	}
 	connected()
-	if opened > 0 || s.cfg.Routing == nil {
+	tried := fmt.Sprintf("%d connected replicas asked", replicas)
+	if unasked > 0 {
+		claimed = true // cannot tell: some were not asked
+	}
+	if opened > 0 || (claimed && s.cfg.Routing == nil) {
 		return
 	}
-	ctx, cancel = context.WithTimeout(ctx, providerSearch)
-	defer cancel()
-	for ai := range s.cfg.Routing.FindProvidersAsync(ctx, root, directHoldersAsked) {
-		if ai.ID == h.ID() || s.Banned(ai.ID) || slices.Contains(candidates, ai.ID) {
-			continue
-		}
-		if err := h.Connect(ctx, ai); err != nil || !s.repl.peerHolds(ctx, ai.ID, root) {
-			continue
-		}
-		if !g.open(ctx, ai.ID) {
-			return
-		}
-		if opened++; opened == maxHolders {
-			return
+	if s.cfg.Routing != nil {
+		tried += ", provider records searched"
+		rctx, rcancel := context.WithTimeout(ctx, providerSearch)
+		defer rcancel()
+		for ai := range s.cfg.Routing.FindProvidersAsync(rctx, root, directHoldersAsked) {
+			if ai.ID == h.ID() || s.Banned(ai.ID) {
+				continue
+			}
+			claimed = true
+			if slices.Contains(candidates, ai.ID) {
+				continue
+			}
+			if err := h.Connect(rctx, ai); err != nil || !s.repl.peerHolds(rctx, ai.ID, root) {
+				continue
+			}
+			if !g.open(rctx, ai.ID) {
+				return
+			}
+			if opened++; opened == maxHolders {
+				return
+			}
 		}
 	}
+	if claimed || ctx.Err() != nil {
+		return
+	}
+	if have != nil && s.cfg.IPFSBitswap && others > 0 {
+		tried += fmt.Sprintf(", %d IPFS peers given %v to say HAVE", others, haveWait)
+		t := time.NewTimer(haveWait)
+		defer t.Stop()
+		select {
+		case <-have:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	nobody(tried)
 }
 
 // open opens a blocks stream to p, a holder of the file, and adds it. It

@@ -20,6 +20,7 @@
 //
 //	c, err := s.Add(ctx, file)       // import, pin, tell every replica
 //	r, err := s.Open(ctx, c)         // io.ReadSeekCloser; fetches as it reads
+//	r, err = s.Open(ctx, c, blobs.WaitForHolder()) // wait for a holder to appear
 //	ok, err := s.Has(ctx, c)         // whole here?
 //	st, err := s.Stat(ctx, c)        // size and how much is here
 //	err = s.Burn(ctx, c)             // gone from every replica
@@ -73,6 +74,22 @@
 // (Kubo's default `ipfs add`) are fetched ahead in parallel like raw
 // leaves; see internal/unixfs for how a leaf is told from an interior node
 // before it arrives.
+// # Blobs nobody has
+//
+// Open of a blob not held here waits for its root only while someone may
+// have it: a connected replica of the DApp that keeps it (whole, or still
+// fetching it), a provider record (with Routing), or, with IPFSBitswap, a
+// connected IPFS peer that says HAVE within two seconds. When the search
+// finds none of these, Open fails at once with an error wrapping both
+// ErrNotFound and ErrUnavailable that says what was asked, and the HTTP
+// handler answers 404. The search takes a round trip to the connected
+// replicas, or as long as Routing takes to find no provider (at most 30
+// s). A caller that knows the blob is coming (its holder is about to
+// connect, its record was just added by a replica not reachable yet)
+// passes WaitForHolder: Open then waits until ctx ends, as background
+// replication always does. Either way, the context is the bound: with a
+// claim but no root, Open fails at ctx's end with ErrUnavailable.
+//
 // By default bitswap runs on AppID-prefixed protocol IDs
 // (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
 // IPFSBitswap to speak the standard protocol IDs with any IPFS node.
@@ -123,7 +140,10 @@
 //  2. Register nothing else on the host under /dpaas/<appid>/blobs/.
 //  3. Close every reader Open returns: an open reader keeps its blocks
 //     from GC.
-//  4. Close the Store before the host and the database it was given.
+//  4. Bound Open with its context (a deadline, or a cancel): a blob that
+//     someone claims but never sends, and with WaitForHolder any blob not
+//     held here, is waited for until ctx ends.
+//  5. Close the Store before the host and the database it was given.
 //
 // All methods are safe for concurrent use.
 package blobs

@@ -236,14 +236,14 @@ type readResult struct {
 	err  error
 }
 
-// readInBackground opens c on s and reads it whole on another goroutine,
-// within two minutes.
-func readInBackground(s *Store, c cid.Cid) <-chan readResult {
+// readInBackground opens c on s with opts and reads it whole on another
+// goroutine, within two minutes.
+func readInBackground(s *Store, c cid.Cid, opts ...OpenOption) <-chan readResult {
 	done := make(chan readResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		rd, err := s.Open(ctx, c)
+		rd, err := s.Open(ctx, c, opts...)
 		if err != nil {
 			done <- readResult{err: err}
 			return

@@ -227,12 +227,16 @@ func TestOpenErrorReturnsNilReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Burn(ctx, burned); err != nil {
-		t.Fatal(err)
-	}
-	// A dag-cbor block is no UnixFS file.
+	// A dag-cbor block is no UnixFS file. Pinned, so that the GC the burn
+	// starts leaves it.
 	notFile := cid.NewCidV1(cid.DagCBOR, rawCID([]byte{0xa0}).Hash())
 	if err := s.blocks.Put(ctx, mustBlock(t, notFile, []byte{0xa0})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.setPin(notFile, pin{state: pinComplete, size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Burn(ctx, burned); err != nil {
 		t.Fatal(err)
 	}
 	check := func(name string, c cid.Cid, want error) {
