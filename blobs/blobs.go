@@ -171,6 +171,11 @@ type Store struct {
 	fetchMu  sync.Mutex
 	fetching map[cid.Cid]*blockFetch
 
+	// readersMu guards readers: the block sources of the open readers, by
+	// root, so that one without a holder stream borrows another's.
+	readersMu sync.Mutex
+	readers   map[cid.Cid][]*getter
+
 	mu      sync.Mutex
 	closed  bool
 	leases  map[cid.Cid]int // roots of open readers, protected from GC
@@ -194,6 +199,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		leases:   make(map[cid.Cid]int),
 		gcKick:   make(chan struct{}, 1),
 		fetching: make(map[cid.Cid]*blockFetch),
+		readers:  make(map[cid.Cid][]*getter),
 	}
 	if s.space == nil {
 		db, err := kv.Open("", nil)

@@ -202,9 +202,10 @@ func (s *Store) serveBlocks(st network.Stream) {
 // directStream is a stream of the blocks protocol to one replica, shared
 // by the fetches of one reader.
 type directStream struct {
-	s    *Store
-	peer peer.ID
-	st   network.Stream
+	s     *Store
+	peer  peer.ID
+	st    network.Stream
+	owner *getter // the reader that opened it; others may borrow it
 
 	wmu sync.Mutex // orders requests: queued and written under it
 	bw  *bufio.Writer
@@ -379,6 +380,7 @@ func (d *directStream) close() { d.fail(errStreamDone) }
 type getter struct {
 	s    *Store
 	sess *blockservice.Session
+	root cid.Cid
 
 	mu      sync.Mutex
 	streams []*directStream // to holders, in the order found
@@ -386,7 +388,26 @@ type getter struct {
 }
 
 // pick returns the stream with the fewest requests unanswered, or nil.
+// A reader that found no holder of its own (its search ran before the
+// holders connected, typically) borrows the streams of the other readers
+// of the same blob.
 func (g *getter) pick() *directStream {
+	if d := g.pickOwn(); d != nil {
+		return d
+	}
+	var best *directStream
+	for _, o := range g.s.readersOf(g.root) {
+		if o == g {
+			continue
+		}
+		if d := o.pickOwn(); d != nil && (best == nil || d.inflight.Load() < best.inflight.Load()) {
+			best = d
+		}
+	}
+	return best
+}
+
+func (g *getter) pickOwn() *directStream {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var best *directStream
@@ -396,6 +417,37 @@ func (g *getter) pick() *directStream {
 		}
 	}
 	return best
+}
+
+// addReader and removeReader keep the readers of each blob, whose holder
+// streams the others may borrow.
+func (s *Store) addReader(g *getter) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	s.readers[g.root] = append(s.readers[g.root], g)
+}
+
+func (s *Store) removeReader(g *getter) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	rs := s.readers[g.root]
+	for i, x := range rs {
+		if x == g {
+			rs = append(rs[:i:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(s.readers, g.root)
+	} else {
+		s.readers[g.root] = rs
+	}
+}
+
+func (s *Store) readersOf(root cid.Cid) []*getter {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	return append([]*getter(nil), s.readers[root]...)
 }
 
 // add puts d among the streams, unless the reader is closed.
@@ -528,11 +580,11 @@ func (g *getter) fetch(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 		}
 		switch {
 		case err != nil:
-			g.drop(d) // the stream is gone
+			d.owner.drop(d) // the stream is gone
 		case !held && d.misses.Add(1) >= directMaxMisses:
 			// It said it holds the whole file: asking it first only
 			// delays every block.
-			g.drop(d)
+			d.owner.drop(d)
 			d.close()
 		}
 	}
@@ -547,7 +599,7 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 		blk, err := blocks.NewBlockWithCid(data, c)
 		return blk, err == nil
 	}
-	g.drop(d)
+	d.owner.drop(d)
 	d.fail(errForged)
 	g.s.metrics.badBlocks.Add(1)
 	if g.s.liars != nil {
@@ -691,6 +743,7 @@ func (g *getter) open(ctx context.Context, p peer.ID) bool {
 		return true
 	}
 	d := newDirectStream(g.s, p, st)
+	d.owner = g
 	if !g.add(d) {
 		d.close()
 		return false

@@ -344,6 +344,52 @@ func TestReadWhileReplicatingFetchesOnce(t *testing.T) {
 	}
 }
 
+// TestReaderBorrowsHolderStream: a reader that found no holder (it was
+// opened before any was connected) takes its blocks over the holder stream
+// of another reader of the same blob, not over bitswap.
+func TestReaderBorrowsHolderStream(t *testing.T) {
+	waitForHolders(t)
+	r := seeded(t)
+	data := randomBytes(r, 24*ChunkSize+5)
+	holder, root := addedOn(t, data)
+	b := startReplica(t, NewMemRegistry(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opened := make(chan io.ReadSeekCloser, 1)
+	go func() {
+		rd, err := b.store.Open(ctx, root, WaitForHolder())
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- rd
+	}()
+	eventually(t, time.Minute, "the first Open to wait", func() bool {
+		b.store.mu.Lock()
+		defer b.store.mu.Unlock()
+		return b.store.leases[root] == 1
+	})
+	connect(t, b, holder)
+	first := <-opened
+	if first == nil {
+		t.FailNow()
+	}
+	defer first.Close()
+	second, err := b.store.Open(ctx, root) // finds the holder
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	got, err := io.ReadAll(first)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want the %d added", len(got), err, len(data))
+	}
+	m := b.store.Metrics()
+	if m.StreamFetchedBytes < uint64(len(data)) {
+		t.Fatalf("%d bytes over the blocks protocol, want at least the file's %d (fetched in all: %d)",
+			m.StreamFetchedBytes, len(data), m.FetchedBytes)
+	}
+}
+
 // rootOnly is a blockstore that holds only dag-pb blocks.
 type rootOnly struct{ *blockstore.Store }
 

@@ -68,7 +68,9 @@
 // others, not asked for again, so a blob read while it replicates crosses
 // the network once (Metrics.SharedFetches counts the blocks taken so). A
 // reader that gives up on a block (a seek, a Close, its context) leaves it
-// to the next one that needs it.
+// to the next one that needs it. A reader that found no holder of its own
+// (a replication that started before any holder was connected) borrows
+// the holder streams of another reader of the same blob.
 //
 // Files of other shapes read the same way: CIDv0 files with dag-pb leaves
 // (Kubo's default `ipfs add`) are fetched ahead in parallel like raw

@@ -91,7 +91,8 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reade
 	rctx, cancel := s.opContext(ctx)
 	// One bitswap session per reader: it learns which peers answer and
 	// asks them first for the blocks that follow.
-	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv)}
+	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv), root: c}
+	s.addReader(g)
 	// The wait for the root ends early, with noHolder as its cause, when
 	// the search finds nobody that claims the blob.
 	gctx, gcancel := context.WithCancelCause(rootCtx)
@@ -111,6 +112,7 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reade
 	stopDirect := context.AfterFunc(rctx, g.close)
 	cancel = func(cancel context.CancelFunc) context.CancelFunc {
 		return func() {
+			s.removeReader(g)
 			cancel()
 			stopDirect()
 			g.close()
