@@ -284,6 +284,8 @@ func (d *directStream) readLoop() {
 			d.fail(err)
 			return
 		}
+		// Counted as received, whether its asker still wants it or not.
+		d.s.metrics.directFetched.Add(uint64(len(data)))
 		d.mu.Lock()
 		if len(d.pending) == 0 {
 			d.mu.Unlock()
@@ -571,7 +573,6 @@ func (g *getter) fetch(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 				if err := g.s.guarded.Put(ctx, blk); err != nil {
 					return nil, fmt.Errorf("blobs: store block %s: %w", c, err)
 				}
-				g.s.metrics.directFetched.Add(uint64(len(data)))
 				return blk, nil
 			}
 		}

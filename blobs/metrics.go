@@ -14,7 +14,7 @@ type Metrics struct {
 	Pinned       int    // blobs this replica keeps
 	Pending      int    // of those, blobs still being fetched
 	AddedBytes   uint64 // bytes imported by Add since Open
-	FetchedBytes uint64 // block bytes received from peers since Open
+	FetchedBytes uint64 // block bytes received from peers since Open, wanted or not
 	ServedBytes  uint64 // block bytes sent to peers since Open
 	// The parts of FetchedBytes and ServedBytes that went over the blocks
 	// protocol between replicas rather than bitswap.
