@@ -167,3 +167,53 @@ func BenchmarkFetchQUIC(b *testing.B) {
 	defer func() { testListen = old }()
 	BenchmarkFetch(b)
 }
+
+// BenchmarkFetchWhileReplicating is BenchmarkFetch by a new replica that
+// also replicates the blob in the background (it shares the DApp's blob
+// set), as a replica that joins and is asked for a file at once does. It
+// reports the block bytes received for each byte of the DAG (fetched-x):
+// 1 when the read and the replication share every transfer.
+//
+//	go test ./blobs -run '^$' -bench 'BenchmarkFetchWhileReplicating$' -benchtime 1x
+func BenchmarkFetchWhileReplicating(b *testing.B) {
+	r := seeded(b)
+	const size = 256 << 20
+	reg := NewMemRegistry()
+	src := startReplicaIn(b, b.TempDir(), reg, nil)
+	root, err := src.store.Add(context.Background(), &randomReader{r: r, n: size})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := src.store.Stat(context.Background(), root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ResetTimer()
+	b.StopTimer()
+	ratio := 0.0
+	for i := 0; i < b.N; i++ {
+		dst := startReplicaIn(b, b.TempDir(), reg, nil)
+		connect(b, src, dst)
+		b.StartTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		rd, err := dst.store.Open(ctx, root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, rd)
+		rd.Close()
+		cancel()
+		b.StopTimer()
+		if err != nil || n != size {
+			b.Fatalf("read %d bytes: %v", n, err)
+		}
+		eventually(b, 10*time.Minute, "the replication to complete", func() bool {
+			m := dst.store.Metrics()
+			return m.Pinned == 1 && m.Pending == 0
+		})
+		ratio += float64(dst.store.Metrics().FetchedBytes) / float64(st.LocalBytes)
+		dst.stop()
+	}
+	b.ReportMetric(ratio/float64(b.N), "fetched-x")
+}
