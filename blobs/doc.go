@@ -76,6 +76,11 @@
 // (Kubo's default `ipfs add`) are fetched ahead in parallel like raw
 // leaves; see internal/unixfs for how a leaf is told from an interior node
 // before it arrives.
+//
+// By default bitswap runs on AppID-prefixed protocol IDs
+// (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
+// IPFSBitswap to speak the standard protocol IDs with any IPFS node.
+//
 // # Blobs nobody has
 //
 // Open of a blob not held here waits for its root only while someone may
@@ -90,11 +95,10 @@
 // connect, its record was just added by a replica not reachable yet)
 // passes WaitForHolder: Open then waits until ctx ends, as background
 // replication always does. Either way, the context is the bound: with a
-// claim but no root, Open fails at ctx's end with ErrUnavailable.
-//
-// By default bitswap runs on AppID-prefixed protocol IDs
-// (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
-// IPFSBitswap to speak the standard protocol IDs with any IPFS node.
+// claim but no root, Open fails at ctx's end with ErrUnavailable. Limits:
+// at most 64 connected replicas are asked; with more, Open cannot tell
+// that nobody has the blob, and waits. A replica that claims blobs it
+// does not have (by bug or malice) makes Open wait too, never fail wrongly.
 //
 // # Pins and garbage collection
 //
