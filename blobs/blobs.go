@@ -28,10 +28,12 @@ import (
 var (
 	// ErrClosed is returned by every call on a closed Store.
 	ErrClosed = errors.New("blobs: closed")
-	// ErrNotFound means a record or a local block does not exist.
+	// ErrNotFound means a record or a local block does not exist; from
+	// Open, that no peer claims the blob (with ErrUnavailable too).
 	ErrNotFound = errors.New("blobs: not found")
 	// ErrUnavailable means a blob could not be had from this instance or
-	// any peer before the context ended.
+	// any peer: no peer claims it (with ErrNotFound), or its root did not
+	// come before the context ended (with the context's error).
 	ErrUnavailable = errors.New("blobs: not available locally or from any peer")
 	// ErrBurned means the blob was removed from the DApp.
 	ErrBurned = errors.New("blobs: blob was burned")
@@ -164,6 +166,16 @@ type Store struct {
 	// pinMu serialises changes to pin records.
 	pinMu sync.Mutex
 
+	// fetchMu guards fetching: the blocks being fetched from peers, by
+	// CID, shared by every reader (direct.go).
+	fetchMu  sync.Mutex
+	fetching map[cid.Cid]*blockFetch
+
+	// readersMu guards readers: the block sources of the open readers, by
+	// root, so that one without a holder stream borrows another's.
+	readersMu sync.Mutex
+	readers   map[cid.Cid][]*getter
+
 	mu      sync.Mutex
 	closed  bool
 	leases  map[cid.Cid]int // roots of open readers, protected from GC
@@ -182,10 +194,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:    cfg,
-		space:  cfg.Space,
-		leases: make(map[cid.Cid]int),
-		gcKick: make(chan struct{}, 1),
+		cfg:      cfg,
+		space:    cfg.Space,
+		leases:   make(map[cid.Cid]int),
+		gcKick:   make(chan struct{}, 1),
+		fetching: make(map[cid.Cid]*blockFetch),
+		readers:  make(map[cid.Cid][]*getter),
 	}
 	if s.space == nil {
 		db, err := kv.Open("", nil)

@@ -267,7 +267,9 @@ func TestBadHashPeerIgnored(t *testing.T) {
 	liar := &replica{host: lh}
 	connect(t, reader, liar)
 
-	done := readInBackground(reader.store, root)
+	// Only the liar is connected, and it does not speak the holdings
+	// protocol: Open must wait for the honest peer.
+	done := readInBackground(reader.store, root, WaitForHolder())
 	eventually(t, time.Minute, "the liar to serve a forged block", func() bool { return lying.served.Load() > 0 })
 	connect(t, reader, honest)
 	res := <-done
@@ -326,8 +328,8 @@ func TestBanTableBounded(t *testing.T) {
 	}
 }
 
-// TestOpenUnknownCIDDeadline: Open of a CID no one has ends at the
-// context's deadline with a clear error.
+// TestOpenUnknownCIDDeadline: Open of a CID no one has, asked to wait for
+// a holder, ends at the context's deadline with a clear error.
 func TestOpenUnknownCIDDeadline(t *testing.T) {
 	reg := NewMemRegistry()
 	a := startReplica(t, reg, nil)
@@ -335,7 +337,7 @@ func TestOpenUnknownCIDDeadline(t *testing.T) {
 	connect(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err := a.store.Open(ctx, rawCID([]byte("no one has this")))
+	_, err := a.store.Open(ctx, rawCID([]byte("no one has this")), WaitForHolder())
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Open = %v, want ErrUnavailable and DeadlineExceeded", err)
 	}

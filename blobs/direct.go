@@ -61,6 +61,10 @@ const (
 	maxHolders = 3
 	// providerSearch bounds the search for holders through Routing.
 	providerSearch = 30 * time.Second
+	// maxClaimsAsked bounds how many connected peers a reader asks whether
+	// they keep its file; with more connected, it cannot tell that nobody
+	// does, and waits.
+	maxClaimsAsked = 64
 	// directMaxMisses is how many blocks a replica that said it holds the
 	// whole file may say it lacks before its stream is dropped.
 	directMaxMisses = 4
@@ -69,6 +73,11 @@ const (
 // holderWait bounds how long Open waits for the search for holders to end.
 // Tests lengthen it.
 var holderWait = 500 * time.Millisecond
+
+// haveWait is how long, with IPFSBitswap, a search that found no replica
+// and no provider lets connected IPFS peers say HAVE for the root before
+// Open reports that nobody has it.
+var haveWait = 2 * time.Second
 
 // directStall is how long a blocks stream may leave its oldest request
 // unanswered before it is dropped and its requests go to bitswap. Tests
@@ -193,9 +202,10 @@ func (s *Store) serveBlocks(st network.Stream) {
 // directStream is a stream of the blocks protocol to one replica, shared
 // by the fetches of one reader.
 type directStream struct {
-	s    *Store
-	peer peer.ID
-	st   network.Stream
+	s     *Store
+	peer  peer.ID
+	st    network.Stream
+	owner *getter // the reader that opened it; others may borrow it
 
 	wmu sync.Mutex // orders requests: queued and written under it
 	bw  *bufio.Writer
@@ -274,6 +284,8 @@ func (d *directStream) readLoop() {
 			d.fail(err)
 			return
 		}
+		// Counted as received, whether its asker still wants it or not.
+		d.s.metrics.directFetched.Add(uint64(len(data)))
 		d.mu.Lock()
 		if len(d.pending) == 0 {
 			d.mu.Unlock()
@@ -370,6 +382,7 @@ func (d *directStream) close() { d.fail(errStreamDone) }
 type getter struct {
 	s    *Store
 	sess *blockservice.Session
+	root cid.Cid
 
 	mu      sync.Mutex
 	streams []*directStream // to holders, in the order found
@@ -377,7 +390,26 @@ type getter struct {
 }
 
 // pick returns the stream with the fewest requests unanswered, or nil.
+// A reader that found no holder of its own (its search ran before the
+// holders connected, typically) borrows the streams of the other readers
+// of the same blob.
 func (g *getter) pick() *directStream {
+	if d := g.pickOwn(); d != nil {
+		return d
+	}
+	var best *directStream
+	for _, o := range g.s.readersOf(g.root) {
+		if o == g {
+			continue
+		}
+		if d := o.pickOwn(); d != nil && (best == nil || d.inflight.Load() < best.inflight.Load()) {
+			best = d
+		}
+	}
+	return best
+}
+
+func (g *getter) pickOwn() *directStream {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var best *directStream
@@ -387,6 +419,37 @@ func (g *getter) pick() *directStream {
 		}
 	}
 	return best
+}
+
+// addReader and removeReader keep the readers of each blob, whose holder
+// streams the others may borrow.
+func (s *Store) addReader(g *getter) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	s.readers[g.root] = append(s.readers[g.root], g)
+}
+
+func (s *Store) removeReader(g *getter) {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	rs := s.readers[g.root]
+	for i, x := range rs {
+		if x == g {
+			rs = append(rs[:i:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(s.readers, g.root)
+	} else {
+		s.readers[g.root] = rs
+	}
+}
+
+func (s *Store) readersOf(root cid.Cid) []*getter {
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	return append([]*getter(nil), s.readers[root]...)
 }
 
 // add puts d among the streams, unless the reader is closed.
@@ -430,18 +493,86 @@ func (g *getter) close() {
 	}
 }
 
+// blockFetch is one block being fetched from peers; blk and err are set
+// when done is closed.
+type blockFetch struct {
+	done chan struct{}
+	blk  blocks.Block
+	err  error
+}
+
+// joinFetch returns the fetch of c under way, or, when there is none,
+// registers a new one and reports mine: the caller must fetch the block and
+// end the fetch with endFetch.
+func (s *Store) joinFetch(c cid.Cid) (f *blockFetch, mine bool) {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	if f, ok := s.fetching[c]; ok {
+		return f, false
+	}
+	f = &blockFetch{done: make(chan struct{})}
+	s.fetching[c] = f
+	return f, true
+}
+
+// endFetch publishes the outcome of the fetch f of c to those waiting on it.
+func (s *Store) endFetch(c cid.Cid, f *blockFetch, blk blocks.Block, err error) {
+	s.fetchMu.Lock()
+	delete(s.fetching, c)
+	s.fetchMu.Unlock()
+	f.blk, f.err = blk, err
+	close(f.done)
+}
+
+// GetBlock returns block c: from the local blockstore, else from peers. The
+// readers of one Store (replication included) share fetches: a block that
+// another reader is fetching is waited for, not asked for a second time,
+// so a blob read while it replicates crosses the network once.
 func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	if d := g.pick(); d != nil {
-		if blk, err := g.s.guarded.Get(ctx, c); err == nil {
+	s := g.s
+	for {
+		if blk, err := s.guarded.Get(ctx, c); err == nil {
 			return blk, nil
 		}
+		f, mine := s.joinFetch(c)
+		if mine {
+			blk, err := g.fetch(ctx, c)
+			s.endFetch(c, f, blk, err)
+			return blk, err
+		}
+		s.metrics.sharedFetches.Add(1)
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err == nil {
+			return f.blk, nil
+		}
+		// Its reader gave up on it (a seek, a close, its context): fetch
+		// it ourselves, unless ours has ended too.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fetch brings block c from peers: from a holder over the blocks protocol
+// when there is one, else over bitswap. Only one fetch of c runs at a time
+// (joinFetch).
+func (g *getter) fetch(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	// The block may have arrived since the caller looked: the fetch that
+	// brought it ended just before this one began.
+	if blk, err := g.s.guarded.Get(ctx, c); err == nil {
+		return blk, nil
+	}
+	if d := g.pick(); d != nil {
 		data, held, err := d.get(ctx, c)
 		if err == nil && held {
 			if blk, ok := g.verify(d, c, data); ok {
 				if err := g.s.guarded.Put(ctx, blk); err != nil {
 					return nil, fmt.Errorf("blobs: store block %s: %w", c, err)
 				}
-				g.s.metrics.directFetched.Add(uint64(len(data)))
 				return blk, nil
 			}
 		}
@@ -450,11 +581,11 @@ func (g *getter) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) 
 		}
 		switch {
 		case err != nil:
-			g.drop(d) // the stream is gone
+			d.owner.drop(d) // the stream is gone
 		case !held && d.misses.Add(1) >= directMaxMisses:
 			// It said it holds the whole file: asking it first only
 			// delays every block.
-			g.drop(d)
+			d.owner.drop(d)
 			d.close()
 		}
 	}
@@ -469,7 +600,7 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 		blk, err := blocks.NewBlockWithCid(data, c)
 		return blk, err == nil
 	}
-	g.drop(d)
+	d.owner.drop(d)
 	d.fail(errForged)
 	g.s.metrics.badBlocks.Add(1)
 	if g.s.liars != nil {
@@ -484,12 +615,19 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 // among the providers it names. connected is called once the connected
 // peers have answered. Until a stream is up, and if none is, the reader
 // fetches over bitswap.
-func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func()) {
+//
+// The search also tells whether anyone claims the blob at all: a connected
+// replica that keeps it (whole or still fetching), a provider record, or,
+// with IPFSBitswap, a connected IPFS peer that says HAVE for the root. When
+// no one does, nobody is called with what was tried, once the search is
+// over.
+func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func(), nobody func(tried string)) {
 	s := g.s
 	h := s.cfg.Host
 	// Peers known to speak the protocol first, then those whose protocols
 	// are not known yet (identification still under way).
 	var candidates, unknown []peer.ID
+	others := 0 // connected peers that are not replicas of the DApp
 	for _, p := range h.Network().Peers() {
 		if s.Banned(p) {
 			continue
@@ -498,28 +636,51 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func())
 			candidates = append(candidates, p)
 		} else if known, err := h.Peerstore().GetProtocols(p); err == nil && len(known) == 0 {
 			unknown = append(unknown, p)
+		} else {
+			others++
 		}
 	}
 	candidates = append(candidates, unknown...)
-	if len(candidates) > directHoldersAsked {
-		candidates = candidates[:directHoldersAsked]
+	unasked := 0
+	if len(candidates) > maxClaimsAsked {
+		unasked = len(candidates) - maxClaimsAsked
+		candidates = candidates[:maxClaimsAsked]
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	found := make(chan peer.ID, len(candidates))
+	// With IPFSBitswap, peers outside the DApp may hold the blob: a HAVE
+	// (or the block) for the root from any of them is a claim.
+	var have <-chan struct{}
+	if s.cfg.IPFSBitswap && s.liars != nil {
+		var unwatch func()
+		have, unwatch = s.liars.watchHave(root)
+		defer unwatch()
+	}
+	type answer struct {
+		p     peer.ID
+		state pinState
+		ok    bool
+	}
+	found := make(chan answer, len(candidates))
 	for _, p := range candidates {
 		go func() {
-			if s.repl.peerHolds(ctx, p, root) {
-				found <- p
-			} else {
-				found <- ""
-			}
+			st, ok := s.repl.peerState(ctx, p, root)
+			found <- answer{p, st, ok}
 		}()
 	}
-	opened := 0
+	opened, claimed, replicas := 0, false, 0
 	for range candidates {
-		if p := <-found; p != "" && opened < maxHolders {
-			if !g.open(ctx, p) {
+		a := <-found
+		if a.ok {
+			replicas++
+		} else if s.cfg.IPFSBitswap {
+			others++ // not a replica after all; bitswap may ask it
+		}
+		if a.ok && a.state != pinNone {
+			claimed = true
+		}
+		if a.ok && a.state == pinComplete && opened < maxHolders {
+			if !g.open(ctx, a.p) {
 				connected()
 				return
 			}
@@ -527,25 +688,52 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func())
 		}
 	}
 	connected()
-	if opened > 0 || s.cfg.Routing == nil {
+	tried := fmt.Sprintf("%d connected replicas asked", replicas)
+	if unasked > 0 {
+		claimed = true // cannot tell: some were not asked
+	}
+	if opened > 0 || (claimed && s.cfg.Routing == nil) {
 		return
 	}
-	ctx, cancel = context.WithTimeout(ctx, providerSearch)
-	defer cancel()
-	for ai := range s.cfg.Routing.FindProvidersAsync(ctx, root, directHoldersAsked) {
-		if ai.ID == h.ID() || s.Banned(ai.ID) || slices.Contains(candidates, ai.ID) {
-			continue
-		}
-		if err := h.Connect(ctx, ai); err != nil || !s.repl.peerHolds(ctx, ai.ID, root) {
-			continue
-		}
-		if !g.open(ctx, ai.ID) {
-			return
-		}
-		if opened++; opened == maxHolders {
-			return
+	if s.cfg.Routing != nil {
+		tried += ", provider records searched"
+		rctx, rcancel := context.WithTimeout(ctx, providerSearch)
+		defer rcancel()
+		for ai := range s.cfg.Routing.FindProvidersAsync(rctx, root, directHoldersAsked) {
+			if ai.ID == h.ID() || s.Banned(ai.ID) {
+				continue
+			}
+			claimed = true
+			if slices.Contains(candidates, ai.ID) {
+				continue
+			}
+			if err := h.Connect(rctx, ai); err != nil || !s.repl.peerHolds(rctx, ai.ID, root) {
+				continue
+			}
+			if !g.open(rctx, ai.ID) {
+				return
+			}
+			if opened++; opened == maxHolders {
+				return
+			}
 		}
 	}
+	if claimed || ctx.Err() != nil {
+		return
+	}
+	if have != nil && s.cfg.IPFSBitswap && others > 0 {
+		tried += fmt.Sprintf(", %d IPFS peers given %v to say HAVE", others, haveWait)
+		t := time.NewTimer(haveWait)
+		defer t.Stop()
+		select {
+		case <-have:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	nobody(tried)
 }
 
 // open opens a blocks stream to p, a holder of the file, and adds it. It
@@ -556,6 +744,7 @@ func (g *getter) open(ctx context.Context, p peer.ID) bool {
 		return true
 	}
 	d := newDirectStream(g.s, p, st)
+	d.owner = g
 	if !g.add(d) {
 		d.close()
 		return false

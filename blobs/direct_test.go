@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,30 @@ func TestReadOverBlocksProtocol(t *testing.T) {
 		t.Fatalf("holder served %d bytes over the protocol, reader got %d", got, m.StreamFetchedBytes)
 	}
 	// The blocks are the reader's now.
+	if !complete(t, reader.store, root) {
+		t.Fatal("the blocks read are not held by the reader")
+	}
+}
+
+// TestReadDagPBLeavesOverBlocksProtocol: a file as Kubo's `ipfs add` makes
+// it by default (CIDv0, dag-pb leaves) reads back whole from a holder,
+// over the blocks protocol.
+func TestReadDagPBLeavesOverBlocksProtocol(t *testing.T) {
+	waitForHolders(t)
+	r := seeded(t)
+	data := randomBytes(r, 40*ChunkSize+123)
+	holder := startReplica(t, NewMemRegistry(), nil)
+	root := addV0(t, holder.store, bytes.NewReader(data))
+	reader := startReplica(t, NewMemRegistry(), nil)
+	connect(t, reader, holder)
+	if got := readAll(t, reader.store, root, time.Minute); !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes that differ from the %d added", len(got), len(data))
+	}
+	m := reader.store.Metrics()
+	if m.StreamFetchedBytes < uint64(len(data)) {
+		t.Fatalf("%d bytes fetched over the blocks protocol, want at least the file's %d (fetched in all: %d)",
+			m.StreamFetchedBytes, len(data), m.FetchedBytes)
+	}
 	if !complete(t, reader.store, root) {
 		t.Fatal("the blocks read are not held by the reader")
 	}
@@ -207,6 +232,162 @@ func startLiar(t *testing.T, from *Store, root cid.Cid, mode string) *liarServer
 		}
 	})
 	return l
+}
+
+// gatedHolder is a replica of the DApp that holds a whole file and serves
+// it over the blocks protocol only: the root at once, each leaf once the
+// gate is open. It counts what it is asked and what it sends.
+type gatedHolder struct {
+	host host.Host
+	gate chan struct{}
+
+	mu     sync.Mutex
+	asking map[network.Stream]bool // streams that asked for a leaf
+	served uint64                  // block bytes sent
+}
+
+func startGatedHolder(t *testing.T, from *Store, root cid.Cid) *gatedHolder {
+	t.Helper()
+	ctx := context.Background()
+	bs := blockCopy(t, from, root)
+	g := &gatedHolder{host: newHost(t), gate: make(chan struct{}), asking: make(map[network.Stream]bool)}
+	t.Cleanup(func() { g.host.Close() })
+	prefix := protocol.ID("/dpaas/" + testApp + "/blobs")
+	g.host.SetStreamHandler(prefix+"/has/1.0.0", func(st network.Stream) {
+		defer st.Close()
+		if _, err := readCID(st); err == nil {
+			_, _ = st.Write([]byte{byte(pinComplete)})
+		}
+	})
+	g.host.SetStreamHandler(prefix+"/blocks/1.0.0", func(st network.Stream) {
+		defer st.Close()
+		for {
+			c, err := readCID(st)
+			if err != nil {
+				return
+			}
+			if c.Type() == cid.Raw {
+				g.mu.Lock()
+				g.asking[st] = true
+				g.mu.Unlock()
+				<-g.gate
+			}
+			b, err := bs.Get(ctx, c)
+			if err != nil {
+				_, _ = st.Write([]byte{0})
+				continue
+			}
+			if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(b.RawData()))+1), b.RawData()...)); err != nil {
+				return
+			}
+			g.mu.Lock()
+			g.served += uint64(len(b.RawData()))
+			g.mu.Unlock()
+		}
+	})
+	return g
+}
+
+func (g *gatedHolder) streamsAsking() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.asking)
+}
+
+// TestReadWhileReplicatingFetchesOnce: a replica that reads a blob while
+// its background replication of the same blob runs receives each block
+// once: the two share the fetches under way rather than each asking the
+// holder.
+func TestReadWhileReplicatingFetchesOnce(t *testing.T) {
+	waitForHolders(t)
+	ctx := context.Background()
+	r := seeded(t)
+	data := randomBytes(r, 24*ChunkSize+77)
+	src, root := addedOn(t, data)
+	st, err := src.store.Stat(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := startGatedHolder(t, src.store, root)
+	reg := NewMemRegistry()
+	b := startReplica(t, reg, nil)
+	connect(t, &replica{host: holder.host}, b)
+
+	read := readInBackground(b.store, root)
+	// The DApp's blob set gains the blob: b replicates it while reading.
+	if err := reg.Add(ctx, Record{CID: root, Size: uint64(len(data)), AddedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// Hold every leaf until both want the first ones: two streams asking
+	// (each fetching for itself), or one reader waiting on the other's
+	// fetch.
+	eventually(t, time.Minute, "the read and the replication to want the same leaves", func() bool {
+		return holder.streamsAsking() >= 2 || b.store.Metrics().SharedFetches > 0
+	})
+	close(holder.gate)
+	if res := <-read; res.err != nil || !bytes.Equal(res.data, data) {
+		t.Fatalf("read %d bytes (%v), want the %d added", len(res.data), res.err, len(data))
+	}
+	eventually(t, time.Minute, "the replication to complete", func() bool {
+		m := b.store.Metrics()
+		return m.Pinned == 1 && m.Pending == 0
+	})
+	m := b.store.Metrics()
+	holder.mu.Lock()
+	served := holder.served
+	holder.mu.Unlock()
+	t.Logf("DAG %d block bytes; fetched %d (%d over the blocks protocol), holder sent %d, %d blocks shared",
+		st.LocalBytes, m.FetchedBytes, m.StreamFetchedBytes, served, m.SharedFetches)
+	if m.FetchedBytes != st.LocalBytes || served != st.LocalBytes {
+		t.Fatalf("fetched %d bytes and the holder sent %d for a DAG of %d: blocks crossed the network more than once",
+			m.FetchedBytes, served, st.LocalBytes)
+	}
+}
+
+// TestReaderBorrowsHolderStream: a reader that found no holder (it was
+// opened before any was connected) takes its blocks over the holder stream
+// of another reader of the same blob, not over bitswap.
+func TestReaderBorrowsHolderStream(t *testing.T) {
+	waitForHolders(t)
+	r := seeded(t)
+	data := randomBytes(r, 24*ChunkSize+5)
+	holder, root := addedOn(t, data)
+	b := startReplica(t, NewMemRegistry(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opened := make(chan io.ReadSeekCloser, 1)
+	go func() {
+		rd, err := b.store.Open(ctx, root, WaitForHolder())
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- rd
+	}()
+	eventually(t, time.Minute, "the first Open to wait", func() bool {
+		b.store.mu.Lock()
+		defer b.store.mu.Unlock()
+		return b.store.leases[root] == 1
+	})
+	connect(t, b, holder)
+	first := <-opened
+	if first == nil {
+		t.FailNow()
+	}
+	defer first.Close()
+	second, err := b.store.Open(ctx, root) // finds the holder
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	got, err := io.ReadAll(first)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want the %d added", len(got), err, len(data))
+	}
+	m := b.store.Metrics()
+	if m.StreamFetchedBytes < uint64(len(data)) {
+		t.Fatalf("%d bytes over the blocks protocol, want at least the file's %d (fetched in all: %d)",
+			m.StreamFetchedBytes, len(data), m.FetchedBytes)
+	}
 }
 
 // rootOnly is a blockstore that holds only dag-pb blocks.

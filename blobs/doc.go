@@ -20,6 +20,7 @@
 //
 //	c, err := s.Add(ctx, file)       // import, pin, tell every replica
 //	r, err := s.Open(ctx, c)         // io.ReadSeekCloser; fetches as it reads
+//	r, err = s.Open(ctx, c, blobs.WaitForHolder()) // wait for a holder to appear
 //	ok, err := s.Has(ctx, c)         // whole here?
 //	st, err := s.Stat(ctx, c)        // size and how much is here
 //	err = s.Burn(ctx, c)             // gone from every replica
@@ -61,9 +62,43 @@
 // hashed against its CID on arrival; any block that peer does not hold, or
 // everything after its stream breaks, comes over bitswap. See direct.go
 // for the wire format and limits.
+//
+// The readers of one Store, background replication included, share their
+// fetches: a block that one of them is fetching is waited for by the
+// others, not asked for again, so a blob read while it replicates crosses
+// the network once (Metrics.SharedFetches counts the blocks taken so). A
+// reader that gives up on a block (a seek, a Close, its context) leaves it
+// to the next one that needs it. A reader that found no holder of its own
+// (a replication that started before any holder was connected) borrows
+// the holder streams of another reader of the same blob.
+//
+// Files of other shapes read the same way: CIDv0 files with dag-pb leaves
+// (Kubo's default `ipfs add`) are fetched ahead in parallel like raw
+// leaves; see internal/unixfs for how a leaf is told from an interior node
+// before it arrives.
+//
 // By default bitswap runs on AppID-prefixed protocol IDs
 // (/dpaas/<appid>/blobs/ipfs/bitswap/...), so DApps never mix; set
 // IPFSBitswap to speak the standard protocol IDs with any IPFS node.
+//
+// # Blobs nobody has
+//
+// Open of a blob not held here waits for its root only while someone may
+// have it: a connected replica of the DApp that keeps it (whole, or still
+// fetching it), a provider record (with Routing), or, with IPFSBitswap, a
+// connected IPFS peer that says HAVE within two seconds. When the search
+// finds none of these, Open fails at once with an error wrapping both
+// ErrNotFound and ErrUnavailable that says what was asked, and the HTTP
+// handler answers 404. The search takes a round trip to the connected
+// replicas, or as long as Routing takes to find no provider (at most 30
+// s). A caller that knows the blob is coming (its holder is about to
+// connect, its record was just added by a replica not reachable yet)
+// passes WaitForHolder: Open then waits until ctx ends, as background
+// replication always does. Either way, the context is the bound: with a
+// claim but no root, Open fails at ctx's end with ErrUnavailable. Limits:
+// at most 64 connected replicas are asked; with more, Open cannot tell
+// that nobody has the blob, and waits. A replica that claims blobs it
+// does not have (by bug or malice) makes Open wait too, never fail wrongly.
 //
 // # Pins and garbage collection
 //
@@ -111,7 +146,10 @@
 //  2. Register nothing else on the host under /dpaas/<appid>/blobs/.
 //  3. Close every reader Open returns: an open reader keeps its blocks
 //     from GC.
-//  4. Close the Store before the host and the database it was given.
+//  4. Bound Open with its context (a deadline, or a cancel): a blob that
+//     someone claims but never sends, and with WaitForHolder any blob not
+//     held here, is waited for until ctx ends.
+//  5. Close the Store before the host and the database it was given.
 //
 // All methods are safe for concurrent use.
 package blobs

@@ -10,6 +10,11 @@ import (
 
 	"github.com/dpaas/dpaas/internal/blockstore"
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/ipfs/boxo/blockservice"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
@@ -231,14 +236,14 @@ type readResult struct {
 	err  error
 }
 
-// readInBackground opens c on s and reads it whole on another goroutine,
-// within two minutes.
-func readInBackground(s *Store, c cid.Cid) <-chan readResult {
+// readInBackground opens c on s with opts and reads it whole on another
+// goroutine, within two minutes.
+func readInBackground(s *Store, c cid.Cid, opts ...OpenOption) <-chan readResult {
 	done := make(chan readResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		rd, err := s.Open(ctx, c)
+		rd, err := s.Open(ctx, c, opts...)
 		if err != nil {
 			done <- readResult{err: err}
 			return
@@ -274,7 +279,7 @@ func addedOn(t *testing.T, data []byte) (*replica, cid.Cid) {
 
 // blockCopy returns a blockstore of its own, in memory, holding every
 // block of root that from holds.
-func blockCopy(t *testing.T, from *Store, root cid.Cid) *blockstore.Store {
+func blockCopy(t testing.TB, from *Store, root cid.Cid) *blockstore.Store {
 	t.Helper()
 	ctx := context.Background()
 	db, err := kv.Open("", nil)
@@ -294,4 +299,43 @@ func blockCopy(t *testing.T, from *Store, root cid.Cid) *blockstore.Store {
 		t.Fatal(err)
 	}
 	return bs
+}
+
+// addV0 imports what r yields the way Kubo's `ipfs add` does by default:
+// CIDv0, dag-pb leaves carrying their bytes (UnixFS raw nodes), 256 KiB
+// chunks, balanced layout; and pins it as Add would, without recording it
+// in the registry.
+func addV0(t testing.TB, s *Store, r io.Reader) cid.Cid {
+	t.Helper()
+	ctx := context.Background()
+	var id [8]byte
+	marker := append(append([]byte(nil), prefixAdds...), id[:]...)
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	if err := s.space.Set(marker, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	cr := &countingReader{ctx: ctx, r: r}
+	params := helpers.DagBuilderParams{
+		Maxlinks: helpers.DefaultLinksPerBlock,
+		Dagserv:  merkledag.NewDAGService(blockservice.New(s.blocks, nil)),
+	}
+	db, err := params.New(chunker.NewSizeSplitter(cr, ChunkSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := balanced.Layout(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nd.Cid().Version() != 0 {
+		t.Fatalf("built %s, want a CIDv0", nd.Cid())
+	}
+	if err := s.setPin(nd.Cid(), pin{state: pinComplete, size: cr.n}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.space.Delete(marker, false); err != nil {
+		t.Fatal(err)
+	}
+	return nd.Cid()
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 )
 
-// httpOpenTimeout bounds how long a request waits for a blob's root block.
+// httpOpenTimeout bounds how long a request waits for the root block of a
+// blob that someone claims; one that nobody claims is a 404 as soon as the
+// search has found nobody.
 const httpOpenTimeout = 30 * time.Second
 
 // Handler serves GET and HEAD /blobs/{cid} to browsers and other HTTP
@@ -25,7 +27,9 @@ const httpOpenTimeout = 30 * time.Second
 //	mux.Handle("/blobs/", store.Handler())
 //
 // Errors: 400 for a malformed CID, 410 for a burned blob, 404 when no one
-// has the blob, 503 once the Store is closed.
+// has the blob (as soon as the search of Open has found nobody that claims
+// it, or after 30 s without its root from those who do), 503 once the
+// Store is closed.
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /blobs/{cid}", s.serveBlob)
@@ -43,7 +47,7 @@ func (s *Store) serveBlob(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	// The root must come within the timeout; the reads that follow are
 	// bounded by the request only, however long the download.
-	rd, err := s.open(req.Context(), rootCtx, c)
+	rd, err := s.open(req.Context(), rootCtx, c, false)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrBurned):

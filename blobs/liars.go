@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bsnetwork "github.com/ipfs/boxo/bitswap/network"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -48,11 +50,64 @@ type liarDetector struct {
 	asked  map[peer.ID]*askedSet
 	forged map[peer.ID]int
 	bans   map[peer.ID]time.Time // peer → end of its ban
+
+	// Roots that an Open wants to hear a HAVE (or the block) for, from any
+	// peer: multihash → channels closed when one comes.
+	haveMu   sync.Mutex
+	haves    map[string][]chan struct{}
+	watching atomic.Int32
 }
 
 func newLiarDetector(s *Store) *liarDetector {
 	return &liarDetector{s: s, asked: make(map[peer.ID]*askedSet), forged: make(map[peer.ID]int),
-		bans: make(map[peer.ID]time.Time)}
+		bans: make(map[peer.ID]time.Time), haves: make(map[string][]chan struct{})}
+}
+
+// watchHave returns a channel closed when some peer says over bitswap that
+// it has c, or sends it; stop forgets the watch.
+func (d *liarDetector) watchHave(c cid.Cid) (have <-chan struct{}, stop func()) {
+	ch := make(chan struct{})
+	k := string(c.Hash())
+	d.haveMu.Lock()
+	d.haves[k] = append(d.haves[k], ch)
+	d.haveMu.Unlock()
+	d.watching.Add(1)
+	return ch, sync.OnceFunc(func() {
+		d.watching.Add(-1)
+		d.haveMu.Lock()
+		defer d.haveMu.Unlock()
+		chs := d.haves[k]
+		for i, x := range chs {
+			if x == ch {
+				chs = append(chs[:i:i], chs[i+1:]...)
+				break
+			}
+		}
+		if len(chs) == 0 {
+			delete(d.haves, k)
+		} else {
+			d.haves[k] = chs
+		}
+	})
+}
+
+// heard closes the watches of the CIDs that msg says its sender has.
+func (d *liarDetector) heard(msg bsmsg.BitSwapMessage) {
+	var ks []string
+	for _, c := range msg.Haves() {
+		ks = append(ks, string(c.Hash()))
+	}
+	for _, b := range msg.Blocks() {
+		ks = append(ks, string(b.Cid().Hash()))
+	}
+	d.haveMu.Lock()
+	defer d.haveMu.Unlock()
+	for _, k := range ks {
+		for _, ch := range d.haves[k] {
+			close(ch)
+		}
+		delete(d.haves, k)
+	}
 }
 
 // banned reports whether p is banned now.
@@ -134,6 +189,9 @@ func (d *liarDetector) sent(p peer.ID, msg bsmsg.BitSwapMessage) {
 
 // MessageReceived counts the blocks in msg that were never asked of p.
 func (d *liarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
+	if d.watching.Load() > 0 && !d.banned(p) {
+		d.heard(msg)
+	}
 	blks := msg.Blocks()
 	if len(blks) == 0 {
 		return

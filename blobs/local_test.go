@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/multiformats/go-multihash"
@@ -212,6 +213,59 @@ func TestOpenUnknownIsUnavailable(t *testing.T) {
 	if _, err := s.Open(context.Background(), cid.Undef); !errors.Is(err, ErrInvalidCID) {
 		t.Fatalf("Open(Undef) = %v", err)
 	}
+}
+
+// TestOpenErrorReturnsNilReader: whatever the error, Open returns a nil
+// interface, so the usual `if f != nil { f.Close() }` is safe.
+func TestOpenErrorReturnsNilReader(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	burned, err := s.Add(ctx, bytes.NewReader([]byte("to be burned")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dag-cbor block is no UnixFS file. Pinned, so that the GC the burn
+	// starts leaves it.
+	notFile := cid.NewCidV1(cid.DagCBOR, rawCID([]byte{0xa0}).Hash())
+	if err := s.blocks.Put(ctx, mustBlock(t, notFile, []byte{0xa0})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.setPin(notFile, pin{state: pinComplete, size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Burn(ctx, burned); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, c cid.Cid, want error) {
+		t.Helper()
+		f, err := s.Open(ctx, c)
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: Open = %v, want %v", name, err, want)
+		}
+		if f != nil {
+			t.Fatalf("%s: Open failed (%v) but returned a non-nil reader %#v", name, err, f)
+		}
+	}
+	check("undefined CID", cid.Undef, ErrInvalidCID)
+	check("unknown CID", rawCID([]byte("nobody has this")), ErrUnavailable)
+	check("burned", burned, ErrBurned)
+	check("not a file", notFile, ErrNotFile)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("closed store", burned, ErrClosed)
+}
+
+func mustBlock(t *testing.T, c cid.Cid, data []byte) blocks.Block {
+	t.Helper()
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // failingReader yields n good bytes, then an error.

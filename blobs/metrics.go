@@ -14,19 +14,23 @@ type Metrics struct {
 	Pinned       int    // blobs this replica keeps
 	Pending      int    // of those, blobs still being fetched
 	AddedBytes   uint64 // bytes imported by Add since Open
-	FetchedBytes uint64 // block bytes received from peers since Open
+	FetchedBytes uint64 // block bytes received from peers since Open, wanted or not
 	ServedBytes  uint64 // block bytes sent to peers since Open
 	// The parts of FetchedBytes and ServedBytes that went over the blocks
 	// protocol between replicas rather than bitswap.
 	StreamFetchedBytes uint64
 	StreamServedBytes  uint64
-	HTTPServedBytes    uint64 // bytes sent by the HTTP handler since Open
-	GCRuns             uint64
-	GCFreedBytes       uint64
-	BadCAR             uint64 // CAR imports rejected
-	BadRequests        uint64 // malformed requests from peers or HTTP clients
-	BadBlocks          uint64 // blocks from peers that nobody asked for (forged)
-	BannedPeers        uint64 // peers banned for sending forged blocks since Open
+	// SharedFetches counts the blocks a reader took from a fetch that
+	// another reader (or the background replication) had under way,
+	// instead of asking peers for them a second time.
+	SharedFetches   uint64
+	HTTPServedBytes uint64 // bytes sent by the HTTP handler since Open
+	GCRuns          uint64
+	GCFreedBytes    uint64
+	BadCAR          uint64 // CAR imports rejected
+	BadRequests     uint64 // malformed requests from peers or HTTP clients
+	BadBlocks       uint64 // blocks from peers that nobody asked for (forged)
+	BannedPeers     uint64 // peers banned for sending forged blocks since Open
 }
 
 type metrics struct {
@@ -48,6 +52,7 @@ type metrics struct {
 
 	directFetched atomic.Uint64
 	directServed  atomic.Uint64
+	sharedFetches atomic.Uint64 // blocks a reader waited for another's fetch of
 
 	collectors []prometheus.Collector
 }
@@ -163,6 +168,7 @@ func (s *Store) Metrics() Metrics {
 	out.BannedPeers = m.banned.Load()
 	out.StreamFetchedBytes = m.directFetched.Load()
 	out.StreamServedBytes = m.directServed.Load()
+	out.SharedFetches = m.sharedFetches.Load()
 	out.FetchedBytes, out.ServedBytes = out.StreamFetchedBytes, out.StreamServedBytes
 	if s.bswap != nil {
 		if st, err := s.bswap.Stat(); err == nil {

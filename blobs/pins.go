@@ -17,6 +17,8 @@ import (
 type pinState byte
 
 const (
+	// pinNone: not kept here (the holdings protocol's answer; never stored).
+	pinNone pinState = 0
 	// pinPending: this replica should hold the blob but does not have
 	// every block yet; replication fetches it, resuming after restarts.
 	pinPending pinState = 1

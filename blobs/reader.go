@@ -16,20 +16,63 @@ import (
 
 // Open returns a reader of the blob's bytes that seeks and streams. Blocks
 // not held here are fetched from peers as the reader reaches them, a few
-// ahead of the read position; a seek skips the blocks it jumps over. Open
-// itself waits only for the root block: when nobody has it, Open fails with
-// ErrUnavailable once ctx ends. ctx also bounds every later read, as does
-// the Store: close the reader when done.
+// ahead of the read position; a seek skips the blocks it jumps over. ctx
+// also bounds every later read, as does the Store: close the reader when
+// done.
+//
+// Open itself waits only for the root block, and only while someone may
+// have it. When the blob is not held here, Open asks the connected
+// replicas of the DApp whether they keep it and, with Config.Routing, looks
+// for provider records. When none of them claims it (and, with
+// IPFSBitswap, no connected IPFS peer says HAVE within two seconds),
+// Open fails at once with an error wrapping ErrNotFound and ErrUnavailable
+// that says what was tried. When someone claims it, Open waits for the
+// root until ctx ends, then fails with ErrUnavailable and ctx's error. The
+// option WaitForHolder makes Open wait until ctx ends in any case, for a
+// blob that is about to be offered (by a replica not yet connected, or a
+// provider not yet announced).
 //
 // While the reader is open, GC keeps every block of the blob held here,
 // burned or not.
-func (s *Store) Open(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
-	return s.open(ctx, ctx, c)
+func (s *Store) Open(ctx context.Context, c cid.Cid, opts ...OpenOption) (io.ReadSeekCloser, error) {
+	var o openOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	r, err := s.open(ctx, ctx, c, o.wait)
+	if err != nil {
+		// A nil *reader in the interface would not compare equal to nil.
+		return nil, err
+	}
+	return r, nil
 }
 
+// OpenOption changes what Open does; see WaitForHolder.
+type OpenOption func(*openOptions)
+
+type openOptions struct {
+	wait bool
+}
+
+// WaitForHolder makes Open wait for the blob's root until ctx ends even
+// when no peer claims the blob: for a caller that knows it is coming (a
+// replica about to connect, a record just added to the DApp's blob set by
+// a replica not reachable yet). Background replication opens this way.
+func WaitForHolder() OpenOption {
+	return func(o *openOptions) { o.wait = true }
+}
+
+// noHolder is the cause with which the wait for a root is cancelled when
+// the search found no peer that claims the blob; tried says what it asked.
+type noHolder struct{ tried string }
+
+func (e *noHolder) Error() string { return "no peer claims it: " + e.tried }
+
 // open is Open with the wait for the root bounded by rootCtx and the reads
-// by ctx.
-func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
+// by ctx; wait is WaitForHolder.
+func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reader, error) {
 	if err := checkCID(c); err != nil {
 		return nil, fmt.Errorf("blobs: open: %w", err)
 	}
@@ -48,17 +91,28 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	rctx, cancel := s.opContext(ctx)
 	// One bitswap session per reader: it learns which peers answer and
 	// asks them first for the blocks that follow.
-	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv)}
+	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv), root: c}
+	s.addReader(g)
+	// The wait for the root ends early, with noHolder as its cause, when
+	// the search finds nobody that claims the blob.
+	gctx, gcancel := context.WithCancelCause(rootCtx)
+	defer gcancel(nil)
+	nobody := func(tried string) {
+		if !wait {
+			gcancel(&noHolder{tried: tried})
+		}
+	}
 	searched := make(chan struct{})
 	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
 		// Look for replicas holding the whole file (direct.go).
-		go g.findHolder(rctx, c, sync.OnceFunc(func() { close(searched) }))
+		go g.findHolder(rctx, c, sync.OnceFunc(func() { close(searched) }), nobody)
 	} else {
 		close(searched)
 	}
 	stopDirect := context.AfterFunc(rctx, g.close)
 	cancel = func(cancel context.CancelFunc) context.CancelFunc {
 		return func() {
+			s.removeReader(g)
 			cancel()
 			stopDirect()
 			g.close()
@@ -67,29 +121,34 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid) (*reader, error) {
 	// Let the root and the first window of leaves come from the holders
 	// found among the connected peers, if they answer soon: bitswap takes
 	// tens of milliseconds for a first block, the question a round trip.
-	wait := time.NewTimer(holderWait)
+	holders := time.NewTimer(holderWait)
 	select {
 	case <-searched:
-	case <-wait.C:
+	case <-holders.C:
 	case <-rctx.Done():
-	case <-rootCtx.Done():
+	case <-gctx.Done():
 	}
-	wait.Stop()
-	gctx, gcancel := context.WithCancel(rootCtx)
-	stop := context.AfterFunc(rctx, gcancel)
+	holders.Stop()
+	stop := context.AfterFunc(rctx, func() { gcancel(nil) })
 	root, err := g.GetBlock(gctx, c)
 	stop()
-	gcancel()
 	if err != nil {
+		cause := context.Cause(gctx)
+		gcancel(nil)
 		cancel()
 		release()
+		var nh *noHolder
+		if errors.As(cause, &nh) && rootCtx.Err() == nil {
+			return nil, fmt.Errorf("blobs: open %s: %w (%w): %w", c, ErrNotFound, ErrUnavailable, cause)
+		}
 		if ctxErr := rootCtx.Err(); ctxErr != nil {
 			// Bitswap may report a context of its own; the caller's is
 			// the reason.
 			return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrUnavailable, ctxErr)
 		}
 		if ipld.IsNotFound(err) {
-			return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrUnavailable, err)
+			// Nowhere to look: a Store without a host.
+			return nil, fmt.Errorf("blobs: open %s: %w (%w): %w", c, ErrNotFound, ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
 	}

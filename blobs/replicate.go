@@ -407,7 +407,9 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 // the reader takes them from a replica holding the whole file when there
 // is one (direct.go), with its read-ahead. read counts the bytes read.
 func (r *replicator) fetchFile(ctx context.Context, c cid.Cid, read *atomic.Int64) error {
-	rd, err := r.s.open(ctx, ctx, c)
+	// The blob is in the DApp's set: someone added it, and its holders may
+	// not be connected yet. Wait for them (until the idle watchdog).
+	rd, err := r.s.open(ctx, ctx, c, true)
 	if err != nil {
 		return err
 	}
@@ -483,15 +485,29 @@ func readCID(rd io.Reader) (cid.Cid, error) {
 
 // peerHolds asks p whether it holds the whole of c. Self is asked locally.
 func (r *replicator) peerHolds(ctx context.Context, p peer.ID, c cid.Cid) bool {
+	st, ok := r.peerState(ctx, p, c)
+	return ok && st == pinComplete
+}
+
+// peerState asks p whether it keeps c, and how far it has got; ok is false
+// when p could not be asked (not a replica of the DApp, gone, or silent).
+// Self is asked locally.
+func (r *replicator) peerState(ctx context.Context, p peer.ID, c cid.Cid) (pinState, bool) {
 	if p == r.self {
 		pn, ok, err := r.s.getPin(c)
-		return err == nil && ok && pn.state == pinComplete
+		if err != nil {
+			return pinNone, false
+		}
+		if !ok {
+			return pinNone, true
+		}
+		return pn.state, true
 	}
 	ctx, cancel := context.WithTimeout(ctx, holdsTimeout)
 	defer cancel()
 	st, err := r.s.cfg.Host.NewStream(network.WithNoDial(ctx, "holdings"), p, r.s.hasProto)
 	if err != nil {
-		return false
+		return pinNone, false
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
@@ -499,16 +515,21 @@ func (r *replicator) peerHolds(ctx context.Context, p peer.ID, c cid.Cid) bool {
 	msg = append(msg, c.Bytes()...)
 	if _, err := st.Write(msg); err != nil {
 		_ = st.Reset()
-		return false
+		return pinNone, false
 	}
 	if err := st.CloseWrite(); err != nil {
 		_ = st.Reset()
-		return false
+		return pinNone, false
 	}
 	var ans [1]byte
 	if _, err := io.ReadFull(st, ans[:]); err != nil {
 		_ = st.Reset()
-		return false
+		return pinNone, false
 	}
-	return pinState(ans[0]) == pinComplete
+	switch a := pinState(ans[0]); a {
+	case pinNone, pinPending, pinComplete:
+		return a, true
+	default:
+		return pinNone, false
+	}
 }

@@ -10,8 +10,15 @@
 // network busy.
 //
 // Leaves may be raw blocks (what `ipfs add --cid-version=1` makes) or
-// dag-pb nodes carrying their data inline; the latter are found with a
-// round trip each, the former are fetched ahead in parallel.
+// dag-pb nodes carrying their data inline (what `ipfs add` makes by
+// default, CIDv0). Both are fetched ahead in parallel. A dag-pb child's
+// CID does not say whether it is a leaf or an interior node, so Reader
+// takes it for a leaf when its parent's link says so (a cumulative block
+// size, Tsize, barely above the file bytes it covers, which no interior
+// node can have) and fetches it in the window; should it turn out to be an
+// interior node after all (a lying or missing Tsize), the window is
+// refilled through it, so a wrong guess costs a round trip, never a wrong
+// byte.
 //
 // Interior nodes are fetched once per Reader. When the window enters the
 // subtree of one, the next sibling's node is fetched in the background, so
@@ -49,6 +56,11 @@ const (
 	// maxDepth bounds the descent through interior nodes: a balanced DAG
 	// of 174-link nodes holds more than any disk at depth 8.
 	maxDepth = 32
+	// maxLeafOverhead is the most a dag-pb leaf's block may exceed the
+	// file bytes it holds: the dag-pb and UnixFS framing of one data field
+	// and a file size (about 14 bytes for a 256 KiB chunk). An interior
+	// node adds at least one link of some 40 bytes to its children's.
+	maxLeafOverhead = 32
 )
 
 // BlockGetter fetches one block, from wherever it may be. It must be safe
@@ -93,6 +105,7 @@ type node struct {
 	data     []byte // inline file bytes, before the children
 	children []cid.Cid
 	sizes    []uint64 // bytes each child covers
+	tsizes   []uint64 // each link's Tsize: the bytes of the blocks under it, as the link claims
 }
 
 // leaf is a run of file bytes that one block holds.
@@ -101,6 +114,7 @@ type leaf struct {
 	off    uint64
 	size   uint64
 	inline []byte // set when the bytes are inline in an interior node
+	pb     bool   // a dag-pb block taken for a leaf: its bytes are inline in it
 }
 
 // fetch is a leaf being fetched.
@@ -110,6 +124,9 @@ type fetch struct {
 	done   chan struct{}
 	data   []byte
 	err    error
+	// nd is set instead of data when a dag-pb block taken for a leaf
+	// turned out to be an interior node.
+	nd *node
 }
 
 // NewReader returns a reader of the file whose root block is root. ctx
@@ -153,11 +170,12 @@ func decode(raw []byte, isRoot bool) (*node, uint64, error) {
 	if fs.NumChildren() != len(links) {
 		return nil, 0, fmt.Errorf("%w: %d links but %d block sizes", ErrCorrupt, len(links), fs.NumChildren())
 	}
-	nd := &node{data: fs.Data(), children: make([]cid.Cid, len(links)), sizes: make([]uint64, len(links))}
+	nd := &node{data: fs.Data(), children: make([]cid.Cid, len(links)), sizes: make([]uint64, len(links)), tsizes: make([]uint64, len(links))}
 	total := uint64(len(nd.data))
 	for i, l := range links {
 		nd.children[i] = l.Cid
 		nd.sizes[i] = fs.BlockSize(i)
+		nd.tsizes[i] = l.Size
 		total += nd.sizes[i]
 	}
 	if total != fs.FileSize() {
@@ -215,21 +233,29 @@ func (r *Reader) chunk() ([]byte, error) {
 	if r.rawEnd != nil {
 		return r.rawEnd[r.pos:], nil
 	}
-	if err := r.align(); err != nil {
-		return nil, err
-	}
-	head := r.window[0]
-	select {
-	case <-head.done:
-	case <-r.ctx.Done():
-		return nil, r.ctx.Err()
-	}
-	if head.err != nil {
-		err := head.err
+	for {
+		if err := r.align(); err != nil {
+			return nil, err
+		}
+		head := r.window[0]
+		select {
+		case <-head.done:
+		case <-r.ctx.Done():
+			return nil, r.ctx.Err()
+		}
+		if head.err != nil {
+			err := head.err
+			r.drop(len(r.window))
+			return nil, err
+		}
+		if head.nd == nil {
+			return head.data[r.pos-head.off:], nil
+		}
+		// Not a leaf after all: keep the node and fill the window again
+		// through it.
+		r.keepInterior(head.c, head.nd)
 		r.drop(len(r.window))
-		return nil, err
 	}
-	return head.data[r.pos-head.off:], nil
 }
 
 // advance moves the position n bytes on, n at most what chunk returned.
@@ -331,7 +357,16 @@ func (r *Reader) collect(c cid.Cid, nd *node, base, size, from uint64, max int, 
 		if len(*out) >= max {
 			return nil
 		}
-		if child.Type() != cid.Raw && off+nd.sizes[i] > from && i+1 < len(nd.children) && nd.children[i+1].Type() != cid.Raw {
+		if off+nd.sizes[i] <= from {
+			off += nd.sizes[i]
+			continue
+		}
+		if r.pbLeaf(nd, i) {
+			*out = append(*out, leaf{c: child, off: off, size: nd.sizes[i], pb: true})
+			off += nd.sizes[i]
+			continue
+		}
+		if child.Type() != cid.Raw && i+1 < len(nd.children) && nd.children[i+1].Type() != cid.Raw && !r.pbLeaf(nd, i+1) {
 			// The window reaches into this subtree: have the next one's
 			// node by the time it gets there.
 			r.fetchInterior(nd.children[i+1], nd.sizes[i+1])
@@ -342,6 +377,35 @@ func (r *Reader) collect(c cid.Cid, nd *node, base, size, from uint64, max int, 
 		off += nd.sizes[i]
 	}
 	return nil
+}
+
+// pbLeaf reports whether child i of nd is to be fetched as a dag-pb leaf:
+// its link's Tsize leaves no room for a link of its own, and it is not
+// known to be an interior node.
+func (r *Reader) pbLeaf(nd *node, i int) bool {
+	if nd.children[i].Type() != cid.DagProtobuf {
+		return false
+	}
+	size, tsize := nd.sizes[i], nd.tsizes[i]
+	if tsize < size || tsize-size > maxLeafOverhead {
+		return false
+	}
+	r.mu.Lock()
+	_, interior := r.interior[nd.children[i]]
+	r.mu.Unlock()
+	return !interior
+}
+
+// keepInterior records nd, fetched as a leaf, as the interior node c.
+func (r *Reader) keepInterior(c cid.Cid, nd *node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.interior[c]; ok {
+		return
+	}
+	f := &interiorFetch{done: make(chan struct{}), nd: nd}
+	close(f.done)
+	r.interior[c] = f
 }
 
 // interiorNode returns the decoded dag-pb node c, which must cover size
@@ -426,6 +490,20 @@ func (r *Reader) start(l leaf) {
 		blk, err := r.get.GetBlock(ctx, l.c)
 		if err != nil {
 			f.err = err
+			return
+		}
+		if l.pb {
+			nd, total, err := decode(blk.RawData(), false)
+			switch {
+			case err != nil:
+				f.err = err
+			case total != l.size:
+				f.err = fmt.Errorf("%w: %s covers %d bytes, its parent says %d", ErrCorrupt, l.c, total, l.size)
+			case len(nd.children) > 0:
+				f.nd = nd
+			default:
+				f.data = nd.data
+			}
 			return
 		}
 		if uint64(len(blk.RawData())) != l.size {

@@ -22,6 +22,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multihash"
 	"go.uber.org/goleak"
 )
@@ -257,5 +258,146 @@ func TestReaderPrefetchesInteriorNodes(t *testing.T) {
 	}
 	if !get.failed {
 		t.Fatal("the prefetch of subtree 2 was never requested")
+	}
+}
+
+// gate holds every request for a block other than the root until it is
+// opened, and records how many are waiting at once.
+type gate struct {
+	*getter
+	root cid.Cid
+	open chan struct{}
+
+	mu      sync.Mutex
+	waiting int
+	most    int
+	reached chan struct{} // closed once want requests wait at once
+	hit     bool          // reached is closed
+	want    int
+}
+
+func (g *gate) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if c != g.root {
+		g.mu.Lock()
+		g.waiting++
+		g.most = max(g.most, g.waiting)
+		if g.waiting >= g.want && !g.hit {
+			g.hit = true
+			close(g.reached)
+		}
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			g.waiting--
+			g.mu.Unlock()
+		}()
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.getter.GetBlock(ctx, c)
+}
+
+// TestReaderPipelinesDagPBLeaves: the leaves of a CIDv0 file (dag-pb nodes
+// with the bytes inline, Kubo's default) are fetched ahead in parallel, a
+// window's worth at a time, as raw leaves are; not one at a time.
+func TestReaderPipelinesDagPBLeaves(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		name := map[bool]string{false: "dag-pb-leaves", true: "raw-leaves"}[raw]
+		t.Run(name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("0123456789"), 100*1000/10)
+			root, g := build(t, data, raw, 1000, 174, false)
+			get := &gate{getter: g, root: root.Cid(), open: make(chan struct{}), reached: make(chan struct{}), want: minAhead}
+			rd, err := NewReader(context.Background(), root, get)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			done := make(chan error, 1)
+			var got []byte
+			go func() {
+				var err error
+				got, err = io.ReadAll(rd)
+				done <- err
+			}()
+			select {
+			case <-get.reached:
+			case <-time.After(10 * time.Second):
+				get.mu.Lock()
+				most := get.most
+				get.mu.Unlock()
+				close(get.open)
+				<-done
+				t.Fatalf("at most %d leaves were requested at once, want %d", most, minAhead)
+			}
+			close(get.open)
+			if err := <-done; err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
+
+// TestReaderWrongTsize: a link whose Tsize makes an interior node look like
+// a leaf, and one with no Tsize at all, cost round trips, not bytes.
+func TestReaderWrongTsize(t *testing.T) {
+	ctx := context.Background()
+	bs := boxobs.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	leafNode := func(b []byte) *merkledag.ProtoNode {
+		fs := ufs.NewFSNode(ufs.TRaw)
+		fs.SetData(b)
+		raw, _ := fs.GetBytes()
+		n := merkledag.NodeWithData(raw)
+		_ = bs.Put(ctx, n)
+		return n
+	}
+	link := func(parent *merkledag.ProtoNode, fs *ufs.FSNode, child *merkledag.ProtoNode, size, tsize uint64) {
+		fs.AddBlockSize(size)
+		_ = parent.AddRawLink("", &ipld.Link{Cid: child.Cid(), Size: tsize})
+	}
+	seal := func(n *merkledag.ProtoNode, fs *ufs.FSNode) {
+		raw, _ := fs.GetBytes()
+		n.SetData(raw)
+		_ = bs.Put(ctx, n)
+	}
+	a, b, c := []byte("first leaf "), []byte("second leaf "), []byte("third leaf")
+	// An interior node over a and b.
+	mid, midFS := new(merkledag.ProtoNode), ufs.NewFSNode(ufs.TFile)
+	la, lb := leafNode(a), leafNode(b)
+	link(mid, midFS, la, uint64(len(a)), uint64(len(la.RawData())))
+	link(mid, midFS, lb, uint64(len(b)), uint64(len(lb.RawData())))
+	seal(mid, midFS)
+	// The root claims mid is a leaf (Tsize = its file bytes) and gives the
+	// real leaf c no Tsize.
+	lc := leafNode(c)
+	root, rootFS := new(merkledag.ProtoNode), ufs.NewFSNode(ufs.TFile)
+	link(root, rootFS, mid, uint64(len(a)+len(b)), uint64(len(a)+len(b)))
+	link(root, rootFS, lc, uint64(len(c)), 0)
+	seal(root, rootFS)
+	want := string(a) + string(b) + string(c)
+
+	rootBlk, err := bs.Get(ctx, root.Cid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(ctx, rootBlk, &getter{bs: bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got, err := io.ReadAll(rd)
+	if err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+	for off := range len(want) {
+		if _, err := rd.Seek(int64(off), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rd)
+		if err != nil || string(got) != want[off:] {
+			t.Fatalf("from %d: read %q, %v", off, got, err)
+		}
 	}
 }
