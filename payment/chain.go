@@ -113,7 +113,10 @@ func revertError(err error) error {
 		}
 		return fmt.Errorf("channels contract refused (%T): %w", v, ErrReverted)
 	}
-	return err
+	// Revert data of no contract here: a string reason or a custom error
+	// of another token (require(balance >= value, "...") in USDT-style
+	// tokens, for one). Still a revert.
+	return fmt.Errorf("%w: %w", err, ErrReverted)
 }
 
 // maxUnixSeconds is the latest Unix second time.Unix represents without

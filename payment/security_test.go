@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/dpaas/dpaas/internal/voucher"
+	"github.com/dpaas/dpaas/payment/contracts"
+	"github.com/dpaas/dpaas/payment/internal/testtoken"
 )
 
 // TestAcceptCountsOnlyAboveRedeemed: a voucher is worth only what it adds
@@ -235,4 +238,75 @@ func mustEncode(t *testing.T, p *Payments, id common.Hash) []byte {
 
 func signVoucher(payer *Payments, id common.Hash, amount *big.Int) (Voucher, error) {
 	return voucher.Sign(payer.key, payer.domain, id, amount)
+}
+
+// TestNoReturnToken: channels work with a token whose transfer and
+// transferFrom return nothing (USDT-style): open, redeem and reclaim move
+// exactly the right amounts. Before the safe-transfer pattern, open
+// reverted.
+func TestNoReturnToken(t *testing.T) {
+	d := newDev(t)
+	ctx := testCtx(t)
+	deployer := newKey(t)
+	if err := d.Fund(ctx, addrOf(deployer), nil); err != nil {
+		t.Fatal(err)
+	}
+	opts := bind.NewKeyedTransactor(deployer, d.ChainID())
+	opts.Context = ctx
+	be := d.backend()
+	usdt, tx, err := bind.DeployContract(opts, common.FromHex(testtoken.NoReturnTokenMetaData.Bin), be, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitReceipt(ctx, be, tx.Hash(), time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	chans, tx, err := bind.DeployContract(opts, common.FromHex(contracts.ChannelsMetaData.Bin), be,
+		channelsABI.PackConstructor(usdt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitReceipt(ctx, be, tx.Hash(), time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := Config{Token: usdt, Channels: chans}
+	payer := openFunded(t, d, cfg, nil)
+	payee := openFunded(t, d, cfg, nil)
+	if _, err := payer.send(ctx, payer.token, testtoken.NewNoReturnToken().PackMint(payer.Account(), tokens(10))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payer.Transfer(ctx, payee.Account(), tokens(1)); err != nil {
+		t.Fatalf("Transfer of a no-return token: %v", err)
+	}
+	ch, err := payer.OpenChannel(ctx, payee.Account(), tokens(5), time.Hour)
+	if err != nil {
+		t.Fatalf("OpenChannel with a no-return token: %v", err)
+	}
+	v, _ := ch.Pay(tokens(2))
+	if err := payee.Accept(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payee.Redeem(ctx, ch.ID()); err != nil {
+		t.Fatalf("Redeem with a no-return token: %v", err)
+	}
+	if err := d.AdjustTime(2 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payer.Reclaim(ctx, ch.ID()); err != nil {
+		t.Fatalf("Reclaim with a no-return token: %v", err)
+	}
+	if got := balance(t, payee, payee.Account()); got.Cmp(tokens(3)) != 0 {
+		t.Fatalf("payee holds %v, want %v", got, tokens(3))
+	}
+	if got := balance(t, payer, payer.Account()); got.Cmp(tokens(7)) != 0 {
+		t.Fatalf("payer holds %v, want %v", got, tokens(7))
+	}
+	if got := balance(t, payer, chans); got.Sign() != 0 {
+		t.Fatalf("contract keeps %v, want 0", got)
+	}
+	// A token refusal (beyond the balance) still reverts the opening.
+	if _, err := payer.OpenChannel(ctx, payee.Account(), tokens(100), time.Hour); !errors.Is(err, ErrReverted) {
+		t.Fatalf("OpenChannel beyond the balance = %v, want ErrReverted", err)
+	}
 }
