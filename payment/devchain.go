@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
@@ -54,6 +55,12 @@ type DevChain struct {
 	// AdjustTime never meets a non-empty pool.
 	mineMu   sync.Mutex
 	faucetMu sync.Mutex
+
+	// blocks counts the blocks sealed through this DevChain, and clock
+	// caches the head's timestamp for the count it was read at, so Now
+	// (called by every Accept) reads the chain only after a new block.
+	blocks atomic.Uint64
+	clock  atomic.Pointer[headTime]
 
 	mu       sync.Mutex
 	closed   bool
@@ -199,16 +206,28 @@ func (d *DevChain) sendEther(ctx context.Context, to common.Address, wei *big.In
 	return tx.Hash(), nil
 }
 
+// headTime is the head block's timestamp after a number of sealed blocks.
+type headTime struct {
+	blocks uint64
+	time   time.Time
+}
+
 // Now is the dev chain's clock: the later of the wall clock and the
 // newest block's timestamp, which AdjustTime moves forward.
 func (d *DevChain) Now() time.Time {
 	now := time.Now()
-	h, err := d.client.HeaderByNumber(context.Background(), nil)
-	if err != nil {
-		return now
+	n := d.blocks.Load()
+	c := d.clock.Load()
+	if c == nil || c.blocks != n {
+		h, err := d.client.HeaderByNumber(context.Background(), nil)
+		if err != nil {
+			return now
+		}
+		c = &headTime{blocks: n, time: unixTime(h.Time)}
+		d.clock.Store(c)
 	}
-	if bt := time.Unix(int64(h.Time), 0); bt.After(now) {
-		return bt
+	if c.time.After(now) {
+		return c.time
 	}
 	return now
 }
@@ -222,7 +241,9 @@ func (d *DevChain) AdjustTime(dt time.Duration) error {
 	}
 	d.mineMu.Lock()
 	defer d.mineMu.Unlock()
-	if err := d.sim.AdjustTime(dt); err != nil {
+	err := d.sim.AdjustTime(dt)
+	d.blocks.Add(1)
+	if err != nil {
 		return fmt.Errorf("payment: adjust time: %w", err)
 	}
 	return nil
@@ -234,6 +255,7 @@ func (d *DevChain) mine() {
 	defer d.mineMu.Unlock()
 	if !d.isClosed() {
 		d.sim.Commit()
+		d.blocks.Add(1)
 	}
 }
 
@@ -257,6 +279,7 @@ func (b devBackend) SendTransaction(ctx context.Context, tx *types.Transaction) 
 		return err
 	}
 	b.dev.sim.Commit()
+	b.dev.blocks.Add(1)
 	return nil
 }
 
@@ -386,6 +409,7 @@ func (d *DevChain) relay(ctx context.Context, req rpcRequest) rpcResponse {
 		err = d.rpc.CallContext(ctx, &result, req.Method, args...)
 		if err == nil && !d.isClosed() {
 			d.sim.Commit()
+			d.blocks.Add(1)
 		}
 		d.mineMu.Unlock()
 	} else {
