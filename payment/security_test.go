@@ -310,3 +310,32 @@ func TestNoReturnToken(t *testing.T) {
 		t.Fatalf("OpenChannel beyond the balance = %v, want ErrReverted", err)
 	}
 }
+
+// TestHeldRecordV1: a best-voucher record written before the credit was
+// stored still loads, its voucher counted in full as it was then.
+func TestHeldRecordV1(t *testing.T) {
+	key := newKey(t)
+	d := voucher.NewDomain(big.NewInt(1337), common.Address{1})
+	v, err := voucher.Sign(key, d, common.Hash{2}, big.NewInt(500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &heldVoucher{v: v, credited: big.NewInt(200), ch: voucher.Channel{
+		ID: common.Hash{2}, Payer: addrOf(key), Payee: common.Address{3}, Deposit: big.NewInt(900), Expiry: time.Unix(1e9, 0),
+	}}
+	rec, err := h.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeHeld(common.Hash{2}, rec)
+	if err != nil || got.credited.Cmp(big.NewInt(200)) != 0 || !got.ch.Expiry.Equal(h.ch.Expiry) || got.ch.Deposit.Cmp(h.ch.Deposit) != 0 {
+		t.Fatalf("record round trip: %+v, %v", got, err)
+	}
+	old, err := decodeHeld(common.Hash{2}, rec[:heldRecordSizeV1])
+	if err != nil || old.credited.Cmp(big.NewInt(500)) != 0 {
+		t.Fatalf("v1 record: credited %v, %v; want the voucher's 500", old.credited, err)
+	}
+	if _, err := decodeHeld(common.Hash{2}, rec[:heldRecordSizeV1+1]); err == nil {
+		t.Fatal("a record of a wrong length loaded")
+	}
+}
