@@ -100,6 +100,18 @@
 // later: within that window a voucher it redeemed is still credited by
 // PaidBy. The payee loop reads events in one query per round since the
 // last; it rereads the held channels from the contract after a restart.
+// A channel whose lifetime is shorter than the payee's ExpiryMargin never
+// gets a voucher accepted: open channels well beyond it.
+//
+// # Faults
+//
+// Accept returns only once the voucher is synced to disk, so a crash
+// loses no voucher it acknowledged; concurrent Accepts on different
+// channels share fsyncs (group commit). A Payments reopened on the same
+// Space or Dir restores its best vouchers and credits, rereads their
+// channels from the contract and redeems those inside the margin. A failed
+// automatic redemption (no gas, chain unreachable) is retried until the
+// expiry.
 //
 // # Caller duties
 //
