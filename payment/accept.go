@@ -51,8 +51,10 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 	if err != nil {
 		return err
 	}
-	if v.Amount.Cmp(ch.Deposit) > 0 {
-		// The payer may have topped the channel up since we last looked.
+	if v.Amount.Cmp(ch.Deposit) > 0 || p.redeemedAmount(v.Channel) == nil {
+		// The payer may have topped the channel up since we last looked;
+		// or the channel comes from the store, and nothing says yet what
+		// was redeemed on it while this instance was down.
 		if ch, err = p.channelFacts(ctx, v.Channel, true); err != nil {
 			return err
 		}

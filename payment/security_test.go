@@ -97,6 +97,20 @@ func TestAcceptCountsOnlyAboveRedeemed(t *testing.T) {
 	if got := balance(t, fresh, fresh.Account()); got.Cmp(tokens(9)) != 0 {
 		t.Fatalf("payee balance %v, want %v", got, tokens(9))
 	}
+
+	// The first instance, down while the fresh one redeemed v9, restarts
+	// holding v8: a voucher for 10 adds 1, not 2.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first = openFunded(t, d, Config{Key: payeeKey, Dir: dir}, nil)
+	v10, _ := ch.Pay(tokens(1))
+	if err := first.Accept(ctx, v10); err != nil {
+		t.Fatal(err)
+	}
+	if got := first.PaidBy(payer.Account()); got.Cmp(tokens(9)) != 0 {
+		t.Fatalf("restarted instance: PaidBy %v, want 8 before and 1 new: %v", got, tokens(9))
+	}
 }
 
 // TestPayeeRedeemsBeforeExpiry: a payee that never calls Redeem is still
