@@ -95,6 +95,20 @@ func (gc *govCluster) waitProposal(id governance.ID) {
 	})
 }
 
+// waitVoters waits until every running node counts n voters on id, so
+// that advancing the test clock does not close the vote before a ballot
+// has travelled (in real time, CloseDelay covers that).
+func (gc *govCluster) waitVoters(id governance.ID, n int) {
+	gc.WaitFor("the ballots on every node", func() bool {
+		for _, node := range gc.Nodes() {
+			if r, _ := node.Governance().Result(context.Background(), id); r.Voters != n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (gc *govCluster) waitFinal(id governance.ID) []governance.Result {
 	var out []governance.Result
 	gc.WaitFor("the result final on every node", func() bool {
@@ -177,6 +191,7 @@ func TestLateBallotChangesNothing(t *testing.T) {
 	if err := gc.gov(0).Vote(ctx, id, governance.Against()); err != nil {
 		t.Fatal(err)
 	}
+	gc.waitVoters(id, 1)
 	gc.clock.Advance(2 * time.Minute)
 	before := gc.waitFinal(id)
 	if before[0].Passed {
@@ -429,6 +444,7 @@ func TestAdmitMember(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	gc.waitVoters(id, 2)
 	gc.clock.Advance(time.Hour + time.Second)
 	gc.waitFinal(id)
 	gc.WaitFor("three members everywhere", func() bool {
@@ -473,6 +489,7 @@ func TestDelegatedVote(t *testing.T) {
 	if err := gc.gov(1).Vote(ctx, id, governance.Against()); err != nil {
 		t.Fatal(err)
 	}
+	gc.waitVoters(id, 2)
 	gc.clock.Advance(time.Hour + time.Second)
 	for i, r := range gc.waitFinal(id) {
 		if r.Scores[0].Int64() != 2 || r.Scores[1].Int64() != 1 || !r.Passed {
@@ -518,6 +535,7 @@ func TestTokenElectorate(t *testing.T) {
 	if err := gc.gov(2).VoteAs(ctx, governance.KeySigner(holder), id, governance.Option(1), "from a wallet"); err != nil {
 		t.Fatal(err)
 	}
+	gc.waitVoters(id, 3)
 	gc.clock.Advance(time.Hour + time.Second)
 	for i, r := range gc.waitFinal(id) {
 		if r.Scores[0].Cmp(tokens(5)) != 0 || r.Scores[1].Cmp(tokens(7)) != 0 || r.Winner != 1 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
@@ -17,11 +18,16 @@ import (
 
 // Accept is the payee's side of a voucher: it checks that v is for this
 // chain and contract, names an existing channel that pays this account,
-// is signed by that channel's payer, raises the best amount held so far,
-// stays within the deposit and arrives at least Config.ExpiryMargin before
-// the expiry. It then keeps v, durably, as the channel's best voucher.
+// is signed by that channel's payer, raises both the best amount held so
+// far and the amount already redeemed on-chain, stays within the deposit
+// and arrives at least Config.ExpiryMargin before the expiry. It then
+// keeps v, durably, as the channel's best voucher, and credits the payer
+// (PaidBy) only with what v adds above both.
 // Refusals wrap ErrWrongDomain, ErrUnknownChannel, ErrNotPayee,
 // ErrBadSignature, ErrNotAboveBest, ErrAboveDeposit or ErrExpired.
+//
+// Concurrent Accepts on different channels run in parallel and share the
+// synced writes that make them durable (group commit).
 func (p *Payments) Accept(ctx context.Context, v Voucher) error {
 	if err := p.accept(ctx, v); err != nil {
 		p.stats.rejected.Add(1)
@@ -45,11 +51,16 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 	if err != nil {
 		return err
 	}
-	if v.Amount.Cmp(ch.Deposit) > 0 {
-		// The payer may have topped the channel up since we last looked.
+	if v.Amount.Cmp(ch.Deposit) > 0 || p.redeemedAmount(v.Channel) == nil {
+		// The payer may have topped the channel up since we last looked;
+		// or the channel comes from the store, and nothing says yet what
+		// was redeemed on it while this instance was down.
 		if ch, err = p.channelFacts(ctx, v.Channel, true); err != nil {
 			return err
 		}
+	}
+	if r := p.redeemedAmount(v.Channel); r != nil && v.Amount.Cmp(r) <= 0 {
+		return fmt.Errorf("voucher amount %v, already redeemed on-chain %v: %w", v.Amount, r, ErrNotAboveBest)
 	}
 	err = voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin)
 	if errors.Is(err, ErrExpired) {
@@ -62,13 +73,32 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 	if err != nil {
 		return err
 	}
-	p.acceptMu.Lock()
-	defer p.acceptMu.Unlock()
-	best := p.bestAmount(v.Channel)
-	if best != nil && v.Amount.Cmp(best) <= 0 {
-		return fmt.Errorf("voucher amount %v, already hold %v: %w", v.Amount, best, ErrNotAboveBest)
+
+	// One Accept at a time per channel decides and writes, so the stored
+	// best only ever rises; other channels' Accepts go on in parallel and
+	// their synced writes share fsyncs in Pebble's commit pipeline.
+	lock := p.channelLock(v.Channel)
+	lock.Lock()
+	defer lock.Unlock()
+	p.mu.Lock()
+	prev := p.best[v.Channel]
+	redeemed := p.redeemed[v.Channel]
+	p.mu.Unlock()
+	floor, credited := new(big.Int), new(big.Int)
+	if redeemed != nil {
+		floor.Set(redeemed)
 	}
-	h := &heldVoucher{v: v, ch: ch}
+	if prev != nil {
+		if prev.v.Amount.Cmp(floor) > 0 {
+			floor.Set(prev.v.Amount)
+		}
+		credited.Set(prev.credited)
+	}
+	if v.Amount.Cmp(floor) <= 0 {
+		return fmt.Errorf("voucher amount %v, already hold or redeemed %v: %w", v.Amount, floor, ErrNotAboveBest)
+	}
+	gain := new(big.Int).Sub(v.Amount, floor)
+	h := &heldVoucher{v: v, ch: ch, credited: credited.Add(credited, gain)}
 	rec, err := h.encode()
 	if err != nil {
 		return err
@@ -83,12 +113,42 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 		sum = new(big.Int)
 		p.paidBy[ch.Payer] = sum
 	}
-	sum.Add(sum, v.Amount)
-	if best != nil {
-		sum.Sub(sum, best)
-	}
+	sum.Add(sum, gain)
 	p.mu.Unlock()
+	p.startPayeeLoop()
 	return nil
+}
+
+// channelLock is the mutex that orders Accepts on one channel.
+func (p *Payments) channelLock(id common.Hash) *sync.Mutex {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.chanLocks[id]
+	if l == nil {
+		l = new(sync.Mutex)
+		p.chanLocks[id] = l
+	}
+	return l
+}
+
+// redeemedAmount is the amount known to be redeemed on-chain on channel,
+// or nil when not known yet.
+func (p *Payments) redeemedAmount(channel common.Hash) *big.Int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.redeemed[channel]
+}
+
+// noteRedeemed raises the known on-chain redeemed amount of channel.
+func (p *Payments) noteRedeemed(channel common.Hash, amount *big.Int) {
+	if amount == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.redeemed[channel]; r == nil || amount.Cmp(r) > 0 {
+		p.redeemed[channel] = new(big.Int).Set(amount)
+	}
 }
 
 // Best returns the best voucher held on channel as its payee.
@@ -102,8 +162,11 @@ func (p *Payments) Best(channel common.Hash) (Voucher, bool) {
 	return h.v, true
 }
 
-// PaidBy is the sum of the best vouchers held from payer across its
-// channels to this account.
+// PaidBy is what payer has paid this account through the vouchers it
+// accepted, across the payer's channels to it: on each channel, what the
+// accepted vouchers added above the amount already redeemed on-chain when
+// they arrived. A voucher that a previous instance with the same key (or
+// an instance that lost its directory) already redeemed counts nothing.
 func (p *Payments) PaidBy(payer common.Address) *big.Int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -137,6 +200,7 @@ func (p *Payments) Redeem(ctx context.Context, channel common.Hash) (common.Hash
 	if err != nil {
 		return common.Hash{}, fmt.Errorf("payment: redeem %s: %w", channel, err)
 	}
+	p.noteRedeemed(channel, ch.Redeemed)
 	if h.v.Amount.Cmp(ch.Redeemed) <= 0 {
 		return common.Hash{}, fmt.Errorf("payment: redeem %s: best %v, redeemed %v: %w", channel, h.v.Amount, ch.Redeemed, ErrNothingToRedeem)
 	}
@@ -144,6 +208,7 @@ func (p *Payments) Redeem(ctx context.Context, channel common.Hash) (common.Hash
 	if err != nil {
 		return common.Hash{}, fmt.Errorf("payment: redeem %s: %w", channel, err)
 	}
+	p.noteRedeemed(channel, h.v.Amount)
 	p.stats.redeemed.Add(1)
 	return tx, nil
 }
@@ -164,7 +229,12 @@ type ChannelState struct {
 	Payee    common.Address
 	Deposit  *big.Int
 	Redeemed *big.Int
-	Expiry   time.Time
+	// Expiry is ExpiryUnix as a time, saturated at a date billions of
+	// years away for the largest values (2^64-1 is "never").
+	Expiry time.Time
+	// ExpiryUnix is the expiry exactly as the contract holds it, in Unix
+	// seconds.
+	ExpiryUnix uint64
 }
 
 // ChannelState reads channel from the contract; an unknown channel is
@@ -192,12 +262,13 @@ func (p *Payments) channelState(ctx context.Context, id common.Hash) (ChannelSta
 	}
 	return ChannelState{
 		ID: id, Payer: out.Payer, Payee: out.Payee, Deposit: out.Deposit, Redeemed: out.Redeemed,
-		Expiry: time.Unix(int64(out.Expiry), 0),
+		Expiry: unixTime(out.Expiry), ExpiryUnix: out.Expiry,
 	}, nil
 }
 
 // channelFacts returns what Accept needs to know about a channel, from
-// the cache unless refresh or unknown.
+// the cache unless refresh or unknown. A read from the chain also updates
+// the known redeemed amount.
 func (p *Payments) channelFacts(ctx context.Context, id common.Hash, refresh bool) (voucher.Channel, error) {
 	if !refresh {
 		p.mu.Lock()
@@ -215,11 +286,21 @@ func (p *Payments) channelFacts(ctx context.Context, id common.Hash, refresh boo
 	p.mu.Lock()
 	p.known[id] = ch
 	p.mu.Unlock()
+	p.noteRedeemed(id, s.Redeemed)
+	if ch.Payee == p.account {
+		// From now on, keep the redeemed amount current from the events.
+		p.startPayeeLoop()
+	}
 	return ch, nil
 }
 
-// Best-voucher record: voucher(Size) payer(20) payee(20) deposit(32) expiry(8).
-const heldRecordSize = voucher.Size + 20 + 20 + 32 + 8
+// Best-voucher record: voucher(Size) payer(20) payee(20) deposit(32)
+// expiry(8) credited(32). Records written before credited existed end
+// after the expiry; their voucher counted in full.
+const (
+	heldRecordSizeV1 = voucher.Size + 20 + 20 + 32 + 8
+	heldRecordSize   = heldRecordSizeV1 + 32
+)
 
 func bestKey(id common.Hash) []byte { return append([]byte("best/"), id[:]...) }
 
@@ -233,11 +314,14 @@ func (h *heldVoucher) encode() ([]byte, error) {
 	var dep [32]byte
 	h.ch.Deposit.FillBytes(dep[:])
 	b = append(b, dep[:]...)
-	return binary.BigEndian.AppendUint64(b, uint64(h.ch.Expiry.Unix())), nil
+	b = binary.BigEndian.AppendUint64(b, unixSeconds(h.ch.Expiry))
+	var credited [32]byte
+	h.credited.FillBytes(credited[:])
+	return append(b, credited[:]...), nil
 }
 
 func decodeHeld(id common.Hash, b []byte) (*heldVoucher, error) {
-	if len(b) != heldRecordSize {
+	if len(b) != heldRecordSize && len(b) != heldRecordSizeV1 {
 		return nil, fmt.Errorf("voucher record %s: %d bytes", id, len(b))
 	}
 	v, err := ParseVoucher(b[:voucher.Size])
@@ -248,12 +332,16 @@ func decodeHeld(id common.Hash, b []byte) (*heldVoucher, error) {
 		return nil, fmt.Errorf("voucher record %s holds channel %s", id, v.Channel)
 	}
 	r := b[voucher.Size:]
-	return &heldVoucher{v: v, ch: voucher.Channel{
+	credited := new(big.Int).Set(v.Amount)
+	if len(b) == heldRecordSize {
+		credited.SetBytes(r[80:112])
+	}
+	return &heldVoucher{v: v, credited: credited, ch: voucher.Channel{
 		ID:      id,
 		Payer:   common.BytesToAddress(r[0:20]),
 		Payee:   common.BytesToAddress(r[20:40]),
 		Deposit: new(big.Int).SetBytes(r[40:72]),
-		Expiry:  time.Unix(int64(binary.BigEndian.Uint64(r[72:80])), 0),
+		Expiry:  unixTime(binary.BigEndian.Uint64(r[72:80])),
 	}}, nil
 }
 
@@ -288,7 +376,7 @@ func (p *Payments) restore() error {
 					sum = new(big.Int)
 					p.paidBy[h.ch.Payer] = sum
 				}
-				sum.Add(sum, h.v.Amount)
+				sum.Add(sum, h.credited)
 			} else {
 				c, err := p.decodePayerRecord(id, val)
 				if err != nil {

@@ -113,7 +113,35 @@ func revertError(err error) error {
 		}
 		return fmt.Errorf("channels contract refused (%T): %w", v, ErrReverted)
 	}
-	return err
+	// Revert data of no contract here: a string reason or a custom error
+	// of another token (require(balance >= value, "...") in USDT-style
+	// tokens, for one). Still a revert.
+	return fmt.Errorf("%w: %w", err, ErrReverted)
+}
+
+// maxUnixSeconds is the latest Unix second time.Unix represents without
+// overflow in every use here (t.Unix() round-trips, Add does not wrap):
+// far beyond any real expiry, yet on-chain uint64 values above it exist
+// (an expiry of 2^64-1 means "never").
+const maxUnixSeconds = 1 << 62
+
+// unixTime decodes an on-chain uint64 timestamp, saturating at
+// maxUnixSeconds instead of wrapping negative.
+func unixTime(sec uint64) time.Time {
+	if sec > maxUnixSeconds {
+		sec = maxUnixSeconds
+	}
+	return time.Unix(int64(sec), 0)
+}
+
+// unixSeconds encodes t as an on-chain uint64 timestamp; times before 1970
+// are 0.
+func unixSeconds(t time.Time) uint64 {
+	s := t.Unix()
+	if s < 0 {
+		return 0
+	}
+	return uint64(s)
 }
 
 // answered reports whether err came back from the endpoint (a JSON-RPC

@@ -59,7 +59,7 @@ func (p *Payments) OpenChannel(ctx context.Context, payee common.Address, deposi
 	if _, err := p.send(ctx, p.token, tokenABI.PackApprove(p.cfg.Channels, deposit)); err != nil {
 		return nil, fmt.Errorf("payment: open channel: approve: %w", err)
 	}
-	r, err := p.send(ctx, p.channels, channelsABI.PackOpen(payee, deposit, uint64(expiry.Unix())))
+	r, err := p.send(ctx, p.channels, channelsABI.PackOpen(payee, deposit, unixSeconds(expiry)))
 	if err != nil {
 		return nil, fmt.Errorf("payment: open channel to %s: %w", payee, err)
 	}
@@ -192,7 +192,7 @@ func (c *Channel) TopUp(ctx context.Context, amount *big.Int, ttl time.Duration)
 			return fmt.Errorf("payment: top up: approve: %w", err)
 		}
 	}
-	if _, err := c.p.send(ctx, c.p.channels, channelsABI.PackTopUp(c.id, amount, uint64(expiry.Unix()))); err != nil {
+	if _, err := c.p.send(ctx, c.p.channels, channelsABI.PackTopUp(c.id, amount, unixSeconds(expiry))); err != nil {
 		return fmt.Errorf("payment: top up channel %s: %w", c.id, err)
 	}
 	c.mu.Lock()
@@ -231,7 +231,7 @@ func (c *Channel) persistLocked() error {
 	b := make([]byte, payerRecordSize, payerRecordSize+voucher.Size)
 	copy(b[0:20], c.payee[:])
 	c.deposit.FillBytes(b[20:52])
-	binary.BigEndian.PutUint64(b[52:60], uint64(c.expiry.Unix()))
+	binary.BigEndian.PutUint64(b[52:60], unixSeconds(c.expiry))
 	c.paid.FillBytes(b[60:92])
 	if c.last != nil {
 		var err error
@@ -251,7 +251,7 @@ func (p *Payments) decodePayerRecord(id common.Hash, b []byte) (*Channel, error)
 		id:      id,
 		payee:   common.BytesToAddress(b[0:20]),
 		deposit: new(big.Int).SetBytes(b[20:52]),
-		expiry:  time.Unix(int64(binary.BigEndian.Uint64(b[52:60])), 0),
+		expiry:  unixTime(binary.BigEndian.Uint64(b[52:60])),
 		paid:    new(big.Int).SetBytes(b[60:92]),
 	}
 	if len(b) > payerRecordSize {

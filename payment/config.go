@@ -13,6 +13,12 @@ import (
 	"github.com/dpaas/dpaas/internal/kv"
 )
 
+// DefaultExpiryMargin is Config.ExpiryMargin's default: ten minutes
+// before a channel's expiry the payee stops accepting vouchers on it and
+// redeems what it holds, leaving ten minutes for the transaction to be
+// mined (and retried) even on a slow public chain.
+const DefaultExpiryMargin = 10 * time.Minute
+
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
 	// RPCURL is an Ethereum JSON-RPC endpoint (http, https, ws or ipc).
@@ -42,9 +48,14 @@ type Config struct {
 	// PollInterval is how often receipts and logs are polled. 0 means 1s
 	// on an RPC endpoint and 5ms on an in-process DevChain.
 	PollInterval time.Duration
-	// ExpiryMargin: a payee refuses vouchers on a channel that expires
-	// within this margin, to keep time to redeem them. 0 means 1 minute;
-	// negative means none.
+	// ExpiryMargin is the payee's safety margin before a channel's
+	// expiry. Inside it, Accept refuses new vouchers on the channel
+	// (ErrExpired), and the Payments redeems the best voucher it holds on
+	// the channel on its own, retrying failures until the expiry, so a
+	// payee that never calls Redeem is still paid. A payer's Meter does not
+	// pay through a channel inside its own margin either. 0 means
+	// DefaultExpiryMargin; negative means none: vouchers are accepted
+	// until the expiry and nothing is redeemed automatically.
 	ExpiryMargin time.Duration
 	// AutoPayLimit is, for a payer, the most it pays any one payee in total
 	// when that payee's Meter asks for it (see Meter). Nil or zero means
@@ -53,6 +64,10 @@ type Config struct {
 	// Now is the clock for expiries. Nil means the DevChain's clock with
 	// Dev, and time.Now otherwise.
 	Now func() time.Time
+	// Dir is where a Payments used without a Space (outside a dapp Node)
+	// keeps its private Pebble database. Empty means in memory: held
+	// vouchers and channels are then lost on Close. Ignored with Space.
+	Dir string
 
 	// The fields below are filled in by the dapp Node.
 
@@ -60,7 +75,7 @@ type Config struct {
 	// fresh random key (useful only for tests and demos).
 	Key *ecdsa.PrivateKey
 	// Space persists the payee's best vouchers and the payer's channels so
-	// they survive restarts. Nil means a private in-memory database.
+	// they survive restarts. Nil means a private database in Dir.
 	Space *kv.Space
 	// Host carries the metering protocol. Nil means no metering.
 	Host host.Host
@@ -82,7 +97,7 @@ func (c *Config) ensureDefaults() {
 		}
 	}
 	if c.ExpiryMargin == 0 {
-		c.ExpiryMargin = time.Minute
+		c.ExpiryMargin = DefaultExpiryMargin
 	} else if c.ExpiryMargin < 0 {
 		c.ExpiryMargin = 0
 	}

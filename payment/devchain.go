@@ -92,6 +92,12 @@ type DevChain struct {
 	local  sync.Map // common.Address -> struct{}
 	warned atomic.Bool
 
+	// blocks counts the blocks sealed through this DevChain, and clock
+	// caches the head's timestamp for the count it was read at, so Now
+	// (called by every Accept) reads the chain only after a new block.
+	blocks atomic.Uint64
+	clock  atomic.Pointer[headTime]
+
 	mu       sync.Mutex
 	closed   bool
 	servers  []*http.Server
@@ -458,16 +464,28 @@ func (d *DevChain) warnUnseen(log *slog.Logger, to common.Address) {
 		"to", to, "chainID", d.chainID)
 }
 
+// headTime is the head block's timestamp after a number of sealed blocks.
+type headTime struct {
+	blocks uint64
+	time   time.Time
+}
+
 // Now is the dev chain's clock: the later of the wall clock and the
 // newest block's timestamp, which AdjustTime moves forward.
 func (d *DevChain) Now() time.Time {
 	now := time.Now()
-	h, err := d.client.HeaderByNumber(context.Background(), nil)
-	if err != nil {
-		return now
+	n := d.blocks.Load()
+	c := d.clock.Load()
+	if c == nil || c.blocks != n {
+		h, err := d.client.HeaderByNumber(context.Background(), nil)
+		if err != nil {
+			return now
+		}
+		c = &headTime{blocks: n, time: unixTime(h.Time)}
+		d.clock.Store(c)
 	}
-	if bt := time.Unix(int64(h.Time), 0); bt.After(now) {
-		return bt
+	if c.time.After(now) {
+		return c.time
 	}
 	return now
 }
@@ -481,7 +499,9 @@ func (d *DevChain) AdjustTime(dt time.Duration) error {
 	}
 	d.mineMu.Lock()
 	defer d.mineMu.Unlock()
-	if err := d.beacon.AdjustTime(dt); err != nil {
+	err := d.beacon.AdjustTime(dt)
+	d.blocks.Add(1)
+	if err != nil {
 		return fmt.Errorf("payment: adjust time: %w", err)
 	}
 	return d.syncDir()
@@ -502,6 +522,7 @@ func (d *DevChain) mine() {
 // killed.
 func (d *DevChain) seal() {
 	d.beacon.Commit()
+	d.blocks.Add(1)
 	if err := d.syncDir(); err != nil {
 		d.log.Error("payment: dev chain: sync to disk", "dir", d.dir, "err", err)
 	}

@@ -59,12 +59,44 @@
 // The payer deposits once (OpenChannel), then signs cumulative EIP-712
 // vouchers off-chain (Channel.Pay): each says "this channel owes its payee
 // A in total". The payee checks each one (Accept: signature, channel,
-// payee, amount above the best held, within the deposit, before the
-// expiry) and keeps only the best, durably. Before the expiry the payee
-// redeems it on-chain (Redeem) and is paid the increase over what was
-// redeemed; after the expiry the payer takes back the rest (Reclaim).
-// Replay is impossible across channels (the channel ID is signed),
-// contracts and chains (the EIP-712 domain names both).
+// payee, amount above both the best held and what was already redeemed
+// on-chain, within the deposit, before the expiry margin) and keeps only
+// the best, durably (Config.Space, or Config.Dir for a Payments used
+// alone). A voucher is worth only what it adds above what was redeemed:
+// PaidBy credits nothing for a voucher some earlier instance with the same
+// key already cashed. Before the expiry the payee redeems the best voucher
+// on-chain (Redeem, or on its own, see below) and is paid the increase
+// over what was redeemed; after the expiry the payer takes back the rest
+// (Reclaim). Replay is impossible across channels (the channel ID is
+// signed), contracts and chains (the EIP-712 domain names both).
+//
+// # Redeeming before the expiry
+//
+// From the first channel it is paid through, a Payments follows the
+// Channels contract's events (Redeemed to its account, ToppedUp on the
+// channels it holds vouchers on), polling every Config.PollInterval (at
+// least 20ms), so the redeemed amount, deposit and expiry it checks
+// vouchers against stay current even when another instance with the same
+// key redeems. When a channel enters its last Config.ExpiryMargin
+// (DefaultExpiryMargin, ten minutes, unless set), Accept refuses new
+// vouchers on it (ErrExpired) and the Payments redeems the best voucher
+// it holds, retrying failures with exponential backoff (up to 30s) until
+// the expiry. It reports each step: an INFO log and Stats.AutoRedeemed for
+// a redemption, a WARN log and Stats.AutoRedeemFailed per failed attempt,
+// an ERROR log and Stats.RedeemMissed for a channel that expired with
+// value unredeemed (the process was down through the whole margin, for
+// instance); Collector exports them. A negative ExpiryMargin turns both
+// the refusal and the automatic redemption off.
+//
+// # Contracts and tokens
+//
+// Channels moves tokens with the safe-transfer pattern (a low-level call
+// that accepts either no return data or a true), so tokens whose transfer
+// and transferFrom return nothing (USDT and other early ERC-20s) work as
+// well as standard ones. Expiries are uint64 Unix seconds on-chain; the
+// largest (2^64-1, "never") reads as a date billions of years away
+// (ChannelState.ExpiryUnix keeps the exact value), never as a negative
+// time.
 //
 // # Usage
 //
@@ -92,7 +124,24 @@
 // limit. A peer's Ethereum account is derived from its libp2p identity
 // (PeerAccount), which is the same secp256k1 key.
 //
+// # Limits
+//
+// A redemption by another instance with the same key is seen one poll
+// later: within that window a voucher it redeemed is still credited by
+// PaidBy. The payee loop reads events in one query per round since the
+// last; it rereads the held channels from the contract after a restart.
+// A channel whose lifetime is shorter than the payee's ExpiryMargin never
+// gets a voucher accepted: open channels well beyond it.
+//
 // # Faults
+//
+// Accept returns only once the voucher is synced to disk, so a crash
+// loses no voucher it acknowledged; concurrent Accepts on different
+// channels share fsyncs (group commit). A Payments reopened on the same
+// Space or Dir restores its best vouchers and credits, rereads their
+// channels from the contract and redeems those inside the margin. A failed
+// automatic redemption (no gas, chain unreachable) is retried until the
+// expiry.
 //
 //   - An RPCURL where nothing answers: Open fails with ErrChainUnreachable
 //     ("cannot reach chain at URL"), not with a missing contract.
@@ -114,8 +163,10 @@
 // # Caller duties
 //
 //  1. Fund the account with gas (and tokens) before sending transactions.
-//  2. Redeem held vouchers before their channel expires: Accept refuses
-//     vouchers within Config.ExpiryMargin of the expiry, to leave time.
+//  2. Keep the Payments running (and its account funded with gas) during
+//     the last Config.ExpiryMargin before each expiry of a channel it holds
+//     vouchers on, or Redeem them yourself: a voucher not redeemed by the
+//     expiry is lost to the payer's Reclaim.
 //  3. Open a channel to a provider before its meter asks for payment, and
 //     set an automatic payment limit, or the provider stops serving.
 //  4. Close the Payments; it does not close a shared DevChain or the

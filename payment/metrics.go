@@ -23,6 +23,9 @@ var statsDescs = []struct {
 	{prometheus.NewDesc("dpaas_payment_meter_requests_total", "Payment requests answered as a payer.", nil, nil), func(s Stats) uint64 { return s.MeterRequests }},
 	{prometheus.NewDesc("dpaas_payment_meter_refused_total", "Payment requests refused as a payer.", nil, nil), func(s Stats) uint64 { return s.MeterRefused }},
 	{prometheus.NewDesc("dpaas_payment_bad_requests_total", "Malformed metering messages received.", nil, nil), func(s Stats) uint64 { return s.BadRequests }},
+	{prometheus.NewDesc("dpaas_payment_auto_redeemed_total", "Held vouchers redeemed automatically before their channel's expiry.", nil, nil), func(s Stats) uint64 { return s.AutoRedeemed }},
+	{prometheus.NewDesc("dpaas_payment_auto_redeem_failures_total", "Failed automatic redemption attempts (retried until the expiry).", nil, nil), func(s Stats) uint64 { return s.AutoRedeemFailed }},
+	{prometheus.NewDesc("dpaas_payment_redeem_missed_total", "Channels that expired holding a voucher above what was redeemed.", nil, nil), func(s Stats) uint64 { return s.RedeemMissed }},
 }
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -521,8 +521,8 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 7 {
-		t.Fatalf("gathered %d metric families, want 7", len(mfs))
+	if len(mfs) != 10 {
+		t.Fatalf("gathered %d metric families, want 10", len(mfs))
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == "dpaas_payment_transfers_total" {

@@ -50,14 +50,14 @@ type Payments struct {
 	// txMu orders nonce assignment: one transaction signed and sent at a
 	// time from this account.
 	txMu sync.Mutex
-	// acceptMu orders the compare-and-store step of Accept so that two
-	// concurrent vouchers on a channel cannot both win.
-	acceptMu sync.Mutex
 
 	mu        sync.Mutex
 	best      map[common.Hash]*heldVoucher    // payee: best voucher per channel
 	known     map[common.Hash]voucher.Channel // payee: channel facts read from the chain
-	paidBy    map[common.Address]*big.Int     // payee: sum of best amounts per payer
+	redeemed  map[common.Hash]*big.Int        // payee: amount redeemed on-chain, as last seen
+	chanLocks map[common.Hash]*sync.Mutex     // payee: orders Accepts per channel
+	paidBy    map[common.Address]*big.Int     // payee: value credited per payer (see PaidBy)
+	loopOn    bool                            // payee: the payee loop (redeemer.go) runs
 	payerChan map[common.Hash]*Channel        // payer: our channels
 	owed      map[common.Address]*big.Int     // payee: metered charges per payer
 	autoLimit map[common.Address]*big.Int     // payer: per-payee auto-pay limits
@@ -71,15 +71,19 @@ type Payments struct {
 }
 
 // heldVoucher is a payee's best voucher on a channel with the channel's
-// facts, as persisted.
+// facts, as persisted, and the value credited to the payer for the
+// channel: what the accepted vouchers added above the on-chain redeemed
+// amount when each arrived.
 type heldVoucher struct {
-	v  voucher.Voucher
-	ch voucher.Channel
+	v        voucher.Voucher
+	ch       voucher.Channel
+	credited *big.Int
 }
 
 type counters struct {
 	accepted, rejected, redeemed, transfers  atomic.Uint64
 	meterRequests, meterRefused, badRequests atomic.Uint64
+	autoRedeemed, autoRedeemFailed, missed   atomic.Uint64
 }
 
 // Stats counts what a Payments did since Open.
@@ -91,6 +95,9 @@ type Stats struct {
 	MeterRequests    uint64 // payment requests answered as a payer
 	MeterRefused     uint64 // payment requests refused as a payer
 	BadRequests      uint64 // malformed metering messages received
+	AutoRedeemed     uint64 // redemptions the payee loop sent before an expiry (also in Redeemed)
+	AutoRedeemFailed uint64 // failed attempts of the payee loop to redeem (retried)
+	RedeemMissed     uint64 // channels that expired holding a voucher above what was redeemed
 }
 
 // Stats returns the counters.
@@ -103,6 +110,9 @@ func (p *Payments) Stats() Stats {
 		MeterRequests:    p.stats.meterRequests.Load(),
 		MeterRefused:     p.stats.meterRefused.Load(),
 		BadRequests:      p.stats.badRequests.Load(),
+		AutoRedeemed:     p.stats.autoRedeemed.Load(),
+		AutoRedeemFailed: p.stats.autoRedeemFailed.Load(),
+		RedeemMissed:     p.stats.missed.Load(),
 	}
 }
 
@@ -120,6 +130,8 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 		key:       cfg.Key,
 		best:      make(map[common.Hash]*heldVoucher),
 		known:     make(map[common.Hash]voucher.Channel),
+		redeemed:  make(map[common.Hash]*big.Int),
+		chanLocks: make(map[common.Hash]*sync.Mutex),
 		paidBy:    make(map[common.Address]*big.Int),
 		payerChan: make(map[common.Hash]*Channel),
 		owed:      make(map[common.Address]*big.Int),
@@ -171,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 
 	p.space = cfg.Space
 	if p.space == nil {
-		if p.ownDB, err = kv.Open("", nil); err != nil {
+		if p.ownDB, err = kv.Open(cfg.Dir, nil); err != nil {
 			return nil, fmt.Errorf("payment: open: %w", err)
 		}
 		if p.space, err = p.ownDB.Space("payment"); err != nil {
@@ -183,6 +195,9 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	}
 	if cfg.Host != nil {
 		p.meters = newMeterService(p)
+	}
+	if len(p.best) > 0 {
+		p.startPayeeLoop()
 	}
 	return p, nil
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+/// The two ERC-20 calls Channels makes. Channels never relies on their
+/// return value being present (see _tokenCall), so tokens that return
+/// nothing (USDT and other early ERC-20s) work too.
 interface IERC20 {
     function transfer(address to, uint256 value) external returns (bool);
     function transferFrom(address from, address to, uint256 value) external returns (bool);
@@ -96,7 +99,7 @@ contract Channels {
         if (_signer(id, amount, signature) != c.payer) revert BadSignature(id);
         uint256 paid = amount - c.redeemed;
         c.redeemed = amount;
-        if (!token.transfer(c.payee, paid)) revert TokenTransferFailed();
+        _tokenCall(abi.encodeCall(IERC20.transfer, (c.payee, paid)));
         emit Redeemed(id, c.payee, amount, paid);
     }
 
@@ -108,7 +111,7 @@ contract Channels {
         if (block.timestamp < c.expiry) revert NotExpired(id, c.expiry);
         uint256 refund = c.deposit - c.redeemed;
         c.deposit = c.redeemed;
-        if (refund > 0 && !token.transfer(c.payer, refund)) revert TokenTransferFailed();
+        if (refund > 0) _tokenCall(abi.encodeCall(IERC20.transfer, (c.payer, refund)));
         emit Reclaimed(id, c.payer, refund);
     }
 
@@ -130,6 +133,23 @@ contract Channels {
     }
 
     function _pull(address from, uint256 amount) private {
-        if (!token.transferFrom(from, address(this), amount)) revert TokenTransferFailed();
+        _tokenCall(abi.encodeCall(IERC20.transferFrom, (from, address(this), amount)));
+    }
+
+    /// @dev The safe-transfer pattern: call the token at a low level and
+    /// accept either no return data (tokens that return nothing) or an
+    /// ABI-encoded true; anything else, or a token address without code,
+    /// is TokenTransferFailed. A revert of the token is passed on as is, so
+    /// its reason (InsufficientBalance...) reaches the caller.
+    function _tokenCall(bytes memory data) private {
+        address t = address(token);
+        if (t.code.length == 0) revert TokenTransferFailed();
+        (bool ok, bytes memory ret) = t.call(data);
+        if (!ok) {
+            assembly {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (ret.length != 0 && (ret.length != 32 || abi.decode(ret, (uint256)) != 1)) revert TokenTransferFailed();
     }
 }

@@ -1,5 +1,6 @@
-// compile.js compiles the Solidity sources of this directory with the
-// pinned solc from node_modules (see package.json) and prints solc's
+// compile.js compiles the Solidity sources of a directory (this one, or
+// the one named by its argument) with the pinned solc from node_modules
+// (see package.json) and prints solc's
 // "combined JSON" (abi, bin, bin-runtime per contract) on stdout, the input
 // abigen --combined-json expects. Used by gen.sh and by the bytecode test.
 "use strict";
@@ -7,7 +8,7 @@ const fs = require("fs");
 const path = require("path");
 const solc = require("solc");
 
-const dir = __dirname;
+const dir = process.argv[2] ? path.resolve(process.argv[2]) : __dirname;
 const sources = {};
 for (const name of fs.readdirSync(dir).filter((f) => f.endsWith(".sol")).sort()) {
   sources[name] = { content: fs.readFileSync(path.join(dir, name), "utf8") };

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/dpaas/dpaas/payment/internal/testtoken"
 )
 
 // TestBindingsMatchSources compiles the Solidity sources with the pinned
@@ -24,24 +26,34 @@ func TestBindingsMatchSources(t *testing.T) {
 		}
 		t.Skipf("solc unavailable (%v): run `npm ci` in payment/contracts to enable", err)
 	}
-	out, err := exec.Command(node, "compile.js").Output()
-	if err != nil {
-		t.Fatalf("node compile.js: %v", err)
-	}
-	var compiled struct {
+	type compiledContracts struct {
 		Contracts map[string]struct {
 			ABI json.RawMessage `json:"abi"`
 			Bin string          `json:"bin"`
 		}
 	}
-	if err := json.Unmarshal(out, &compiled); err != nil {
-		t.Fatal(err)
+	compile := func(dir string) compiledContracts {
+		out, err := exec.Command(node, "compile.js", dir).Output()
+		if err != nil {
+			t.Fatalf("node compile.js %s: %v", dir, err)
+		}
+		var c compiledContracts
+		if err := json.Unmarshal(out, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
+	compiled := compile(".")
+	test := compile("../internal/testtoken")
 	for name, md := range map[string]struct{ abi, bin string }{
-		"Token.sol:Token":       {TokenMetaData.ABI, TokenMetaData.Bin},
-		"Channels.sol:Channels": {ChannelsMetaData.ABI, ChannelsMetaData.Bin},
+		"Token.sol:Token":                 {TokenMetaData.ABI, TokenMetaData.Bin},
+		"Channels.sol:Channels":           {ChannelsMetaData.ABI, ChannelsMetaData.Bin},
+		"NoReturnToken.sol:NoReturnToken": {testtoken.NoReturnTokenMetaData.ABI, testtoken.NoReturnTokenMetaData.Bin},
 	} {
 		c, ok := compiled.Contracts[name]
+		if !ok {
+			c, ok = test.Contracts[name]
+		}
 		if !ok {
 			t.Fatalf("compile.js produced no %s", name)
 		}

@@ -1,0 +1,172 @@
+package payment
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+)
+
+// TestEthersInterop checks the dev chain, the contracts and the vouchers
+// against an independent client, ethers v6 (pinned in
+// testdata/ethers/package.json), over the dev chain's JSON-RPC: standard
+// ERC-20 calls and transactions (EIP-1559 and legacy), the EIP-712 domain
+// and digest, ethers' signTypedData giving byte for byte the SDK's voucher
+// signature, and the SDK accepting and redeeming a voucher ethers signed.
+// It runs `npm ci` in testdata/ethers when node_modules is missing. Without
+// node or npm, or when npm ci fails, it skips, unless CI=true makes that a
+// failure.
+func TestEthersInterop(t *testing.T) {
+	dir := filepath.Join("testdata", "ethers")
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		unavailable("ethers interop check needs node (%v); install node and npm to run it", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethers", "package.json")); err != nil {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			unavailable("ethers interop check needs npm to install ethers (%v)", err)
+		}
+		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			unavailable("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	}
+
+	d := newDev(t)
+	ctx := testCtx(t)
+	url, err := d.Serve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payerKey := newKey(t)
+	payer := openFunded(t, d, Config{Key: payerKey}, tokens(100))
+	payee := openFunded(t, d, Config{}, nil)
+	ch, err := payer.OpenChannel(ctx, payee.Account(), tokens(10), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVoucher, err := ch.Pay(tokens(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := common.Address{0x42}
+	facts := map[string]any{
+		"url":            url,
+		"chainId":        d.ChainID().Uint64(),
+		"token":          d.Token(),
+		"channels":       d.Channels(),
+		"payerKey":       hexutil.Encode(crypto.FromECDSA(payerKey)),
+		"holder":         payer.Account(),
+		"to":             to,
+		"amount":         "1000",
+		"channel":        ch.ID(),
+		"voucherAmount":  tokens(2).String(),
+		"voucherAmount2": tokens(3).String(),
+		"goSignature":    hexutil.Encode(goVoucher.Signature),
+	}
+	in, err := json.Marshal(facts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, node, "check.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DPAAS_CHECK="+string(in))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node check.js: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Name, Symbol, TotalSupply, BalanceBefore, BalanceAfter, Allowance string
+		Decimals, TransferStatus, TransferType, ApproveType               int
+		TransferLogs                                                      []struct{ From, To, Value string }
+		Signature, Signature2, Digest, ContractDigest                     string
+		DomainSeparator, ContractDomainSeparator, RecoveredFromGo, Payer  string
+	}
+	if err := json.Unmarshal(stdout, &got); err != nil {
+		t.Fatalf("check.js output %q: %v", stdout, err)
+	}
+	t.Logf("ethers saw: %s", stdout)
+
+	// ERC-20 through a standard ABI.
+	if got.Name != "dpaas dev token" || got.Symbol != "DPT" || got.Decimals != 18 {
+		t.Errorf("name %q symbol %q decimals %d", got.Name, got.Symbol, got.Decimals)
+	}
+	if got.BalanceBefore != tokens(90).String() {
+		t.Errorf("ethers balanceOf before = %s, want %v", got.BalanceBefore, tokens(90))
+	}
+	want := new(big.Int).Sub(tokens(90), big.NewInt(1000))
+	if got.BalanceAfter != want.String() || balance(t, payer, payer.Account()).Cmp(want) != 0 {
+		t.Errorf("after ethers' transfer: ethers says %s, SDK says %v, want %v", got.BalanceAfter, balance(t, payer, payer.Account()), want)
+	}
+	if b := balance(t, payer, to); b.Cmp(big.NewInt(1000)) != 0 {
+		t.Errorf("recipient of ethers' transfer holds %v, want 1000", b)
+	}
+	if got.TransferStatus != 1 || got.TransferType != 2 || got.ApproveType != 0 {
+		t.Errorf("transfer status %d type %d, approve type %d; want 1, 2 (EIP-1559), 0 (legacy)", got.TransferStatus, got.TransferType, got.ApproveType)
+	}
+	if len(got.TransferLogs) != 1 || !strings.EqualFold(got.TransferLogs[0].From, payer.Account().Hex()) ||
+		!strings.EqualFold(got.TransferLogs[0].To, to.Hex()) || got.TransferLogs[0].Value != "1000" {
+		t.Errorf("Transfer events decoded by ethers: %+v", got.TransferLogs)
+	}
+	allowance, err := bind.Call(payer.token, nil, tokenABI.PackAllowance(payer.Account(), d.Channels()), tokenABI.UnpackAllowance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Allowance != "12345" || allowance.Cmp(big.NewInt(12345)) != 0 {
+		t.Errorf("allowance after ethers' approve: ethers %s, SDK %v, want 12345", got.Allowance, allowance)
+	}
+
+	// EIP-712: same domain, digest and signature.
+	if !strings.EqualFold(got.DomainSeparator, payer.domain.Separator().Hex()) ||
+		!strings.EqualFold(got.ContractDomainSeparator, payer.domain.Separator().Hex()) {
+		t.Errorf("domain separator: ethers %s, contract via ethers %s, SDK %s", got.DomainSeparator, got.ContractDomainSeparator, payer.domain.Separator())
+	}
+	digest := payer.domain.Digest(ch.ID(), tokens(2))
+	if !strings.EqualFold(got.Digest, digest.Hex()) || !strings.EqualFold(got.ContractDigest, digest.Hex()) {
+		t.Errorf("voucher digest: ethers %s, contract %s, SDK %s", got.Digest, got.ContractDigest, digest)
+	}
+	if want := "0x" + hex.EncodeToString(goVoucher.Signature); got.Signature != want {
+		t.Errorf("ethers signTypedData = %s, SDK voucher signature %s", got.Signature, want)
+	}
+	if !strings.EqualFold(got.RecoveredFromGo, payer.Account().Hex()) {
+		t.Errorf("ethers verifyTypedData of the SDK's voucher = %s, want the payer %s", got.RecoveredFromGo, payer.Account())
+	}
+
+	// The SDK accepts and redeems a voucher ethers signed.
+	sig, err := hexutil.Decode(got.Signature2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Voucher{ChainID: d.ChainID(), Contract: d.Channels(), Channel: ch.ID(), Amount: tokens(3), Signature: sig}
+	if err := payee.Accept(ctx, v); err != nil {
+		t.Fatalf("Accept of an ethers-signed voucher: %v", err)
+	}
+	if _, err := payee.Redeem(ctx, ch.ID()); err != nil {
+		t.Fatalf("Redeem of an ethers-signed voucher: %v", err)
+	}
+	if b := balance(t, payee, payee.Account()); b.Cmp(tokens(3)) != 0 {
+		t.Errorf("payee holds %v after redeeming the ethers voucher, want %v", b, tokens(3))
+	}
+}
