@@ -172,4 +172,3 @@ func BenchmarkDevChainTransfer(b *testing.B) {
 		})
 	}
 }
-
