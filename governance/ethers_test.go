@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/dpaas/dpaas/internal/ethtest"
 	"github.com/dpaas/dpaas/internal/govmsg"
 )
 
@@ -73,7 +74,7 @@ func typeName(m govmsg.Message) string {
 // them it skips, unless CI=true.
 func TestEthersCheck(t *testing.T) {
 	dir := filepath.Join("testdata", "ethers")
-	node := ethersReady(t, dir)
+	node := ethtest.Node(t, dir)
 	key, _ := crypto.GenerateKey()
 	who := crypto.PubkeyToAddress(key.PublicKey)
 	msgs := []govmsg.Message{
@@ -126,32 +127,4 @@ func TestEthersCheck(t *testing.T) {
 			t.Errorf("%T: ethers' signature does not verify in the SDK: %v", msgs[i], err)
 		}
 	}
-}
-
-// ethersReady returns node's path once ethers is installed in dir.
-func ethersReady(t *testing.T, dir string) string {
-	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("the ethers check needs node (%v); install node and npm to run it", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethers")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			unavailable("the ethers check needs npm to install ethers (%v)", err)
-		}
-		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			unavailable("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	}
-	return node
 }

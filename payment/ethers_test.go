@@ -16,6 +16,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/dpaas/dpaas/internal/ethtest"
 )
 
 // TestEthersInterop checks the dev chain, the contracts and the vouchers
@@ -29,28 +31,7 @@ import (
 // failure.
 func TestEthersInterop(t *testing.T) {
 	dir := filepath.Join("testdata", "ethers")
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("ethers interop check needs node (%v); install node and npm to run it", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethers", "package.json")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			unavailable("ethers interop check needs npm to install ethers (%v)", err)
-		}
-		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			unavailable("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	}
+	node := ethtest.Node(t, dir)
 
 	d := newDev(t)
 	ctx := testCtx(t)
