@@ -20,7 +20,7 @@ func BenchmarkValidateBallot(b *testing.B) {
 	ballot := &govmsg.Ballot{Proposal: common.Hash{3}, Voter: crypto.PubkeyToAddress(key.PublicKey), Choice: []uint32{1}, Time: 1_800_000_000_000, Reason: "cheaper rides"}
 	td, _ := json.Marshal(ballot.TypedData(d))
 	sig, _ := govmsg.Sign(key, ballot.Digest(d))
-	raw, _ := json.Marshal(record{Typed: string(td), Sig: sig})
+	raw, _ := json.Marshal(record{Typed: td, Sig: sig})
 	id := ballot.Digest(d).Hex()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -120,7 +120,7 @@ func (g *Governance) signClosing(ctx context.Context, id common.Hash, res tally.
 	if ballots == nil {
 		ballots = []common.Hash{}
 	}
-	rec := record{Typed: string(td), Sig: sig, Closer: g.self.Hex(), Ballots: ballots}
+	rec := record{Typed: td, Sig: sig, Closer: g.self.Hex(), Ballots: ballots}
 	docID := closingDocID(c, g.self)
 	raw, _ := json.Marshal(rec)
 	if _, err := decodeRecord(g.domain, ClosingsCollection, docID, raw); err != nil {

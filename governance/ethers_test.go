@@ -49,7 +49,7 @@ func TestEthersVectors(t *testing.T) {
 		}
 		coll := map[string]string{"*govmsg.Ballot": BallotsCollection, "*govmsg.Proposal": ProposalsCollection,
 			"*govmsg.Delegation": DelegationsCollection}[typeName(m)]
-		rec, _ := json.Marshal(record{Typed: string(v.TypedData), Sig: v.Signature})
+		rec, _ := json.Marshal(record{Typed: v.TypedData, Sig: v.Signature})
 		if _, err := decodeRecord(vectorDomain, coll, v.Digest.Hex(), rec); err != nil {
 			t.Fatalf("vector %d (%s) refused: %v", i, coll, err)
 		}

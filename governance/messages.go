@@ -40,10 +40,10 @@ const (
 
 // record is a message as a store document.
 type record struct {
-	Typed   string        `json:"typed"` // the typed data JSON, as signed
-	Sig     hexutil.Bytes `json:"sig"`
-	Closer  string        `json:"closer,omitempty"`
-	Ballots []common.Hash `json:"ballots,omitempty"`
+	Typed   json.RawMessage `json:"typed"` // the typed data, as a wallet signs it
+	Sig     hexutil.Bytes   `json:"sig"`
+	Closer  string          `json:"closer,omitempty"`
+	Ballots []common.Hash   `json:"ballots,omitempty"`
 }
 
 func closingDocID(c *govmsg.Closing, closer common.Address) string {
@@ -58,11 +58,7 @@ func validators(d govmsg.Domain) map[string]store.Validator {
 			if w.Kind != "put" {
 				return fmt.Errorf("%w: %s on %s: governance messages never change", ErrInvalid, w.Kind, coll)
 			}
-			raw, err := json.Marshal(w.Fields)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
-			_, err = decodeRecord(d, coll, w.ID, raw)
+			_, err := decodeFields(d, coll, w.ID, w.Fields)
 			return err
 		}
 	}
@@ -86,11 +82,37 @@ type decoded struct {
 // collection's type, in domain d, signed by the account it names, under
 // its own ID, within the limits.
 func decodeRecord(d govmsg.Domain, coll, id string, raw json.RawMessage) (decoded, error) {
-	var rec record
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
 		return decoded{}, fmt.Errorf("%w: %s document: %v", ErrInvalid, coll, err)
 	}
-	msg, err := govmsg.ParseTypedData([]byte(rec.Typed), d)
+	return decodeFields(d, coll, id, fields)
+}
+
+// decodeFields is decodeRecord on a document already split into fields,
+// as a store validator sees it.
+func decodeFields(d govmsg.Domain, coll, id string, fields map[string]json.RawMessage) (decoded, error) {
+	var rec record
+	rec.Typed = fields["typed"]
+	if err := json.Unmarshal(fields["sig"], &rec.Sig); err != nil {
+		return decoded{}, fmt.Errorf("%w: %s document: signature: %v", ErrInvalid, coll, err)
+	}
+	for name, v := range fields {
+		var err error
+		switch name {
+		case "typed", "sig":
+		case "closer":
+			err = json.Unmarshal(v, &rec.Closer)
+		case "ballots":
+			err = json.Unmarshal(v, &rec.Ballots)
+		default:
+			err = fmt.Errorf("unknown field %.40q", name)
+		}
+		if err != nil {
+			return decoded{}, fmt.Errorf("%w: %s document: %v", ErrInvalid, coll, err)
+		}
+	}
+	msg, err := govmsg.ParseTypedData(rec.Typed, d)
 	if err != nil {
 		return decoded{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -289,7 +289,7 @@ func (g *Governance) submit(ctx context.Context, s Signer, m govmsg.Message, col
 }
 
 func (g *Governance) store(ctx context.Context, coll string, digest common.Hash, td, sig []byte) (common.Hash, error) {
-	rec := record{Typed: string(td), Sig: sig}
+	rec := record{Typed: td, Sig: sig}
 	raw, _ := json.Marshal(rec)
 	if _, err := decodeRecord(g.domain, coll, digest.Hex(), raw); err != nil {
 		g.metrics.refused.WithLabelValues("local").Inc()

@@ -46,23 +46,28 @@ func fields(encoded string) map[string][]Field {
 // "Proposal", "Delegation", "Closing"), EIP712Domain included: the "types"
 // member of the typed data a wallet signs.
 func Types(primary string) (map[string][]Field, error) {
-	var encoded string
-	switch primary {
-	case "Ballot":
-		encoded = ballotType
-	case "Proposal":
-		encoded = proposalType
-	case "Delegation":
-		encoded = delegationType
-	case "Closing":
-		encoded = closingType
-	default:
+	types, ok := typesOf[primary]
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown primary type %.40q", ErrMalformed, primary)
 	}
-	types := fields(encoded)
-	types["EIP712Domain"] = fields(domainType)["EIP712Domain"]
-	return types, nil
+	out := make(map[string][]Field, len(types))
+	for name, fs := range types {
+		out[name] = slices.Clone(fs)
+	}
+	return out, nil
 }
+
+// typesOf holds each primary type's types, parsed once.
+var typesOf = func() map[string]map[string][]Field {
+	out := map[string]map[string][]Field{}
+	for primary, encoded := range map[string]string{"Ballot": ballotType, "Proposal": proposalType,
+		"Delegation": delegationType, "Closing": closingType} {
+		types := fields(encoded)
+		types["EIP712Domain"] = fields(domainType)["EIP712Domain"]
+		out[primary] = types
+	}
+	return out
+}()
 
 // TypedData is the JSON a wallet signs with eth_signTypedData_v4.
 type TypedData struct {
@@ -262,14 +267,19 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 	if err := strictUnmarshal(data, &td); err != nil {
 		return nil, fmt.Errorf("%w: typed data: %v", ErrMalformed, err)
 	}
-	want, err := Types(td.PrimaryType)
-	if err != nil {
-		return nil, err
+	want, ok := typesOf[td.PrimaryType]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown primary type %.40q", ErrMalformed, td.PrimaryType)
 	}
 	if !sameTypes(td.Types, want) {
 		return nil, fmt.Errorf("%w: the types of %s are not this DApp's", ErrMalformed, td.PrimaryType)
 	}
 	if err := checkDomain(td.Domain, d); err != nil {
+		return nil, err
+	}
+	// Exactly the type's members: one missing would hash as its zero
+	// value, which the signer never saw; one unknown was never signed.
+	if err := exactMembers(td.Message, want[td.PrimaryType]); err != nil {
 		return nil, err
 	}
 	var msg Message
@@ -315,30 +325,19 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 		}
 		msg = &Closing{Proposal: j.Proposal, Root: j.Root}
 	}
-	// Every member present: a message that omitted one would hash as its
-	// zero value, which the signer never saw.
-	if err := allMembers(td.Message, want[td.PrimaryType]); err != nil {
-		return nil, err
-	}
 	return msg, nil
 }
 
+// strictUnmarshal is json.Unmarshal that also refuses invalid UTF-8
+// (which json.Unmarshal would replace) and more than one value.
 func strictUnmarshal(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("invalid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("data after the JSON value")
-	}
-	return nil
+	return json.Unmarshal(data, v)
 }
 
-func allMembers(msg json.RawMessage, want []Field) error {
+func exactMembers(msg json.RawMessage, want []Field) error {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &members); err != nil {
 		return fmt.Errorf("%w: message: %v", ErrMalformed, err)
@@ -347,6 +346,9 @@ func allMembers(msg json.RawMessage, want []Field) error {
 		if v, ok := members[f.Name]; !ok || string(v) == "null" {
 			return fmt.Errorf("%w: message lacks %q", ErrMalformed, f.Name)
 		}
+	}
+	if len(members) != len(want) {
+		return fmt.Errorf("%w: message has members its type does not name", ErrMalformed)
 	}
 	return nil
 }
