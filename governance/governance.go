@@ -204,7 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 		domain: domain(cfg.AppID, cfg.Genesis),
 		self:   crypto.PubkeyToAddress(cfg.Key.PublicKey),
 		genesis: govern.Genesis{
-			Members:           govern.Sorted(cfg.Genesis.Members),
+			Members:           govern.Sorted(slices.Clone(cfg.Genesis.Members)),
 			Params:            cfg.Genesis.Params,
 			ProposalThreshold: cfg.Genesis.ProposalThreshold,
 		},
@@ -228,7 +228,7 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 		},
 	}
 	if cfg.Genesis.Closers != nil {
-		g.genesis.Closers = govern.Sorted(cfg.Genesis.Closers)
+		g.genesis.Closers = govern.Sorted(slices.Clone(cfg.Genesis.Closers))
 	}
 	for coll, v := range validators(g.domain) {
 		cfg.Store.Collection(coll).SetValidator(v)

@@ -184,6 +184,7 @@ func Evaluate(g Genesis, in Input) State {
 	if g.Closers != nil {
 		g.Closers = Sorted(g.Closers)
 	}
+	// Membership changes in the order they take effect (append keeps it).
 	st := State{Outcomes: make(map[common.Hash]*Outcome, len(in.Proposals)), Params: maps.Clone(g.Params)}
 	if st.Params == nil {
 		st.Params = map[string]json.RawMessage{}
@@ -263,6 +264,9 @@ func parseAddress(s string) (common.Address, bool) {
 // membersAt returns the members at time t: genesis, then every change
 // that took effect at or before t, in order.
 func membersAt(genesis []common.Address, changes []membership, t uint64) []common.Address {
+	if !slices.ContainsFunc(changes, func(c membership) bool { return c.at <= t }) {
+		return genesis // sorted; callers do not modify it
+	}
 	set := map[common.Address]bool{}
 	for _, m := range genesis {
 		set[m] = true
@@ -489,8 +493,16 @@ func certify(closers []common.Address, closings []*Closing) *Certificate {
 	return best
 }
 
-// Sorted returns addrs sorted ascending without duplicates.
+// Sorted returns addrs sorted ascending without duplicates: addrs itself
+// when it already is.
 func Sorted(addrs []common.Address) []common.Address {
+	strictly := true
+	for i := 1; i < len(addrs) && strictly; i++ {
+		strictly = cmpAddress(addrs[i-1], addrs[i]) < 0
+	}
+	if strictly {
+		return addrs
+	}
 	out := slices.Clone(addrs)
 	slices.SortFunc(out, cmpAddress)
 	return slices.Compact(out)
