@@ -147,7 +147,10 @@ func (s *Store) runApplier() {
 				}
 			}
 		case rr := <-s.remote:
+			s.applyInbox() // deltas queued earlier may be rr's parents
 			rr.done <- s.applyRemote(rr.in)
+		case <-s.inbox.ready:
+			s.applyInbox()
 		case f := <-s.control:
 			f()
 		case <-tick.C:
@@ -1093,8 +1096,8 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 		delete(s.future, x.id)
 		missing := cid.Undef
 		for _, p := range x.d.Parents {
-			if done[p] {
-				continue
+			if _, head := s.heads[p]; head || done[p] {
+				continue // a head is applied: no lookup (the usual parent of a pushed delta)
 			}
 			k, err := s.known(p)
 			if err != nil {

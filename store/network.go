@@ -261,7 +261,11 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
 		return err
 	}
-	res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
+	x := &incoming{d: d, id: id, block: msg.Delta, from: m.From}
+	if n.s.offerRemote(x) {
+		return nil // valid whatever the applier finds: it applies it with others (inbox.go)
+	}
+	res, err := n.s.applyRemoteWait([]*incoming{x}, n.ctx.Done())
 	if err != nil {
 		return pubsub.ErrIgnore // closing: neither accept nor blame
 	}

@@ -132,6 +132,7 @@ type Store struct {
 
 	writes   chan *writeReq
 	remote   chan *remoteReq
+	inbox    remoteInbox // verified pushed deltas, applied in groups (inbox.go)
 	control  chan func()
 	synced   chan *committed
 	syncDone chan struct{} // one per durable commit synced
@@ -233,6 +234,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		clock:      hlc.New(cfg.Clock),
 		writes:     make(chan *writeReq, 1024),
 		remote:     make(chan *remoteReq, 16),
+		inbox:      remoteInbox{ready: make(chan struct{}, 1)},
 		control:    make(chan func()),
 		synced:     make(chan *committed, 1024),
 		syncDone:   make(chan struct{}, 1024),
