@@ -46,6 +46,7 @@ type userOp struct {
 type writeReq struct {
 	ops  []userOp
 	done chan error
+	own  chan *committed // a commit this write may wait for itself (ack.go)
 	err  error
 	// the one document ops touch, read by the writer before queueing
 	// (usable if nothing wrote it since the commit numbered preAt)
@@ -79,6 +80,7 @@ type committed struct {
 	blocks  [][]byte
 	changes []Change
 	err     error
+	owned   *ownedCommit // set when the one writer may wait itself (ack.go)
 }
 
 func (s *Store) runApplier() {
@@ -172,16 +174,22 @@ func (s *Store) runSyncer() {
 	defer s.wg.Done()
 	for c := range s.synced {
 		err := c.err
+		answered := false
 		if c.batch != nil {
 			if c.durable {
-				if serr := c.batch.SyncWait(); serr != nil && err == nil {
-					err = s.stopWrites(serr)
+				var serr error
+				serr, answered = s.syncWait(c)
+				if err == nil {
+					err = serr
 				}
 				s.syncDone <- struct{}{}
 			}
 			c.batch.Close()
 		}
 		for _, r := range c.reqs {
+			if answered {
+				break
+			}
 			if r.err != nil {
 				r.done <- r.err
 			} else {
@@ -205,7 +213,7 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 	if s.closed.Load() {
 		return s.errClosed(op)
 	}
-	req := &writeReq{ops: ops, done: make(chan error, 1)}
+	req := &writeReq{ops: ops, done: make(chan error, 1), own: make(chan *committed, 1)}
 	s.prefetchFor(req)
 	select {
 	case s.writes <- req:
@@ -217,6 +225,11 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 	select {
 	case err := <-req.done:
 		return err
+	case c := <-req.own:
+		if err, ok := s.waitOwn(c); ok {
+			return err
+		}
+		return <-req.done // the syncer claimed the commit: it answers
 	case <-ctx.Done():
 		return fmt.Errorf("store: %s: %w", op, ctx.Err())
 	case <-s.stopped:
@@ -701,7 +714,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	s.committed()
 	s.created.Add(uint64(len(blocks)))
 	s.publishSnapshot()
-	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
+	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes})
 	return true
 }
 
@@ -777,7 +790,7 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 	s.committed()
 	s.created.Add(1)
 	s.publishSnapshot()
-	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err}
+	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err})
 	return true
 }
 
