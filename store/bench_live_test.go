@@ -49,9 +49,12 @@ func BenchmarkPutSequentialLive(b *testing.B) {
 	disk := (before + diskSyncRate(b, probe, time.Second)) / 2
 	b.ReportMetric(disk, "disk-syncs/s")
 	b.ReportMetric(100*rate/disk, "%disk")
-	var applied uint64
+	var applied, catchUps uint64
 	for _, r := range reps[1:] {
-		applied += r.s.Stats().DeltasApplied
+		st := r.s.Stats()
+		applied += st.DeltasApplied
+		catchUps += st.CatchUps
 	}
+	b.ReportMetric(float64(catchUps)/2, "catch-ups/replica")
 	b.ReportMetric(float64(applied)/float64(2*b.N), "applied/put")
 }

@@ -59,8 +59,10 @@
 // from the replica's own writers; one that a validator guards waits for
 // the validator's verdict. Every replica gossips its
 // version vector (highest sequence number per author) every
-// Config.AnnounceInterval. A replica that learns it is behind, receives a
-// delta whose parents it lacks, or connects to a peer, opens a catch-up
+// Config.AnnounceInterval. A replica that learns it is behind (it still
+// lacks what a peer announced the time before: what the peer announces
+// now may be on its way), holds a delta whose parents have not arrived
+// within a fifth of a second, or connects to a peer, opens a catch-up
 // stream (ProtocolID) to that peer and receives every delta it lacks in
 // one stream, in causal order, verified on all cores and applied in large
 // batches; an interrupted catch-up resumes from what was applied. Progress

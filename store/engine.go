@@ -159,6 +159,7 @@ func (s *Store) runApplier() {
 			if len(s.future) > 0 {
 				s.releaseFuture()
 			}
+			s.askForOrphans()
 		}
 	}
 }

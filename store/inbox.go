@@ -98,12 +98,32 @@ func (s *Store) applyInbox() {
 	if res.waiting == 0 || len(s.pending) == 0 {
 		return
 	}
+	// A parent is usually missing only because it is still being
+	// verified on another of GossipSub's validation goroutines, and will
+	// be here in a moment: ask the sender for a catch-up only if the
+	// delta still waits at the applier's next tick (askForOrphans).
+	for _, x := range in {
+		if s.pending[x.id] == x && len(s.orphans) < maxInbox {
+			s.orphans = append(s.orphans, x)
+		}
+	}
+}
+
+// askForOrphans runs on the applier's tick: for each delta from the inbox
+// that still waits for a parent, it asks the peer that pushed it for a
+// catch-up.
+func (s *Store) askForOrphans() {
+	if len(s.orphans) == 0 {
+		return
+	}
+	orphans := s.orphans
+	s.orphans = nil
 	n := s.net.Load()
 	if n == nil {
 		return
 	}
 	asked := make(map[peer.ID]bool)
-	for _, x := range in {
+	for _, x := range orphans {
 		if s.pending[x.id] == x && !asked[x.from] {
 			asked[x.from] = true
 			n.wantSync(x.from)

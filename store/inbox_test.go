@@ -155,3 +155,31 @@ func TestPushedDeltaWithMissingParentFetched(t *testing.T) {
 		t.Fatal("replicas differ")
 	}
 }
+
+// TestAnnouncedLagFetched: deltas a peer holds but never pushed (here:
+// another author's, which it received while this replica was away) are
+// found through the peer's announcements and fetched.
+func TestAnnouncedLagFetched(t *testing.T) {
+	ctx := context.Background()
+	gen, err := Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	for i := range 3 {
+		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocks := newBlocks(t, gen, gen.Author(), 0)
+	src := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
+	dst := startReplica(t, Config{AnnounceInterval: time.Hour})
+	deliver(t, src.s, blocks[:1])
+	connect(t, dst, src)
+	eventually(t, 10*time.Second, "catch-up on connecting", func() bool { return dst.s.Versions()[gen.Author()] == 1 })
+	deliver(t, src.s, blocks[1:])
+	eventually(t, 10*time.Second, "announced deltas not fetched", func() bool { return dst.s.Versions()[gen.Author()] == 3 })
+	if digest(t, dst.s) != digest(t, gen) {
+		t.Fatal("replicas differ")
+	}
+}

@@ -83,10 +83,11 @@ type network struct {
 	want chan peer.ID
 	out  chan []byte // durable local deltas to push
 
-	mu       sync.Mutex
-	queued   map[peer.ID]bool
-	handlers sync.WaitGroup
-	closed   bool
+	mu        sync.Mutex
+	queued    map[peer.ID]bool
+	announced map[peer.ID][]storesync.Version // each peer's last announcement (lag.go)
+	handlers  sync.WaitGroup
+	closed    bool
 }
 
 func startNetwork(ctx context.Context, s *Store) error {
@@ -102,6 +103,7 @@ func startNetwork(ctx context.Context, s *Store) error {
 	n := &network{
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
+		announced: make(map[peer.ID][]storesync.Version),
 	}
 	unvalidate, err := topic.SetValidator(n.validate)
 	if err != nil {
@@ -220,7 +222,7 @@ func (n *network) receive() {
 			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
 			continue
 		}
-		if msg.Announce != nil && n.behind(msg.Announce.Versions) {
+		if msg.Announce != nil && n.behindAnnounced(m.From, msg.Announce.Versions) {
 			n.wantSync(m.From)
 		}
 		// deltas were applied by validate, before GossipSub forwarded them

@@ -161,6 +161,7 @@ type Store struct {
 	pending    map[cid.Cid]*incoming // waiting for parents
 	waiters    map[cid.Cid][]cid.Cid // missing parent → children
 	future     map[cid.Cid]*incoming // stamped too far ahead
+	orphans    []*incoming           // from the inbox, waiting for a parent since the last tick (inbox.go)
 
 	snap atomic.Pointer[snapshot] // what readers and the network see
 
