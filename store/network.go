@@ -248,7 +248,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 	// A delta already here (often: one that a catch-up brought first) was
 	// checked when it came; hashing it is much cheaper than recovering its
 	// signer again.
-	if id, err := delta.CID(msg.Delta); err == nil {
+	if id, err := delta.CID(msg.Delta); err == nil && !n.s.surelyNew(msg.Delta) {
 		if ok, err := n.s.space.Has(cidKey(tBlock, id)); err == nil && ok {
 			n.s.dups.Add(1)
 			return nil
