@@ -86,7 +86,9 @@
 // A write is acknowledged only once durable; a replica killed at any point
 // reopens with every acknowledged write. A write whose context ends after
 // the store took it may still be committed: only a nil error says whether
-// it is durable. Deltas applied from peers are committed without a sync of
+// it is durable. A lone write waits for its own fsync once its commit is
+// on its way to the disk, and returns when the fsync does even if its
+// context ends meanwhile: the disk bounds that wait, not the context. Deltas applied from peers are committed without a sync of
 // their own: they are durable at their author, they become durable here
 // with the next synced write (writes reach the disk in order), and a
 // replica killed before that reopens without them and fetches them again

@@ -225,7 +225,8 @@ func (n *network) receive() {
 		if msg.Announce != nil && n.behindAnnounced(m.From, msg.Announce.Versions) {
 			n.wantSync(m.From)
 		}
-		// deltas were applied by validate, before GossipSub forwarded them
+		// deltas were verified by validate, before GossipSub forwarded
+		// them, and applied there or queued for the applier (inbox.go)
 	}
 }
 
