@@ -75,7 +75,7 @@ func benchPutSequential(b *testing.B, s *Store) float64 {
 	c := s.Collection("rides")
 	ctx := context.Background()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	for i := range b.N {
 		if err := c.Put(ctx, fmt.Sprintf("r%09d", i), doc(i)); err != nil {
 			b.Fatal(err)
@@ -83,6 +83,7 @@ func benchPutSequential(b *testing.B, s *Store) float64 {
 	}
 	rate := float64(b.N) / time.Since(start).Seconds()
 	b.ReportMetric(rate, "puts/s")
+	reportCPU(b, cpu, b.N)
 	return rate
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,7 +47,8 @@ func runChild() bool {
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
-	for w := range 4 {
+	writers, _ := strconv.Atoi(os.Getenv(crashDirEnv + "_WRITERS"))
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -68,15 +70,23 @@ func runChild() bool {
 
 // TestKilledWriterKeepsAcknowledgedWrites kills a writing process with
 // SIGKILL and checks that every write it acknowledged survives, and that
-// the reopened replica continues its own chain.
+// the reopened replica continues its own chain. With four writers, they
+// share commits; with one, the writer waits for each commit's fsync
+// itself (ack.go).
 func TestKilledWriterKeepsAcknowledgedWrites(t *testing.T) {
+	for _, writers := range []int{4, 1} {
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) { killedWriter(t, writers) })
+	}
+}
+
+func killedWriter(t *testing.T, writers int) {
 	dir := t.TempDir()
 	key, err := crypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashDirEnv+"_KEY="+fmt.Sprintf("%x", crypto.FromECDSA(key)))
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashDirEnv+"_KEY="+fmt.Sprintf("%x", crypto.FromECDSA(key)), crashDirEnv+"_WRITERS="+strconv.Itoa(writers))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ type userOp struct {
 type writeReq struct {
 	ops  []userOp
 	done chan error
+	own  chan *committed // a commit this write may wait for itself (ack.go)
 	err  error
 	// the one document ops touch, read by the writer before queueing
 	// (usable if nothing wrote it since the commit numbered preAt)
@@ -79,6 +80,7 @@ type committed struct {
 	blocks  [][]byte
 	changes []Change
 	err     error
+	owned   *ownedCommit // set when the one writer may wait itself (ack.go)
 }
 
 func (s *Store) runApplier() {
@@ -147,13 +149,17 @@ func (s *Store) runApplier() {
 				}
 			}
 		case rr := <-s.remote:
+			s.applyInbox() // deltas queued earlier may be rr's parents
 			rr.done <- s.applyRemote(rr.in)
+		case <-s.inbox.ready:
+			s.applyInbox()
 		case f := <-s.control:
 			f()
 		case <-tick.C:
 			if len(s.future) > 0 {
 				s.releaseFuture()
 			}
+			s.askForOrphans()
 		}
 	}
 }
@@ -169,16 +175,22 @@ func (s *Store) runSyncer() {
 	defer s.wg.Done()
 	for c := range s.synced {
 		err := c.err
+		answered := false
 		if c.batch != nil {
 			if c.durable {
-				if serr := c.batch.SyncWait(); serr != nil && err == nil {
-					err = s.stopWrites(serr)
+				var serr error
+				serr, answered = s.syncWait(c)
+				if err == nil {
+					err = serr
 				}
 				s.syncDone <- struct{}{}
 			}
 			c.batch.Close()
 		}
 		for _, r := range c.reqs {
+			if answered {
+				break
+			}
 			if r.err != nil {
 				r.done <- r.err
 			} else {
@@ -202,7 +214,7 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 	if s.closed.Load() {
 		return s.errClosed(op)
 	}
-	req := &writeReq{ops: ops, done: make(chan error, 1)}
+	req := &writeReq{ops: ops, done: make(chan error, 1), own: make(chan *committed, 1)}
 	s.prefetchFor(req)
 	select {
 	case s.writes <- req:
@@ -214,6 +226,11 @@ func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
 	select {
 	case err := <-req.done:
 		return err
+	case c := <-req.own:
+		if err, ok := s.waitOwn(c); ok {
+			return err
+		}
+		return <-req.done // the syncer claimed the commit: it answers
 	case <-ctx.Done():
 		return fmt.Errorf("store: %s: %w", op, ctx.Err())
 	case <-s.stopped:
@@ -698,7 +715,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	s.committed()
 	s.created.Add(uint64(len(blocks)))
 	s.publishSnapshot()
-	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes}
+	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes})
 	return true
 }
 
@@ -774,7 +791,7 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 	s.committed()
 	s.created.Add(1)
 	s.publishSnapshot()
-	s.synced <- &committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err}
+	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err})
 	return true
 }
 
@@ -1093,8 +1110,8 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 		delete(s.future, x.id)
 		missing := cid.Undef
 		for _, p := range x.d.Parents {
-			if done[p] {
-				continue
+			if _, head := s.heads[p]; head || done[p] {
+				continue // a head is applied: no lookup (the usual parent of a pushed delta)
 			}
 			k, err := s.known(p)
 			if err != nil {

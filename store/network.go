@@ -83,10 +83,11 @@ type network struct {
 	want chan peer.ID
 	out  chan []byte // durable local deltas to push
 
-	mu       sync.Mutex
-	queued   map[peer.ID]bool
-	handlers sync.WaitGroup
-	closed   bool
+	mu        sync.Mutex
+	queued    map[peer.ID]bool
+	announced map[peer.ID][]storesync.Version // each peer's last announcement (lag.go)
+	handlers  sync.WaitGroup
+	closed    bool
 }
 
 func startNetwork(ctx context.Context, s *Store) error {
@@ -102,6 +103,7 @@ func startNetwork(ctx context.Context, s *Store) error {
 	n := &network{
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
+		announced: make(map[peer.ID][]storesync.Version),
 	}
 	unvalidate, err := topic.SetValidator(n.validate)
 	if err != nil {
@@ -220,10 +222,11 @@ func (n *network) receive() {
 			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
 			continue
 		}
-		if msg.Announce != nil && n.behind(msg.Announce.Versions) {
+		if msg.Announce != nil && n.behindAnnounced(m.From, msg.Announce.Versions) {
 			n.wantSync(m.From)
 		}
-		// deltas were applied by validate, before GossipSub forwarded them
+		// deltas were verified by validate, before GossipSub forwarded
+		// them, and applied there or queued for the applier (inbox.go)
 	}
 }
 
@@ -246,7 +249,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 	// A delta already here (often: one that a catch-up brought first) was
 	// checked when it came; hashing it is much cheaper than recovering its
 	// signer again.
-	if id, err := delta.CID(msg.Delta); err == nil {
+	if id, err := delta.CID(msg.Delta); err == nil && !n.s.surelyNew(msg.Delta) {
 		if ok, err := n.s.space.Has(cidKey(tBlock, id)); err == nil && ok {
 			n.s.dups.Add(1)
 			return nil
@@ -261,7 +264,11 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
 		return err
 	}
-	res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
+	x := &incoming{d: d, id: id, block: msg.Delta, from: m.From}
+	if n.s.offerRemote(x) {
+		return nil // valid whatever the applier finds: it applies it with others (inbox.go)
+	}
+	res, err := n.s.applyRemoteWait([]*incoming{x}, n.ctx.Done())
 	if err != nil {
 		return pubsub.ErrIgnore // closing: neither accept nor blame
 	}

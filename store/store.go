@@ -132,6 +132,7 @@ type Store struct {
 
 	writes   chan *writeReq
 	remote   chan *remoteReq
+	inbox    remoteInbox // verified pushed deltas, applied in groups (inbox.go)
 	control  chan func()
 	synced   chan *committed
 	syncDone chan struct{} // one per durable commit synced
@@ -160,6 +161,7 @@ type Store struct {
 	pending    map[cid.Cid]*incoming // waiting for parents
 	waiters    map[cid.Cid][]cid.Cid // missing parent → children
 	future     map[cid.Cid]*incoming // stamped too far ahead
+	orphans    []*incoming           // from the inbox, waiting for a parent since the last tick (inbox.go)
 
 	snap atomic.Pointer[snapshot] // what readers and the network see
 
@@ -233,6 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		clock:      hlc.New(cfg.Clock),
 		writes:     make(chan *writeReq, 1024),
 		remote:     make(chan *remoteReq, 16),
+		inbox:      remoteInbox{ready: make(chan struct{}, 1)},
 		control:    make(chan func()),
 		synced:     make(chan *committed, 1024),
 		syncDone:   make(chan struct{}, 1024),

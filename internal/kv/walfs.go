@@ -180,7 +180,11 @@ func (f *logFile) writeOut() error {
 	if !f.held {
 		return nil
 	}
-	if !f.plain && f.perSync < bulkSync {
+	// Zeroing pays only for a sync soon after: bytes written out
+	// because flushAt of them gathered without one (a replica that only
+	// applies its peers' deltas, which it never syncs) are not zeroed
+	// ahead, which would write them twice.
+	if !f.plain && f.perSync < bulkSync && f.off-f.synced < flushAt {
 		f.zeroAhead(f.written, f.off)
 	}
 	n := len(f.buf)

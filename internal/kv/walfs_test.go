@@ -123,3 +123,48 @@ func TestLogFileWriteErrorReported(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestLogFileUnsyncedNotZeroedAhead: a log written without syncs (a
+// replica that only applies its peers' deltas, committed without a sync)
+// writes its bytes once, without zeroing the file ahead of them; once
+// syncs come, zeroing ahead resumes.
+func TestLogFileUnsyncedNotZeroedAhead(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "000001.log")
+	f, err := logFS{FS: vfs.Default}.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lf := f.(*logFile)
+	if lf.direct == nil {
+		t.Skip("the filesystem refuses O_DIRECT")
+	}
+	rec := bytes.Repeat([]byte{7}, 1000)
+	var want []byte
+	for len(want) < 3*zeroChunk {
+		if _, err := f.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rec...)
+	}
+	st, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > alignUp(int64(len(want))) {
+		t.Fatalf("%d bytes written without a sync, the file is %d bytes: zeroed ahead", len(want), st.Size())
+	}
+	for range 8 { // small synced writes, as durable commits make
+		if _, err := f.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rec...)
+		if err := f.SyncData(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkLog(t, name, want, false, true)
+	if st, err = os.Stat(name); err != nil || st.Size() < int64(len(want))+zeroChunk/2 {
+		t.Fatalf("after small synced writes the file is %d bytes for %d written: not zeroed ahead (%v)", st.Size(), len(want), err)
+	}
+}
