@@ -44,7 +44,7 @@ const DefaultMaxMessageSize = 1 << 20
 // Config.PeerByteRate).
 const (
 	DefaultPeerMessageRate = 20_000
-	DefaultPeerByteRate    = 4 << 20
+	DefaultPeerByteRate    = 8 << 20
 )
 
 // envelopeOverhead is room on the wire for what GossipSub adds around the
@@ -75,7 +75,7 @@ type Config struct {
 	PeerMessageRate int
 	// PeerByteRate bounds how many bytes per second one sender may have
 	// accepted on one topic, after a burst of one second's worth (and at
-	// least two messages of MaxMessageSize); default 4 MiB.
+	// least two messages of MaxMessageSize); default 8 MiB.
 	PeerByteRate int
 	// GraylistAfter is the penalty at which a peer is graylisted: every
 	// message over its sender's budget, and every forged or malformed
