@@ -59,9 +59,11 @@
 // GossipSub peer backs off and stops sending. Stats.Graylisted counts
 // graylistings, Stats.FromGraylisted what was dropped, and
 // PubSub.Graylisted lists who is graylisted now. The penalty halves every
-// Config.GraylistHalfLife (default 10s); a graylisted peer that keeps
-// flooding stays graylisted, one that stops is heard again two half-lives
-// later. Budgets are per sender (the signed author), not per neighbour: an
+// Config.GraylistHalfLife (default 10s), so a sender only a little over
+// its budget has the excess ignored without being graylisted: it takes
+// more than GraylistAfter·ln2/GraylistHalfLife messages over budget a
+// second (14 by default). A graylisted peer that keeps flooding stays
+// graylisted, one that stops is heard again two half-lives later. Budgets are per sender (the signed author), not per neighbour: an
 // honest peer that relays a flood before its own budget stops it is not
 // blamed. Config.NoPeerLimits turns all of this off.
 //
