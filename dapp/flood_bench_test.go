@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -342,6 +343,8 @@ func runFlood(tb testing.TB, r floodRun) floodResult {
 		flooded: flooded.Load(), floodFor: floodFor,
 		sent: make(map[string]int), got: make(map[string]int), lat: make(map[string][]time.Duration),
 	}
+	// With -v: the worst latency of what was sent in each half second.
+	worst := make(map[int]time.Duration)
 	mu.Lock()
 	for k, at := range sentAt {
 		topic, _, _ := strings.Cut(k, "/")
@@ -350,9 +353,18 @@ func runFlood(tb testing.TB, r floodRun) floodResult {
 		res.got[topic] += min(len(got), len(honest)-1)
 		for _, a := range got {
 			res.lat[topic] = append(res.lat[topic], a.Sub(at))
+			w := int(at.Sub(floodStart) / (500 * time.Millisecond))
+			worst[w] = max(worst[w], a.Sub(at))
 		}
 	}
 	mu.Unlock()
+	if testing.Verbose() {
+		var line strings.Builder
+		for w := range slices.Max(append(slices.Collect(maps.Keys(worst)), 0)) + 1 {
+			fmt.Fprintf(&line, " %v", worst[w].Round(time.Millisecond))
+		}
+		tb.Logf("worst latency of each half second of sending, from the flood's start:%s", line.String())
+	}
 	for i, n := range honest {
 		st := n.PubSub().Stats()
 		tb.Logf("honest node %d: %+v, graylisted now %v (flooder %s)", i, st, n.PubSub().Graylisted(), flooder)
