@@ -112,3 +112,33 @@ func TestLimiterMemoryBounded(t *testing.T) {
 		t.Fatalf("%d buckets, bound %d", len(l.buckets), maxBuckets)
 	}
 }
+
+// TestDefaultBudgetsFitFastHonestPublisher: with the default Config, a
+// sender publishing 200-byte payloads as fast as the README's unpaced
+// benchmark does (15,108 messages a second, 294 bytes each on the wire)
+// for a minute, or bursts of 20,000 after a pause, has nothing throttled.
+func TestDefaultBudgetsFitFastHonestPublisher(t *testing.T) {
+	cfg := Config{AppID: "x"}
+	if err := cfg.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	l := newLimiter(&cfg)
+	now := time.Unix(1_000_000, 0)
+	l.now = func() time.Time { return now }
+	const rate, size = 15_108, headerLen + 200
+	for i := range 60 * rate {
+		if !l.allow("fast", "t", size, false) {
+			t.Fatalf("message %d (%.2f s) throttled", i, float64(i)/rate)
+		}
+		now = now.Add(time.Second / rate)
+	}
+	now = now.Add(time.Second)
+	for i := range 20_000 {
+		if !l.allow("bursty", "t", size, false) {
+			t.Fatalf("message %d of a burst throttled", i)
+		}
+	}
+	if l.throttled.Load() != 0 || len(l.graylistedPeers()) != 0 {
+		t.Fatal("penalised")
+	}
+}
