@@ -78,9 +78,9 @@ type Config struct {
 	// least two messages of MaxMessageSize); default 8 MiB.
 	PeerByteRate int
 	// GraylistAfter is the penalty at which a peer is graylisted: every
-	// message over its sender's budget, and every forged or malformed
-	// envelope, adds one to the penalty of the peer that sent it; default
-	// 200.
+	// message over its sender's budget adds one to the sender's penalty,
+	// and every malformed envelope one to the penalty of the peer that
+	// sent it; default 200.
 	GraylistAfter int
 	// GraylistHalfLife is how fast a penalty decays; default 10s. A
 	// graylisted peer that keeps flooding stays graylisted; one that stops
