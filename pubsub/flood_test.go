@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/internal/systopic"
 	"github.com/dpaas/dpaas/pubsub"
@@ -189,6 +191,23 @@ func TestFloodingPeerIsGraylisted(t *testing.T) {
 			}
 		}
 	}
+	// The graylisting is visible to a metrics scraper.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(honest[0]); err != nil {
+		t.Fatal(err)
+	}
+	for name, least := range map[string]float64{
+		"dpaas_pubsub_graylisted_total": 1, "dpaas_pubsub_graylisted_peers": 1, "dpaas_pubsub_throttled_total": 1,
+	} {
+		if v, err := metricValue(reg, name); err != nil || v < least {
+			t.Errorf("%s = %v (%v), want at least %v", name, v, err, least)
+		}
+	}
+	// The graylist, which GossipSub's event loop consults, leaves Join
+	// (which waits on that loop) working.
+	if _, err := honest[0].Join("after-the-flood"); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	<-floodDone
 	t.Logf("flooder published %d messages; honest stats %+v", flooded, honest[0].Stats())
@@ -203,4 +222,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func metricValue(g prometheus.Gatherer, name string) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		return sum, nil
+	}
+	return 0, fmt.Errorf("no metric %s", name)
 }

@@ -298,11 +298,12 @@ func (l *limiter) shouldCut(p peer.ID) bool {
 }
 
 // cutOff resets the GossipSub streams that peer opened to this instance.
-// It runs apart from GossipSub's event loop, which calls inspect.
+// It runs apart from GossipSub's event loop, which calls inspect. It takes
+// cutMu, not p.mu: Join holds p.mu while it waits on that event loop.
 func (p *PubSub) cutOff(from peer.ID) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
+	if p.cutClosed {
 		return
 	}
 	p.wg.Add(1)

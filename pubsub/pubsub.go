@@ -167,7 +167,11 @@ type PubSub struct {
 	mu     sync.Mutex
 	topics map[string]*Topic
 	closed bool
-	wg     sync.WaitGroup // stream resets of graylisted peers (cutOff)
+
+	// Stream resets of graylisted peers (cutOff), stopped by Close.
+	cutMu     sync.Mutex
+	cutClosed bool
+	wg        sync.WaitGroup
 
 	published, delivered, rejected, ignored, tooLarge atomic.Uint64
 }
@@ -346,6 +350,9 @@ func (p *PubSub) Close() error {
 		}
 	}
 	p.cancel()
+	p.cutMu.Lock()
+	p.cutClosed = true
+	p.cutMu.Unlock()
 	p.wg.Wait()
 	return errors.Join(errs...)
 }
