@@ -63,14 +63,19 @@
 // its budget has the excess ignored without being graylisted: it takes
 // more than GraylistAfter·ln2/GraylistHalfLife messages over budget a
 // second (14 by default). A graylisted peer that keeps flooding stays
-// graylisted, one that stops is heard again two half-lives later. Budgets are per sender (the signed author), not per neighbour: an
+// graylisted, one that stops is heard again two half-lives later.
+// Budgets are per sender (the signed author), not per neighbour: an
 // honest peer that relays a flood before its own budget stops it is not
 // blamed. Config.NoPeerLimits turns all of this off.
 //
-// The SDK's topics are validated in goroutines of their own (up to 1,024
-// messages at once per topic) rather than in GossipSub's shared validation
-// workers, so neither a slow application validator nor a flood on an
-// application topic holds up the store's replication.
+// Every received message passes through one validation queue
+// (Config.PeerQueue long) served by one GossipSub worker per CPU. A
+// message over budget costs a worker a map lookup, so a flood does not
+// hold the queue. The SDK's own topics are then validated in goroutines of
+// their own (up to 1,024 messages at once per topic), so the store's
+// validator, which applies each delta and may wait on the disk, never
+// occupies the shared workers. An application validator runs in the
+// workers: a slow one delays every topic's messages (caller duty 2).
 //
 // # Caller duties
 //

@@ -307,11 +307,12 @@ func (p *PubSub) join(name string, sys bool) (*Topic, error) {
 	full := p.prefix + name
 	t := &Topic{ps: p, name: name, full: full, sys: reserved, subs: make(map[*Subscription]struct{})}
 	// An application topic's messages are checked in GossipSub's
-	// validation workers, which is quickest. The SDK's topics are checked
-	// in goroutines of their own (up to sysValidators at once), so that a
-	// slow application validator, or a flood on an application topic,
-	// cannot hold up replication, nor the store's validator (which applies
-	// each delta) the application's messages.
+	// validation workers, which is quickest and keeps a sender's messages
+	// nearly in order. The SDK's topics are checked in goroutines of their
+	// own (up to sysValidators at once): the store's validator applies each
+	// delta and may wait on the disk, which must not occupy the workers
+	// that every topic's messages queue for, nor limit replication to one
+	// delta per worker at a time.
 	vopt := gossip.WithValidatorInline(true)
 	if reserved {
 		vopt = gossip.WithValidatorConcurrency(sysValidators)
