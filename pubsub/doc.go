@@ -37,6 +37,46 @@
 //		return nil
 //	})
 //
+// Topic names beginning with store/, blobs/, dapp/, payment/, governance/,
+// pubsub/ or dpaas/ are reserved for the SDK's own components (the store
+// replicates on "store/deltas"): Join refuses them with ErrReservedTopic,
+// so an application cannot publish on them.
+//
+// # Flooding peers
+//
+// One peer must not silence the others. Every sender has a budget on
+// every topic: Config.PeerMessageRate messages and Config.PeerByteRate
+// bytes a second (defaults 20,000 and 8 MiB), after a burst of one
+// second's worth; the SDK's own topics get four times as much. A message
+// over its sender's budget is ignored: not delivered, not forwarded, and
+// counted (Stats.Throttled). It also adds one to the sender's penalty, as
+// does a malformed envelope to the peer that sent it. A peer whose
+// penalty reaches Config.GraylistAfter (default 200) is graylisted through
+// GossipSub v1.1 peer scoring (the penalty is the peer's application
+// score; no other score component is used): GossipSub drops everything it
+// sends before validating it, does not send it messages or gossip, and
+// prunes it from every mesh. The stream it sends on is reset, so a
+// GossipSub peer backs off and stops sending. Stats.Graylisted counts
+// graylistings, Stats.FromGraylisted what was dropped, and
+// PubSub.Graylisted lists who is graylisted now. The penalty halves every
+// Config.GraylistHalfLife (default 10s), so a sender only a little over
+// its budget has the excess ignored without being graylisted: it takes
+// more than GraylistAfter·ln2/GraylistHalfLife messages over budget a
+// second (14 by default). A graylisted peer that keeps flooding stays
+// graylisted, one that stops is heard again two half-lives later.
+// Budgets are per sender (the signed author), not per neighbour: an
+// honest peer that relays a flood before its own budget stops it is not
+// blamed. Config.NoPeerLimits turns all of this off.
+//
+// Every received message passes through one validation queue
+// (Config.PeerQueue long) served by one GossipSub worker per CPU. A
+// message over budget costs a worker a map lookup, so a flood does not
+// hold the queue. The SDK's own topics are then validated in goroutines of
+// their own (up to 1,024 messages at once per topic), so the store's
+// validator, which applies each delta and may wait on the disk, never
+// occupies the shared workers. An application validator runs in the
+// workers: a slow one delays every topic's messages (caller duty 2).
+//
 // # Caller duties
 //
 //  1. Keep calling Next on every subscription you open, or Close it: a
@@ -48,4 +88,33 @@
 //     penalising the peer that forwarded it.
 //  3. Close the PubSub (the Node does) to end every subscription; Next then
 //     returns an error wrapping ErrClosed.
+//  4. Size Config.PeerMessageRate and Config.PeerByteRate for the fastest
+//     honest sender of the DApp: an instance that publishes faster than its
+//     budget on one topic has the excess ignored by its peers, and one that
+//     keeps at it is graylisted by them.
+//
+// # Limits
+//
+//   - Payload: Config.MaxMessageSize (default 1 MiB); Publish refuses more
+//     with ErrTooLarge.
+//   - Per sender and topic: Config.PeerMessageRate messages and
+//     Config.PeerByteRate bytes a second (defaults 20,000 and 8 MiB; four
+//     times as much on the SDK's topics); the excess is ignored by every
+//     receiver and counted in Stats.Throttled.
+//   - Per peer: graylisted at a penalty of Config.GraylistAfter (default
+//     200 messages over budget or malformed); counted in Stats.Graylisted.
+//   - Topic names: not empty, no NUL or newline (ErrBadTopic); not reserved
+//     (ErrReservedTopic).
+//
+// # Bad input
+//
+// A malformed or forged envelope is refused (Stats.Invalid) and never
+// forwarded; a malformed one counts against the peer that sent it. A
+// message over its sender's budget is ignored (Stats.Throttled). Nothing a
+// peer sends makes a call panic or blocks another topic.
+//
+// A known gap: an envelope with a bad signature is checked (one signature
+// recovery) before it can be charged to anyone, because an honest peer may
+// relay one that reached it straight from its author; such a flood costs
+// its receivers that check per message and is not graylisted.
 package pubsub

@@ -32,10 +32,20 @@ var (
 	// ErrIgnore may be returned by a Validator to drop a message without
 	// counting it against the peer that forwarded it.
 	ErrIgnore = errors.New("pubsub: message ignored")
+	// ErrReservedTopic is returned by Join for a name the SDK keeps for
+	// its own components (see Reserved).
+	ErrReservedTopic = errors.New("pubsub: topic name reserved for the SDK")
 )
 
 // DefaultMaxMessageSize is the largest payload Publish accepts by default.
 const DefaultMaxMessageSize = 1 << 20
+
+// Default per-sender budgets on one topic (Config.PeerMessageRate and
+// Config.PeerByteRate).
+const (
+	DefaultPeerMessageRate = 20_000
+	DefaultPeerByteRate    = 8 << 20
+)
 
 // envelopeOverhead is room on the wire for what GossipSub adds around the
 // payload (sender, sequence number, topic, signature and public key).
@@ -58,14 +68,47 @@ type Config struct {
 	Key *ecdsa.PrivateKey
 	// Logger receives the reason of each rejected message; default: discard.
 	Logger *slog.Logger
+
+	// PeerMessageRate bounds how many messages per second one sender may
+	// have accepted on one topic, after a burst of one second's worth;
+	// default 20,000. The SDK's own topics get four times every budget.
+	PeerMessageRate int
+	// PeerByteRate bounds how many bytes per second one sender may have
+	// accepted on one topic, after a burst of one second's worth (and at
+	// least two messages of MaxMessageSize); default 8 MiB.
+	PeerByteRate int
+	// GraylistAfter is the penalty at which a peer is graylisted: every
+	// message over its sender's budget adds one to the sender's penalty,
+	// and every malformed envelope one to the penalty of the peer that
+	// sent it; default 200.
+	GraylistAfter int
+	// GraylistHalfLife is how fast a penalty decays; default 10s. A
+	// graylisted peer that keeps flooding stays graylisted; one that stops
+	// is heard again two half-lives later.
+	GraylistHalfLife time.Duration
+	// NoPeerLimits turns the per-sender budgets and the graylist off.
+	NoPeerLimits bool
 }
 
 func (c *Config) setDefaults() error {
 	if c.AppID == "" {
 		return errors.New("pubsub: Config.AppID is required")
 	}
-	if c.MaxMessageSize < 0 || c.SubscriptionBuffer < 0 || c.PeerQueue < 0 {
-		return errors.New("pubsub: Config sizes must not be negative")
+	if c.MaxMessageSize < 0 || c.SubscriptionBuffer < 0 || c.PeerQueue < 0 ||
+		c.PeerMessageRate < 0 || c.PeerByteRate < 0 || c.GraylistAfter < 0 || c.GraylistHalfLife < 0 {
+		return errors.New("pubsub: Config sizes, rates and durations must not be negative")
+	}
+	if c.PeerMessageRate == 0 {
+		c.PeerMessageRate = DefaultPeerMessageRate
+	}
+	if c.PeerByteRate == 0 {
+		c.PeerByteRate = DefaultPeerByteRate
+	}
+	if c.GraylistAfter == 0 {
+		c.GraylistAfter = 200
+	}
+	if c.GraylistHalfLife == 0 {
+		c.GraylistHalfLife = 10 * time.Second
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
@@ -92,6 +135,13 @@ type Stats struct {
 	Invalid  uint64
 	Ignored  uint64 // messages a validator ignored
 	TooLarge uint64 // Publish calls refused for size
+	// Throttled counts messages ignored because their sender was over its
+	// budget on the topic (Config.PeerMessageRate, Config.PeerByteRate).
+	Throttled uint64
+	// Graylisted counts the times a peer was graylisted; FromGraylisted
+	// the messages dropped unvalidated because their peer was.
+	Graylisted     uint64
+	FromGraylisted uint64
 	// Dropped counts messages lost because a local subscriber's buffer was
 	// full when they arrived; DroppedOutbound counts outbound RPCs lost
 	// because a peer's queue was full. Both stay 0 when consumers keep up.
@@ -107,6 +157,8 @@ type PubSub struct {
 	ps     *gossip.PubSub
 	cancel context.CancelFunc
 	trace  *tracer
+	limits *limiter // nil with Config.NoPeerLimits
+	prefix string   // of every full topic name: "/dpaas/<AppID>/"
 	key    *ecdsa.PrivateKey
 	self   peer.ID
 	seq    atomic.Uint64
@@ -115,6 +167,11 @@ type PubSub struct {
 	mu     sync.Mutex
 	topics map[string]*Topic
 	closed bool
+
+	// Stream resets of graylisted peers (cutOff), stopped by Close.
+	cutMu     sync.Mutex
+	cutClosed bool
+	wg        sync.WaitGroup
 
 	published, delivered, rejected, ignored, tooLarge atomic.Uint64
 }
@@ -149,23 +206,30 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 	// above GraftFloodThreshold) and repairs the mesh sooner.
 	params := gossip.DefaultGossipSubParams()
 	params.PruneBackoff = 15 * time.Second
-	ps, err := gossip.NewGossipSub(gctx, h,
+	p := &PubSub{cfg: cfg, host: h, cancel: cancel, trace: trace, key: key, self: h.ID(),
+		prefix: "/dpaas/" + cfg.AppID + "/", topics: make(map[string]*Topic)}
+	opts := []gossip.Option{
 		gossip.WithGossipSubParams(params),
 		// Messages are signed in our own envelope (envelope.go).
 		gossip.WithNoAuthor(),
 		gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
 		gossip.WithMessageIdFn(messageID),
-		gossip.WithMaxMessageSize(cfg.MaxMessageSize+headerLen+envelopeOverhead),
+		gossip.WithMaxMessageSize(cfg.MaxMessageSize + headerLen + envelopeOverhead),
 		gossip.WithPeerOutboundQueueSize(cfg.PeerQueue),
 		gossip.WithValidateQueueSize(cfg.PeerQueue),
 		gossip.WithFloodPublish(true),
 		gossip.WithRawTracer(trace),
-	)
+	}
+	if !cfg.NoPeerLimits {
+		p.limits = newLimiter(&cfg)
+		opts = append(opts, p.scoring(), gossip.WithAppSpecificRpcInspector(p.inspect))
+	}
+	ps, err := gossip.NewGossipSub(gctx, h, opts...)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("pubsub: start gossipsub: %w", err)
 	}
-	p := &PubSub{cfg: cfg, host: h, ps: ps, cancel: cancel, trace: trace, key: key, self: h.ID(), topics: make(map[string]*Topic)}
+	p.ps = ps
 	// Sequence numbers start at the clock so a restarted instance does not
 	// repeat them.
 	p.seq.Store(uint64(time.Now().UnixNano()))
@@ -186,7 +250,7 @@ func senderID(k *ecdsa.PrivateKey) (peer.ID, error) {
 
 // Stats returns the counters.
 func (p *PubSub) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Published: p.published.Load(),
 		Delivered: p.delivered.Load(),
 		Rejected:  p.rejected.Load(),
@@ -197,16 +261,40 @@ func (p *PubSub) Stats() Stats {
 		Dropped:         p.trace.undeliverable.Load(),
 		DroppedOutbound: p.trace.droppedRPCs.Load(),
 	}
+	if l := p.limits; l != nil {
+		st.Throttled = l.throttled.Load()
+		st.Graylisted = l.graylisted.Load()
+		st.FromGraylisted = l.dropped.Load()
+	}
+	return st
+}
+
+// Graylisted lists the peers graylisted now: GossipSub drops whatever they
+// send before validating it.
+func (p *PubSub) Graylisted() []peer.ID {
+	if p.limits == nil {
+		return nil
+	}
+	return p.limits.graylistedPeers()
 }
 
 // MaxMessageSize is the largest payload Publish accepts.
 func (p *PubSub) MaxMessageSize() int { return p.cfg.MaxMessageSize }
 
 // Join returns the DApp topic called name, joining it on first use. Joining
-// a name twice returns the same Topic.
-func (p *PubSub) Join(name string) (*Topic, error) {
+// a name twice returns the same Topic. Names the SDK keeps for its own
+// components (Reserved) are refused with ErrReservedTopic.
+func (p *PubSub) Join(name string) (*Topic, error) { return p.join(name, false) }
+
+// join joins name; sys lets the SDK's own components (through
+// internal/systopic) join the reserved names.
+func (p *PubSub) join(name string, sys bool) (*Topic, error) {
 	if name == "" || strings.ContainsAny(name, "\x00\n") {
 		return nil, fmt.Errorf("pubsub: join %q: %w", name, ErrBadTopic)
+	}
+	reserved := Reserved(name)
+	if reserved && !sys {
+		return nil, fmt.Errorf("pubsub: join %q: %w", name, ErrReservedTopic)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -216,9 +304,20 @@ func (p *PubSub) Join(name string) (*Topic, error) {
 	if t, ok := p.topics[name]; ok {
 		return t, nil
 	}
-	full := "/dpaas/" + p.cfg.AppID + "/" + name
-	t := &Topic{ps: p, name: name, full: full, subs: make(map[*Subscription]struct{})}
-	if err := p.ps.RegisterTopicValidator(full, t.validate, gossip.WithValidatorInline(true)); err != nil {
+	full := p.prefix + name
+	t := &Topic{ps: p, name: name, full: full, sys: reserved, subs: make(map[*Subscription]struct{})}
+	// An application topic's messages are checked in GossipSub's
+	// validation workers, which is quickest and keeps a sender's messages
+	// nearly in order. The SDK's topics are checked in goroutines of their
+	// own (up to sysValidators at once): the store's validator applies each
+	// delta and may wait on the disk, which must not occupy the workers
+	// that every topic's messages queue for, nor limit replication to one
+	// delta per worker at a time.
+	vopt := gossip.WithValidatorInline(true)
+	if reserved {
+		vopt = gossip.WithValidatorConcurrency(sysValidators)
+	}
+	if err := p.ps.RegisterTopicValidator(full, t.validate, vopt); err != nil {
 		return nil, fmt.Errorf("pubsub: join %q: %w", name, err)
 	}
 	gt, err := p.ps.Join(full)
@@ -252,6 +351,10 @@ func (p *PubSub) Close() error {
 		}
 	}
 	p.cancel()
+	p.cutMu.Lock()
+	p.cutClosed = true
+	p.cutMu.Unlock()
+	p.wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -275,6 +378,7 @@ type Topic struct {
 	ps   *PubSub
 	name string
 	full string
+	sys  bool // reserved for the SDK
 	t    *gossip.Topic
 	user atomic.Pointer[Validator] // the app's validator, if any
 
@@ -332,6 +436,11 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 	switch {
 	case local && gm.ReceivedFrom == ps.self:
 	case ps.ids.sentDirectly(gm.Data, gm.ReceivedFrom):
+		// The budget is checked before anything else is done for the
+		// message: a flood costs a map lookup per message.
+		if !t.withinBudget(gm.ReceivedFrom, len(gm.Data)) {
+			return gossip.ValidationIgnore
+		}
 		m = &Message{From: gm.ReceivedFrom, Data: gm.Data[headerLen:], Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
 		gm.ValidatorData = m
 	default:
@@ -342,8 +451,21 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 		}
 		if err != nil {
 			ps.trace.invalid.Add(1)
+			if ps.limits != nil && (len(gm.Data) < headerLen || gm.Data[0] != envelopeVersion) {
+				// No honest peer forwards a malformed envelope, so this
+				// one is the forwarder's own doing. (A bad signature may
+				// be relayed by an honest peer: one that had the envelope
+				// from its author, whom the connection authenticated.)
+				ps.limits.blame(gm.ReceivedFrom, 1)
+			}
 			ps.cfg.Logger.Debug("pubsub: invalid message", "topic", t.name, "via", from, "err", err)
 			return gossip.ValidationReject
+		}
+		// A relayed message is charged to its author, not to the
+		// neighbour that relayed it: honest relays are not blamed for a
+		// flood they pass on before their own budget stops it.
+		if !t.withinBudget(sender, len(gm.Data)) {
+			return gossip.ValidationIgnore
 		}
 		m = &Message{From: sender, Data: payload, Topic: t.name, ReceivedFrom: gm.ReceivedFrom}
 		gm.ValidatorData = m
@@ -363,6 +485,18 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 		ps.cfg.Logger.Debug("pubsub: message rejected", "topic", t.name, "from", m.From, "via", from, "err", err)
 		return gossip.ValidationReject
 	}
+}
+
+// withinBudget charges a message of size bytes by sender to its budget on
+// the topic and reports whether the budget allowed it.
+func (t *Topic) withinBudget(sender peer.ID, size int) bool {
+	l := t.ps.limits
+	if l == nil || l.allow(sender, t.full, size, t.sys) {
+		return true
+	}
+	l.throttled.Add(1)
+	t.ps.cfg.Logger.Debug("pubsub: sender over budget", "topic", t.name, "from", sender)
+	return false
 }
 
 // Peers lists the connected peers subscribed to the topic.

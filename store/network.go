@@ -15,6 +15,7 @@ import (
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/storesync"
+	"github.com/dpaas/dpaas/internal/systopic"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -91,7 +92,8 @@ type network struct {
 }
 
 func startNetwork(ctx context.Context, s *Store) error {
-	topic, err := s.cfg.PubSub.Join(TopicName)
+	// The store's topic is reserved: applications cannot join it.
+	topic, err := systopic.Join[*pubsub.Topic](s.cfg.PubSub, TopicName)
 	if err != nil {
 		return fmt.Errorf("store: open: %w", err)
 	}
