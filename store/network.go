@@ -255,13 +255,13 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 			return errRefused // refused here before: never passed on
 		}
 	}
-	d, id, err := delta.Decode(msg.Delta)
+	x, err := decodeRemote(msg.Delta, m.From)
 	if err != nil {
 		n.s.rejected.Add(1)
 		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
 		return err
 	}
-	res, err := n.s.applyRemoteWait([]*incoming{{d: d, id: id, block: msg.Delta, from: m.From}}, n.ctx.Done())
+	res, err := n.s.applyRemoteWait([]*incoming{x}, n.ctx.Done())
 	if err != nil {
 		return pubsub.ErrIgnore // closing: neither accept nor blame
 	}
@@ -483,9 +483,8 @@ func verifyAll(frames [][]byte, from peer.ID) []*incoming {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(frames); i += workers {
-				d, id, err := delta.Decode(frames[i])
-				if err == nil {
-					out[i] = &incoming{d: d, id: id, block: frames[i], from: from}
+				if x, err := decodeRemote(frames[i], from); err == nil {
+					out[i] = x
 				}
 			}
 		}()
