@@ -18,15 +18,18 @@ type cutter struct {
 	starts []int           // position of each delta's first operation
 	hlcs   []hlc.Timestamp // each delta's timestamp, taken as it starts
 	bytes  int             // operation bytes in the last delta
+	sizes  []int           // each operation's size as placed
 }
 
-type cutMark struct{ deltas, bytes int }
+type cutMark struct{ deltas, bytes, ops int }
 
-func (c *cutter) mark() cutMark { return cutMark{len(c.starts), c.bytes} }
+func (c *cutter) mark() cutMark { return cutMark{len(c.starts), c.bytes, len(c.sizes)} }
 
 // rollback forgets what was placed since m, for a write a validator
 // refused. A delta started again reuses the timestamp taken for it.
-func (c *cutter) rollback(m cutMark) { c.starts, c.bytes = c.starts[:m.deltas], m.bytes }
+func (c *cutter) rollback(m cutMark) {
+	c.starts, c.bytes, c.sizes = c.starts[:m.deltas], m.bytes, c.sizes[:m.ops]
+}
 
 // write is called before the first operation of r, at position pos: r
 // starts a new delta if it would not fit in the current one whole.
@@ -54,6 +57,7 @@ func (c *cutter) place(pos, n int) crdt.Stamp {
 		k++
 	}
 	c.bytes += n
+	c.sizes = append(c.sizes, n)
 	return crdt.MakeStamp(uint64(c.hlcs[k]), c.s.author, uint32(pos-c.starts[k]))
 }
 
@@ -80,7 +84,13 @@ func (c *cutter) overfull(ops []delta.Op) int {
 		}
 		n := 0
 		for i := start; i < end; i++ {
-			if n += ops[i].Size(); n > delta.MaxOpsSize {
+			op := &ops[i]
+			if len(op.Bases) == 0 && len(op.Seen) == 0 && len(op.Tags) == 0 {
+				n += c.sizes[i] // nothing added to what the caller gave
+			} else {
+				n += op.Size()
+			}
+			if n > delta.MaxOpsSize {
 				return k
 			}
 		}
@@ -89,11 +99,4 @@ func (c *cutter) overfull(ops []delta.Op) int {
 }
 
 // opSize is the size of r's operation i as the caller gave it.
-func (r *writeReq) opSize(i int) int {
-	if len(r.ops) == 1 {
-		return r.size
-	}
-	u := &r.ops[i]
-	op := delta.Op{Kind: u.kind, Collection: u.coll, ID: u.id, Field: u.field, Value: u.value, Amount: u.amount, Fields: u.fields}
-	return op.Size()
-}
+func (r *writeReq) opSize(i int) int { return r.ops[i].size }

@@ -41,6 +41,7 @@ type userOp struct {
 	value  []byte
 	amount int64
 	fields delta.Fields
+	size   int // bytes in a delta, without what the applier adds (writeSize)
 }
 
 type writeReq struct {

@@ -39,19 +39,19 @@ const deltaBudget = delta.MaxOpsSize - 512<<10
 // takes into one commit.
 const maxGroupBytes = 4 * delta.MaxBlockSize
 
-// writeSize checks a write's operations as peers will (delta.Op.Validate)
-// and returns the bytes they take in a delta, or ErrInvalid, or
-// ErrTooLarge once they pass limit.
+// writeSize returns the bytes a write's operations take in a delta, and
+// notes each operation's size in it, or fails with ErrTooLarge once they
+// pass limit. The operations' names were checked as they were made, by the
+// rule peers apply (delta.CheckName), and their values are JSON by
+// construction; Prepare checks the whole delta again (delta.Validate)
+// before it is signed.
 func writeSize(verb string, ops []userOp, limit int) (int, error) {
 	n := 0
 	for i := range ops {
 		u := &ops[i]
 		op := delta.Op{Kind: u.kind, Collection: u.coll, ID: u.id, Field: u.field, Value: u.value, Amount: u.amount, Fields: u.fields}
-		if err := op.Validate(); err != nil {
-			return 0, fmt.Errorf("store: %s %s: %w: %w", verb, docName(u.coll, u.id), ErrInvalid, err)
-		}
-		n += op.Size()
-		if n > limit {
+		u.size = op.Size()
+		if n += u.size; n > limit {
 			return 0, tooLarge(verb, u.coll, u.id, n, i+1 < len(ops), limit)
 		}
 	}
