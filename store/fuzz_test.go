@@ -53,7 +53,7 @@ func FuzzWritesReplicate(f *testing.F) {
 	f.Add(byte(1), "c", "x", "f\xff\x00", []byte(`"v"`), uint32(0))
 	f.Add(byte(2), "c", strings.Repeat("i", MaxNameLen+1), "f", []byte(`1`), uint32(0))
 	f.Add(byte(0), "c", "big", "f", []byte("v"), uint32(MaxWriteSize))
-	f.Add(byte(4), "c", "b", "f", []byte("\xff"), uint32(2<<20))
+	f.Add(byte(4), "c", "b", "f", []byte("\xff"), uint32(600<<10))
 	f.Add(byte(3), "c", "x", "", []byte(nil), uint32(0))
 	key := func() *ecdsa.PrivateKey {
 		k, err := crypto.GenerateKey()
