@@ -395,6 +395,12 @@ func fromWire(w *wire) (*Delta, error) {
 		return nil, fmt.Errorf("delta: decode: author is %d bytes: %w", len(w.Author), ErrMalformed)
 	}
 	d := &Delta{Author: common.BytesToAddress(w.Author), Seq: w.Seq, HLC: w.HLC, Ops: w.Ops, Sig: w.Sig}
+	// Receivers index every delta they process, refused ones too, under
+	// its author and sequence number, from 1; so a delta without one is
+	// not a delta at all rather than an invalid one.
+	if d.Seq == 0 {
+		return nil, fmt.Errorf("delta: decode: sequence number 0: %w", ErrMalformed)
+	}
 	if len(w.Parents) > MaxParents {
 		return nil, fmt.Errorf("delta: decode: %d parents: %w", len(w.Parents), ErrMalformed)
 	}

@@ -101,3 +101,21 @@ func TestPrepareRefusesOversizedDelta(t *testing.T) {
 		t.Fatalf("oversized delta: %v", err)
 	}
 }
+
+// TestSequenceZeroIsNoDelta: receivers index every delta they process,
+// refused ones too, by its sequence number, so a signed block without one
+// is malformed, not merely invalid: DecodeSigned refuses it as well.
+func TestSequenceZeroIsNoDelta(t *testing.T) {
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Delta{Seq: 0, HLC: 5, Parents: []cid.Cid{}, Ops: []Op{{Kind: Delete, Collection: "c", ID: "x"}}}
+	block, _, err := d.SignUnvalidated(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := DecodeSigned(block); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("DecodeSigned: %v, want ErrMalformed", err)
+	}
+}
