@@ -401,3 +401,12 @@ func TestLongNamesCutInErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxDeltaOpsBoundedByWhatPeersAccept: a Config asking for deltas of
+// more operations than any replica accepts is refused at Open, instead of
+// making every big batch fail.
+func TestMaxDeltaOpsBoundedByWhatPeersAccept(t *testing.T) {
+	if _, err := Open(context.Background(), Config{MaxDeltaOps: delta.MaxOps + 1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("MaxDeltaOps over delta.MaxOps: %v, want ErrInvalid", err)
+	}
+}

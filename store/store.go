@@ -65,7 +65,8 @@ type Config struct {
 	// so that peers find out they are behind; default 1s.
 	AnnounceInterval time.Duration
 	// MaxDeltaOps bounds the operations in one delta; larger local batches
-	// are split into several deltas committed together. Default 512.
+	// are split into several deltas committed together. Default 512, at
+	// most 100,000 (delta.MaxOps, what every replica accepts).
 	MaxDeltaOps int
 	// WatchBuffer is the number of changes a Watch channel holds; default 1024.
 	WatchBuffer int
@@ -95,6 +96,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxClockSkew < 0 || c.AnnounceInterval < 0 || c.MaxDeltaOps < 0 || c.WatchBuffer < 0 {
 		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalid)
+	}
+	if c.MaxDeltaOps > delta.MaxOps {
+		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalid)
 	}
 	if (c.Host == nil) != (c.PubSub == nil) {
 		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
