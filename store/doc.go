@@ -117,13 +117,13 @@
 //	one write (Put, Update, Delete; each      MaxWriteSize (7 MiB), measured as encoded in a       ErrTooLarge
 //	  write added to a Batch)                   delta: for a Put about its compact JSON
 //	one Batch                                 MaxBatchSize (64 MiB), measured the same way         ErrTooLarge
-//	a write and what it must carry of its     delta.MaxOpsSize (8 MiB - 64 KiB): a Put or Delete    ErrTooLarge
-//	  document's state                          carries every element of the document's sets
+//	a write with what it must carry of its    8 MiB - 64 KiB, what one delta holds: a Put or       ErrTooLarge
+//	  document's state                          Delete carries every element of the document's sets
 //	operations in one delta                   Config.MaxDeltaOps (512); more are split, never refused
 //	document                                  a JSON object (ErrInvalid otherwise); its size is bounded by
 //	                                            the write that makes it, Updates may grow it further
-//	delta block on the wire                   8 MiB (delta.MaxBlockSize); deltas over the pubsub
-//	                                            message limit reach peers by catch-up instead
+//	delta block on the wire                   8 MiB; deltas over the pubsub message limit
+//	                                            reach peers by catch-up instead (within AnnounceInterval)
 //
 // A too-big or invalid write fails with nothing written, and the message
 // gives the limit and the size. Errors quote at most 64 bytes of a name.
