@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -45,9 +44,11 @@ func (s *Store) Collection(name string) *Collection {
 // Name returns the collection's name.
 func (c *Collection) Name() string { return c.name }
 
+// checkName applies the rule every replica applies to names
+// (delta.CheckName): 1 to MaxNameLen bytes of UTF-8 without a zero byte.
 func checkName(what, name string) error {
-	if name == "" || len(name) > delta.MaxNameLen || strings.IndexByte(name, 0) >= 0 {
-		return fmt.Errorf("store: %s name %q must be 1 to %d bytes without a zero byte: %w", what, name, delta.MaxNameLen, ErrInvalid)
+	if err := delta.CheckName(name); err != nil {
+		return fmt.Errorf("store: %s %s must be 1 to %d bytes of UTF-8 without a zero byte: %w: %w", what, shortName(name), MaxNameLen, ErrInvalid, err)
 	}
 	return nil
 }
@@ -174,13 +175,13 @@ func docFields(doc any) (delta.Fields, error) {
 	// Field values are registers, compared whole and queried through
 	// encodeValue, so they need no canonical form; compact is enough.
 	for i, f := range out {
-		if f.Name == "" || strings.IndexByte(f.Name, 0) >= 0 {
-			return nil, fmt.Errorf("field name %q: %w", f.Name, ErrInvalid)
+		if err := delta.CheckName(f.Name); err != nil {
+			return nil, fmt.Errorf("field name %s must be 1 to %d bytes of UTF-8 without a zero byte: %w: %w", shortName(f.Name), MaxNameLen, ErrInvalid, err)
 		}
 		if !isCompact(f.Value) {
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, f.Value); err != nil {
-				return nil, fmt.Errorf("field %q: %v: %w", f.Name, err, ErrInvalid)
+				return nil, fmt.Errorf("field %s: %v: %w", shortName(f.Name), err, ErrInvalid)
 			}
 			out[i].Value = buf.Bytes()
 		}
@@ -294,7 +295,7 @@ func (c *Collection) putOp(id string, doc any) (userOp, error) {
 	}
 	fields, err := docFields(doc)
 	if err != nil {
-		return userOp{}, fmt.Errorf("store: put %s/%s: %w", c.name, id, err)
+		return userOp{}, fmt.Errorf("store: put %s: %w", docName(c.name, id), err)
 	}
 	return userOp{kind: delta.Put, coll: c.name, id: id, fields: fields}, nil
 }
@@ -306,16 +307,16 @@ func (c *Collection) updateOps(id string, ops []Op) ([]userOp, error) {
 	out := make([]userOp, 0, len(ops))
 	for _, o := range ops {
 		if o.kind == 0 {
-			return nil, fmt.Errorf("store: update %s/%s: zero Op: %w", c.name, id, ErrInvalid)
+			return nil, fmt.Errorf("store: update %s: zero Op: %w", docName(c.name, id), ErrInvalid)
 		}
 		if err := checkName("field", o.field); err != nil {
-			return nil, fmt.Errorf("store: update %s/%s: %w", c.name, id, err)
+			return nil, fmt.Errorf("store: update %s: %w", docName(c.name, id), err)
 		}
 		u := userOp{kind: o.kind, coll: c.name, id: id, field: o.field, amount: o.amount}
 		if o.kind != delta.Unset && o.kind != delta.Inc {
 			v, err := canonicalJSON(o.value)
 			if err != nil {
-				return nil, fmt.Errorf("store: update %s/%s: field %q: %v: %w", c.name, id, o.field, err, ErrInvalid)
+				return nil, fmt.Errorf("store: update %s: field %s: %v: %w", docName(c.name, id), shortName(o.field), err, ErrInvalid)
 			}
 			u.value = v
 		}
@@ -332,7 +333,12 @@ func (c *Collection) Put(ctx context.Context, id string, doc any) error {
 	if err != nil {
 		return err
 	}
-	return c.s.submit(ctx, "put", []userOp{u})
+	ops := []userOp{u}
+	size, err := writeSize("put", ops, MaxWriteSize)
+	if err != nil {
+		return err
+	}
+	return c.s.submit(ctx, "put", ops, size)
 }
 
 // Update applies ops to document id, creating it if absent, atomically.
@@ -344,7 +350,11 @@ func (c *Collection) Update(ctx context.Context, id string, ops ...Op) error {
 	if len(us) == 0 {
 		return nil
 	}
-	return c.s.submit(ctx, "update", us)
+	size, err := writeSize("update", us, MaxWriteSize)
+	if err != nil {
+		return err
+	}
+	return c.s.submit(ctx, "update", us, size)
 }
 
 // Delete deletes (burns) document id. A later write revives it.
@@ -352,7 +362,12 @@ func (c *Collection) Delete(ctx context.Context, id string) error {
 	if err := c.checkID("delete", id); err != nil {
 		return err
 	}
-	return c.s.submit(ctx, "delete", []userOp{{kind: delta.Delete, coll: c.name, id: id}})
+	ops := []userOp{{kind: delta.Delete, coll: c.name, id: id}}
+	size, err := writeSize("delete", ops, MaxWriteSize)
+	if err != nil {
+		return err
+	}
+	return c.s.submit(ctx, "delete", ops, size)
 }
 
 // Get decodes document id into dst (as encoding/json does), or returns
@@ -363,7 +378,7 @@ func (c *Collection) Get(ctx context.Context, id string, dst any) error {
 		return err
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
-		return fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+		return fmt.Errorf("store: get %s: %w", docName(c.name, id), err)
 	}
 	return nil
 }
@@ -378,27 +393,45 @@ func (c *Collection) GetRaw(ctx context.Context, id string) (json.RawMessage, er
 	}
 	rec, err := c.s.space.Get(docKey(tState, c.name, id))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, ErrNotFound)
+		return nil, fmt.Errorf("store: get %s: %w", docName(c.name, id), ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+		return nil, fmt.Errorf("store: get %s: %w", docName(c.name, id), err)
 	}
 	view, err := recordView(rec)
 	if err != nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, err)
+		return nil, fmt.Errorf("store: get %s: %w", docName(c.name, id), err)
 	}
 	if view == nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", c.name, id, ErrNotFound)
+		return nil, fmt.Errorf("store: get %s: %w", docName(c.name, id), ErrNotFound)
 	}
 	return view, nil
 }
 
 // Batch gathers writes to many documents that commit together, as few
 // deltas as possible, with one fsync. It is not safe for concurrent use.
+// Each write added is at most MaxWriteSize and the whole batch at most
+// MaxBatchSize; a batch that does not fit in one delta is committed as
+// several, atomically here (peers apply them one by one).
 type Batch struct {
-	s   *Store
-	ops []userOp
-	err error
+	s    *Store
+	ops  []userOp
+	size int
+	err  error
+}
+
+// add checks a write and adds it to the batch.
+func (b *Batch) add(verb string, us []userOp) {
+	n, err := writeSize(verb, us, MaxWriteSize)
+	if err == nil && b.size+n > MaxBatchSize {
+		err = fmt.Errorf("store: batch: %d bytes with %s %s, over the %d-byte limit: %w", b.size+n, verb, docName(us[0].coll, us[0].id), MaxBatchSize, ErrTooLarge)
+	}
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.ops = append(b.ops, us...)
+	b.size += n
 }
 
 // Batch starts a batch.
@@ -414,7 +447,7 @@ func (b *Batch) Put(coll *Collection, id string, doc any) {
 		b.err = err
 		return
 	}
-	b.ops = append(b.ops, u)
+	b.add("put", []userOp{u})
 }
 
 // Update adds an Update to the batch.
@@ -427,7 +460,9 @@ func (b *Batch) Update(coll *Collection, id string, ops ...Op) {
 		b.err = err
 		return
 	}
-	b.ops = append(b.ops, us...)
+	if len(us) > 0 {
+		b.add("update", us)
+	}
 }
 
 // Delete adds a Delete to the batch.
@@ -439,15 +474,15 @@ func (b *Batch) Delete(coll *Collection, id string) {
 		b.err = err
 		return
 	}
-	b.ops = append(b.ops, userOp{kind: delta.Delete, coll: coll.name, id: id})
+	b.add("delete", []userOp{{kind: delta.Delete, coll: coll.name, id: id}})
 }
 
 // Len returns the number of operations in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Commit writes the batch and returns once it is durable. The first
-// invalid operation added makes Commit fail without writing anything; a
-// validator refusing any operation refuses the whole batch.
+// invalid or oversized write added makes Commit fail without writing
+// anything; a validator refusing any operation refuses the whole batch.
 func (b *Batch) Commit(ctx context.Context) error {
 	if b.err != nil {
 		return b.err
@@ -455,9 +490,9 @@ func (b *Batch) Commit(ctx context.Context) error {
 	if len(b.ops) == 0 {
 		return nil
 	}
-	ops := b.ops
-	b.ops = nil
-	return b.s.submit(ctx, "batch", ops)
+	ops, size := b.ops, b.size
+	b.ops, b.size = nil, 0
+	return b.s.submit(ctx, "batch", ops, size)
 }
 
 // isCompact reports whether raw JSON has no whitespace outside strings.

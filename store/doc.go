@@ -41,8 +41,11 @@
 // parents, and the result never depends on the order.
 //
 // Writes go through one goroutine that gathers the writes waiting at that
-// moment into one delta, applies it to the materialized documents and
-// indexes, and commits it to Pebble; writers return once the commit is
+// moment (at most 64 deltas' worth of operations and 32 MiB) into one
+// commit, cut into deltas of at most Config.MaxDeltaOps operations and
+// about 7.4 MiB each (between writes where it can, so a write's operations
+// travel together), applies them to the materialized documents and
+// indexes, and commits them to Pebble; writers return once the commit is
 // synced, and concurrent writers share both the signature and the fsync.
 // A small write is signed while the disk syncs, not before: the documents
 // and the unsigned delta are made durable together, and the signed delta
@@ -72,12 +75,20 @@
 // processed them (a causal order); catch-up streams from that log.
 //
 // Bad input: a delta that is malformed or badly signed is never applied,
-// stored or passed on; one refused by a validator is never applied and
-// never gossiped. Each is counted in Stats and logged once with its
-// reason. A refused delta is remembered as refused and kept in the log:
-// catch-up hands it to replicas that lack it, which refuse it by the same
-// deterministic rule, because the author's later valid deltas name it as a
-// parent and could not apply anywhere without it.
+// stored or passed on; one refused by a validator, or signed by its author
+// but invalid (delta.Validate: a name that is not UTF-8, holds a zero byte
+// or is too long, a value that is not JSON, a part its kind does not
+// take), is never applied and never gossiped. Each is counted in Stats
+// (DeltasRejected; the invalid ones also in DeltasInvalid) and logged once
+// with its reason. A refused delta is remembered as refused and kept in
+// the log: catch-up hands it to replicas that lack it, which refuse it by
+// the same deterministic rule, and the author's later valid deltas, which
+// name it as a parent, are applied on every replica as if it had never
+// been written. The rule a remote delta is checked by is the one a local
+// write is checked by before it is queued and again before it is signed,
+// so what one replica accepts, every replica accepts. A delta that names
+// as parent a block nobody can authenticate (no replica's writes ever do)
+// waits for it, with its descendants, and catch-up asks again.
 // A delta stamped more than Config.MaxClockSkew ahead of the local clock is
 // held until the clock reaches it.
 //
@@ -96,12 +107,41 @@
 // an I/O error) fails its writes with the cause and stops the store's
 // writes: every later write fails at once with the same error, while
 // reads, Watch and serving peers go on. Reopening the store once the cause
-// is fixed recovers the durable state, and catch-up brings the rest. One
+// is fixed recovers the durable state, and catch-up brings the rest.
+// A write that is too big or invalid is refused before anything is
+// written and never stops the store, and never fails the writes it would
+// have been committed with. Older versions could commit a local delta
+// they could not sign (8 MiB and more, or a name peers refuse) and then
+// failed every Open on it: Open now sets such a record aside (kept under
+// its own key, counted in Stats.SetAside, logged once) and opens; the
+// documents it wrote stay as they are on that replica, and no peer gets
+// them. One
 // case still ends the process: Pebble treats a failed write of its
 // MANIFEST (the record of its files, appended after a background flush or
 // compaction has written its tables) as fatal, since it could no longer
 // say which files hold the data. Nothing acknowledged is lost then
 // either: the write-ahead log still holds it, and the next Open replays it.
+//
+// # Limits
+//
+// Every limit a caller can hit, and its error. They are constants, the
+// same on every replica; a write within them makes deltas every replica
+// accepts.
+//
+//	collection name, document ID, field name  1 to MaxNameLen (1024) bytes of UTF-8, no zero byte  ErrInvalid
+//	one write (Put, Update, Delete; each      MaxWriteSize (7 MiB), measured as encoded in a       ErrTooLarge
+//	  write added to a Batch)                   delta: for a Put about its compact JSON
+//	one Batch                                 MaxBatchSize (64 MiB), measured the same way         ErrTooLarge
+//	a write with what it must carry of its    8 MiB - 64 KiB, what one delta holds: a Put or       ErrTooLarge
+//	  document's state                          Delete carries every element of the document's sets
+//	operations in one delta                   Config.MaxDeltaOps (512); more are split, never refused
+//	document                                  a JSON object (ErrInvalid otherwise); its size is bounded by
+//	                                            the write that makes it, Updates may grow it further
+//	delta block on the wire                   8 MiB; deltas over the pubsub message limit
+//	                                            reach peers by catch-up instead (within AnnounceInterval)
+//
+// A too-big or invalid write fails with nothing written, and the message
+// gives the limit and the size. Errors quote at most 64 bytes of a name.
 //
 // # Watch and slow consumers
 //

@@ -41,10 +41,12 @@ type userOp struct {
 	value  []byte
 	amount int64
 	fields delta.Fields
+	size   int // bytes in a delta, without what the applier adds (writeSize)
 }
 
 type writeReq struct {
 	ops  []userOp
+	size int // bytes of ops in a delta, as the caller gave them (writeSize)
 	done chan error
 	own  chan *committed // a commit this write may wait for itself (ack.go)
 	err  error
@@ -60,6 +62,9 @@ type incoming struct {
 	id    cid.Cid
 	block []byte
 	from  peer.ID
+	// invalid is why delta.Validate refuses the delta, which is signed by
+	// its author (decodeRemote); applyOne refuses it
+	invalid error
 }
 
 type remoteReq struct {
@@ -90,7 +95,8 @@ func (s *Store) runApplier() {
 	defer tick.Stop()
 	inflight, lastGroup := 0, 0
 	var queue []*writeReq // writes received, not yet committed
-	queuedOps := 0
+	queuedOps, queuedBytes := 0, 0
+	full := func() bool { return queuedOps >= maxGroupOps*s.cfg.MaxDeltaOps || queuedBytes >= maxGroupBytes }
 	for {
 		// While a commit waits for its fsync, hold new writes until as
 		// many have gathered as that commit holds: writers then settle
@@ -100,16 +106,20 @@ func (s *Store) runApplier() {
 		// keeps receiving writes while it holds them, so the next group
 		// starts the moment it is complete, not when the disk next reports.
 		for len(queue) > 0 && inflight < maxInflight && (inflight == 0 || len(queue) >= max(lastGroup, 2)) {
-			n, take := 0, 0
-			for take < len(queue) && (take == 0 || n+len(queue[take].ops) <= maxGroupOps*s.cfg.MaxDeltaOps) {
+			// a group is bounded by operations and by bytes; the cutter
+			// splits it into deltas that fit
+			n, bytes, take := 0, 0, 0
+			for take < len(queue) && (take == 0 || n+len(queue[take].ops) <= maxGroupOps*s.cfg.MaxDeltaOps && bytes+queue[take].size <= maxGroupBytes) {
 				n += len(queue[take].ops)
+				bytes += queue[take].size
 				take++
 			}
 			reqs := queue[:take:take]
 			queue = queue[take:]
 			queuedOps -= n
-			if s.commitLocal(reqs) {
-				inflight++
+			queuedBytes -= bytes
+			if c := s.commitLocal(reqs); c > 0 {
+				inflight += c
 				lastGroup = len(reqs)
 			}
 		}
@@ -117,7 +127,7 @@ func (s *Store) runApplier() {
 			queue = nil
 		}
 		writes := s.writes
-		if queuedOps >= maxGroupOps*s.cfg.MaxDeltaOps {
+		if full() {
 			writes = nil // enough for a whole group: let writers wait
 		}
 		select {
@@ -138,12 +148,14 @@ func (s *Store) runApplier() {
 		case req := <-writes:
 			queue = append(queue, req)
 			queuedOps += len(req.ops)
+			queuedBytes += req.size
 		gather:
-			for queuedOps < maxGroupOps*s.cfg.MaxDeltaOps {
+			for !full() {
 				select {
 				case r := <-s.writes:
 					queue = append(queue, r)
 					queuedOps += len(r.ops)
+					queuedBytes += r.size
 				default:
 					break gather
 				}
@@ -210,11 +222,12 @@ func (s *Store) runSyncer() {
 }
 
 // submit hands a write to the applier and waits until it is durable.
-func (s *Store) submit(ctx context.Context, op string, ops []userOp) error {
+// size is what writeSize gave for ops.
+func (s *Store) submit(ctx context.Context, op string, ops []userOp, size int) error {
 	if s.closed.Load() {
 		return s.errClosed(op)
 	}
-	req := &writeReq{ops: ops, done: make(chan error, 1), own: make(chan *committed, 1)}
+	req := &writeReq{ops: ops, size: size, done: make(chan error, 1), own: make(chan *committed, 1)}
 	s.prefetchFor(req)
 	select {
 	case s.writes <- req:
@@ -328,11 +341,11 @@ func (w *workset) load(d *workDoc) error {
 	case err == nil:
 		view, st, err := decodeRecord(raw)
 		if err != nil {
-			return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
+			return fmt.Errorf("store: document %s: %w", docName(d.coll, d.id), err)
 		}
 		d.state, d.before = st, view
 	case !errors.Is(err, kv.ErrNotFound):
-		return fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
+		return fmt.Errorf("store: document %s: %w", docName(d.coll, d.id), err)
 	}
 	return nil
 }
@@ -352,7 +365,7 @@ func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc, key []byte) ([]byte,
 	}
 	view, st, err := decodeRecord(slices.Clone(it.Value())) // both alias the bytes
 	if err != nil {
-		return k, fmt.Errorf("store: document %s/%s: %w", d.coll, d.id, err)
+		return k, fmt.Errorf("store: document %s: %w", docName(d.coll, d.id), err)
 	}
 	d.state, d.before = st, view
 	return k, nil
@@ -566,29 +579,19 @@ func batchSizeHint(reqs []*writeReq) int {
 }
 
 // commitLocal turns the waiting writes into deltas and commits them. It
-// reports whether it handed a commit to the syncer that waits for an fsync.
-func (s *Store) commitLocal(reqs []*writeReq) bool {
+// returns how many commits it handed to the syncer that wait for an fsync.
+func (s *Store) commitLocal(reqs []*writeReq) int {
 	if err := s.writesStopped(); err != nil {
 		for _, r := range reqs {
 			r.err = err
 		}
 		s.synced <- &committed{reqs: reqs, err: err}
-		return false
+		return 0
 	}
 	w := newWorkset(s)
 	b := s.pdb.NewBatchWithSize(batchSizeHint(reqs))
-	maxOps := s.cfg.MaxDeltaOps
-	var (
-		ops  []delta.Op
-		hlcs []hlc.Timestamp
-	)
-	stampAt := func(pos int) crdt.Stamp {
-		k := pos / maxOps
-		for len(hlcs) <= k {
-			hlcs = append(hlcs, s.clock.Now())
-		}
-		return crdt.MakeStamp(uint64(hlcs[k]), s.author, uint32(pos%maxOps))
-	}
+	var ops []delta.Op
+	cuts := &cutter{s: s, maxOps: s.cfg.MaxDeltaOps}
 	fail := func(err error) {
 		b.Close()
 		for _, r := range reqs {
@@ -599,9 +602,9 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	parallel := false
 	if total, plain := s.plainWrites(reqs); plain && total >= parallelMin {
 		var err error
-		if ops, err = s.applyParallel(w, reqs, total, stampAt); err != nil {
+		if ops, err = s.applyParallel(w, reqs, total, cuts.plan(reqs, total)); err != nil {
 			fail(err)
-			return false
+			return 0
 		}
 		parallel = true
 	}
@@ -610,14 +613,15 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 			break
 		}
 		w.adopt(r.pre, r.preAt)
-		mark := len(ops)
+		mark, cutMark := len(ops), cuts.mark()
+		cuts.write(len(ops), r)
 		var undo map[*workDoc][]byte
 		for i := range r.ops {
 			u := &r.ops[i]
 			d, err := w.doc(u.coll, u.id)
 			if err != nil {
 				fail(err)
-				return false
+				return 0
 			}
 			v := s.validator(u.coll)
 			if v != nil && undo == nil {
@@ -628,7 +632,7 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 					snap, err := w.snapshot([]*workDoc{d})
 					if err != nil {
 						fail(err)
-						return false
+						return 0
 					}
 					undo[d] = snap[d]
 				}
@@ -636,26 +640,48 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 			op := buildOp(u, d.state)
 			if v != nil {
 				if err := v(writeOf(s.author, &op, d.state.View())); err != nil {
-					r.err = fmt.Errorf("store: write %s/%s: %w: %w", u.coll, u.id, ErrRejected, err)
+					r.err = fmt.Errorf("store: write %s: %w: %w", docName(u.coll, u.id), ErrRejected, err)
 					break
 				}
 			}
-			d.state.Apply(stampAt(len(ops)), &op)
+			d.state.Apply(cuts.place(len(ops), r.opSize(i)), &op)
 			d.dirty = true
 			ops = append(ops, op)
 		}
 		if r.err != nil {
 			restore(undo)
 			ops = ops[:mark]
+			cuts.rollback(cutMark)
 		}
 	}
 	if len(ops) == 0 {
 		b.Close()
 		s.synced <- &committed{reqs: reqs}
-		return false
+		return 0
 	}
-	if len(ops) <= min(signLaterMax, maxOps) {
-		return s.commitSignLater(w, b, reqs, ops, hlcs[0])
+	if k := cuts.overfull(ops); k >= 0 {
+		// What the writes observed of their documents (set elements,
+		// counter contributions) made delta k too big. Nothing is written
+		// yet: commit the writes one by one, and refuse one that is too
+		// big on its own.
+		b.Close()
+		if len(reqs) == 1 {
+			reqs[0].err = fmt.Errorf("store: write %s: its operations with what they carry of the document's sets and counters take more than the %d bytes of a delta: %w",
+				docName(reqs[0].ops[0].coll, reqs[0].ops[0].id), delta.MaxOpsSize, ErrTooLarge)
+			s.synced <- &committed{reqs: reqs}
+			return 0
+		}
+		n := 0
+		for _, r := range reqs {
+			// validators run again; the document the writer read may have
+			// been changed in place by this attempt
+			r.err, r.pre = nil, nil
+			n += s.commitLocal([]*writeReq{r})
+		}
+		return n
+	}
+	if len(cuts.starts) == 1 && len(ops) <= signLaterMax {
+		return s.commitSignLater(w, b, reqs, ops, cuts.hlcs[0])
 	}
 	// Sign the deltas (a chain: each names the one before) on another
 	// core while this one writes the documents into the batch.
@@ -669,10 +695,13 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	parents := s.sortedHeads()
 	signing := make(chan error, 1)
 	sign := func() {
-		for k := 0; k*maxOps < len(ops); k++ {
-			end := min(len(ops), (k+1)*maxOps)
+		for k, start := range cuts.starts {
+			end := len(ops)
+			if k+1 < len(cuts.starts) {
+				end = cuts.starts[k+1]
+			}
 			seq++
-			d := &delta.Delta{Seq: seq, HLC: uint64(hlcs[k]), Parents: parents, Ops: ops[k*maxOps : end]}
+			d := &delta.Delta{Seq: seq, HLC: uint64(cuts.hlcs[k]), Parents: parents, Ops: ops[start:end]}
 			block, id, err := d.Sign(s.key)
 			if err != nil {
 				signing <- err
@@ -705,18 +734,18 @@ func (s *Store) commitLocal(reqs []*writeReq) bool {
 	if err == nil {
 		if err = s.write(func() error { return s.pdb.ApplyNoSyncWait(b, pebble.Sync) }); err != nil {
 			fail(s.stopWrites(err))
-			return false
+			return 0
 		}
 	}
 	if err != nil {
 		fail(fmt.Errorf("store: commit: %w", err))
-		return false
+		return 0
 	}
 	s.committed()
 	s.created.Add(uint64(len(blocks)))
 	s.publishSnapshot()
 	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: blocks, changes: changes})
-	return true
+	return 1
 }
 
 // signLaterMax is the largest group, in operations, that commitSignLater
@@ -738,14 +767,14 @@ const signLaterMax = 64
 // then finds the pending entry and signs it again: signatures are
 // deterministic, so the block and its CID are the ones peers may have
 // received.
-func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, ops []delta.Op, at hlc.Timestamp) bool {
-	fail := func(err error) bool {
+func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, ops []delta.Op, at hlc.Timestamp) int {
+	fail := func(err error) int {
 		b.Close()
 		for _, r := range reqs {
 			r.err = err
 		}
 		s.synced <- &committed{reqs: reqs, err: err}
-		return false
+		return 0
 	}
 	d := &delta.Delta{Seq: s.vv[s.author] + 1, HLC: uint64(at), Parents: s.sortedHeads(), Ops: ops}
 	unsigned, err := d.Prepare(s.key)
@@ -792,7 +821,7 @@ func (s *Store) commitSignLater(w *workset, b *pebble.Batch, reqs []*writeReq, o
 	s.created.Add(1)
 	s.publishSnapshot()
 	s.handOff(&committed{batch: b, durable: true, reqs: reqs, blocks: [][]byte{block}, changes: changes, err: err})
-	return true
+	return 1
 }
 
 // fileSigned files the signed form of the pending delta at log position
@@ -842,14 +871,13 @@ func (s *Store) plainWrites(reqs []*writeReq) (int, bool) {
 // with each document's operations on one worker, in order, and each
 // worker also rendering its documents. The result is exactly what the
 // sequential path gives: every operation keeps its position and stamp.
-func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt func(int) crdt.Stamp) ([]delta.Op, error) {
+func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stamps []crdt.Stamp) ([]delta.Op, error) {
 	us := make([]*userOp, 0, total)
 	for _, r := range reqs {
 		for i := range r.ops {
 			us = append(us, &r.ops[i])
 		}
 	}
-	stampAt(total - 1) // take every delta's timestamp before going parallel
 	type group struct {
 		d   *workDoc
 		pos []int
@@ -905,7 +933,7 @@ func (s *Store) applyParallel(w *workset, reqs []*writeReq, total int, stampAt f
 				}
 				for _, pos := range g.pos {
 					op := buildOp(us[pos], g.d.state)
-					g.d.state.Apply(stampAt(pos), &op)
+					g.d.state.Apply(stamps[pos], &op)
 					ops[pos] = op
 				}
 				g.d.dirty = true
@@ -1221,6 +1249,10 @@ func (r *rejection) Error() string { return r.reason }
 
 // applyOne validates and applies one remote delta.
 func (s *Store) applyOne(w *workset, b *pebble.Batch, x *incoming) error {
+	if x.invalid != nil {
+		s.invalid.Add(1)
+		return &rejection{reason: x.invalid.Error()}
+	}
 	var touched []*workDoc
 	guarded := false
 	for i := range x.d.Ops {
@@ -1247,7 +1279,7 @@ func (s *Store) applyOne(w *workset, b *pebble.Batch, x *incoming) error {
 		if v := s.validator(op.Collection); v != nil {
 			if err := v(writeOf(x.d.Author, op, d.state.View())); err != nil {
 				restore(undo)
-				return &rejection{reason: fmt.Sprintf("op %d on %s/%s: %v", i, op.Collection, op.ID, err)}
+				return &rejection{reason: fmt.Sprintf("op %d on %s: %v", i, docName(op.Collection, op.ID), err)}
 			}
 		}
 		d.state.Apply(crdt.MakeStamp(x.d.HLC, x.d.Author, uint32(i)), op)

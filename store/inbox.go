@@ -64,6 +64,9 @@ func (ib *remoteInbox) take() []*incoming {
 // refusable reports whether a collection's validator may refuse x, which
 // then needs the applier's verdict before GossipSub passes it on.
 func (s *Store) refusable(x *incoming) bool {
+	if x.invalid != nil {
+		return true // refused by the rule every replica applies (validity.go)
+	}
 	for i := range x.d.Ops {
 		if s.validator(x.d.Ops[i].Collection) != nil {
 			return true

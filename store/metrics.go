@@ -12,13 +12,15 @@ var (
 	descHeads    = prometheus.NewDesc("dpaas_store_heads", "Current heads of the delta DAG.", nil, nil)
 	descCatchUps = prometheus.NewDesc("dpaas_store_catchups_total", "Catch-up streams completed as requester.", nil, nil)
 	descServed   = prometheus.NewDesc("dpaas_store_deltas_served_total", "Deltas served to peers catching up.", nil, nil)
+	descInvalid  = prometheus.NewDesc("dpaas_store_deltas_invalid_total", "Remote deltas signed by their author that delta validation refuses (counted in rejected too); their descendants apply.", nil, nil)
+	descAside    = prometheus.NewDesc("dpaas_store_deltas_set_aside", "Local deltas left pending by an older version that Open could not file, kept aside.", nil, nil)
 	descLag      = prometheus.NewDesc("dpaas_store_catchup_remaining", "Deltas announced by running catch-ups and not applied yet.", nil, nil)
 )
 
 // Describe implements prometheus.Collector, so a Store can be registered
 // with a Prometheus registry.
 func (s *Store) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCreated, descApplied, descRejected, descDups, descPending, descHeld, descHeads, descCatchUps, descServed, descLag} {
+	for _, d := range []*prometheus.Desc{descCreated, descApplied, descRejected, descDups, descPending, descHeld, descHeads, descCatchUps, descServed, descInvalid, descAside, descLag} {
 		ch <- d
 	}
 }
@@ -41,6 +43,8 @@ func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHeads, prometheus.GaugeValue, float64(st.Heads))
 	ch <- prometheus.MustNewConstMetric(descCatchUps, prometheus.CounterValue, float64(st.CatchUps))
 	ch <- prometheus.MustNewConstMetric(descServed, prometheus.CounterValue, float64(st.Served))
+	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(st.DeltasInvalid))
+	ch <- prometheus.MustNewConstMetric(descAside, prometheus.GaugeValue, float64(st.SetAside))
 	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag))
 }
 

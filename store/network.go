@@ -260,13 +260,12 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 			return errRefused // refused here before: never passed on
 		}
 	}
-	d, id, err := delta.Decode(msg.Delta)
+	x, err := decodeRemote(msg.Delta, m.From)
 	if err != nil {
 		n.s.rejected.Add(1)
 		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)
 		return err
 	}
-	x := &incoming{d: d, id: id, block: msg.Delta, from: m.From}
 	if n.s.offerRemote(x) {
 		return nil // valid whatever the applier finds: it applies it with others (inbox.go)
 	}
@@ -492,9 +491,8 @@ func verifyAll(frames [][]byte, from peer.ID) []*incoming {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(frames); i += workers {
-				d, id, err := delta.Decode(frames[i])
-				if err == nil {
-					out[i] = &incoming{d: d, id: id, block: frames[i], from: from}
+				if x, err := decodeRemote(frames[i], from); err == nil {
+					out[i] = x
 				}
 			}
 		}()

@@ -79,13 +79,13 @@ func Where(field, op string, value any) QueryOption {
 				err = json.Unmarshal(raw, &vals)
 			}
 			if err != nil {
-				q.fail(fmt.Errorf("store: where %s in: value must be a slice: %w", field, ErrInvalid))
+				q.fail(fmt.Errorf("store: where %s in: value must be a slice: %w", shortName(field), ErrInvalid))
 				return
 			}
 			for _, v := range vals {
 				enc, err := encodeValue(v)
 				if err != nil {
-					q.fail(fmt.Errorf("store: where %s in: %v: %w", field, err, ErrInvalid))
+					q.fail(fmt.Errorf("store: where %s in: %v: %w", shortName(field), err, ErrInvalid))
 					return
 				}
 				if !slices.ContainsFunc(c.encs, func(e []byte) bool { return bytes.Equal(e, enc) }) {
@@ -95,13 +95,13 @@ func Where(field, op string, value any) QueryOption {
 		case "prefix":
 			str, ok := value.(string)
 			if !ok {
-				q.fail(fmt.Errorf("store: where %s prefix: value must be a string: %w", field, ErrInvalid))
+				q.fail(fmt.Errorf("store: where %s prefix: value must be a string: %w", shortName(field), ErrInvalid))
 				return
 			}
 			enc := append([]byte{typeString}, appendEscaped(nil, []byte(str))...)
 			c.encs = [][]byte{enc}
 		default:
-			q.fail(fmt.Errorf("store: where %s: unknown operator %q: %w", field, op, ErrInvalid))
+			q.fail(fmt.Errorf("store: where %s: unknown operator %s: %w", shortName(field), shortName(op), ErrInvalid))
 			return
 		}
 		q.conds = append(q.conds, c)
@@ -312,7 +312,7 @@ func (s *Store) buildIndex(coll, field string) error {
 		if err != nil {
 			it.Close()
 			b.Close()
-			return fmt.Errorf("store: index: document %s/%s: %w", coll, id, err)
+			return fmt.Errorf("store: index: document %s: %w", docName(coll, id), err)
 		}
 		if enc := indexEntry(view, field); enc != nil {
 			if err := b.Set(s.space.Key(indexKey(coll, field, enc, id)), nil, nil); err != nil {
@@ -459,7 +459,7 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		ids, err := c.indexIDs(ctx, ranges, equality && streaming, func(id string) (bool, error) {
 			view, err := views.get(id)
 			if err != nil {
-				return false, fmt.Errorf("store: find: index entry without document %s/%s: %w", c.name, id, err)
+				return false, fmt.Errorf("store: find: index entry without document %s: %w", docName(c.name, id), err)
 			}
 			return emit(id, view)
 		})
@@ -472,7 +472,7 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		for _, id := range ids {
 			view, err := views.get(id)
 			if err != nil {
-				return fmt.Errorf("store: find: index entry without document %s/%s: %w", c.name, id, err)
+				return fmt.Errorf("store: find: index entry without document %s: %w", docName(c.name, id), err)
 			}
 			more, err := emit(id, view)
 			if err != nil || !more {
@@ -499,7 +499,7 @@ func (c *Collection) find(ctx context.Context, q *query, yield func(Doc, error) 
 		id := sp.Strip(it.Key())[skip:]
 		view, err := recordView(it.Value())
 		if err != nil {
-			return fmt.Errorf("store: find: document %s/%s: %w", c.name, id, err)
+			return fmt.Errorf("store: find: document %s: %w", docName(c.name, string(id)), err)
 		}
 		if view == nil {
 			continue // deleted

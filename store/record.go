@@ -119,7 +119,7 @@ func (s *Store) migrateRecords() error {
 		}
 		st, err := crdt.Decode(old)
 		if err != nil {
-			return fail(fmt.Errorf("document %q: %w", k[1:], err))
+			return fail(fmt.Errorf("document %s: %w", shortName(string(k[1:])), err))
 		}
 		rec, err := appendRecord(nil, view, st)
 		if err != nil {

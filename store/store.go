@@ -34,6 +34,10 @@ var (
 	ErrInvalid = errors.New("store: invalid argument")
 	// ErrRejected is wrapped when a collection's validator refuses a write.
 	ErrRejected = errors.New("store: rejected by validator")
+	// ErrTooLarge is wrapped when a write or a batch is over its size
+	// limit (MaxWriteSize, MaxBatchSize); the message gives both sizes.
+	// Nothing of the write is applied.
+	ErrTooLarge = errors.New("store: too large")
 )
 
 // Config configures Open. Zero values mean defaults; Open copies it.
@@ -61,7 +65,8 @@ type Config struct {
 	// so that peers find out they are behind; default 1s.
 	AnnounceInterval time.Duration
 	// MaxDeltaOps bounds the operations in one delta; larger local batches
-	// are split into several deltas committed together. Default 512.
+	// are split into several deltas committed together. Default 512, at
+	// most 100,000 (delta.MaxOps, what every replica accepts).
 	MaxDeltaOps int
 	// WatchBuffer is the number of changes a Watch channel holds; default 1024.
 	WatchBuffer int
@@ -92,6 +97,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxClockSkew < 0 || c.AnnounceInterval < 0 || c.MaxDeltaOps < 0 || c.WatchBuffer < 0 {
 		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalid)
 	}
+	if c.MaxDeltaOps > delta.MaxOps {
+		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalid)
+	}
 	if (c.Host == nil) != (c.PubSub == nil) {
 		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
 	}
@@ -117,6 +125,15 @@ type Stats struct {
 	Heads          int    // current heads (now)
 	CatchUps       uint64 // catch-up streams completed as requester
 	Served         uint64 // deltas served to peers catching up
+	// DeltasInvalid counts the remote deltas, among DeltasRejected, that
+	// were signed by their author but that delta.Validate refuses (a name
+	// that is not UTF-8, for example). They are recorded as refused, like
+	// those a validator refuses, so their descendants apply.
+	DeltasInvalid uint64
+	// SetAside is the number of local deltas that Open found pending and
+	// could not file (written by an older version: too big, or a name
+	// peers refuse); they are kept under their own key, and never sent.
+	SetAside int
 }
 
 // Store is a replicated document store. It is safe for concurrent use.
@@ -173,8 +190,8 @@ type Store struct {
 
 	net atomic.Pointer[network]
 
-	created, applied, rejected, dups, catchUps, served atomic.Uint64
-	pendingN, heldN                                    atomic.Int64
+	created, applied, rejected, invalid, dups, catchUps, served atomic.Uint64
+	pendingN, heldN, asideN                                     atomic.Int64
 }
 
 // snapshot is the applier's state as of its last commit.
@@ -197,6 +214,7 @@ const (
 	tIdxDecl = 'i' // i coll 0 field → ""
 	tMeta    = 'm' // m name → value
 	tPending = 'p' // p order(8) → a local delta, unsigned, not yet filed (commitSignLater)
+	tAside   = 'q' // q order(8) → a pending delta Open could not file, kept (setAside)
 )
 
 var metaOrder = []byte{tMeta, 'o'}
@@ -434,14 +452,22 @@ func (s *Store) finishPending() error {
 	for _, p := range todo {
 		d, err := delta.DecodeTrusted(p.unsigned)
 		if err != nil {
-			return fmt.Errorf("store: open: pending delta %d: %w", p.order, err)
+			if err := s.setAside(p.order, p.unsigned, err); err != nil {
+				return err
+			}
+			continue
 		}
 		if d.Author != s.author {
 			return fmt.Errorf("store: open: pending delta %d was written by %s and needs that key to be signed; open the store with it", p.order, d.Author)
 		}
 		unsigned, err := d.Prepare(s.key)
 		if err != nil {
-			return fmt.Errorf("store: open: pending delta %d: %w", p.order, err)
+			// valid nowhere (too big, a name peers refuse): an older
+			// version wrote it, and signing it again cannot succeed
+			if err := s.setAside(p.order, p.unsigned, err); err != nil {
+				return err
+			}
+			continue
 		}
 		block, id, err := d.SignPrepared(s.key, unsigned)
 		if err == nil {
@@ -452,8 +478,12 @@ func (s *Store) finishPending() error {
 		}
 		s.log.Info("store: filed a local delta a crash left unsigned", "seq", d.Seq, "cid", id)
 	}
+	if err := s.countAside(); err != nil {
+		return err
+	}
 	if len(todo) > 0 {
-		// fileSigned does not sync; this makes everything before it durable.
+		// fileSigned and setAside do not sync; this makes everything
+		// before it durable.
 		if err := s.write(func() error { return s.pdb.LogData(nil, pebble.Sync) }); err != nil {
 			return fmt.Errorf("store: open: %w", err)
 		}
@@ -510,6 +540,8 @@ func (s *Store) Stats() Stats {
 		Heads:          len(s.snap.Load().heads),
 		CatchUps:       s.catchUps.Load(),
 		Served:         s.served.Load(),
+		DeltasInvalid:  s.invalid.Load(),
+		SetAside:       int(s.asideN.Load()),
 	}
 }
 

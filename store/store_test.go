@@ -318,7 +318,7 @@ func TestMetricsCollector(t *testing.T) {
 			}
 		}
 	}
-	if !found || len(families) != 10 {
+	if !found || len(families) != 12 {
 		t.Fatalf("gathered %d families", len(families))
 	}
 }

@@ -21,6 +21,24 @@
 // Decode is the only way network input becomes a Delta: it rejects
 // anything malformed, non-canonical, oversized or badly signed with an
 // error wrapping ErrMalformed or ErrBadSignature.
+//
+// # Validity
+//
+// Validate is the one rule that decides whether a delta's content is
+// valid; Prepare (so Sign) runs it before anything is signed and Decode
+// runs it on every block received. It is a pure function of the delta, so
+// a delta is valid on every replica or on none. DecodeSigned parses and
+// authenticates a block without judging its content: a replica uses it to
+// recognise a signed delta that Validate refuses, record it as refused and
+// go on with the author's later deltas, which name it as a parent.
+//
+// # Limits
+//
+// A block is at most MaxBlockSize bytes; operations whose Sizes add up to
+// at most MaxOpsSize always fit in one. Collection names, document IDs and
+// field names are 1 to MaxNameLen bytes of valid UTF-8 without a zero byte
+// (CheckName). A delta holds 1 to MaxOps operations and at most MaxParents
+// parents.
 package delta
 
 import (
@@ -29,6 +47,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -52,6 +72,11 @@ const (
 	MaxOps       = 100_000
 	MaxParents   = 1024
 	MaxNameLen   = 1024
+	// MaxOpsSize bounds the Sizes of a delta's operations so that the
+	// block fits in MaxBlockSize whatever else it holds: the header, the
+	// signature and up to MaxParents parents named by this package's CIDs
+	// (about 41 bytes each).
+	MaxOpsSize = MaxBlockSize - 64<<10
 )
 
 // Kind says what an operation does.
@@ -166,7 +191,11 @@ func init() {
 		MaxMapPairs:       MaxOps + 16,
 		MaxNestedLevels:   16,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		UTF8:              cbor.UTF8RejectInvalid,
+		// Text that is not UTF-8 is refused by Validate, after the block
+		// is authenticated, not by the decoder: so a signed delta that
+		// holds some is recognised as invalid, the same way everywhere,
+		// instead of being unreadable.
+		UTF8: cbor.UTF8DecodeInvalid,
 	}.DecMode()
 	if err != nil {
 		panic(err)
@@ -211,10 +240,14 @@ func (d *Delta) Sign(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
 // same block and CID.
 func (d *Delta) Prepare(key *ecdsa.PrivateKey) ([]byte, error) {
 	d.Author = crypto.PubkeyToAddress(key.PublicKey)
-	if err := d.check(); err != nil {
+	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	return encodeDelta(d, false), nil
+	unsigned := encodeDelta(d, false)
+	if n := len(unsigned) + len(sigEntryPrefix) + crypto.SignatureLength; n > MaxBlockSize {
+		return nil, fmt.Errorf("delta: encode: %d bytes over the %d limit: %w", n, MaxBlockSize, ErrMalformed)
+	}
+	return unsigned, nil
 }
 
 // SignPrepared signs unsigned, the bytes Prepare returned for d with the
@@ -238,6 +271,21 @@ func (d *Delta) SignPrepared(key *ecdsa.PrivateKey, unsigned []byte) ([]byte, ci
 	if len(block) > MaxBlockSize {
 		return nil, cid.Undef, fmt.Errorf("delta: encode: %d bytes: %w", len(block), ErrMalformed)
 	}
+	id, err := CID(block)
+	return block, id, err
+}
+
+// SignUnvalidated signs d as Sign does but without Validate or the size
+// limit: it makes the deltas an older or hostile replica may sign, for
+// tests of what receivers do with them.
+func (d *Delta) SignUnvalidated(key *ecdsa.PrivateKey) ([]byte, cid.Cid, error) {
+	d.Author = crypto.PubkeyToAddress(key.PublicKey)
+	sig, err := crypto.Sign(crypto.Keccak256([]byte(sigDomain), encodeDelta(d, false)), key)
+	if err != nil {
+		return nil, cid.Undef, fmt.Errorf("delta: sign: %w", err)
+	}
+	d.Sig = sig
+	block := encodeDelta(d, true)
 	id, err := CID(block)
 	return block, id, err
 }
@@ -266,13 +314,35 @@ func CID(block []byte) (cid.Cid, error) {
 }
 
 // Decode parses a block received from anywhere, checks that it is a
-// well-formed delta in canonical encoding and that its signature recovers
-// to its author, and returns it with its CID.
+// well-formed delta in canonical encoding, that Validate accepts it and
+// that its signature recovers to its author, and returns it with its CID.
 func Decode(block []byte) (*Delta, cid.Cid, error) {
 	d, err := decodeUnverified(block)
 	if err != nil {
 		return nil, cid.Undef, err
 	}
+	if err := d.Validate(); err != nil {
+		return nil, cid.Undef, err
+	}
+	return authenticate(d, block)
+}
+
+// DecodeSigned is Decode without Validate: it checks that the block is a
+// canonically encoded delta signed by its author, whatever its operations
+// hold. The caller runs Validate and, if it fails, treats the delta as
+// refused: its author is known, so its descendants can still be applied.
+func DecodeSigned(block []byte) (*Delta, cid.Cid, error) {
+	d, err := decodeUnverified(block)
+	if err != nil {
+		return nil, cid.Undef, err
+	}
+	return authenticate(d, block)
+}
+
+// authenticate checks the signature of d, decoded from block, and names
+// the block.
+func authenticate(d *Delta, block []byte) (*Delta, cid.Cid, error) {
+	var err error
 	// The block is canonical (checked above), so the signed bytes are the
 	// block without its last entry, the signature.
 	n := len(sigEntryPrefix) + crypto.SignatureLength
@@ -314,9 +384,6 @@ func decodeUnverified(block []byte) (*Delta, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.check(); err != nil {
-		return nil, err
-	}
 	if again := encodeDelta(d, true); !bytes.Equal(again, block) {
 		return nil, fmt.Errorf("delta: decode: encoding is not canonical dag-cbor: %w", ErrMalformed)
 	}
@@ -328,6 +395,12 @@ func fromWire(w *wire) (*Delta, error) {
 		return nil, fmt.Errorf("delta: decode: author is %d bytes: %w", len(w.Author), ErrMalformed)
 	}
 	d := &Delta{Author: common.BytesToAddress(w.Author), Seq: w.Seq, HLC: w.HLC, Ops: w.Ops, Sig: w.Sig}
+	// Receivers index every delta they process, refused ones too, under
+	// its author and sequence number, from 1; so a delta without one is
+	// not a delta at all rather than an invalid one.
+	if d.Seq == 0 {
+		return nil, fmt.Errorf("delta: decode: sequence number 0: %w", ErrMalformed)
+	}
 	if len(w.Parents) > MaxParents {
 		return nil, fmt.Errorf("delta: decode: %d parents: %w", len(w.Parents), ErrMalformed)
 	}
@@ -374,8 +447,11 @@ func (d *Delta) verifyHash(h []byte) error {
 	return nil
 }
 
-// check validates the shape of every operation.
-func (d *Delta) check() error {
+// Validate is the rule that decides whether a delta is valid: a sequence
+// number, 1 to MaxOps operations, at most MaxParents parents, and every
+// operation valid (Op.Validate). It does not check the signature or the
+// encoded size (Prepare and Decode do).
+func (d *Delta) Validate() error {
 	if d.Seq == 0 {
 		return fmt.Errorf("delta: sequence number 0: %w", ErrMalformed)
 	}
@@ -386,23 +462,50 @@ func (d *Delta) check() error {
 		return fmt.Errorf("delta: %d parents: %w", len(d.Parents), ErrMalformed)
 	}
 	for i := range d.Ops {
-		if err := d.Ops[i].check(); err != nil {
+		if err := d.Ops[i].Validate(); err != nil {
 			return fmt.Errorf("delta: op %d: %w", i, err)
 		}
 	}
 	return nil
 }
 
-func (op *Op) check() error {
+// CheckName reports whether name may name a collection, a document or a
+// field: 1 to MaxNameLen bytes of valid UTF-8 without a zero byte (the
+// store separates names by zero bytes in its keys). The error does not
+// repeat the name.
+func CheckName(name string) error {
+	switch {
+	case name == "" || len(name) > MaxNameLen:
+		return fmt.Errorf("%d bytes, not 1 to %d: %w", len(name), MaxNameLen, ErrMalformed)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("not valid UTF-8: %w", ErrMalformed)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("holds a zero byte: %w", ErrMalformed)
+	}
+	return nil
+}
+
+// Validate checks one operation: its kind, its names (CheckName), that
+// it carries exactly the parts its kind uses, and that its values are
+// JSON. Errors wrap ErrMalformed.
+func (op *Op) Validate() error {
 	if op.Kind == 0 || op.Kind >= kindEnd {
 		return fmt.Errorf("unknown kind %d: %w", op.Kind, ErrMalformed)
 	}
-	if op.Collection == "" || len(op.Collection) > MaxNameLen || op.ID == "" || len(op.ID) > MaxNameLen {
-		return fmt.Errorf("collection and id must be 1 to %d bytes: %w", MaxNameLen, ErrMalformed)
+	if err := CheckName(op.Collection); err != nil {
+		return fmt.Errorf("collection name: %w", err)
+	}
+	if err := CheckName(op.ID); err != nil {
+		return fmt.Errorf("document id: %w", err)
 	}
 	fieldOp := op.Kind != Put && op.Kind != Delete
-	if fieldOp != (op.Field != "") || len(op.Field) > MaxNameLen {
-		return fmt.Errorf("%s: field name %q not allowed here: %w", op.Kind, op.Field, ErrMalformed)
+	if !fieldOp && op.Field != "" {
+		return fmt.Errorf("%s: takes no field name: %w", op.Kind, ErrMalformed)
+	}
+	if fieldOp {
+		if err := CheckName(op.Field); err != nil {
+			return fmt.Errorf("%s: field name: %w", op.Kind, err)
+		}
 	}
 	needsValue := op.Kind == Set || op.Kind == Add || op.Kind == Remove || op.Kind == Append
 	if needsValue != (op.Value != nil) {
@@ -418,8 +521,11 @@ func (op *Op) check() error {
 		return fmt.Errorf("%s: fields not allowed: %w", op.Kind, ErrMalformed)
 	}
 	for i, f := range op.Fields {
-		if f.Name == "" || len(f.Name) > MaxNameLen || !json.Valid(f.Value) {
-			return fmt.Errorf("put: field %q is invalid: %w", f.Name, ErrMalformed)
+		if err := CheckName(f.Name); err != nil {
+			return fmt.Errorf("put: field %d: name: %w", i, err)
+		}
+		if !json.Valid(f.Value) {
+			return fmt.Errorf("put: field %d: value is not JSON: %w", i, ErrMalformed)
 		}
 		if i > 0 && op.Fields[i-1].Name >= f.Name {
 			return fmt.Errorf("put: fields are not sorted by name, or repeat one: %w", ErrMalformed)
@@ -437,7 +543,7 @@ func (op *Op) check() error {
 		return fmt.Errorf("%s: counter bases not allowed: %w", op.Kind, ErrMalformed)
 	}
 	for _, b := range op.Bases {
-		if len(b.Author) != common.AddressLength || b.Field == "" || (fieldOp && b.Field != op.Field) {
+		if len(b.Author) != common.AddressLength || CheckName(b.Field) != nil || (fieldOp && b.Field != op.Field) {
 			return fmt.Errorf("%s: counter base is invalid: %w", op.Kind, ErrMalformed)
 		}
 	}
@@ -445,7 +551,7 @@ func (op *Op) check() error {
 		return fmt.Errorf("%s: seen set elements not allowed: %w", op.Kind, ErrMalformed)
 	}
 	for _, s := range op.Seen {
-		if len(s.Tag.Author) != common.AddressLength || s.Field == "" || !json.Valid(s.Value) {
+		if len(s.Tag.Author) != common.AddressLength || CheckName(s.Field) != nil || !json.Valid(s.Value) {
 			return fmt.Errorf("%s: seen set element is invalid: %w", op.Kind, ErrMalformed)
 		}
 	}

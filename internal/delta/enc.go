@@ -237,3 +237,80 @@ func (e *encoder) fields(fs Fields) {
 		}
 	}
 }
+
+// headLen is the length of a CBOR head holding n.
+func headLen(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= math.MaxUint8:
+		return 2
+	case n <= math.MaxUint16:
+		return 3
+	case n <= math.MaxUint32:
+		return 5
+	}
+	return 9
+}
+
+func strLen(n int) int { return headLen(uint64(n)) + n }
+
+func tagSize(t *Tag) int {
+	return 1 + 2 + strLen(len(t.Author)) + 2 + headLen(uint64(t.Index)) + 2 + headLen(t.HLC)
+}
+
+// Size is the number of bytes op takes in a delta's encoding, computed
+// without encoding it. A delta's operations whose Sizes add up to at most
+// MaxOpsSize fit in one block.
+func (op *Op) Size() int {
+	keys, n := uint64(3), 0 // c d k
+	if len(op.Fields) > 0 {
+		keys++
+		n += 2 + headLen(uint64(len(op.Fields)))
+		for _, f := range op.Fields {
+			n += strLen(len(f.Name)) + strLen(len(f.Value))
+		}
+	}
+	if len(op.Bases) > 0 {
+		keys++
+		n += 2 + headLen(uint64(len(op.Bases)))
+		for i := range op.Bases {
+			b := &op.Bases[i]
+			n += 1 + 2 + strLen(len(b.Author)) + 2 + strLen(len(b.Field)) + 2 + headLen(b.N) + 2 + headLen(b.P)
+		}
+	}
+	n += 2 + strLen(len(op.Collection)) + 2 + strLen(len(op.ID))
+	if op.Field != "" {
+		keys++
+		n += 2 + strLen(len(op.Field))
+	}
+	if len(op.Tags) > 0 {
+		keys++
+		n += 2 + headLen(uint64(len(op.Tags)))
+		for i := range op.Tags {
+			n += tagSize(&op.Tags[i])
+		}
+	}
+	n += 2 + headLen(uint64(op.Kind))
+	if op.Amount != 0 {
+		keys++
+		a := uint64(op.Amount)
+		if op.Amount < 0 {
+			a = uint64(-(op.Amount + 1))
+		}
+		n += 2 + headLen(a)
+	}
+	if len(op.Seen) > 0 {
+		keys++
+		n += 2 + headLen(uint64(len(op.Seen)))
+		for i := range op.Seen {
+			s := &op.Seen[i]
+			n += 1 + 2 + strLen(len(s.Field)) + 2 + tagSize(&s.Tag) + 2 + strLen(len(s.Value))
+		}
+	}
+	if len(op.Value) > 0 {
+		keys++
+		n += 2 + strLen(len(op.Value))
+	}
+	return headLen(keys) + n
+}

@@ -88,6 +88,13 @@ func TestEncoderMatchesGenericEncoding(t *testing.T) {
 		if r.IntN(2) == 0 {
 			d.Sig = addr()
 		}
+		for k := range d.Ops {
+			e := &encoder{}
+			e.op(&d.Ops[k])
+			if got := d.Ops[k].Size(); got != len(e.b) {
+				t.Fatalf("delta %d op %d: Size %d, encoded %d bytes", i, k, got, len(e.b))
+			}
+		}
 		for _, withSig := range []bool{false, true} {
 			want, err := encMode.Marshal(d.toWire(withSig))
 			if err != nil {

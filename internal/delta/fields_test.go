@@ -28,7 +28,7 @@ func TestSortFieldsKeepsTheLastOfARepeatedName(t *testing.T) {
 // repeat a name is malformed (every replica must read one set of fields).
 func TestUnsortedFieldsRefused(t *testing.T) {
 	ok := &Delta{Seq: 1, HLC: 1, Ops: []Op{{Kind: Put, Collection: "c", ID: "d", Fields: Fields{{"a", []byte("1")}, {"b", []byte("2")}}}}}
-	if err := ok.check(); err != nil {
+	if err := ok.Validate(); err != nil {
 		t.Fatalf("sorted fields: %v", err)
 	}
 	for _, fs := range []Fields{
@@ -36,7 +36,7 @@ func TestUnsortedFieldsRefused(t *testing.T) {
 		{{"a", []byte("1")}, {"a", []byte("2")}},
 	} {
 		d := &Delta{Seq: 1, HLC: 1, Ops: []Op{{Kind: Put, Collection: "c", ID: "d", Fields: fs}}}
-		if err := d.check(); !errors.Is(err, ErrMalformed) {
+		if err := d.Validate(); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("check(%q) = %v, want ErrMalformed", fs, err)
 		}
 	}
