@@ -34,7 +34,8 @@ const (
 	MaxChoiceLabel = 200
 	MaxActions     = 64
 	MaxActionValue = 16 << 10
-	// MaxClosingBallots bounds the ballots one closing lists.
+	// MaxClosingBallots bounds the ballots one closing lists (about 4.3 MB
+	// of document, under the store's MaxWriteSize).
 	MaxClosingBallots = 100_000
 )
 
@@ -43,7 +44,36 @@ type record struct {
 	Typed   json.RawMessage `json:"typed"` // the typed data, as a wallet signs it
 	Sig     hexutil.Bytes   `json:"sig"`
 	Closer  string          `json:"closer,omitempty"`
-	Ballots []common.Hash   `json:"ballots,omitempty"`
+	Ballots ballotList      `json:"ballots,omitempty"`
+}
+
+// ballotList is a closing's list of ballot IDs, written as one base64
+// string of the IDs end to end: a third of the size of hex strings, and one
+// JSON value to parse.
+type ballotList []common.Hash
+
+func (l ballotList) MarshalJSON() ([]byte, error) {
+	raw := make([]byte, 0, len(l)*common.HashLength)
+	for _, h := range l {
+		raw = append(raw, h[:]...)
+	}
+	return json.Marshal(raw) // []byte marshals as base64
+}
+
+func (l *ballotList) UnmarshalJSON(b []byte) error {
+	var raw []byte
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if len(raw)%common.HashLength != 0 {
+		return fmt.Errorf("ballot list of %d bytes is not a list of IDs", len(raw))
+	}
+	out := make(ballotList, len(raw)/common.HashLength)
+	for i := range out {
+		copy(out[i][:], raw[i*common.HashLength:])
+	}
+	*l = out
+	return nil
 }
 
 func closingDocID(c *govmsg.Closing, closer common.Address) string {
