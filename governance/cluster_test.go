@@ -135,7 +135,8 @@ func TestVoteSetsParamEverywhere(t *testing.T) {
 	id, err := gc.gov(0).Propose(ctx, governance.Proposal{
 		Title:   "Raise the ride fee to 3%",
 		End:     gc.clock.Now().Add(time.Hour),
-		Actions: []governance.Action{governance.SetParam("fee-bps", 300)},
+		Actions: []governance.Action{governance.SetParam("fee-bps", 300),
+			governance.ApproveRelease(governance.Release{Version: "1.1.0", Executables: map[string]string{"linux/amd64": "ab12"}})},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +177,14 @@ func TestVoteSetsParamEverywhere(t *testing.T) {
 		if err := n.Governance().Param(ctx, "fee-bps", &fee); err != nil || fee != 300 {
 			t.Fatalf("node %d: fee-bps = %d, %v; want 300", i, fee, err)
 		}
+		rel, err := n.Governance().Releases(ctx)
+		if err != nil || len(rel) != 1 || rel[0].Version != "1.1.0" || rel[0].Executables["linux/amd64"] != "ab12" {
+			t.Fatalf("node %d: releases %+v, %v", i, rel, err)
+		}
+	}
+	if _, err := gc.gov(0).Propose(ctx, governance.Proposal{Title: "bad release",
+		Actions: []governance.Action{governance.ApproveRelease(governance.Release{Version: "2"})}}); !errors.Is(err, governance.ErrInvalid) {
+		t.Fatalf("a release without executables: %v", err)
 	}
 }
 

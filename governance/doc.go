@@ -68,8 +68,9 @@
 // # Actions
 //
 // A final, passed proposal's actions run in order on every replica, and
-// proposals in the order of their end. SetParam, AdmitMember and
-// RemoveMember change governance's own state (Param, Members). Any other
+// proposals in the order of their end. SetParam, AdmitMember,
+// RemoveMember and ApproveRelease change governance's own state (Param,
+// Members, Releases). Any other
 // kind runs the handler the application registered with Handle, once per
 // instance: the instance records, durably, that it starts an action before
 // calling the handler, so a restart never runs it twice; a failing

@@ -44,6 +44,8 @@ const (
 	ActionSetParam     = govern.ActionSetParam
 	ActionAdmitMember  = govern.ActionAdmitMember
 	ActionRemoveMember = govern.ActionRemoveMember
+	// ActionApproveRelease approves a release of the DApp's code (Release).
+	ActionApproveRelease = govern.ActionApproveRelease
 )
 
 // Genesis is what a DApp's governance starts with; every instance must

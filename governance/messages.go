@@ -228,6 +228,12 @@ func checkProposal(p *govmsg.Proposal) error {
 		if a.Kind == ActionSetParam && !json.Valid(a.Value) {
 			return fmt.Errorf("%w: parameter %.40q is not JSON", ErrInvalid, a.Name)
 		}
+		if a.Kind == ActionApproveRelease {
+			var r Release
+			if err := json.Unmarshal(a.Value, &r); err != nil || r.Version == "" || len(r.Executables) == 0 {
+				return fmt.Errorf("%w: release %.40q needs a version and executable hashes", ErrInvalid, a.Name)
+			}
+		}
 	}
 	if _, err := govern.Rules(p); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)

@@ -99,6 +99,46 @@ func RemoveMember(who common.Address) Action {
 	return Action{Kind: ActionRemoveMember, Name: who.Hex()}
 }
 
+// Release is a build of the DApp's code that its members approve: which
+// executables (by SHA-256, per GOOS/GOARCH) and web UI (a UnixFS CID) an
+// instance must run to be verified as running approved code.
+type Release struct {
+	Version string `json:"version"`
+	// Executables maps "linux/amd64" and the like to the executable's
+	// SHA-256 in hex.
+	Executables map[string]string `json:"executables"`
+	// Source is the source revision the release is built from.
+	Source string `json:"source,omitempty"`
+	// UI is the CID of the release's web UI directory, if any.
+	UI string `json:"ui,omitempty"`
+}
+
+// ApproveRelease is the action that approves r; Releases lists it on
+// every replica once the proposal passes.
+func ApproveRelease(r Release) Action {
+	v, err := json.Marshal(r)
+	if err != nil {
+		v = nil // refused by Propose
+	}
+	return Action{Kind: ActionApproveRelease, Name: r.Version, Value: v}
+}
+
+// Releases returns the approved releases, oldest first.
+func (g *Governance) Releases(ctx context.Context) ([]Release, error) {
+	if err := g.checkOpen("releases"); err != nil {
+		return nil, err
+	}
+	var out []Release
+	for _, raw := range g.evaluate().Releases {
+		var r Release
+		if err := json.Unmarshal(raw, &r); err != nil {
+			continue // refused when proposed; cannot be here
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // Choice is what a ballot says; make one with For, Against, Abstain,
 // Option, Approve, Rank or Weights.
 type Choice struct{ values []uint32 }

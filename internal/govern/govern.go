@@ -47,6 +47,9 @@ const (
 	ActionSetParam     = "set-param"
 	ActionAdmitMember  = "admit-member"
 	ActionRemoveMember = "remove-member"
+	// ActionApproveRelease records a release of the DApp's code (its
+	// Value, JSON) as approved.
+	ActionApproveRelease = "approve-release"
 )
 
 // Electorates: one member, one vote; or the token balance at the
@@ -168,6 +171,8 @@ type State struct {
 	Executed []Executed
 	Members  []common.Address // ascending
 	Params   map[string]json.RawMessage
+	// Releases are the approved releases' values, in order of approval.
+	Releases []json.RawMessage
 }
 
 // membership is one admission or removal and when it took effect.
@@ -233,6 +238,8 @@ func Evaluate(g Genesis, in Input) State {
 			switch a.Kind {
 			case ActionSetParam:
 				st.Params[a.Name] = json.RawMessage(a.Value)
+			case ActionApproveRelease:
+				st.Releases = append(st.Releases, json.RawMessage(a.Value))
 			case ActionAdmitMember, ActionRemoveMember:
 				if addr, ok := parseAddress(a.Name); ok {
 					changes = append(changes, membership{at: p.End, admit: a.Kind == ActionAdmitMember, member: addr})
