@@ -57,6 +57,15 @@ func Types(primary string) (map[string][]Field, error) {
 	return out, nil
 }
 
+// typesJSON holds each primary type's types as TypedData writes them.
+var typesJSON = func() map[string][]byte {
+	out := map[string][]byte{}
+	for primary, types := range typesOf {
+		out[primary], _ = json.Marshal(types)
+	}
+	return out
+}()
+
 // typesOf holds each primary type's types, parsed once.
 var typesOf = func() map[string]map[string][]Field {
 	out := map[string]map[string][]Field{}
@@ -172,6 +181,12 @@ func (b *bigString) UnmarshalJSON(data []byte) error {
 // parseUint reads a non-negative integer of at most 256 bits: a JSON
 // number without fraction or exponent, or a string in decimal or 0x hex.
 func parseUint(b []byte) (*big.Int, error) {
+	// Most integers are short decimal strings: no big.Int parse for them.
+	if n := len(b); n >= 3 && n <= 21 && b[0] == '"' && b[n-1] == '"' && b[1] != '0' || n == 3 && string(b) == `"0"` {
+		if v, err := strconv.ParseUint(string(b[1:n-1]), 10, 64); err == nil {
+			return new(big.Int).SetUint64(v), nil
+		}
+	}
 	s := string(b)
 	if len(s) > 0 && s[0] == '"' {
 		var err error
@@ -263,7 +278,10 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 	if len(data) > MaxTypedData {
 		return nil, fmt.Errorf("%w: typed data of %d bytes, limit %d", ErrMalformed, len(data), MaxTypedData)
 	}
-	var td TypedData
+	var td struct {
+		TypedData
+		Types json.RawMessage `json:"types"`
+	}
 	if err := strictUnmarshal(data, &td); err != nil {
 		return nil, fmt.Errorf("%w: typed data: %v", ErrMalformed, err)
 	}
@@ -271,8 +289,13 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown primary type %.40q", ErrMalformed, td.PrimaryType)
 	}
-	if !sameTypes(td.Types, want) {
-		return nil, fmt.Errorf("%w: the types of %s are not this DApp's", ErrMalformed, td.PrimaryType)
+	// Types written as TypedData writes them are recognised by their
+	// bytes; any other spelling (order, spaces) is parsed and compared.
+	if !bytes.Equal(td.Types, typesJSON[td.PrimaryType]) {
+		var types map[string][]Field
+		if err := json.Unmarshal(td.Types, &types); err != nil || !sameTypes(types, want) {
+			return nil, fmt.Errorf("%w: the types of %s are not this DApp's", ErrMalformed, td.PrimaryType)
+		}
 	}
 	if err := checkDomain(td.Domain, d); err != nil {
 		return nil, err
