@@ -43,8 +43,15 @@ type Config struct {
 	// DHTPrefix is the DHT protocol prefix; default "/dpaas". Set it to
 	// "/ipfs" to use the public IPFS DHT.
 	DHTPrefix string
+	// PeerTarget is how many instances of the DApp the instance keeps
+	// connections to, whatever else finds them: it asks the instances it
+	// is connected to for the others (peer exchange) and dials from its
+	// address book while it has fewer, and closes connections beyond
+	// twice as many. Default 8.
+	PeerTarget int
 	// DiscoveryInterval is the longest wait between two rounds of
-	// bootstrap re-dials and DHT rendezvous; default one minute.
+	// bootstrap re-dials, DHT rendezvous and peer exchange; default one
+	// minute.
 	DiscoveryInterval time.Duration
 	// ConnectionGater, if set, may refuse connections (allow lists,
 	// partitions in tests). Peers the instance has banned (blobs bans a
@@ -129,6 +136,9 @@ func (c Config) validate() (*config, error) {
 	}
 	if v.DiscoveryInterval < 0 {
 		return nil, errors.New("dapp: DiscoveryInterval must not be negative")
+	}
+	if v.PeerTarget < 0 {
+		return nil, errors.New("dapp: PeerTarget must not be negative")
 	}
 	if v.DiscoveryInterval == 0 {
 		v.DiscoveryInterval = time.Minute

@@ -33,9 +33,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/blobs"
+	"github.com/dpaas/dpaas/internal/addrbook"
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/nodekey"
+	"github.com/dpaas/dpaas/internal/peerex"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/dpaas/dpaas/store"
@@ -59,6 +61,8 @@ type Node struct {
 	pay   *payment.Payments
 	dht   *dht.IpfsDHT
 	tasks *group.Group
+	book  *addrbook.Book   // peers.go
+	px    *peerex.Exchange // peers.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is

@@ -26,7 +26,9 @@ package dapptest
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +54,12 @@ const (
 	Ring
 	// None connects nothing; the test connects nodes itself.
 	None
+	// Star starts node 0 first; every other node names it, and only it,
+	// in Config.Bootstrap, as users joining through one seed would.
+	Star
+	// Chain starts the nodes in turn, each naming the one before it, and
+	// only it, in Config.Bootstrap.
+	Chain
 )
 
 // Options configure New. The zero value gives a fully connected cluster of
@@ -74,10 +82,13 @@ type Cluster struct {
 	t    testing.TB
 	opts Options
 
-	nodes  []*dapp.Node
-	dirs   []string
-	listen [][]string // the addresses each node listened on at first start
-	ids    []peer.ID
+	base    string // holds every node's directory
+	nodes   []*dapp.Node
+	initial int   // nodes started by New; the rest joined later
+	bootOf  []int // the node each node names in Bootstrap, or -1
+	dirs    []string
+	listen  [][]string // the addresses each node listened on at first start
+	ids     []peer.ID
 
 	mu    sync.Mutex
 	group map[peer.ID]int // partition group of each node; nil when healed
@@ -98,19 +109,29 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		ignore = goleak.IgnoreCurrent()
 	}
 	c := &Cluster{
-		t:      t,
-		opts:   opts,
-		nodes:  make([]*dapp.Node, n),
-		dirs:   make([]string, n),
-		listen: make([][]string, n),
-		ids:    make([]peer.ID, n),
-		index:  make(map[peer.ID]int),
+		t:       t,
+		opts:    opts,
+		base:    t.TempDir(),
+		initial: n,
+		bootOf:  make([]int, n),
+		nodes:   make([]*dapp.Node, n),
+		dirs:    make([]string, n),
+		listen:  make([][]string, n),
+		ids:     make([]peer.ID, n),
+		index:   make(map[peer.ID]int),
 	}
 	// Directories first: cleanups run last-in first-out, so the nodes are
 	// closed before their directories are removed.
 	for i := range n {
-		c.dirs[i] = t.TempDir()
+		c.dirs[i] = filepath.Join(c.base, strconv.Itoa(i))
 		c.listen[i] = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		c.bootOf[i] = -1
+		switch {
+		case i > 0 && opts.Topology == Star:
+			c.bootOf[i] = 0
+		case i > 0 && opts.Topology == Chain:
+			c.bootOf[i] = i - 1
+		}
 	}
 	t.Cleanup(func() {
 		c.Close()
@@ -131,6 +152,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	for i := range n {
 		c.start(i)
 	}
+	// Star and Chain join through Config.Bootstrap alone.
 	switch opts.Topology {
 	case Full:
 		for i := range n {
@@ -157,6 +179,9 @@ func (c *Cluster) start(i int) {
 	}
 	cfg.Dir = c.dirs[i]
 	cfg.ListenAddrs = c.listen[i]
+	if j := c.bootOf[i]; j >= 0 {
+		cfg.Bootstrap = append(cfg.Bootstrap, c.BootstrapAddrs(j)...)
+	}
 	cfg.ConnectionGater = &gater{c: c, self: i}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
@@ -182,6 +207,49 @@ func (c *Cluster) start(i int) {
 	c.mu.Lock()
 	c.index[node.ID()] = i
 	c.mu.Unlock()
+}
+
+// BootstrapAddrs are the addresses node i listened on at its first start,
+// each ending in /p2p/<id>, for other nodes' Config.Bootstrap. They stay
+// valid while the node is stopped (nothing answers there).
+func (c *Cluster) BootstrapAddrs(i int) []string {
+	var out []string
+	for _, a := range c.listen[i] {
+		out = append(out, a+"/p2p/"+c.ids[i].String())
+	}
+	return out
+}
+
+// Join starts one more node that names node j, and only it, in
+// Config.Bootstrap, and returns its index.
+func (c *Cluster) Join(j int) int {
+	c.t.Helper()
+	i := len(c.nodes)
+	c.nodes = append(c.nodes, nil)
+	c.dirs = append(c.dirs, filepath.Join(c.base, strconv.Itoa(i)))
+	c.listen = append(c.listen, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	c.ids = append(c.ids, "")
+	c.bootOf = append(c.bootOf, j)
+	c.start(i)
+	return i
+}
+
+// Links returns, for every running node, the indexes of the running
+// nodes it sees as peers of the same DApp (Node.Peers).
+func (c *Cluster) Links() map[int][]int {
+	out := make(map[int][]int)
+	for i, n := range c.nodes {
+		if n == nil {
+			continue
+		}
+		out[i] = []int{}
+		for _, p := range n.Peers() {
+			if j, ok := c.indexOf(p); ok && c.nodes[j] != nil {
+				out[i] = append(out[i], j)
+			}
+		}
+	}
+	return out
 }
 
 // Len is the number of nodes, running or stopped.
@@ -237,7 +305,7 @@ func (c *Cluster) Restart(i int) *dapp.Node {
 	c.t.Helper()
 	c.Stop(i)
 	c.start(i)
-	for _, j := range c.neighbours(i) {
+	for _, j := range c.connected(i) {
 		if c.nodes[j] != nil && !c.cut(i, j) {
 			c.Connect(i, j)
 		}
@@ -245,9 +313,25 @@ func (c *Cluster) Restart(i int) *dapp.Node {
 	return c.nodes[i]
 }
 
+// neighbours are the nodes node i is linked to: by the topology, or
+// because one names the other in Bootstrap.
 func (c *Cluster) neighbours(i int) []int {
 	var out []int
-	n := len(c.nodes)
+	for j := range c.nodes {
+		if j != i && (c.bootOf[i] == j || c.bootOf[j] == i) {
+			out = append(out, j)
+		}
+	}
+	return append(out, c.connected(i)...)
+}
+
+// connected are the nodes the cluster itself connects node i to.
+func (c *Cluster) connected(i int) []int {
+	var out []int
+	if i >= c.initial {
+		return out
+	}
+	n := c.initial
 	for j := range n {
 		if j == i {
 			continue
