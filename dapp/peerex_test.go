@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
+	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/store"
 )
 
@@ -81,10 +87,10 @@ func TestSeedDeathDoesNotSplit(t *testing.T) {
 	for i := 1; i < 6; i++ {
 		c.Stop(i)
 	}
+	start = time.Now()
 	for i := 1; i < 6; i++ {
 		c.Restart(i)
 	}
-	start = time.Now()
 	c.WaitFor("the five to reconnect from their address books", func() bool {
 		links := nonSeedLinks(c)
 		for i := 1; i < 6; i++ {
@@ -94,7 +100,7 @@ func TestSeedDeathDoesNotSplit(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("reconnected %v after the restarts", time.Since(start))
+	t.Logf("reconnected %v after the first restart", time.Since(start))
 	if err := c.Node(5).Store().Collection("rides").Put(ctx, "r2", ride{From: "c", To: "d"}); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +167,7 @@ func symmetric(g map[int][]int) map[int][]int {
 // splits, with a bounded number of connections per instance.
 func TestChainOfJoins(t *testing.T) {
 	const n = 20
-	c := dapptest.New(t, n, dapptest.Options{Topology: dapptest.Chain})
+	c := dapptest.New(t, n, dapptest.Options{Topology: dapptest.Chain, Configure: sharedChain(t)})
 	var g map[int][]int
 	c.WaitFor("a graph of diameter <= 4 that no single death splits", func() bool {
 		g = symmetric(c.Links())
@@ -217,4 +223,88 @@ func TestPeerTargetValidated(t *testing.T) {
 	if err == nil || errors.Is(err, store.ErrClosed) {
 		t.Fatalf("negative PeerTarget: %v", err)
 	}
+}
+
+// warnings records the messages of warnings logged.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+func (w *warnings) count(sub string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, m := range w.msgs {
+		if strings.Contains(m, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestFewPeersWarnedAndMetered: the peers gauge follows the instances
+// connected, and a warning says when only one or none is left while the
+// book knows others.
+func TestFewPeersWarnedAndMetered(t *testing.T) {
+	w := &warnings{}
+	reg := prometheus.NewRegistry()
+	c := dapptest.New(t, 3, dapptest.Options{Configure: func(i int, cfg *dapp.Config) {
+		if i == 0 {
+			cfg.Logger = slog.New(w)
+			cfg.Metrics = reg
+		}
+	}})
+	c.WaitConnected()
+	c.WaitFor("the peers gauge at 2", func() bool { return gauge(t, reg, "dpaas_dapp_peers") == 2 })
+	const warning = "connected to few instances"
+	if n := w.count(warning); n != 0 {
+		t.Fatalf("%d warnings while connected to both others", n)
+	}
+	c.Stop(1)
+	c.WaitFor("a warning with one instance left", func() bool { return w.count(warning) == 1 })
+	c.Stop(2)
+	c.WaitFor("the peers gauge at 0", func() bool { return gauge(t, reg, "dpaas_dapp_peers") == 0 })
+	if st := c.Node(0).DiscoveryStats(); st.Known != 2 || st.Peers != 0 {
+		t.Fatalf("stats %+v, want both others known and none connected", st)
+	}
+}
+
+// sharedChain gives every node of a cluster one development chain, which
+// starts the nodes faster than a private chain each.
+func sharedChain(t testing.TB) func(int, *dapp.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dev, err := payment.NewDevChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the cluster, so it runs after the nodes are closed.
+	t.Cleanup(func() { dev.Close() })
+	return func(_ int, cfg *dapp.Config) { cfg.Payment.Dev = dev }
 }

@@ -74,6 +74,10 @@ type Options struct {
 	Timeout time.Duration
 	// LeakCheck is on unless set to false through NoLeakCheck.
 	NoLeakCheck bool
+	// Pin keeps the topology: the cluster refuses every connection
+	// between nodes it does not link, so that the instances' peer
+	// exchange adds none (tests of relaying along a line, say).
+	Pin bool
 }
 
 // Cluster is a set of in-process nodes. Its methods must be called from
@@ -203,8 +207,8 @@ func (c *Cluster) start(i int) {
 		}
 		c.listen[i] = addrs
 	}
-	c.ids[i] = node.ID()
 	c.mu.Lock()
+	c.ids[i] = node.ID()
 	c.index[node.ID()] = i
 	c.mu.Unlock()
 }
@@ -225,11 +229,13 @@ func (c *Cluster) BootstrapAddrs(i int) []string {
 func (c *Cluster) Join(j int) int {
 	c.t.Helper()
 	i := len(c.nodes)
+	c.mu.Lock() // the gaters read ids and bootOf
 	c.nodes = append(c.nodes, nil)
 	c.dirs = append(c.dirs, filepath.Join(c.base, strconv.Itoa(i)))
 	c.listen = append(c.listen, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
 	c.ids = append(c.ids, "")
 	c.bootOf = append(c.bootOf, j)
+	c.mu.Unlock()
 	c.start(i)
 	return i
 }
@@ -328,25 +334,28 @@ func (c *Cluster) neighbours(i int) []int {
 // connected are the nodes the cluster itself connects node i to.
 func (c *Cluster) connected(i int) []int {
 	var out []int
-	if i >= c.initial {
-		return out
-	}
-	n := c.initial
-	for j := range n {
-		if j == i {
-			continue
-		}
-		switch c.opts.Topology {
-		case Full:
+	for j := range c.initial {
+		if c.topoLinked(i, j) {
 			out = append(out, j)
-		case Line, Ring:
-			d := j - i
-			if d == 1 || d == -1 || (c.opts.Topology == Ring && n > 2 && (d == n-1 || d == 1-n)) {
-				out = append(out, j)
-			}
 		}
 	}
 	return out
+}
+
+// topoLinked reports whether the topology links nodes i and j.
+func (c *Cluster) topoLinked(i, j int) bool {
+	n := c.initial
+	if i == j || i >= n || j >= n {
+		return false
+	}
+	switch c.opts.Topology {
+	case Full:
+		return true
+	case Line, Ring:
+		d := j - i
+		return d == 1 || d == -1 || (c.opts.Topology == Ring && n > 2 && (d == n-1 || d == 1-n))
+	}
+	return false
 }
 
 // Partition splits the cluster into the given groups of node indexes;
@@ -471,6 +480,9 @@ func (c *Cluster) cutPeer(self int, p peer.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j, ok := c.index[p]
+	if ok && c.opts.Pin && !c.topoLinked(self, j) && c.bootOf[self] != j && c.bootOf[j] != self {
+		return true
+	}
 	return ok && c.group != nil && c.group[c.ids[self]] != c.group[c.ids[j]]
 }
 
