@@ -19,6 +19,13 @@
 //		c.Heal()
 //	}
 //
+// Topologies Full, Line and Ring are made by the cluster connecting nodes;
+// Star and Chain by the nodes' own Config.Bootstrap, as users joining
+// through a seed would, and Join adds a node that way later. The nodes'
+// peer exchange then links further instances; Options.Pin forbids that,
+// for a test that needs the topology as drawn. Links returns the graph of
+// the running nodes.
+//
 // When the test ends the cluster closes every node and fails the test if
 // any goroutine started since New is still running.
 package dapptest

@@ -273,10 +273,11 @@ func (b *Book) source(id peer.ID, now time.Time) *source {
 
 // MarkGood records that the instance of r is connected: a secure
 // connection proved its key and it speaks the DApp's protocol. The entry
-// becomes (or stays) verified, with r's addresses, good as of now.
-func (b *Book) MarkGood(r Record) {
+// becomes (or stays) verified, with r's addresses, good as of now. It
+// reports whether the entry was not verified before.
+func (b *Book) MarkGood(r Record) bool {
 	if r.ID == b.o.Self {
-		return
+		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -303,9 +304,11 @@ func (b *Book) MarkGood(r Record) {
 	if !ok || r.Seq >= e.Seq {
 		e.Record = r
 	}
+	wasVerified := e.Verified
 	e.Verified, e.LastGood, e.Failures, e.NextDial = true, now, 0, time.Time{}
 	e.Source, e.Added = "", time.Time{}
 	b.dirty[r.ID] = true
+	return !wasVerified
 }
 
 // Touch refreshes LastGood of verified entries still connected.

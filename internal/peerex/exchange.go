@@ -181,7 +181,11 @@ func (x *Exchange) watch(ctx context.Context, sub event.Subscription) {
 				if slices.Contains(e.Protocols, x.cfg.Protocol) {
 					x.cfg.Host.ConnManager().Protect(e.Peer, x.cfg.Tag)
 					p := e.Peer
-					x.tasks.Go(func(ctx context.Context) { x.pull(ctx, p) })
+					x.tasks.Go(func(ctx context.Context) {
+						if x.pull(ctx, p) > 0 {
+							x.poke() // dial what it told of now
+						}
+					})
 					x.poke()
 				}
 			case event.EvtPeerConnectednessChanged:
@@ -246,9 +250,12 @@ func (x *Exchange) round(ctx context.Context) bool {
 	x.mu.Unlock()
 	if touch {
 		x.cfg.Book.Touch(members...)
-		if err := x.cfg.Book.Flush(); err != nil {
-			x.log.Warn("peerex: writing the address book", "err", err)
-		}
+	}
+	// What changed since the last round (instances verified, failures)
+	// is written now, so an instance killed soon after it joined still
+	// finds the DApp again from its book.
+	if err := x.cfg.Book.Flush(); err != nil {
+		x.log.Warn("peerex: writing the address book", "err", err)
 	}
 	switch {
 	case len(members) > x.cfg.Max:
@@ -514,7 +521,9 @@ func (x *Exchange) takeMessage(b []byte, from peer.ID) (Message, error) {
 	if r.ID != from {
 		return Message{}, fmt.Errorf("peerex: first record is %s's, not the sender's: %w", r.ID, ErrMalformed)
 	}
-	x.cfg.Book.MarkGood(r)
+	if x.cfg.Book.MarkGood(r) {
+		x.poke() // a round writes the book at once
+	}
 	return m, nil
 }
 
