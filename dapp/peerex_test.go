@@ -2,7 +2,6 @@ package dapp_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
 	"github.com/dpaas/dpaas/payment"
-	"github.com/dpaas/dpaas/store"
 )
 
 // nonSeedLinks counts, for each running node but the seed (node 0), the
@@ -219,9 +217,11 @@ func TestChainOfJoins(t *testing.T) {
 }
 
 func TestPeerTargetValidated(t *testing.T) {
-	_, err := dapp.Open(context.Background(), dapp.Config{App: dapp.Manifest{Name: "x"}, PeerTarget: -1, ListenAddrs: loopback})
-	if err == nil || errors.Is(err, store.ErrClosed) {
-		t.Fatalf("negative PeerTarget: %v", err)
+	for _, target := range []int{-1, 33} {
+		_, err := dapp.Open(context.Background(), dapp.Config{App: dapp.Manifest{Name: "x"}, PeerTarget: target, ListenAddrs: loopback})
+		if err == nil || !strings.Contains(err.Error(), "PeerTarget") {
+			t.Fatalf("PeerTarget %d: %v", target, err)
+		}
 	}
 }
 
