@@ -201,3 +201,69 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestHostileWalks: a peer that speaks the DApp's protocols sends walk
+// steps ending at the victim for a thousand instances that do not exist.
+// Each would be dialled (a walk's end dials the joining instance), but
+// one at a time, and the failures soon make the sender distrusted.
+func TestHostileWalks(t *testing.T) {
+	app := dapp.Manifest{Name: t.Name()}
+	const fakes = 1000
+	counter := &dialCounter{fake: make(map[peer.ID]bool)}
+	nowhere := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/1")}
+	var records [][]byte
+	for range fakes {
+		key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := addrbook.Seal(key, nowhere)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counter.fake[r.ID] = true
+		records = append(records, r.Envelope)
+	}
+	victim := open(t, dapp.Config{App: app, ConnectionGater: counter})
+
+	hostile, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostile.Close()
+	own, err := addrbook.Seal(hostile.Peerstore().PrivKey(hostile.ID()), hostile.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := protocol.ID("/dpaas/" + app.AppID().String() + "/px/1.0.0")
+	hostile.SetStreamHandler(px, func(s network.Stream) { s.Reset() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := hostile.Connect(ctx, peer.AddrInfo{ID: victim.ID(), Addrs: victim.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range records {
+		b, err := peerex.Encode(peerex.Message{Records: [][]byte{own.Envelope, rec}, Walk: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := hostile.NewStream(ctx, victim.ID(), px)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := peerex.WriteFrame(s, b); err != nil {
+			t.Fatal(err)
+		}
+		// The victim closes the stream once it has taken the step.
+		_, _ = s.Read(make([]byte, 1))
+		s.Close()
+	}
+	waitUntil(t, "the victim's dials to end", func() bool { return victim.DiscoveryStats().Candidates == 0 })
+	st := victim.DiscoveryStats()
+	t.Logf("%d walks to made-up instances; victim dialled %d; stats %+v", fakes, counter.count(), st)
+	// Eight failures distrust the sender; at most four dials from the
+	// book and one at a walk's end are in flight when that happens.
+	if d := counter.count(); d > addrbook.DefaultMaxSourceFailures+5 {
+		t.Fatalf("the victim dialled %d made-up instances", d)
+	}
+}

@@ -43,6 +43,12 @@ const (
 	leftHold     = 30 * time.Second
 	trimmedHold  = 10 * time.Minute
 	maxRoundPull = 1 // random members asked per round
+	// walks and walkLength: a joining instance's record goes on this many
+	// random walks of this many steps; each ends in a dial of it from an
+	// instance far from where it joined, so a DApp that grows by joins
+	// through ever newer instances keeps a small diameter.
+	walks      = 3
+	walkLength = 6
 )
 
 // ErrClosed is returned by calls on a closed Exchange.
@@ -90,6 +96,7 @@ type Exchange struct {
 	self      addrbook.Record
 	selfAddrs string
 	dialing   map[peer.ID]bool
+	exploring bool // a dial at the end of a walk is in flight
 	warned    bool
 	lastTouch time.Time
 
@@ -308,35 +315,53 @@ func (x *Exchange) dialMore(members []peer.ID) {
 	})
 	rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 	for _, e := range Choose(due, have, want) {
-		x.mu.Lock()
-		x.dialing[e.ID] = true
-		x.mu.Unlock()
-		x.cfg.Book.Dialing(e.ID)
-		ok := x.tasks.Go(func(ctx context.Context) {
-			defer func() {
-				x.mu.Lock()
-				delete(x.dialing, e.ID)
-				x.mu.Unlock()
-				x.poke()
-			}()
-			x.dial(ctx, e)
-		})
-		if !ok {
+		if !x.startDial(e, nil) {
 			return
 		}
 	}
+}
+
+// startDial dials e in the background unless it is being dialled; done,
+// if not nil, runs when the dial ends.
+func (x *Exchange) startDial(e addrbook.Entry, done func()) bool {
+	x.mu.Lock()
+	if x.dialing[e.ID] {
+		x.mu.Unlock()
+		return false
+	}
+	x.dialing[e.ID] = true
+	x.mu.Unlock()
+	x.cfg.Book.Dialing(e.ID)
+	ok := x.tasks.Go(func(ctx context.Context) {
+		defer func() {
+			x.mu.Lock()
+			delete(x.dialing, e.ID)
+			x.mu.Unlock()
+			if done != nil {
+				done()
+			}
+			x.poke()
+		}()
+		x.dial(ctx, e)
+	})
+	if !ok {
+		x.mu.Lock()
+		delete(x.dialing, e.ID)
+		x.mu.Unlock()
+	}
+	return ok
 }
 
 func (x *Exchange) dial(ctx context.Context, e addrbook.Entry) {
 	x.dials.Add(1)
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
+	// A connection proves nothing yet: the peer is verified when it
+	// exchanges records (takeMessage). Connect may return before identify
+	// when the peer dialled first, so a connection to a peer that turns
+	// out not to run the DApp is not held against anyone; its candidate
+	// ages out.
 	err := x.cfg.Host.Connect(dctx, peer.AddrInfo{ID: e.ID, Addrs: e.Addrs})
-	if err == nil && !x.member(e.ID) {
-		// Connect returns once identify is done: the peer is not an
-		// instance of this DApp, whatever its record said.
-		err = errors.New("does not speak the DApp's exchange")
-	}
 	if err != nil {
 		if ctx.Err() == nil {
 			x.cfg.Book.DialFailed(e.ID)
@@ -478,8 +503,12 @@ func (x *Exchange) serve(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(ioTimeout))
 	remote := s.Conn().RemotePeer()
 	b, err := ReadFrame(bufio.NewReader(s))
+	var m Message
 	if err == nil {
-		_, err = x.takeMessage(b, remote)
+		m, err = x.takeMessage(b, remote)
+	}
+	if err == nil && m.Walk > 0 {
+		err = x.walked(remote, m)
 	}
 	if err != nil {
 		x.refused(remote, err)
@@ -487,6 +516,12 @@ func (x *Exchange) serve(s network.Stream) {
 		return
 	}
 	x.exchanges.Add(1)
+	if m.Walk > 0 {
+		return
+	}
+	if m.Join {
+		x.startWalks(remote, m.Records[0])
+	}
 	out, err := x.answer(remote)
 	if err == nil {
 		err = WriteFrame(s, out)
@@ -525,6 +560,102 @@ func (x *Exchange) takeMessage(b []byte, from peer.ID) (Message, error) {
 		x.poke() // a round writes the book at once
 	}
 	return m, nil
+}
+
+// startWalks sends the record of joiner, which just joined through this
+// instance, on random walks from up to `walks` distinct instances it is
+// connected to.
+func (x *Exchange) startWalks(joiner peer.ID, rec []byte) {
+	members := x.members()
+	rand.Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
+	n := 0
+	for _, p := range members {
+		if n == walks {
+			return
+		}
+		if p != joiner {
+			n++
+			x.tasks.Go(func(ctx context.Context) { x.forward(ctx, p, rec, walkLength) })
+		}
+	}
+}
+
+// walked takes one step of a walk that from passed on: pass it on again,
+// or at its end dial the joining instance, which adds a link across the
+// DApp (up to Max; one such dial at a time).
+func (x *Exchange) walked(from peer.ID, m Message) error {
+	r, err := addrbook.ParseRecord(m.Records[1])
+	if err != nil {
+		return err
+	}
+	if r.ID == x.cfg.Host.ID() {
+		return nil
+	}
+	members := x.members()
+	if m.Walk > 1 {
+		var next []peer.ID
+		for _, p := range members {
+			if p != from && p != r.ID {
+				next = append(next, p)
+			}
+		}
+		if len(next) > 0 {
+			to := next[rand.IntN(len(next))]
+			x.tasks.Go(func(ctx context.Context) { x.forward(ctx, to, m.Records[1], m.Walk-1) })
+			return nil
+		}
+	}
+	if len(members) >= x.cfg.Max || x.cfg.Host.Network().Connectedness(r.ID) == network.Connected {
+		return nil
+	}
+	x.mu.Lock()
+	busy := x.exploring
+	x.exploring = true
+	x.mu.Unlock()
+	if busy {
+		return nil
+	}
+	e, ok := x.cfg.Book.Get(r.ID)
+	if !ok {
+		if _, err := x.cfg.Book.AddCandidate(r, from); err == nil {
+			e, ok = x.cfg.Book.Get(r.ID)
+		}
+	}
+	if !ok || time.Now().Before(e.NextDial) || !x.startDial(e, func() {
+		x.mu.Lock()
+		x.exploring = false
+		x.mu.Unlock()
+	}) {
+		x.mu.Lock()
+		x.exploring = false
+		x.mu.Unlock()
+	}
+	return nil
+}
+
+// forward passes a joining instance's record on to p, walk steps to go.
+func (x *Exchange) forward(ctx context.Context, p peer.ID, rec []byte, walk uint8) {
+	self, err := x.ownRecord()
+	if err != nil {
+		return
+	}
+	b, err := Encode(Message{Records: [][]byte{self.Envelope, rec}, Walk: walk})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	s, err := x.cfg.Host.NewStream(network.WithNoDial(ctx, "peer exchange walk"), p, x.cfg.Protocol)
+	if err != nil {
+		x.log.Debug("peerex: walk", "peer", p, "err", err)
+		return
+	}
+	defer s.Close()
+	defer context.AfterFunc(ctx, func() { _ = s.Reset() })()
+	_ = s.SetDeadline(time.Now().Add(ioTimeout))
+	if err := WriteFrame(s, b); err != nil {
+		_ = s.Reset()
+	}
 }
 
 // answer is the instance's own record and those of a random sample of
@@ -568,7 +699,9 @@ func (x *Exchange) ask(ctx context.Context, p peer.ID) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	req, err := Encode(Message{Records: [][]byte{self.Envelope}})
+	// An instance with one connection or none is joining (or rejoining):
+	// it asks to be sent on walks.
+	req, err := Encode(Message{Records: [][]byte{self.Envelope}, Join: len(x.members()) <= 1})
 	if err != nil {
 		return 0, err
 	}
@@ -577,6 +710,8 @@ func (x *Exchange) ask(ctx context.Context, p peer.ID) (int, error) {
 		return 0, fmt.Errorf("peerex: open stream: %w", err)
 	}
 	defer s.Close()
+	// Close must not wait for a slow peer's deadline.
+	defer context.AfterFunc(ctx, func() { _ = s.Reset() })()
 	if d, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(d)
 	}

@@ -24,10 +24,24 @@ const (
 	MaxFrame = MaxRecords*(addrbook.MaxRecordSize+16) + 64
 )
 
+// MaxWalk bounds the length of a forwarded join's random walk.
+const MaxWalk = 8
+
 // Message is what each side of an exchange sends: signed peer records,
 // each a libp2p record envelope, the sender's own first.
+//
+// An ask with Join set comes from an instance with at most one connection
+// to the DApp: the answerer also sends its record on random walks (see
+// Walk), so that instances far from where it joined link to it too.
+//
+// A message with Walk > 0 is a step of such a walk, not an ask: its second
+// and last record is the joining instance's. The receiver passes it on to
+// a random instance it is connected to with Walk-1, or, at Walk 1, dials
+// the joining instance. It is not answered.
 type Message struct {
 	Records [][]byte `cbor:"r"`
+	Join    bool     `cbor:"j,omitempty"`
+	Walk    uint8    `cbor:"w,omitempty"`
 }
 
 var (
@@ -83,6 +97,10 @@ func Decode(b []byte) (Message, error) {
 func (m Message) check() error {
 	if len(m.Records) == 0 || len(m.Records) > MaxRecords {
 		return fmt.Errorf("peerex: %d records, want 1 to %d: %w", len(m.Records), MaxRecords, ErrMalformed)
+	}
+	if m.Walk > MaxWalk || (m.Walk > 0 && (len(m.Records) != 2 || m.Join)) {
+		return fmt.Errorf("peerex: walk %d with %d records, join %v: want at most %d, 2 records, no join: %w",
+			m.Walk, len(m.Records), m.Join, MaxWalk, ErrMalformed)
 	}
 	for _, r := range m.Records {
 		if len(r) == 0 || len(r) > addrbook.MaxRecordSize {

@@ -78,6 +78,20 @@ func TestDecodeRefuses(t *testing.T) {
 			}
 		})
 	}
+	one := [][]byte{{1}}
+	two := [][]byte{{1}, {2}}
+	for _, m := range []Message{
+		{Records: one, Walk: 1},             // a walk without the joiner's record
+		{Records: two, Walk: MaxWalk + 1},   // too long a walk
+		{Records: two, Walk: 2, Join: true}, // both
+	} {
+		if _, err := Encode(m); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Encode(%+v) = %v, want ErrMalformed", m, err)
+		}
+	}
+	if _, err := Encode(Message{Records: two, Walk: MaxWalk}); err != nil {
+		t.Fatalf("a walk of MaxWalk: %v", err)
+	}
 	if _, err := Encode(Message{Records: big}); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("Encode of too many records = %v", err)
 	}
