@@ -45,7 +45,10 @@
 // it for the instances that one is connected to (signed libp2p peer
 // records, on /dpaas/<appid>/px/1.0.0), and dials them until it is
 // connected to Config.PeerTarget (default 8), choosing across network
-// groups (/24, /48) first. Beyond twice the target it closes connections
+// groups (/24, /48) first. An instance that a newcomer joins through also
+// sends the newcomer's record on a few random walks, whose ends dial it,
+// so that newcomers link across the DApp and not only to their seed's
+// neighbours. Beyond twice the target an instance closes connections
 // from the most crowded groups. So instances that joined through one
 // seed are connected to each other within a second, and stay one DApp
 // when the seed dies.

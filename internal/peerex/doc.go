@@ -12,6 +12,14 @@
 // is an unsigned varint length followed by that many bytes of CBOR. Each
 // record is a libp2p record envelope holding a peer.PeerRecord.
 //
+// An asker with at most one connection to the DApp sets Join: the
+// answerer then sends the asker's record on random walks (Message.Walk)
+// through the instances it is connected to; where a walk ends, that
+// instance dials the newcomer. So a newcomer is linked to instances far
+// from the one it joined through, not only to that one's neighbours, and
+// a DApp that grows by joins through ever newer instances keeps a small
+// diameter.
+//
 // The first record of a message must be the sender's own: the stream's
 // secure connection proved the sender's key, and speaking the AppID's
 // protocol shows it runs the DApp, so it enters the address book as
@@ -33,6 +41,11 @@
 // book (unsynced); once a minute it marks the connected instances good as
 // of now. A dial of a candidate that fails, or reaches a peer that does
 // not speak the exchange, counts against the candidate and its source.
+//
+// A walk's end dials at most one newcomer at a time, and its record is a
+// candidate charged to the instance that passed it on, so walks that lead
+// nowhere get their sender distrusted like any other source of bad
+// records.
 //
 // # Bad input
 //
