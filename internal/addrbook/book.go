@@ -484,8 +484,7 @@ func (b *Book) Flush() error {
 		b.mu.Unlock()
 		return nil
 	}
-	batch := b.o.Space.NewBatch()
-	defer batch.Close()
+	batch := b.o.Space.NewBatch() // Commit closes it; Close only if not committed
 	var err error
 	for id := range b.dirty {
 		e, ok := b.entries[id]
@@ -499,6 +498,7 @@ func (b *Book) Flush() error {
 	clear(b.dirty)
 	b.mu.Unlock()
 	if err != nil {
+		_ = batch.Close()
 		return fmt.Errorf("addrbook: flush: %w", err)
 	}
 	if err := batch.Commit(false); err != nil {
