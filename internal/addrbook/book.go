@@ -32,6 +32,7 @@ const (
 	// A candidate is dropped at its second failed dial.
 	candidateTries = 2
 	maxSources     = 1024
+	maxDialling    = 256
 )
 
 // Errors of AddCandidate.
@@ -91,7 +92,11 @@ type Book struct {
 	entries map[peer.ID]*Entry
 	sources map[peer.ID]*source
 	dirty   map[peer.ID]bool // verified entries to write, or deleted ones to remove
-	stats   Stats
+	// dialling: the source of each candidate being dialled, so that a
+	// failure is charged to it even when the bounds pushed the candidate
+	// out meanwhile.
+	dialling map[peer.ID]peer.ID
+	stats    Stats
 
 	flushMu sync.Mutex // serialises Flush, so writes of one key land in order
 }
@@ -122,10 +127,11 @@ func Open(o Options) (*Book, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Book{
-		o:       o,
-		entries: make(map[peer.ID]*Entry),
-		sources: make(map[peer.ID]*source),
-		dirty:   make(map[peer.ID]bool),
+		o:        o,
+		entries:  make(map[peer.ID]*Entry),
+		sources:  make(map[peer.ID]*source),
+		dirty:    make(map[peer.ID]bool),
+		dialling: make(map[peer.ID]peer.ID),
 	}
 	if o.Space == nil {
 		return b, nil
@@ -282,6 +288,7 @@ func (b *Book) MarkGood(r Record) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.o.Now()
+	delete(b.dialling, r.ID)
 	e, ok := b.entries[r.ID]
 	if ok && !e.Verified {
 		if s, ok := b.sources[e.Source]; ok {
@@ -331,6 +338,12 @@ func (b *Book) Dialing(id peer.ID) {
 	defer b.mu.Unlock()
 	if e, ok := b.entries[id]; ok {
 		e.NextDial = b.o.Now().Add(backoff(e.Failures))
+		if !e.Verified {
+			if len(b.dialling) >= maxDialling {
+				clear(b.dialling) // dials that never reported back
+			}
+			b.dialling[id] = e.Source
+		}
 	}
 }
 
@@ -350,36 +363,53 @@ func backoff(failures int) time.Duration {
 func (b *Book) DialFailed(id peer.ID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	src, wasCandidate := b.dialling[id]
+	delete(b.dialling, id)
+	now := b.o.Now()
 	e, ok := b.entries[id]
 	if !ok {
+		if wasCandidate {
+			b.charge(src, now)
+		}
 		return
 	}
-	now := b.o.Now()
 	e.Failures++
 	e.NextDial = now.Add(backoff(e.Failures))
 	if e.Verified {
 		b.dirty[id] = true
 		return
 	}
-	if s, ok := b.sources[e.Source]; ok {
-		s.failures++
-		if s.failures >= b.o.MaxSourceFailures && s.failures > 4*s.successes {
-			s.distrustedUntil = now.Add(b.o.SourcePenalty)
-			s.failures, s.successes = 0, 0
-			b.o.Logger.Warn("addrbook: distrusting a peer whose records do not answer", "peer", e.Source, "for", b.o.SourcePenalty)
-			for _, c := range b.entries {
-				if !c.Verified && c.Source == e.Source {
-					delete(b.entries, c.ID)
-					b.stats.Expired++
-				}
-			}
-			return
-		}
+	if b.charge(e.Source, now) {
+		return
 	}
 	if e.Failures >= candidateTries {
 		delete(b.entries, id)
 		b.stats.Expired++
 	}
+}
+
+// charge counts a failed dial of a candidate against its source, and
+// reports whether that made the source distrusted (its candidates are
+// then dropped).
+func (b *Book) charge(from peer.ID, now time.Time) bool {
+	s, ok := b.sources[from]
+	if !ok {
+		return false
+	}
+	s.failures++
+	if s.failures < b.o.MaxSourceFailures || s.failures <= 4*s.successes {
+		return false
+	}
+	s.distrustedUntil = now.Add(b.o.SourcePenalty)
+	s.failures, s.successes = 0, 0
+	b.o.Logger.Warn("addrbook: distrusting a peer whose records do not answer", "peer", from, "for", b.o.SourcePenalty)
+	for _, c := range b.entries {
+		if !c.Verified && c.Source == from {
+			delete(b.entries, c.ID)
+			b.stats.Expired++
+		}
+	}
+	return true
 }
 
 // Hold keeps id from being dialled for d, e.g. after it disconnected.

@@ -261,3 +261,34 @@ func TestVerifiedBoundedAndBackoff(t *testing.T) {
 		t.Fatal("a failing entry never due again")
 	}
 }
+
+// TestEvictedWhileDiallingStillCharged: a source that pushes its own
+// candidates out while they are being dialled is still charged with
+// their failures.
+func TestEvictedWhileDiallingStillCharged(t *testing.T) {
+	rng := seeded(t)
+	clk := newClock()
+	b, _ := Open(Options{Now: clk.now})
+	hostile := newRecord(t, rng, 1).ID
+	var dialled []peer.ID
+	for i := range DefaultMaxSourceFailures {
+		clk.add(time.Millisecond)
+		r := newRecord(t, rng, 100+i)
+		b.AddCandidate(r, hostile)
+		b.Dialing(r.ID)
+		dialled = append(dialled, r.ID)
+	}
+	for i := range DefaultMaxPerSource {
+		clk.add(time.Millisecond)
+		b.AddCandidate(newRecord(t, rng, 200+i), hostile)
+	}
+	for _, id := range dialled {
+		if _, ok := b.Get(id); ok {
+			t.Fatal("a dialled candidate was not pushed out")
+		}
+		b.DialFailed(id)
+	}
+	if _, err := b.AddCandidate(newRecord(t, rng, 5), hostile); !errors.Is(err, ErrDistrusted) {
+		t.Fatalf("after %d failures of candidates pushed out: %v, want ErrDistrusted", len(dialled), err)
+	}
+}
