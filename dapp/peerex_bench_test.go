@@ -85,6 +85,14 @@ func BenchmarkConnectionsPerInstance(b *testing.B) {
 				b.ReportMetric(float64(most), "conns-max")
 				b.ReportMetric(float64(diameter(g, -1)), "diameter")
 				b.ReportMetric(float64(below()), "below-target")
+				var walks, walkDials uint64
+				for _, nd := range c.Nodes() {
+					st := nd.DiscoveryStats()
+					walks += st.Walks
+					walkDials += st.WalkDials
+				}
+				b.ReportMetric(float64(walks), "walks")
+				b.ReportMetric(float64(walkDials), "walk-dials")
 				for i, js := range c.Links() {
 					if len(js) < want {
 						b.Logf("node %d below target: %d peers, %+v", i, len(js), c.Node(i).DiscoveryStats())

@@ -22,6 +22,9 @@ type DiscoveryStats struct {
 	// peer exchanges answered or asked; Malformed, exchange messages and
 	// records refused; Trimmed, connections closed over the bound.
 	Dials, Exchanges, Malformed, Trimmed uint64
+	// Walks counts walks of a newcomer's record started here; WalkDials,
+	// walks that ended here in a dial of the newcomer.
+	Walks, WalkDials uint64
 }
 
 // DiscoveryStats reports the peer exchange's view of the DApp.
@@ -30,6 +33,7 @@ func (n *Node) DiscoveryStats() DiscoveryStats {
 	return DiscoveryStats{
 		Peers: x.Peers, Known: b.Verified, Candidates: b.Candidates,
 		Dials: x.Dials, Exchanges: x.Exchanges, Malformed: x.Malformed, Trimmed: x.Trimmed,
+		Walks: x.Walks, WalkDials: x.WalkDials,
 	}
 }
 

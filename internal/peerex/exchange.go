@@ -83,6 +83,8 @@ type Stats struct {
 	Exchanges uint64 // records received from peers, answered or asked
 	Malformed uint64 // messages and records refused: undecodable, forged, too big
 	Trimmed   uint64 // connections closed over Max
+	Walks     uint64 // walks of joining instances started here
+	WalkDials uint64 // walks that ended here in a dial of the joining instance
 }
 
 // Exchange runs peer exchange for one instance. Safe for concurrent use.
@@ -102,6 +104,7 @@ type Exchange struct {
 
 	peers                                   atomic.Int64
 	dials, exchanges, malformed, trimmedCnt atomic.Uint64
+	walks, walkDials                        atomic.Uint64
 }
 
 // New starts the exchange on cfg.Host: it answers the protocol, watches
@@ -160,6 +163,8 @@ func (x *Exchange) Stats() Stats {
 		Exchanges: x.exchanges.Load(),
 		Malformed: x.malformed.Load(),
 		Trimmed:   x.trimmedCnt.Load(),
+		Walks:     x.walks.Load(),
+		WalkDials: x.walkDials.Load(),
 	}
 }
 
@@ -575,6 +580,7 @@ func (x *Exchange) startWalks(joiner peer.ID, rec []byte) {
 		}
 		if p != joiner {
 			n++
+			x.walks.Add(1)
 			x.tasks.Go(func(ctx context.Context) { x.forward(ctx, p, rec, walkLength) })
 		}
 	}
@@ -629,7 +635,9 @@ func (x *Exchange) walked(from peer.ID, m Message) error {
 		x.mu.Lock()
 		x.exploring = false
 		x.mu.Unlock()
+		return nil
 	}
+	x.walkDials.Add(1)
 	return nil
 }
 
