@@ -50,8 +50,16 @@ type Config struct {
 	// DHTPrefix is the DHT protocol prefix; default "/dpaas". Set it to
 	// "/ipfs" to use the public IPFS DHT.
 	DHTPrefix string
+	// PeerTarget is how many instances of the DApp the instance keeps
+	// connections to, whatever else finds them: it asks the instances it
+	// is connected to for the others (peer exchange) and dials from its
+	// address book while it has fewer, and closes connections beyond
+	// twice as many. Default 8; at most 32, so that the instances kept
+	// stay under the connection manager's low watermark (64).
+	PeerTarget int
 	// DiscoveryInterval is the longest wait between two rounds of
-	// bootstrap re-dials and DHT rendezvous; default one minute.
+	// bootstrap re-dials, DHT rendezvous and peer exchange; default one
+	// minute.
 	DiscoveryInterval time.Duration
 	// ConnectionGater, if set, may refuse connections (allow lists,
 	// partitions in tests). Peers the instance has banned (blobs bans a
@@ -88,6 +96,10 @@ type Config struct {
 	// Logger receives the instance's logs; default: discard.
 	Logger *slog.Logger
 }
+
+// maxPeerTarget keeps twice the target within the connection manager's
+// low watermark, so protected DApp connections never crowd it out.
+const maxPeerTarget = 32
 
 // config is a validated, defaulted copy of a Config.
 type config struct {
@@ -142,6 +154,9 @@ func (c Config) validate() (*config, error) {
 	}
 	if v.DiscoveryInterval < 0 {
 		return nil, errors.New("dapp: DiscoveryInterval must not be negative")
+	}
+	if v.PeerTarget < 0 || v.PeerTarget > maxPeerTarget {
+		return nil, fmt.Errorf("dapp: PeerTarget %d: want 0 (default) to %d", v.PeerTarget, maxPeerTarget)
 	}
 	if v.DiscoveryInterval == 0 {
 		v.DiscoveryInterval = time.Minute

@@ -7,8 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
@@ -97,8 +103,11 @@ func TestKilledNodeKeepsAcks(t *testing.T) {
 	t.Logf("child killed after %d acknowledged writes", len(acked))
 
 	// Reopen alone first: acknowledged writes must be there without help.
+	// The instance would dial its peer from its address book at once, so
+	// the gater holds every connection until the writes are checked.
+	gate := &offGater{}
 	n, err := dapp.Open(ctx, dapp.Config{Dir: dir, App: dapp.Manifest{Name: "crash"},
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, ConnectionGater: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +119,7 @@ func TestKilledNodeKeepsAcks(t *testing.T) {
 		}
 	}
 	// Then it catches up what it missed, and the peer gets its writes.
+	gate.on.Store(true)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := n.Connect(cctx, c.Node(0).Addrs()[0].String()); err != nil {
@@ -126,4 +136,17 @@ func TestKilledNodeKeepsAcks(t *testing.T) {
 	c.WaitFor("the peer to receive the acknowledged writes", func() bool {
 		return count(c.Node(0), "acks") >= len(acked)
 	})
+}
+
+// offGater refuses every connection until on is set.
+type offGater struct{ on atomic.Bool }
+
+func (g *offGater) InterceptPeerDial(peer.ID) bool                      { return g.on.Load() }
+func (g *offGater) InterceptAddrDial(peer.ID, multiaddr.Multiaddr) bool { return g.on.Load() }
+func (g *offGater) InterceptAccept(network.ConnMultiaddrs) bool         { return g.on.Load() }
+func (g *offGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return g.on.Load()
+}
+func (g *offGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return g.on.Load(), 0
 }

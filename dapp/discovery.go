@@ -25,6 +25,9 @@ func (n *Node) startDiscovery(ctx context.Context) error {
 	if err := n.watchPeers(); err != nil {
 		return err
 	}
+	if err := n.startPeerExchange(); err != nil {
+		return err
+	}
 	if len(n.cfg.bootstrap) > 0 {
 		for _, ai := range n.cfg.bootstrap {
 			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)

@@ -40,6 +40,41 @@
 // connected instances of the same DApp, which are protected from
 // connection trimming.
 //
+// Whatever found the first one, instances then find each other by peer
+// exchange, always on: an instance asks every instance that connects to
+// it for the instances that one is connected to (signed libp2p peer
+// records, on /dpaas/<appid>/px/1.0.0), and dials them until it is
+// connected to Config.PeerTarget (default 8), choosing across network
+// groups (/24, /48) first. An instance that a newcomer joins through also
+// sends the newcomer's record on a few random walks, whose ends dial it,
+// so that newcomers link across the DApp and not only to their seed's
+// neighbours. Beyond twice the target an instance closes connections
+// from the most crowded groups. So instances that joined through one
+// seed are connected to each other within a second, and stay one DApp
+// when the seed dies.
+//
+// Each instance keeps an address book in its database (in memory when
+// Dir is ""): the instances it was connected to, with their last signed
+// addresses and when. At start it dials from the book as well as from
+// Bootstrap, so a restart does not need the instance it first joined
+// through. DiscoveryStats and the dpaas_dapp_peers metric say how many
+// instances it is connected to; a warning is logged when that falls to
+// one or none while the book knows others.
+//
+// # Faults and bad input
+//
+// A record passed on by a peer is a candidate, not trusted: its signature
+// must name its key, and it enters the book as verified only once a
+// connection to it proved the key and it spoke the DApp's exchange.
+// Candidates are never passed on. The book holds at most 256 verified
+// entries and 64 candidates, 16 of them from any one peer; a peer whose
+// records keep failing (8 failed dials, fewer than one success in four)
+// is not believed for an hour. At most 4 dials from the book are in
+// flight. Messages over their bounds (32 records of 4 KiB) or that do not
+// decode are refused and counted (DiscoveryStats.Malformed,
+// dpaas_dapp_peerex_malformed_total). Verified entries age out 14 days
+// after they were last connected, candidates after an hour.
+//
 // # Caller duties
 //
 //  1. Use the same Manifest on every instance of the DApp.

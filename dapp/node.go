@@ -34,9 +34,11 @@ import (
 
 	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/governance"
+	"github.com/dpaas/dpaas/internal/addrbook"
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/dpaas/dpaas/internal/nodekey"
+	"github.com/dpaas/dpaas/internal/peerex"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/dpaas/dpaas/store"
@@ -61,6 +63,8 @@ type Node struct {
 	gov   *governance.Governance
 	dht   *dht.IpfsDHT
 	tasks *group.Group
+	book  *addrbook.Book   // peers.go
+	px    *peerex.Exchange // peers.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is

@@ -19,6 +19,13 @@
 //		c.Heal()
 //	}
 //
+// Topologies Full, Line and Ring are made by the cluster connecting nodes;
+// Star and Chain by the nodes' own Config.Bootstrap, as users joining
+// through a seed would, and Join adds a node that way later. The nodes'
+// peer exchange then links further instances; Options.Pin forbids that,
+// for a test that needs the topology as drawn. Links returns the graph of
+// the running nodes.
+//
 // When the test ends the cluster closes every node and fails the test if
 // any goroutine started since New is still running.
 package dapptest
@@ -26,7 +33,9 @@ package dapptest
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +61,12 @@ const (
 	Ring
 	// None connects nothing; the test connects nodes itself.
 	None
+	// Star starts node 0 first; every other node names it, and only it,
+	// in Config.Bootstrap, as users joining through one seed would.
+	Star
+	// Chain starts the nodes in turn, each naming the one before it, and
+	// only it, in Config.Bootstrap.
+	Chain
 )
 
 // Options configure New. The zero value gives a fully connected cluster of
@@ -66,6 +81,10 @@ type Options struct {
 	Timeout time.Duration
 	// LeakCheck is on unless set to false through NoLeakCheck.
 	NoLeakCheck bool
+	// Pin keeps the topology: the cluster refuses every connection
+	// between nodes it does not link, so that the instances' peer
+	// exchange adds none (tests of relaying along a line, say).
+	Pin bool
 }
 
 // Cluster is a set of in-process nodes. Its methods must be called from
@@ -74,10 +93,13 @@ type Cluster struct {
 	t    testing.TB
 	opts Options
 
-	nodes  []*dapp.Node
-	dirs   []string
-	listen [][]string // the addresses each node listened on at first start
-	ids    []peer.ID
+	base    string // holds every node's directory
+	nodes   []*dapp.Node
+	initial int   // nodes started by New; the rest joined later
+	bootOf  []int // the node each node names in Bootstrap, or -1
+	dirs    []string
+	listen  [][]string // the addresses each node listened on at first start
+	ids     []peer.ID
 
 	mu    sync.Mutex
 	group map[peer.ID]int // partition group of each node; nil when healed
@@ -98,19 +120,29 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		ignore = goleak.IgnoreCurrent()
 	}
 	c := &Cluster{
-		t:      t,
-		opts:   opts,
-		nodes:  make([]*dapp.Node, n),
-		dirs:   make([]string, n),
-		listen: make([][]string, n),
-		ids:    make([]peer.ID, n),
-		index:  make(map[peer.ID]int),
+		t:       t,
+		opts:    opts,
+		base:    t.TempDir(),
+		initial: n,
+		bootOf:  make([]int, n),
+		nodes:   make([]*dapp.Node, n),
+		dirs:    make([]string, n),
+		listen:  make([][]string, n),
+		ids:     make([]peer.ID, n),
+		index:   make(map[peer.ID]int),
 	}
 	// Directories first: cleanups run last-in first-out, so the nodes are
 	// closed before their directories are removed.
 	for i := range n {
-		c.dirs[i] = t.TempDir()
+		c.dirs[i] = filepath.Join(c.base, strconv.Itoa(i))
 		c.listen[i] = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		c.bootOf[i] = -1
+		switch {
+		case i > 0 && opts.Topology == Star:
+			c.bootOf[i] = 0
+		case i > 0 && opts.Topology == Chain:
+			c.bootOf[i] = i - 1
+		}
 	}
 	t.Cleanup(func() {
 		c.Close()
@@ -131,6 +163,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	for i := range n {
 		c.start(i)
 	}
+	// Star and Chain join through Config.Bootstrap alone.
 	switch opts.Topology {
 	case Full:
 		for i := range n {
@@ -157,6 +190,9 @@ func (c *Cluster) start(i int) {
 	}
 	cfg.Dir = c.dirs[i]
 	cfg.ListenAddrs = c.listen[i]
+	if j := c.bootOf[i]; j >= 0 {
+		cfg.Bootstrap = append(cfg.Bootstrap, c.BootstrapAddrs(j)...)
+	}
 	cfg.ConnectionGater = &gater{c: c, self: i}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
@@ -178,10 +214,55 @@ func (c *Cluster) start(i int) {
 		}
 		c.listen[i] = addrs
 	}
-	c.ids[i] = node.ID()
 	c.mu.Lock()
+	c.ids[i] = node.ID()
 	c.index[node.ID()] = i
 	c.mu.Unlock()
+}
+
+// BootstrapAddrs are the addresses node i listened on at its first start,
+// each ending in /p2p/<id>, for other nodes' Config.Bootstrap. They stay
+// valid while the node is stopped (nothing answers there).
+func (c *Cluster) BootstrapAddrs(i int) []string {
+	var out []string
+	for _, a := range c.listen[i] {
+		out = append(out, a+"/p2p/"+c.ids[i].String())
+	}
+	return out
+}
+
+// Join starts one more node that names node j, and only it, in
+// Config.Bootstrap, and returns its index.
+func (c *Cluster) Join(j int) int {
+	c.t.Helper()
+	i := len(c.nodes)
+	c.mu.Lock() // the gaters read ids and bootOf
+	c.nodes = append(c.nodes, nil)
+	c.dirs = append(c.dirs, filepath.Join(c.base, strconv.Itoa(i)))
+	c.listen = append(c.listen, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	c.ids = append(c.ids, "")
+	c.bootOf = append(c.bootOf, j)
+	c.mu.Unlock()
+	c.start(i)
+	return i
+}
+
+// Links returns, for every running node, the indexes of the running
+// nodes it sees as peers of the same DApp (Node.Peers).
+func (c *Cluster) Links() map[int][]int {
+	out := make(map[int][]int)
+	for i, n := range c.nodes {
+		if n == nil {
+			continue
+		}
+		out[i] = []int{}
+		for _, p := range n.Peers() {
+			if j, ok := c.indexOf(p); ok && c.nodes[j] != nil {
+				out[i] = append(out[i], j)
+			}
+		}
+	}
+	return out
 }
 
 // Len is the number of nodes, running or stopped.
@@ -237,7 +318,7 @@ func (c *Cluster) Restart(i int) *dapp.Node {
 	c.t.Helper()
 	c.Stop(i)
 	c.start(i)
-	for _, j := range c.neighbours(i) {
+	for _, j := range c.connected(i) {
 		if c.nodes[j] != nil && !c.cut(i, j) {
 			c.Connect(i, j)
 		}
@@ -245,24 +326,43 @@ func (c *Cluster) Restart(i int) *dapp.Node {
 	return c.nodes[i]
 }
 
+// neighbours are the nodes node i is linked to: by the topology, or
+// because one names the other in Bootstrap.
 func (c *Cluster) neighbours(i int) []int {
 	var out []int
-	n := len(c.nodes)
-	for j := range n {
-		if j == i {
-			continue
-		}
-		switch c.opts.Topology {
-		case Full:
+	for j := range c.nodes {
+		if j != i && (c.bootOf[i] == j || c.bootOf[j] == i) {
 			out = append(out, j)
-		case Line, Ring:
-			d := j - i
-			if d == 1 || d == -1 || (c.opts.Topology == Ring && n > 2 && (d == n-1 || d == 1-n)) {
-				out = append(out, j)
-			}
+		}
+	}
+	return append(out, c.connected(i)...)
+}
+
+// connected are the nodes the cluster itself connects node i to.
+func (c *Cluster) connected(i int) []int {
+	var out []int
+	for j := range c.initial {
+		if c.topoLinked(i, j) {
+			out = append(out, j)
 		}
 	}
 	return out
+}
+
+// topoLinked reports whether the topology links nodes i and j.
+func (c *Cluster) topoLinked(i, j int) bool {
+	n := c.initial
+	if i == j || i >= n || j >= n {
+		return false
+	}
+	switch c.opts.Topology {
+	case Full:
+		return true
+	case Line, Ring:
+		d := j - i
+		return d == 1 || d == -1 || (c.opts.Topology == Ring && n > 2 && (d == n-1 || d == 1-n))
+	}
+	return false
 }
 
 // Partition splits the cluster into the given groups of node indexes;
@@ -387,6 +487,9 @@ func (c *Cluster) cutPeer(self int, p peer.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j, ok := c.index[p]
+	if ok && c.opts.Pin && !c.topoLinked(self, j) && c.bootOf[self] != j && c.bootOf[j] != self {
+		return true
+	}
 	return ok && c.group != nil && c.group[c.ids[self]] != c.group[c.ids[j]]
 }
 
