@@ -133,8 +133,8 @@ func TestVoteSetsParamEverywhere(t *testing.T) {
 		t.Fatalf("genesis fee-bps = %d, %v; want 250", fee, err)
 	}
 	id, err := gc.gov(0).Propose(ctx, governance.Proposal{
-		Title:   "Raise the ride fee to 3%",
-		End:     gc.clock.Now().Add(time.Hour),
+		Title: "Raise the ride fee to 3%",
+		End:   gc.clock.Now().Add(time.Hour),
 		Actions: []governance.Action{governance.SetParam("fee-bps", 300),
 			governance.ApproveRelease(governance.Release{Version: "1.1.0", Executables: map[string]string{"linux/amd64": "ab12"}})},
 	})
