@@ -81,10 +81,9 @@ func run(ctx context.Context) error {
 			Key:         keys[i],
 			App:         app,
 			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
-			// Every instance knows only the first one; they find the rest
-			// through the DHT rendezvous on the AppID.
+			// Every instance knows only the first one; the instances tell
+			// each other about the rest (peer exchange, on by default).
 			Bootstrap:         seed,
-			DHT:               true,
 			DiscoveryInterval: time.Second,
 			Payment:           payment.Config{Dev: chain},
 			Governance:        governance.Config{CloseDelay: 200 * time.Millisecond},
