@@ -4,14 +4,13 @@ package payment
 
 import (
 	"os"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 // BenchmarkAcceptConcurrentSync200us is BenchmarkAcceptConcurrent with
@@ -22,7 +21,7 @@ import (
 func BenchmarkAcceptConcurrentSync200us(b *testing.B) {
 	for _, mode := range []string{"accept", "pay+accept"} {
 		b.Run(mode, func(b *testing.B) {
-			benchAccept(b, 16, mode == "pay+accept", &kv.Options{FS: fixedSyncFS{FS: shmFS(b), delay: 200 * time.Microsecond}})
+			benchAccept(b, 16, mode == "pay+accept", &kv.Options{FS: kvtest.FixedSyncFS{FS: shmFS(b), Delay: 200 * time.Microsecond}})
 		})
 	}
 }
@@ -38,44 +37,4 @@ func shmFS(b *testing.B) vfs.FS {
 		}
 	}
 	return vfs.Default
-}
-
-// fixedSyncFS makes every sync of a write-ahead log take delay.
-type fixedSyncFS struct {
-	vfs.FS
-	delay time.Duration
-}
-
-func (fs fixedSyncFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
-	}
-	return fixedSyncFile{File: f, delay: fs.delay}, nil
-}
-
-func (fs fixedSyncFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, category)
-	return fs.wrap(name, f, err)
-}
-
-func (fs fixedSyncFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
-	return fs.wrap(newname, f, err)
-}
-
-type fixedSyncFile struct {
-	vfs.File
-	delay time.Duration
-}
-
-func (f fixedSyncFile) Sync() error     { return f.sleep() }
-func (f fixedSyncFile) SyncData() error { return f.sleep() }
-
-func (f fixedSyncFile) sleep() error {
-	ts := syscall.NsecToTimespec(int64(f.delay))
-	for {
-		if err := syscall.Nanosleep(&ts, &ts); err != syscall.EINTR {
-			return err
-		}
-	}
 }

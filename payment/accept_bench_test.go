@@ -2,16 +2,14 @@ package payment
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 // BenchmarkAcceptConcurrent measures durable Accepts from 16 concurrent
@@ -64,7 +62,7 @@ func benchAccept(b *testing.B, payers int, pay bool, opts *kv.Options) {
 	}
 	disk := -1.0
 	if opts == nil {
-		disk = diskSyncRate(b, pdb.Dir(), 200*time.Millisecond)
+		disk = kvtest.DiskSyncRate(b, pdb.Dir(), 200*time.Millisecond)
 	}
 	per := (b.N + payers - 1) / payers
 	var signed [][]Voucher
@@ -83,7 +81,7 @@ func benchAccept(b *testing.B, payers int, pay bool, opts *kv.Options) {
 	var wg sync.WaitGroup
 	errs := make(chan error, payers)
 	syncs0 := walSyncs(pdb)
-	cpu0 := cpuTime()
+	cpu0 := kvtest.CPUTime()
 	b.ResetTimer()
 	start := time.Now()
 	for i, c := range chans {
@@ -111,7 +109,7 @@ func benchAccept(b *testing.B, payers int, pay bool, opts *kv.Options) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := kvtest.CPUTime() - cpu0
 	syncs := walSyncs(pdb) - syncs0
 	close(errs)
 	for err := range errs {
@@ -139,45 +137,4 @@ func walSyncs(db *kv.DB) uint64 {
 		return 0
 	}
 	return m.GetHistogram().GetSampleCount()
-}
-
-// diskSyncRate is how many times a second the disk under dir makes a
-// 4 KiB overwrite of a preallocated file durable (write, then fsync),
-// measured for d.
-func diskSyncRate(b testing.TB, dir string, d time.Duration) float64 {
-	b.Helper()
-	f, err := os.Create(filepath.Join(dir, "sync-probe"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	const size = 4 << 20
-	if _, err := f.Write(make([]byte, size)); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	page := make([]byte, 4096)
-	n := 0
-	start := time.Now()
-	for off := int64(0); time.Since(start) < d && off+4096 <= size; off += 4096 {
-		if _, err := f.WriteAt(page, off); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	return float64(n) / time.Since(start).Seconds()
-}
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 func openDevDir(t *testing.T, dir string, id *big.Int) *DevChain {
@@ -162,13 +163,13 @@ func BenchmarkDevChainTransfer(b *testing.B) {
 			to := common.Address{0x55}
 			d.markLocal(to) // no warning about an unseen account
 			b.ResetTimer()
-			start := cpuTime()
+			start := kvtest.CPUTime()
 			for b.Loop() {
 				if _, err := p.Transfer(ctx, to, big.NewInt(1)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64((kvtest.CPUTime()-start).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 // BenchmarkPutSequentialLive is BenchmarkPutSequential on one of three
@@ -25,12 +27,12 @@ func BenchmarkPutSequentialLive(b *testing.B) {
 	connect(b, reps[1], reps[2])
 	waitMesh(b, reps)
 	probe := b.TempDir()
-	before := diskSyncRate(b, probe, time.Second)
+	before := kvtest.DiskSyncRate(b, probe, time.Second)
 	w := reps[0].s
 	c := w.Collection("rides")
 	ctx := context.Background()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), kvtest.CPUTime()
 	for i := range b.N {
 		if err := c.Put(ctx, fmt.Sprintf("r%09d", i), doc(i)); err != nil {
 			b.Fatal(err)
@@ -46,7 +48,7 @@ func BenchmarkPutSequentialLive(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(time.Since(last).Microseconds())/1000, "ms-to-converge")
 	b.ReportMetric(rate, "puts/s")
-	disk := (before + diskSyncRate(b, probe, time.Second)) / 2
+	disk := (before + kvtest.DiskSyncRate(b, probe, time.Second)) / 2
 	b.ReportMetric(disk, "disk-syncs/s")
 	b.ReportMetric(100*rate/disk, "%disk")
 	var applied, catchUps uint64

@@ -4,13 +4,12 @@ package store
 
 import (
 	"os"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 // The disk of this machine is shared, and its fsync rate moves between
@@ -44,49 +43,8 @@ func openFixedSync(b testing.TB, delay time.Duration) *Store {
 			b.Cleanup(func() { os.RemoveAll(d) })
 		}
 	}
-	db, s := openDir(b, dir, &kv.Options{FS: fixedSyncFS{FS: vfs.Default, delay: delay}}, nil)
+	db, s := openDir(b, dir, &kv.Options{FS: kvtest.FixedSyncFS{FS: vfs.Default, Delay: delay}}, nil)
 	b.Cleanup(func() { db.Close() })
 	b.Cleanup(func() { s.Close() }) // runs first
 	return s
-}
-
-// fixedSyncFS makes every sync of a write-ahead log take delay.
-type fixedSyncFS struct {
-	vfs.FS
-	delay time.Duration
-}
-
-func (fs fixedSyncFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
-	}
-	return fixedSyncFile{File: f, delay: fs.delay}, nil
-}
-
-func (fs fixedSyncFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, category)
-	return fs.wrap(name, f, err)
-}
-
-func (fs fixedSyncFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
-	return fs.wrap(newname, f, err)
-}
-
-type fixedSyncFile struct {
-	vfs.File
-	delay time.Duration
-}
-
-func (f fixedSyncFile) Sync() error     { return f.sleep() }
-func (f fixedSyncFile) SyncData() error { return f.sleep() }
-
-func (f fixedSyncFile) sleep() error {
-	ts := syscall.NsecToTimespec(int64(f.delay))
-	for {
-		// an interrupted sleep leaves the time still to wait in ts
-		if err := syscall.Nanosleep(&ts, &ts); err != syscall.EINTR {
-			return err
-		}
-	}
 }

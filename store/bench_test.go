@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/internal/kv/kvtest"
 )
 
 // openDisk opens a store on a real Pebble directory, so durable writes pay
@@ -61,10 +62,10 @@ func doc(i int) benchDoc {
 func BenchmarkPutSequential(b *testing.B) {
 	s := openDisk(b, Config{})
 	probe := b.TempDir()
-	before := diskSyncRate(b, probe, time.Second)
+	before := kvtest.DiskSyncRate(b, probe, time.Second)
 	rate := benchPutSequential(b, s)
 	b.StopTimer()
-	disk := (before + diskSyncRate(b, probe, time.Second)) / 2
+	disk := (before + kvtest.DiskSyncRate(b, probe, time.Second)) / 2
 	b.ReportMetric(disk, "disk-syncs/s")
 	b.ReportMetric(100*rate/disk, "%disk")
 }
@@ -75,7 +76,7 @@ func benchPutSequential(b *testing.B, s *Store) float64 {
 	c := s.Collection("rides")
 	ctx := context.Background()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), kvtest.CPUTime()
 	for i := range b.N {
 		if err := c.Put(ctx, fmt.Sprintf("r%09d", i), doc(i)); err != nil {
 			b.Fatal(err)
@@ -94,10 +95,10 @@ func benchPutSequential(b *testing.B, s *Store) float64 {
 func BenchmarkPutConcurrent16(b *testing.B) {
 	s := openDisk(b, Config{})
 	probe := b.TempDir()
-	before := diskSyncRate(b, probe, time.Second)
+	before := kvtest.DiskSyncRate(b, probe, time.Second)
 	rate := benchPutConcurrent(b, s, 16)
 	b.StopTimer()
-	bound := 8 * (before + diskSyncRate(b, probe, time.Second)) / 2
+	bound := 8 * (before + kvtest.DiskSyncRate(b, probe, time.Second)) / 2
 	b.ReportMetric(bound, "bound-puts/s")
 	b.ReportMetric(100*rate/bound, "%bound")
 }
@@ -109,7 +110,7 @@ func benchPutConcurrent(b *testing.B, s *Store, writers int) float64 {
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), kvtest.CPUTime()
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Add(1)
@@ -147,7 +148,7 @@ func BenchmarkBatchPut4(b *testing.B) {
 	const per = 1000
 	var next atomic.Int64
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), kvtest.CPUTime()
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -180,7 +181,7 @@ func benchBatchPut(b *testing.B, s *Store) {
 	ctx := context.Background()
 	const per = 1000
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), kvtest.CPUTime()
 	for i := 0; i < b.N; i += per {
 		batch := s.Batch()
 		for j := i; j < min(b.N, i+per); j++ {
@@ -201,7 +202,7 @@ func reportCPU(b *testing.B, cpu time.Duration, docs int) {
 	if !strings.Contains(b.Name(), "Batch") {
 		unit = "put"
 	}
-	if now := cpuTime(); now > 0 && docs > 0 {
+	if now := kvtest.CPUTime(); now > 0 && docs > 0 {
 		b.ReportMetric(float64(now-cpu)/float64(time.Microsecond)/float64(docs), "cpu-µs/"+unit)
 	}
 }

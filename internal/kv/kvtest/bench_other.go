@@ -1,6 +1,6 @@
 //go:build !linux
 
-package store
+package kvtest
 
 import (
 	"os"
@@ -9,14 +9,14 @@ import (
 	"time"
 )
 
-// diskSyncRate is the portable form of the Linux probe: File.Sync is a
+// DiskSyncRate is the portable form of the Linux probe: File.Sync is a
 // full fsync, which also writes the file's times, so it errs low.
-func diskSyncRate(b testing.TB, dir string, d time.Duration) float64 {
-	b.Helper()
+func DiskSyncRate(tb testing.TB, dir string, d time.Duration) float64 {
+	tb.Helper()
 	path := filepath.Join(dir, "fsync-probe")
 	f, err := os.Create(path)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer os.Remove(path)
 	defer f.Close()
@@ -25,15 +25,20 @@ func diskSyncRate(b testing.TB, dir string, d time.Duration) float64 {
 	start := time.Now()
 	for time.Since(start) < d {
 		if _, err := f.WriteAt(rec, int64(n*len(rec))); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if err := f.Sync(); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		n++
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// cpuTime is not measured on this system.
-func cpuTime() time.Duration { return 0 }
+// CPUTime is not measured on this system.
+func CPUTime() time.Duration { return 0 }
+
+func sleep(d time.Duration) error {
+	time.Sleep(d)
+	return nil
+}
