@@ -201,7 +201,12 @@ type Result struct {
 	// Scores holds each choice's score; for Basic: for, against, abstain.
 	Scores []*big.Int
 	// Voters is the number of counted ballots, one per voter.
-	Voters        int
+	Voters int
+	// Ignored counts the ballots held but not counted: cast outside the
+	// window, with an invalid choice, or by an account with no power on
+	// the proposal (later ballots replacing earlier ones are not counted
+	// here).
+	Ignored       int
 	Participation *big.Int
 	// Winner is the winning choice, or -1. Basic: 0 for, 1 against.
 	Winner    int
@@ -293,6 +298,7 @@ func (g *Governance) result(o *govern.Outcome) Result {
 	}
 	res := o.Result
 	r.Scores, r.Voters, r.Participation = res.Scores, res.Voters, res.Participation
+	r.Ignored = res.Refused + o.Ineligible
 	r.Winner, r.QuorumMet, r.Passed, r.Final = res.Winner, res.QuorumMet, res.Passed, o.Final
 	if c := o.Certificate; c != nil {
 		cert := &Certificate{Proposal: ID(p.ID), Root: c.Root, Ballots: slices.Clone(c.Ballots)}

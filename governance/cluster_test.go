@@ -142,15 +142,20 @@ func TestVoteSetsParamEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	gc.waitProposal(id)
-	for i, c := range []governance.Choice{governance.For(), governance.For(), governance.Against()} {
+	// Node 2 votes for, then changes its mind: its later ballot counts.
+	for i, c := range []governance.Choice{governance.For(), governance.For(), governance.For()} {
 		if err := gc.gov(i).Vote(ctx, id, c); err != nil {
 			t.Fatalf("node %d votes: %v", i, err)
 		}
 	}
-	gc.WaitFor("3 ballots counted everywhere", func() bool {
+	gc.clock.Advance(time.Millisecond)
+	if err := gc.gov(2).Vote(ctx, id, governance.Against()); err != nil {
+		t.Fatal(err)
+	}
+	gc.WaitFor("3 voters, node 2's changed ballot counted everywhere", func() bool {
 		for _, n := range gc.Nodes() {
 			r, _ := n.Governance().Result(ctx, id)
-			if r.Voters != 3 {
+			if r.Voters != 3 || r.Scores[1].Int64() != 1 {
 				return false
 			}
 		}
@@ -282,6 +287,24 @@ func TestNonMemberRefused(t *testing.T) {
 	if err := gc.gov(0).Vote(ctx, governance.ID{1}, governance.For()); !errors.Is(err, governance.ErrNotFound) {
 		t.Fatalf("an unknown proposal: %v, want ErrNotFound", err)
 	}
+	// A stranger's ballot signed by a wallet is well formed, so it is
+	// stored and replicated, but every replica leaves it out of the count.
+	typed := gc.gov(1).TypedData(id, crypto.PubkeyToAddress(stranger.PublicKey), governance.For(), "")
+	sig, err := governance.KeySigner(stranger).Sign(ctx, typed, digestOf(t, gc, 1, typed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gc.gov(1).Submit(ctx, typed, sig); err != nil {
+		t.Fatal(err)
+	}
+	gc.WaitFor("the stranger's ballot ignored everywhere", func() bool {
+		for _, n := range gc.Nodes() {
+			if r, _ := n.Governance().Result(ctx, id); r.Ignored != 1 || r.Voters != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	// A forged document written straight into the store is refused by
 	// the validators, locally and so everywhere.
 	err = gc.Node(0).Store().Collection(governance.BallotsCollection).Put(ctx, "0x01", map[string]any{"typed": "{}", "sig": "0x00"})

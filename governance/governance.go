@@ -393,6 +393,11 @@ func (g *Governance) evaluate() *govern.State {
 	g.mu.Unlock()
 
 	st := govern.Evaluate(g.genesis, in)
+	ignored := st.Orphans
+	for _, o := range st.Outcomes {
+		ignored += o.Result.Refused + o.Ineligible
+	}
+	g.metrics.ignored.Set(float64(ignored))
 	g.mu.Lock()
 	g.state.Store(&st)
 	close(g.evaluated)

@@ -7,6 +7,7 @@ type metrics struct {
 	refused  *prometheus.CounterVec
 	closings prometheus.Counter
 	actions  *prometheus.CounterVec
+	ignored  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -23,6 +24,10 @@ func newMetrics() *metrics {
 			Name: "dpaas_governance_actions_total",
 			Help: "Actions of passed proposals run by this instance's handlers (result: ran, failed).",
 		}, []string{"result"}),
+		ignored: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dpaas_governance_ignored_ballots",
+			Help: "Ballots held but not counted: outside their window, an invalid choice, no voting power, or no such proposal.",
+		}),
 	}
 }
 
@@ -30,10 +35,12 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.refused.Describe(ch)
 	m.closings.Describe(ch)
 	m.actions.Describe(ch)
+	m.ignored.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.refused.Collect(ch)
 	m.closings.Collect(ch)
 	m.actions.Collect(ch)
+	m.ignored.Collect(ch)
 }

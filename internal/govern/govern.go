@@ -144,6 +144,9 @@ type Outcome struct {
 	// Eligible is who may vote: the electorate and the delegates, sorted.
 	Eligible []common.Address
 	Closers  []common.Address
+	// Ineligible counts ballots of accounts without power on the
+	// proposal (not members, no balance, nobody delegated to them).
+	Ineligible int
 	// NeedBalances lists, for a token proposal, the accounts whose balance
 	// at the snapshot this replica must learn before it can count; the
 	// proposal is neither counted nor closed until then.
@@ -173,6 +176,8 @@ type State struct {
 	Params   map[string]json.RawMessage
 	// Releases are the approved releases' values, in order of approval.
 	Releases []json.RawMessage
+	// Orphans counts ballots that name no proposal this replica holds.
+	Orphans int
 }
 
 // membership is one admission or removal and when it took effect.
@@ -248,6 +253,11 @@ func Evaluate(g Genesis, in Input) State {
 		}
 	}
 	st.Members = membersAt(g.Members, changes, ^uint64(0))
+	for id, bs := range ballots {
+		if _, ok := st.Outcomes[id]; !ok {
+			st.Orphans += len(bs)
+		}
+	}
 	return st
 }
 
@@ -412,7 +422,9 @@ func evaluate(g Genesis, p *Proposal, members []common.Address, delegations []De
 	o.Eligible = Sorted(o.Eligible)
 	o.Certificate = certify(o.Closers, closings)
 	if o.Certificate == nil {
-		o.Result, _ = tally.Count(r, powers(r, base, o.Delegated, ballots))
+		counted, ineligible := powers(r, base, o.Delegated, ballots)
+		o.Result, _ = tally.Count(r, counted)
+		o.Ineligible = ineligible
 		return o
 	}
 	// Count exactly the certified ballots: a ballot that arrives later
@@ -424,7 +436,9 @@ func evaluate(g Genesis, p *Proposal, members []common.Address, delegations []De
 			certified = append(certified, b)
 		}
 	}
-	o.Result, _ = tally.Count(r, powers(r, base, o.Delegated, certified))
+	counted, ineligible := powers(r, base, o.Delegated, certified)
+	o.Result, _ = tally.Count(r, counted)
+	o.Ineligible = ineligible
 	o.Missing = len(o.Certificate.Ballots) - len(o.Result.Counted)
 	o.Final = o.Missing == 0 && o.Result.Root == o.Certificate.Root
 	return o
@@ -433,7 +447,7 @@ func evaluate(g Genesis, p *Proposal, members []common.Address, delegations []De
 // powers gives each ballot its voter's power: the voter's own (base),
 // plus that of each account that delegated to the voter and cast no valid
 // ballot of its own. Ballots of voters without power are dropped.
-func powers(r tally.Rules, base func(common.Address) (*big.Int, bool), delegated map[common.Address][]common.Address, ballots []*Ballot) []tally.Ballot {
+func powers(r tally.Rules, base func(common.Address) (*big.Int, bool), delegated map[common.Address][]common.Address, ballots []*Ballot) ([]tally.Ballot, int) {
 	out := make([]tally.Ballot, 0, len(ballots))
 	voted := map[common.Address]bool{}
 	for _, b := range ballots {
@@ -459,7 +473,7 @@ func powers(r tally.Rules, base func(common.Address) (*big.Int, bool), delegated
 		}
 		kept = append(kept, tb)
 	}
-	return kept
+	return kept, len(out) - len(kept)
 }
 
 func cmpAddress(a, b common.Address) int { return bytes.Compare(a[:], b[:]) }

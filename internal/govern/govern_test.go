@@ -45,8 +45,13 @@ func TestFinalNeedsMajority(t *testing.T) {
 	}
 	st := Evaluate(g, in)
 	o := st.Outcomes[common.Hash{9}]
-	if o.Final || o.Result.Voters != 2 || !o.Result.Passed {
-		t.Fatalf("before closing: final %v voters %d passed %v (the non-member's ballot must not count)", o.Final, o.Result.Voters, o.Result.Passed)
+	if o.Final || o.Result.Voters != 2 || !o.Result.Passed || o.Ineligible != 1 {
+		t.Fatalf("before closing: final %v voters %d passed %v ineligible %d (the non-member's ballot must not count)", o.Final, o.Result.Voters, o.Result.Passed, o.Ineligible)
+	}
+	orphan := in
+	orphan.Ballots = append(append([]Ballot(nil), in.Ballots...), ballot(7, 1, 10, tally.For))
+	if n := Evaluate(g, orphan).Orphans; n != 1 {
+		t.Fatalf("a ballot on no known proposal: %d orphans, want 1", n)
 	}
 	in.Closings = closeAll(g, in, 9, 1)
 	if Evaluate(g, in).Outcomes[common.Hash{9}].Final {
