@@ -41,11 +41,11 @@ var (
 // Built-in action kinds: their effects are part of governance's state
 // (Param, Members) and need no handler.
 const (
-	ActionSetParam     = govern.ActionSetParam
-	ActionAdmitMember  = govern.ActionAdmitMember
-	ActionRemoveMember = govern.ActionRemoveMember
+	ActionSetParam     = "set-param"
+	ActionAdmitMember  = "admit-member"
+	ActionRemoveMember = "remove-member"
 	// ActionApproveRelease approves a release of the DApp's code (Release).
-	ActionApproveRelease = govern.ActionApproveRelease
+	ActionApproveRelease = "approve-release"
 )
 
 // Genesis is what a DApp's governance starts with; every instance must

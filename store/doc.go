@@ -76,7 +76,7 @@
 //
 // Bad input: a delta that is malformed or badly signed is never applied,
 // stored or passed on; one refused by a validator, or signed by its author
-// but invalid (delta.Validate: a name that is not UTF-8, holds a zero byte
+// but invalid (by the validity rule: a name that is not UTF-8, holds a zero byte
 // or is too long, a value that is not JSON, a part its kind does not
 // take), is never applied and never gossiped. Each is counted in Stats
 // (DeltasRejected; the invalid ones also in DeltasInvalid) and logged once

@@ -12,11 +12,11 @@ import (
 
 // Limits on what a caller may write. They are constants, the same on every
 // replica, and every delta a write within them makes is valid on every
-// replica (delta.Validate and delta.MaxBlockSize decide that).
+// replica (the one validity rule every replica applies decides that).
 const (
 	// MaxNameLen is the longest collection name, document ID or field
 	// name, in bytes. Names must also be valid UTF-8 without a zero byte.
-	MaxNameLen = delta.MaxNameLen
+	MaxNameLen = 1024 // the delta codec's bound (TestLimitsMatchCodec)
 	// MaxWriteSize bounds one write: the operations of one Put, Update or
 	// Delete, and each write added to a Batch, measured as they are
 	// encoded in a delta (for a Put, about the document's compact JSON;

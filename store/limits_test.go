@@ -410,3 +410,11 @@ func TestMaxDeltaOpsBoundedByWhatPeersAccept(t *testing.T) {
 		t.Fatalf("MaxDeltaOps over delta.MaxOps: %v, want ErrInvalid", err)
 	}
 }
+
+// TestLimitsMatchCodec: the public limits are those the delta codec
+// enforces on every replica.
+func TestLimitsMatchCodec(t *testing.T) {
+	if MaxNameLen != delta.MaxNameLen {
+		t.Fatalf("store.MaxNameLen %d, the codec's %d", MaxNameLen, delta.MaxNameLen)
+	}
+}

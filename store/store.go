@@ -66,7 +66,7 @@ type Config struct {
 	AnnounceInterval time.Duration
 	// MaxDeltaOps bounds the operations in one delta; larger local batches
 	// are split into several deltas committed together. Default 512, at
-	// most 100,000 (delta.MaxOps, what every replica accepts).
+	// most 100,000 (what every replica accepts in one delta).
 	MaxDeltaOps int
 	// WatchBuffer is the number of changes a Watch channel holds; default 1024.
 	WatchBuffer int
@@ -126,7 +126,7 @@ type Stats struct {
 	CatchUps       uint64 // catch-up streams completed as requester
 	Served         uint64 // deltas served to peers catching up
 	// DeltasInvalid counts the remote deltas, among DeltasRejected, that
-	// were signed by their author but that delta.Validate refuses (a name
+	// were signed by their author but that the validity rule refuses (a name
 	// that is not UTF-8, for example). They are recorded as refused, like
 	// those a validator refuses, so their descendants apply.
 	DeltasInvalid uint64
