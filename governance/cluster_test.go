@@ -326,14 +326,7 @@ func TestPartitionedCloserHeals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gc.WaitFor("3 ballots everywhere", func() bool {
-		for _, n := range gc.Nodes() {
-			if r, _ := n.Governance().Result(ctx, id); r.Voters != 3 {
-				return false
-			}
-		}
-		return true
-	})
+	gc.waitVoters(id, 3)
 	gc.Partition([]int{0, 1, 2}, []int{3, 4})
 	// Node 4 votes inside the window, but nobody on the majority side
 	// sees its ballot before they close.
@@ -398,14 +391,7 @@ func TestActionsRunOnceAcrossRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gc.WaitFor("3 ballots everywhere", func() bool {
-		for _, n := range gc.Nodes() {
-			if r, _ := n.Governance().Result(ctx, id); r.Voters != 3 {
-				return false
-			}
-		}
-		return true
-	})
+	gc.waitVoters(id, 3)
 	gc.Stop(2)
 	gc.clock.Advance(time.Hour + time.Second)
 	gc.WaitFor("the action run on nodes 0 and 1", func() bool {
