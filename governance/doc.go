@@ -26,7 +26,9 @@
 //
 // An end user votes with their own key: TypedData gives the JSON their
 // wallet signs with eth_signTypedData_v4, and Submit takes it back with
-// the signature. VoteAs and ProposeAs take any Signer.
+// the signature. VoteAs and ProposeAs take any Signer. Handler serves the
+// same to web pages as JSON over HTTP (the proposals, the typed data of a
+// ballot, the submission of what a wallet signed, parameters, members).
 //
 // # Members and electorate
 //

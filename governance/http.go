@@ -1,0 +1,122 @@
+package governance
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+
+	"github.com/dpaas/dpaas/internal/govmsg"
+)
+
+// Handler serves governance to web pages, whose users sign with their own
+// wallets. Every answer is JSON.
+//
+//	GET  /proposals                    every proposal's Result, latest end first
+//	GET  /proposals/{id}               one proposal's Result
+//	GET  /ballot?proposal=&voter=&choice=1,2&reason=
+//	                                   the typed data the voter's wallet signs
+//	                                   (eth_signTypedData_v4)
+//	POST /submit {"typedData": {...}, "signature": "0x..."}
+//	                                   a wallet-signed proposal, ballot or
+//	                                   delegation; answers {"id": "0x..."}
+//	GET  /params, GET /members         the current parameters and members
+//
+// Mount it under a prefix with http.StripPrefix. Errors are {"error": "..."}
+// with 400 for bad input, 404 for an unknown proposal, 405 for a wrong
+// method.
+func (g *Governance) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /proposals", func(w http.ResponseWriter, r *http.Request) {
+		res, err := g.Proposals(r.Context())
+		answer(w, res, err)
+	})
+	mux.HandleFunc("GET /proposals/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := ParseID(r.PathValue("id"))
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		res, err := g.Result(r.Context(), id)
+		answer(w, res, err)
+	})
+	mux.HandleFunc("GET /ballot", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		id, err := ParseID(q.Get("proposal"))
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		if !common.IsHexAddress(q.Get("voter")) {
+			answer(w, nil, fmt.Errorf("%w: voter %.50q is not an address", ErrInvalid, q.Get("voter")))
+			return
+		}
+		var choice Choice
+		for _, f := range strings.Split(q.Get("choice"), ",") {
+			v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+			if err != nil {
+				answer(w, nil, fmt.Errorf("%w: choice %.50q: want numbers separated by commas", ErrInvalidChoice, q.Get("choice")))
+				return
+			}
+			choice.values = append(choice.values, uint32(v))
+		}
+		if len(q.Get("reason")) > MaxReason {
+			answer(w, nil, fmt.Errorf("%w: reason over %d bytes", ErrInvalid, MaxReason))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(g.TypedData(id, common.HexToAddress(q.Get("voter")), choice, q.Get("reason")))
+	})
+	mux.HandleFunc("POST /submit", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			TypedData json.RawMessage `json:"typedData"`
+			Signature hexutil.Bytes   `json:"signature"`
+		}
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, govmsg.MaxTypedData+1024))
+		if err == nil {
+			err = json.Unmarshal(raw, &body)
+		}
+		if err != nil {
+			answer(w, nil, fmt.Errorf("%w: request: %v", ErrInvalid, err))
+			return
+		}
+		id, err := g.Submit(r.Context(), body.TypedData, body.Signature)
+		answer(w, map[string]string{"id": id.String()}, err)
+	})
+	mux.HandleFunc("GET /params", func(w http.ResponseWriter, r *http.Request) {
+		res, err := g.Params(r.Context())
+		answer(w, res, err)
+	})
+	mux.HandleFunc("GET /members", func(w http.ResponseWriter, r *http.Request) {
+		res, err := g.Members(r.Context())
+		answer(w, res, err)
+	})
+	return mux
+}
+
+func answer(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		status := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrNotFound):
+			status = http.StatusNotFound
+		case errors.Is(err, ErrInvalid), errors.Is(err, ErrBadSignature), errors.Is(err, ErrInvalidChoice),
+			errors.Is(err, ErrNotMember), errors.Is(err, ErrNotOpen), errors.Is(err, govmsg.ErrMalformed),
+			errors.Is(err, govmsg.ErrWrongDomain), errors.Is(err, govmsg.ErrBadSignature):
+			status = http.StatusBadRequest
+		case errors.Is(err, ErrClosed):
+			status = http.StatusServiceUnavailable
+		}
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
