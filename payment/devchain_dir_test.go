@@ -62,7 +62,7 @@ func TestDevChainInDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, channels := d.Token(), d.Channels()
+	token, channels, escrow := d.Token(), d.Channels(), d.Escrow()
 	payer.Close()
 	payee.Close()
 	if err := d.Close(); err != nil {
@@ -74,6 +74,9 @@ func TestDevChainInDirectory(t *testing.T) {
 	defer d.Close()
 	if d.ChainID().Int64() != 1337 || d.Token() != token || d.Channels() != channels {
 		t.Fatalf("reopened chain %v token %s channels %s, want 1337 %s %s", d.ChainID(), d.Token(), d.Channels(), token, channels)
+	}
+	if escrow == (common.Address{}) || d.Escrow() != escrow {
+		t.Fatalf("reopened chain's escrow %s, want %s", d.Escrow(), escrow)
 	}
 	if got, err := d.client.BlockNumber(ctx); err != nil || got != head {
 		t.Fatalf("reopened head %d (%v), want %d", got, err, head)

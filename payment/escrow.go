@@ -87,37 +87,43 @@ func (p *Payments) EscrowContract() common.Address { return p.cfg.Escrow }
 // ErrDeadline); a token that delivers less than the amount is refused by
 // the contract (ErrFeeOnTransfer).
 func (p *Payments) OpenEscrow(ctx context.Context, deal EscrowDeal) (DealID, error) {
+	id, _, err := p.openEscrow(ctx, deal)
+	return id, err
+}
+
+// openEscrow is OpenEscrow, also returning the opening's transaction.
+func (p *Payments) openEscrow(ctx context.Context, deal EscrowDeal) (DealID, common.Hash, error) {
 	if p.escrow == nil {
-		return DealID{}, fmt.Errorf("payment: open escrow: %w", ErrNoEscrow)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: %w", ErrNoEscrow)
 	}
 	if deal.Amount == nil || deal.Amount.Sign() <= 0 {
-		return DealID{}, fmt.Errorf("payment: open escrow: amount %v: %w", deal.Amount, ErrBadAmount)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: amount %v: %w", deal.Amount, ErrBadAmount)
 	}
 	if deal.FeeBps > MaxBps {
-		return DealID{}, fmt.Errorf("payment: open escrow: fee %d bps: %w", deal.FeeBps, ErrBadDeal)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: fee %d bps: %w", deal.FeeBps, ErrBadDeal)
 	}
 	if len(deal.Arbiters) == 0 || len(deal.Arbiters) > MaxArbiters {
-		return DealID{}, fmt.Errorf("payment: open escrow: %d arbiters (1 to %d): %w", len(deal.Arbiters), MaxArbiters, ErrBadDeal)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: %d arbiters (1 to %d): %w", len(deal.Arbiters), MaxArbiters, ErrBadDeal)
 	}
 	if !deal.Deadline.After(p.now()) {
-		return DealID{}, fmt.Errorf("payment: open escrow: deadline %s not in the future: %w", deal.Deadline.UTC().Format(time.RFC3339), ErrDeadline)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: deadline %s not in the future: %w", deal.Deadline.UTC().Format(time.RFC3339), ErrDeadline)
 	}
 	if _, err := p.send(ctx, p.token, tokenABI.PackApprove(p.cfg.Escrow, deal.Amount)); err != nil {
-		return DealID{}, fmt.Errorf("payment: open escrow: approve: %w", err)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: approve: %w", err)
 	}
 	r, err := p.send(ctx, p.escrow, escrowABI.PackOpen(deal.Payee, deal.Amount, deal.FeeBps, deal.Fund, unixSeconds(deal.Deadline), deal.Arbiters))
 	if err != nil {
-		return DealID{}, fmt.Errorf("payment: open escrow to %s: %w", deal.Payee, err)
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow to %s: %w", deal.Payee, err)
 	}
 	for _, l := range r.Logs {
 		if l.Address != p.cfg.Escrow {
 			continue
 		}
 		if ev, err := escrowABI.UnpackOpenedEvent(l); err == nil {
-			return ev.Id, nil
+			return ev.Id, r.TxHash, nil
 		}
 	}
-	return DealID{}, fmt.Errorf("payment: open escrow: no Opened event in %s: %w", r.TxHash, ErrReverted)
+	return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: no Opened event in %s: %w", r.TxHash, ErrReverted)
 }
 
 // Release pays the deal to its payee (less the fee, to the fund). Only

@@ -441,3 +441,57 @@ func mustUnpackEscrowError(t testing.TB, raw []byte) any {
 	}
 	return v
 }
+
+// TestEscrowOverJSONRPC runs a disputed deal through the dev chain served
+// on loopback: the escrow address comes from dpaas_info, the panel from
+// the Opened event over eth_getLogs, refusals from the RPC's revert data.
+func TestEscrowOverJSONRPC(t *testing.T) {
+	d := newDev(t)
+	url, err := d.Serve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	remote, err := DialDevChain(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	if remote.Escrow() != d.Escrow() || d.Info().Escrow != d.Escrow() || d.Escrow() == (common.Address{}) {
+		t.Fatalf("dpaas_info escrow %s, Info %s, want %s", remote.Escrow(), d.Info().Escrow, d.Escrow())
+	}
+	cfg := Config{RPCURL: url, PollInterval: 5 * time.Millisecond}
+	payer := openFunded(t, d, cfg, tokens(10))
+	payee := openFunded(t, d, cfg, nil)
+	if payer.EscrowContract() != d.Escrow() {
+		t.Fatalf("Open over %s found escrow %s, want %s", url, payer.EscrowContract(), d.Escrow())
+	}
+	arbs := []*ecdsa.PrivateKey{newKey(t), newKey(t), newKey(t)}
+	panel := []common.Address{addrOf(arbs[0]), addrOf(arbs[1]), addrOf(arbs[2])}
+	id, err := payer.OpenEscrow(ctx, EscrowDeal{Payee: payee.Account(), Amount: tokens(4), Deadline: d.Now().Add(time.Hour), Arbiters: panel})
+	if err != nil {
+		t.Fatalf("OpenEscrow over RPC: %v", err)
+	}
+	if _, err := payee.Release(ctx, id); !errors.Is(err, ErrNotParty) {
+		t.Fatalf("Release by the payee over RPC = %v, want ErrNotParty", err)
+	}
+	if _, err := payer.Dispute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var sigs [][]byte
+	for _, k := range arbs[:2] {
+		s, err := SignRuling(k, d.ChainID(), d.Escrow(), id, 2500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, s)
+	}
+	if _, err := payee.Settle(ctx, id, 2500, sigs[:1]); !errors.Is(err, ErrBadRuling) {
+		t.Fatalf("Settle by a minority over RPC = %v, want ErrBadRuling", err)
+	}
+	if _, err := payee.Settle(ctx, id, 2500, sigs); err != nil {
+		t.Fatalf("Settle over RPC: %v", err)
+	}
+	wantBalance(t, payer, payee.Account(), tokens(1), "payee")
+	wantBalance(t, payer, payer.Account(), tokens(9), "payer")
+}
