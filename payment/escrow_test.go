@@ -290,6 +290,12 @@ func TestEscrowSettleRefusals(t *testing.T) {
 	if _, err := f.payee.Settle(ctx, id, MaxBps+1, nil); !errors.Is(err, ErrBadRuling) {
 		t.Errorf("Settle above 100%% = %v, want ErrBadRuling", err)
 	}
+	if _, err := f.payee.EscrowState(ctx, common.Hash{1}); !errors.Is(err, ErrUnknownDeal) {
+		t.Errorf("EscrowState of an unknown deal = %v, want ErrUnknownDeal", err)
+	}
+	if _, err := f.payer.Release(ctx, common.Hash{1}); !errors.Is(err, ErrUnknownDeal) {
+		t.Errorf("Release of an unknown deal = %v, want ErrUnknownDeal", err)
+	}
 	if _, err := f.payee.Settle(ctx, common.Hash{1}, 5000, nil); !errors.Is(err, ErrUnknownDeal) {
 		t.Errorf("Settle of an unknown deal = %v, want ErrUnknownDeal", err)
 	}
