@@ -59,6 +59,7 @@ func waitReceipt(ctx context.Context, be chainBackend, txHash common.Hash, poll 
 var (
 	tokenABI    = contracts.NewToken()
 	channelsABI = contracts.NewChannels()
+	escrowABI   = contracts.NewEscrow()
 )
 
 // revertError turns a chain error into one that wraps the matching
@@ -112,6 +113,9 @@ func revertError(err error) error {
 			return fmt.Errorf("contract: zero deposit: %w", ErrBadAmount)
 		}
 		return fmt.Errorf("channels contract refused (%T): %w", v, ErrReverted)
+	}
+	if v, uerr := escrowABI.UnpackError(raw); uerr == nil {
+		return escrowError(v)
 	}
 	// Revert data of no contract here: a string reason or a custom error
 	// of another token (require(balance >= value, "...") in USDT-style

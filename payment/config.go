@@ -38,6 +38,10 @@ type Config struct {
 	// reports (dpaas_info); any other endpoint needs them set.
 	Token    common.Address
 	Channels common.Address
+	// Escrow is the escrow contract (OpenEscrow...). Zero means Dev's, or
+	// the one a served DevChain reports; left zero, the escrow calls fail
+	// with ErrNoEscrow.
+	Escrow common.Address
 
 	// Confirmations is how many blocks, counting the one that includes a
 	// transaction, must exist before a call that sends it returns.

@@ -79,6 +79,7 @@ type DevChain struct {
 
 	token    common.Address
 	channels common.Address
+	escrow   common.Address
 
 	// mineMu orders "send a transaction, seal its block" so that a block
 	// never seals half of two concurrent senders' work out of order, and
@@ -111,6 +112,7 @@ type devState struct {
 	Faucet   hexutil.Bytes  `json:"faucetKey"`
 	Token    common.Address `json:"token"`
 	Channels common.Address `json:"channels"`
+	Escrow   common.Address `json:"escrow,omitempty"`
 }
 
 const devStateFile = "devchain.json"
@@ -167,13 +169,32 @@ func OpenDevChain(ctx context.Context, cfg DevChainConfig) (*DevChain, error) {
 			}
 		}
 		d.token, d.channels = st.Token, st.Channels
+		if st.Escrow != (common.Address{}) {
+			code, err := d.client.CodeAt(ctx, st.Escrow, nil)
+			if err != nil {
+				return fail(fmt.Errorf("escrow contract: %w", err))
+			}
+			if len(code) == 0 {
+				return fail(fmt.Errorf("no escrow contract at %s in the chain kept in %s", st.Escrow, cfg.Dir))
+			}
+			d.escrow = st.Escrow
+			return d, nil
+		}
+		// A directory from before the Escrow contract: deploy it now.
+		if err := d.deployEscrow(ctx); err != nil {
+			return fail(fmt.Errorf("deploy: %w", err))
+		}
+		st.Escrow = d.escrow
+		if err := saveDevState(cfg.Dir, st); err != nil {
+			return fail(err)
+		}
 		return d, nil
 	}
 	if err := d.deploy(ctx); err != nil {
 		return fail(fmt.Errorf("deploy: %w", err))
 	}
 	if cfg.Dir != "" {
-		st.Token, st.Channels = d.token, d.channels
+		st.Token, st.Channels, st.Escrow = d.token, d.channels, d.escrow
 		if err := saveDevState(cfg.Dir, st); err != nil {
 			return fail(err)
 		}
@@ -363,6 +384,23 @@ func (d *DevChain) deploy(ctx context.Context) error {
 		return fmt.Errorf("channels: %w", err)
 	}
 	d.channels = addr
+	return d.deployEscrow(ctx)
+}
+
+// deployEscrow deploys the Escrow contract on the dev chain's token.
+func (d *DevChain) deployEscrow(ctx context.Context) error {
+	be := d.backend()
+	opts := bind.NewKeyedTransactor(d.faucet, d.chainID)
+	opts.Context = ctx
+	addr, tx, err := bind.DeployContract(opts, common.FromHex(contracts.EscrowMetaData.Bin), be,
+		contracts.NewEscrow().PackConstructor(d.token))
+	if err != nil {
+		return fmt.Errorf("escrow: %w", err)
+	}
+	if _, err := waitReceipt(ctx, be, tx.Hash(), time.Millisecond, nil); err != nil {
+		return fmt.Errorf("escrow: %w", err)
+	}
+	d.escrow = addr
 	return nil
 }
 
@@ -375,6 +413,9 @@ func (d *DevChain) Token() common.Address { return d.token }
 
 // Channels is the address of the dev chain's payment-channel contract.
 func (d *DevChain) Channels() common.Address { return d.channels }
+
+// Escrow is the address of the dev chain's escrow contract.
+func (d *DevChain) Escrow() common.Address { return d.escrow }
 
 // Dir is the directory the chain is kept in, "" in memory.
 func (d *DevChain) Dir() string { return d.dir }

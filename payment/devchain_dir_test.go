@@ -2,6 +2,8 @@ package payment
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"math/big"
 	"os"
@@ -62,7 +64,7 @@ func TestDevChainInDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, channels := d.Token(), d.Channels()
+	token, channels, escrow := d.Token(), d.Channels(), d.Escrow()
 	payer.Close()
 	payee.Close()
 	if err := d.Close(); err != nil {
@@ -74,6 +76,9 @@ func TestDevChainInDirectory(t *testing.T) {
 	defer d.Close()
 	if d.ChainID().Int64() != 1337 || d.Token() != token || d.Channels() != channels {
 		t.Fatalf("reopened chain %v token %s channels %s, want 1337 %s %s", d.ChainID(), d.Token(), d.Channels(), token, channels)
+	}
+	if escrow == (common.Address{}) || d.Escrow() != escrow {
+		t.Fatalf("reopened chain's escrow %s, want %s", d.Escrow(), escrow)
 	}
 	if got, err := d.client.BlockNumber(ctx); err != nil || got != head {
 		t.Fatalf("reopened head %d (%v), want %d", got, err, head)
@@ -171,5 +176,59 @@ func BenchmarkDevChainTransfer(b *testing.B) {
 			}
 			b.ReportMetric(float64((kvtest.CPUTime()-start).Microseconds())/float64(b.N), "cpu-us/op")
 		})
+	}
+}
+
+// TestDevChainDirFromBeforeEscrow: a chain kept by a version without the
+// Escrow contract (no "escrow" in its state file) gets one deployed when
+// reopened, recorded, and usable.
+func TestDevChainDirFromBeforeEscrow(t *testing.T) {
+	dir := t.TempDir()
+	d := openDevDir(t, dir, nil)
+	token := d.Token()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, devStateFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st["escrow"]; !ok {
+		t.Fatalf("state file %s has no escrow", raw)
+	}
+	delete(st, "escrow")
+	if raw, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d = openDevDir(t, dir, nil)
+	escrow := d.Escrow()
+	if escrow == (common.Address{}) || d.Token() != token {
+		t.Fatalf("reopened: escrow %s, token %s (want %s)", escrow, d.Token(), token)
+	}
+	f := &escrowFixture{d: d, fund: addrOf(newKey(t)), arbiters: []*ecdsa.PrivateKey{newKey(t)}}
+	f.payer = openFunded(t, d, Config{}, tokens(2))
+	f.payee = openFunded(t, d, Config{}, nil)
+	id := f.open(t, tokens(2), 0)
+	if _, err := f.payer.Release(testCtx(t), id); err != nil {
+		t.Fatalf("Release on the escrow deployed at reopening: %v", err)
+	}
+	f.payer.Close()
+	f.payee.Close()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = openDevDir(t, dir, nil)
+	defer d.Close()
+	if d.Escrow() != escrow {
+		t.Fatalf("escrow %s after a second reopening, want %s", d.Escrow(), escrow)
 	}
 }

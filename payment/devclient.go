@@ -56,7 +56,7 @@ func devInfo(ctx context.Context, rc *rpc.Client, url string) (DevChainInfo, err
 	if raw.ChainID == nil || raw.Token == (common.Address{}) || raw.Channels == (common.Address{}) {
 		return DevChainInfo{}, fmt.Errorf("%s: dpaas_info answered without chain ID or contracts: %w", url, ErrNotDevChain)
 	}
-	return DevChainInfo{ChainID: raw.ChainID.ToInt(), Token: raw.Token, Channels: raw.Channels, Persistent: raw.Persistent}, nil
+	return DevChainInfo{ChainID: raw.ChainID.ToInt(), Token: raw.Token, Channels: raw.Channels, Escrow: raw.Escrow, Persistent: raw.Persistent}, nil
 }
 
 // URL is the endpoint's address.
@@ -77,6 +77,10 @@ func (r *RemoteDevChain) Token() common.Address { return r.info.Token }
 
 // Channels is the address of the dev chain's payment-channel contract.
 func (r *RemoteDevChain) Channels() common.Address { return r.info.Channels }
+
+// Escrow is the address of the dev chain's escrow contract (zero for a
+// dev chain that has none).
+func (r *RemoteDevChain) Escrow() common.Address { return r.info.Escrow }
 
 // Fund asks the dev chain's faucet (dpaas_fund) for DevGas ether for gas
 // and tokens (smallest unit; nil or zero mints none), as DevChain.Fund.

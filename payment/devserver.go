@@ -25,6 +25,7 @@ type DevChainInfo struct {
 	ChainID  *big.Int
 	Token    common.Address
 	Channels common.Address
+	Escrow   common.Address
 	// Persistent: the chain is kept in a directory and survives restarts.
 	Persistent bool
 }
@@ -33,13 +34,14 @@ type devInfoJSON struct {
 	ChainID    *hexutil.Big   `json:"chainId"`
 	Token      common.Address `json:"token"`
 	Channels   common.Address `json:"channels"`
+	Escrow     common.Address `json:"escrow"`
 	Persistent bool           `json:"persistent"`
 	Faucet     bool           `json:"faucet"`
 }
 
 // Info describes the chain as dpaas_info does.
 func (d *DevChain) Info() DevChainInfo {
-	return DevChainInfo{ChainID: d.ChainID(), Token: d.token, Channels: d.channels, Persistent: d.dir != ""}
+	return DevChainInfo{ChainID: d.ChainID(), Token: d.token, Channels: d.channels, Escrow: d.escrow, Persistent: d.dir != ""}
 }
 
 // servedNamespaces are the JSON-RPC namespaces Serve relays. The node's
@@ -52,9 +54,9 @@ var servedNamespaces = []string{"eth", "net", "web3"}
 // It serves only the eth, net and web3 namespaces, plus the dev chain's
 // own methods:
 //
-//   - dpaas_info: {chainId, token, channels, persistent, faucet}, which a
+//   - dpaas_info: {chainId, token, channels, escrow, persistent, faucet}, which a
 //     Payments given only the URL reads to find the contracts;
-//   - dpaas_contracts: {token, channels};
+//   - dpaas_contracts: {token, channels, escrow};
 //   - dpaas_fund(address, tokens): the faucet, as Fund; tokens is a
 //     decimal string or a 0x quantity, in the token's smallest unit.
 //
@@ -244,11 +246,11 @@ func (d *DevChain) call(ctx context.Context, req rpcRequest) (json.RawMessage, e
 	switch req.Method {
 	case "dpaas_info":
 		return json.Marshal(devInfoJSON{
-			ChainID: (*hexutil.Big)(d.ChainID()), Token: d.token, Channels: d.channels,
+			ChainID: (*hexutil.Big)(d.ChainID()), Token: d.token, Channels: d.channels, Escrow: d.escrow,
 			Persistent: d.dir != "", Faucet: true,
 		})
 	case "dpaas_contracts":
-		return json.Marshal(map[string]common.Address{"token": d.token, "channels": d.channels})
+		return json.Marshal(map[string]common.Address{"token": d.token, "channels": d.channels, "escrow": d.escrow})
 	case "dpaas_fund":
 		to, tokens, err := fundParams(req.Params)
 		if err != nil {

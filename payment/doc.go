@@ -112,6 +112,28 @@
 //	err := payee.Accept(ctx, v)  // on the payee's side
 //	tx, _ := payee.Redeem(ctx, ch.ID())
 //
+// # Escrow
+//
+// The Escrow contract (beside Token and Channels; DevChain.Escrow,
+// Config.Escrow, reported by a served DevChain's dpaas_info) holds a
+// payer's deposit for a payee until the work is done:
+//
+//	id, _ := payer.OpenEscrow(ctx, payment.EscrowDeal{Payee: p, Amount: a,
+//		FeeBps: 250, Fund: fund, Deadline: deadline, Arbiters: panel})
+//	payer.Release(ctx, id)  // payee paid, 2.5% of it to the fund
+//	payee.Refund(ctx, id)   // or: all back to the payer
+//	payee.Claim(ctx, id)    // or: after the deadline, no dispute open
+//	payer.Dispute(ctx, id)  // or: either side, before the deadline
+//	sig, _ := payment.SignRuling(arbiterKey, chainID, escrow, id, 3000)
+//	anyone.Settle(ctx, id, 3000, sigs) // 30% to the payee side, 70% back
+//
+// A ruling is the payee's share in basis points, signed as EIP-712 typed
+// data Ruling(bytes32 deal,uint16 payeeBps) in the domain "dpaas Escrow"
+// version 1 of the chain and the contract, by a strict majority of the
+// deal's panel. The fee is FeeBps of what the payee receives (release,
+// claim, or its share of a ruling); a refund pays no fee. Each call
+// returns once mined; EscrowState reads a deal (terms, status, panel).
+//
 // # Metering
 //
 // With Config.Host set, a provider creates a Meter with a price per unit
@@ -133,6 +155,13 @@
 // A channel whose lifetime is shorter than the payee's ExpiryMargin never
 // gets a voucher accepted: open channels well beyond it.
 //
+// An escrow panel has 1 to MaxArbiters (32) distinct members, neither
+// party among them; the contract keeps only its hash, and EscrowState
+// and Settle read the members from the deal's Opened event, from block 0
+// (an endpoint that limits eth_getLogs ranges needs an archive-friendly
+// provider). Tokens that take a fee on transfer are refused by the escrow
+// (ErrFeeOnTransfer). Gas on the DevChain is in BENCHMARKS.md.
+//
 // # Faults
 //
 // Accept returns only once the voucher is synced to disk, so a crash
@@ -152,6 +181,15 @@
 //     ErrInsufficientFunds. Nothing is sent in either case.
 //   - A served DevChain stopped and restarted from its directory is the
 //     same chain; Payments connected to it see connection errors meanwhile.
+//   - Escrow refusals wrap a sentinel: ErrNotParty (the wrong side, or
+//     a stranger), ErrDisputed (release or claim while disputed),
+//     ErrNotDisputed (settle without a dispute), ErrDealClosed (already
+//     released, refunded, claimed or settled: a second settlement),
+//     ErrDeadline (claim too early, dispute too late), ErrBadDeal,
+//     ErrUnknownDeal, ErrBadRuling (signer outside the panel, duplicate
+//     signer, minority, a ruling for another deal, chain, contract or
+//     share, a high-s or malformed signature), ErrReentrant (a token
+//     calling back into the escrow during a transfer), ErrNoEscrow.
 //
 // # Bad input
 //

@@ -47,6 +47,38 @@ var (
 	ErrAboveDeposit     = voucher.ErrAboveDeposit
 	ErrExpired          = voucher.ErrExpired
 
+	// Escrow.
+	ErrNoEscrow = errors.New("payment: no escrow contract: set Config.Escrow")
+	// ErrUnknownDeal: no deal with that ID on the escrow contract.
+	ErrUnknownDeal = errors.New("payment: unknown escrow deal")
+	// ErrNotParty: the caller is not the deal's party allowed to do that
+	// (release: the payer; refund and claim: the payee; dispute: either).
+	ErrNotParty = errors.New("payment: not a party allowed to do that on the deal")
+	// ErrDisputed: a dispute is open, so only a ruling (Settle) ends the deal.
+	ErrDisputed = errors.New("payment: deal disputed")
+	// ErrNotDisputed: Settle on a deal with no dispute open.
+	ErrNotDisputed = errors.New("payment: deal not disputed")
+	// ErrDealClosed: the deal was already released, refunded, claimed or settled.
+	ErrDealClosed = errors.New("payment: deal closed")
+	// ErrDeadline: dispute after the deadline, claim before it, or a
+	// deadline in the past at open.
+	ErrDeadline = errors.New("payment: deal deadline")
+	// ErrBadDeal: a deal's terms are invalid (payee, fee above 100% or
+	// without a fund, panel empty, too large, with a zero, duplicate or
+	// party arbiter).
+	ErrBadDeal = errors.New("payment: bad deal terms")
+	// ErrBadRuling: the ruling or its signatures do not settle the deal:
+	// a share above 100%, a malformed or high-s signature, a signer outside
+	// the panel, a duplicate signer, no strict majority, or a panel that
+	// is not the deal's.
+	ErrBadRuling = errors.New("payment: bad ruling")
+	// ErrFeeOnTransfer: the token delivered less than the amount to the
+	// escrow (a fee-on-transfer token), which the escrow refuses.
+	ErrFeeOnTransfer = errors.New("payment: token takes a fee on transfer")
+	// ErrReentrant: a call back into the escrow during one of its
+	// transfers, refused.
+	ErrReentrant = errors.New("payment: reentrant escrow call")
+
 	// Metering.
 	ErrCreditExceeded = errors.New("payment: payer owes more than the credit limit")
 	ErrAutoPayLimit   = errors.New("payment: automatic payment limit reached")

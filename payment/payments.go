@@ -42,6 +42,7 @@ type Payments struct {
 
 	token    *bind.BoundContract
 	channels *bind.BoundContract
+	escrow   *bind.BoundContract // nil without an escrow contract
 
 	space  *kv.Space
 	ownDB  *kv.DB // the private in-memory DB when Config.Space is nil
@@ -163,6 +164,9 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 		if p.cfg.Channels == (common.Address{}) {
 			p.cfg.Channels = cfg.Dev.Channels()
 		}
+		if p.cfg.Escrow == (common.Address{}) {
+			p.cfg.Escrow = cfg.Dev.Escrow()
+		}
 		cfg.Dev.markLocal(p.account)
 		if p.chainID, err = p.be.ChainID(ctx); err != nil {
 			return nil, fmt.Errorf("payment: open: chain id: %w", p.chainErr(err))
@@ -180,6 +184,16 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	p.domain = voucher.NewDomain(p.chainID, p.cfg.Channels)
 	p.token = tokenABI.Instance(p.be, p.cfg.Token)
 	p.channels = channelsABI.Instance(p.be, p.cfg.Channels)
+	if p.cfg.Escrow != (common.Address{}) {
+		code, err := p.be.CodeAt(ctx, p.cfg.Escrow, nil)
+		if err != nil {
+			return nil, fmt.Errorf("payment: open: escrow contract %s: %w", p.cfg.Escrow, p.chainErr(err))
+		}
+		if len(code) == 0 {
+			return nil, fmt.Errorf("payment: open: no escrow contract at %s on chain %v: %w", p.cfg.Escrow, p.chainID, ErrNoContracts)
+		}
+		p.escrow = escrowABI.Instance(p.be, p.cfg.Escrow)
+	}
 
 	p.space = cfg.Space
 	if p.space == nil {
@@ -242,6 +256,9 @@ func (p *Payments) dial(ctx context.Context) error {
 	}
 	if p.cfg.Channels == (common.Address{}) {
 		p.cfg.Channels = info.Channels
+	}
+	if p.cfg.Escrow == (common.Address{}) {
+		p.cfg.Escrow = info.Escrow
 	}
 	return nil
 }

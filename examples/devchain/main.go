@@ -84,7 +84,7 @@ func run(args []string, out *os.File) error {
 		kept = "kept in " + *dir
 	}
 	fmt.Fprintf(out, "dpaas dev chain %v, %s\n", info.ChainID, kept)
-	fmt.Fprintf(out, "  token    %s\n  channels %s\n", info.Token, info.Channels)
+	fmt.Fprintf(out, "  token    %s\n  channels %s\n  escrow   %s\n", info.Token, info.Channels, info.Escrow)
 	fmt.Fprintf(out, "  set payment.Config.RPCURL (dapp.Config.Payment.RPCURL) to %s\n", url)
 	fmt.Fprintf(out, "listening %s\n", url)
 	<-ctx.Done()

@@ -48,7 +48,10 @@ func TestBindingsMatchSources(t *testing.T) {
 	for name, md := range map[string]struct{ abi, bin string }{
 		"Token.sol:Token":                 {TokenMetaData.ABI, TokenMetaData.Bin},
 		"Channels.sol:Channels":           {ChannelsMetaData.ABI, ChannelsMetaData.Bin},
+		"Escrow.sol:Escrow":               {EscrowMetaData.ABI, EscrowMetaData.Bin},
 		"NoReturnToken.sol:NoReturnToken": {testtoken.NoReturnTokenMetaData.ABI, testtoken.NoReturnTokenMetaData.Bin},
+		"FeeToken.sol:FeeToken":           {testtoken.FeeTokenMetaData.ABI, testtoken.FeeTokenMetaData.Bin},
+		"HookToken.sol:HookToken":         {testtoken.HookTokenMetaData.ABI, testtoken.HookTokenMetaData.Bin},
 	} {
 		c, ok := compiled.Contracts[name]
 		if !ok {
