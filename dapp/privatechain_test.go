@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/payment"
 )
 
@@ -120,5 +121,33 @@ func TestInstancesShareOnePrivateChain(t *testing.T) {
 	}
 	if _, _, started := dapp.PrivateChain(); started != before+2 {
 		t.Fatalf("started %d chains, want 2", started-before)
+	}
+}
+
+// TestTokenGovernanceStartsPayments: a token-weighted proposal is what
+// starts payments for governance, on each instance that counts it, on the
+// shared private chain where each instance holds its 1,000 tokens.
+func TestTokenGovernanceStartsPayments(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := dapptest.New(t, 2, dapptest.Options{})
+	c.WaitConnected()
+	if running, _, _ := dapp.PrivateChain(); running {
+		t.Fatal("a chain runs before any use")
+	}
+	id, err := c.Node(0).Governance().Propose(ctx, governance.Proposal{Title: "by balance", Type: governance.SingleChoice,
+		Choices: []string{"red", "blue"}, Electorate: governance.Tokens, End: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(0).Governance().Vote(ctx, id, governance.Option(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("node 1 counting node 0's tokens", func() bool {
+		r, err := c.Node(1).Governance().Result(ctx, id)
+		return err == nil && len(r.Scores) == 2 && r.Scores[1].Cmp(tokens(1000)) == 0
+	})
+	if running, users, _ := dapp.PrivateChain(); !running || users != 2 {
+		t.Fatalf("running %v, users %d; want both instances on one chain", running, users)
 	}
 }
