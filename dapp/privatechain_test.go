@@ -151,3 +151,32 @@ func TestTokenGovernanceStartsPayments(t *testing.T) {
 		t.Fatalf("running %v, users %d; want both instances on one chain", running, users)
 	}
 }
+
+// TestConcurrentFirstUseStartsOneChain: instances using payments for the
+// first time at once start one chain between them.
+func TestConcurrentFirstUseStartsOneChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _, before := dapp.PrivateChain()
+	c := dapptest.New(t, 4, dapptest.Options{})
+	errs := make(chan error, 2*c.Len())
+	for _, n := range c.Nodes() {
+		for range 2 {
+			go func() {
+				p, err := n.StartPayments(ctx)
+				if err == nil {
+					_, err = p.Balance(ctx, n.Account())
+				}
+				errs <- err
+			}()
+		}
+	}
+	for range 2 * c.Len() {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if running, users, started := dapp.PrivateChain(); !running || users != c.Len() || started != before+1 {
+		t.Fatalf("running %v, users %d, started %d; want 1 chain for %d instances", running, users, started-before, c.Len())
+	}
+}
