@@ -81,9 +81,11 @@ type Config struct {
 	Governance governance.Config
 	// Payment names the chain the instance pays and is paid on: an
 	// Ethereum JSON-RPC URL, or an embedded payment.DevChain shared by
-	// instances in one process. With neither, the instance starts a
-	// private development chain of its own (so Payments works out of the
-	// box, but pays no other instance) and Open logs how to change that.
+	// instances in one process. With neither, the instances of the process
+	// share a private development chain, started on the first use of
+	// payments and closed with the last instance that used it (so
+	// Payments works out of the box, but pays no instance in another
+	// process), and that first use logs how to change that.
 	// Instances in several processes share a dev chain run by the
 	// examples/devchain program: Payment.RPCURL set to its URL is enough.
 	// Key, Space, Host, AppID and Logger are set by Open.

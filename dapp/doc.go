@@ -61,6 +61,26 @@
 // instances it is connected to; a warning is logged when that falls to
 // one or none while the book knows others.
 //
+// # Payments
+//
+// Payments is the instance's wallet on the chain Config.Payment names,
+// opened by Open. When it names none (neither RPCURL nor Dev), nothing is
+// started until the instance first uses payments: the first Payments or
+// StartPayments call, or a count of a token-weighted governance proposal.
+// Then it joins the private development chain of the process, which all
+// such instances of the process share: the first to use it starts it, it
+// closes when the last that used it closes, and the faucet gives each
+// account 1,000 tokens the first time it uses that chain (a restarted
+// instance keeps what it held while the chain ran). The chain has a
+// random chain ID and is seen by no other process: the first transfer to
+// an account no instance of the process uses logs a warning. An instance
+// that never uses payments costs no chain (about 5 MiB of heap and 45
+// goroutines each, see BENCHMARKS.md) and serves no metering protocol: a
+// peer's Meter asking it for payment gets "protocol not supported"
+// rather than a refusal. Either way it is not paid, as an instance that
+// never used payments has no channel and no auto-pay limit to pay with.
+// Its dpaas_payment_ metrics read zero until payments start.
+//
 // # Faults and bad input
 //
 // A record passed on by a peer is a candidate, not trusted: its signature

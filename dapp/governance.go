@@ -46,7 +46,7 @@ func (n *Node) startGovernance(ctx context.Context) error {
 	gc := n.cfg.Governance
 	gc.Store, gc.Key, gc.AppID, gc.Genesis = n.store, n.key, n.cfg.appID, n.cfg.App.genesis()
 	gc.Journal, gc.Metrics, gc.Logger = kvJournal{space}, n.cfg.Metrics, n.log
-	gc.Balances = n.pay
+	gc.Balances = lazyBalances{n}
 	n.gov, err = governance.Open(ctx, gc)
 	if err != nil {
 		return fmt.Errorf("dapp: open: %w", err)

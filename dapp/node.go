@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,7 +58,12 @@ type Node struct {
 	ps    *pubsub.PubSub
 	store *store.Store
 	blobs *blobs.Store
-	pay   *payment.Payments
+	pay   struct {
+		mu      sync.Mutex
+		p       *payment.Payments // nil until started
+		release func() error      // leaves the private chain; nil if not on it
+		closed  bool
+	}
 	gov   *governance.Governance
 	dht   *dht.IpfsDHT
 	tasks *group.Group
@@ -281,10 +285,7 @@ func (n *Node) registerMetrics() error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{n.store, n.ps}
-	if n.pay != nil {
-		cs = append(cs, n.pay.Collector())
-	}
+	cs := []prometheus.Collector{n.store, n.ps, paymentsCollector{n}}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("dapp: open: register metrics: %w", err)
@@ -300,49 +301,102 @@ func (n *Node) Store() *store.Store { return n.store }
 // Blobs is the DApp's replicated file store.
 func (n *Node) Blobs() *blobs.Store { return n.blobs }
 
-// privateFunds is what the faucet of a private development chain gives
-// the instance: enough tokens to try payments with.
-var privateFunds = new(big.Int).Mul(big.NewInt(1000), big.NewInt(1e18))
-
-// startPayments connects the instance to the chain Config.Payment names,
-// or, when it names none, to a private development chain of its own.
+// startPayments connects the instance to the chain Config.Payment names.
+// When it names none, nothing starts here: the first use of payments
+// (Payments, StartPayments, a token-weighted governance count) joins the
+// process's shared private development chain (privatechain.go).
 func (n *Node) startPayments(ctx context.Context) error {
+	n.closers = append(n.closers, n.closePayments)
 	pc := n.cfg.Payment
 	if pc.RPCURL == "" && pc.Dev == nil {
-		dev, err := payment.NewDevChain(ctx)
-		if err != nil {
-			return fmt.Errorf("dapp: open: %w", err)
-		}
-		n.closers = append(n.closers, dev.Close)
-		if err := dev.Fund(ctx, n.Account(), privateFunds); err != nil {
-			return fmt.Errorf("dapp: open: %w", err)
-		}
-		pc.Dev = dev
-		n.log.Info("dapp: payments on a private development chain, seen by this instance only; " +
-			"to pay instances in other processes, run a shared chain (go run github.com/dpaas/dpaas/examples/devchain) " +
-			"and set Config.Payment.RPCURL; in one process, share one payment.DevChain through Config.Payment.Dev")
+		return nil
 	}
-	space, err := n.db.Space("payment")
+	p, err := n.openPayments(ctx, pc)
 	if err != nil {
 		return fmt.Errorf("dapp: open: %w", err)
+	}
+	n.pay.p = p
+	return nil
+}
+
+// openPayments opens payments on the chain pc names, with the instance's
+// key, database, host and identity.
+func (n *Node) openPayments(ctx context.Context, pc payment.Config) (*payment.Payments, error) {
+	space, err := n.db.Space("payment")
+	if err != nil {
+		return nil, err
 	}
 	pc.Key = n.key
 	pc.Space = space
 	pc.Host = n.host
 	pc.AppID = n.cfg.appID.String()
 	pc.Logger = n.log
-	if n.pay, err = payment.Open(ctx, pc); err != nil {
-		return fmt.Errorf("dapp: open: %w", err)
+	return payment.Open(ctx, pc)
+}
+
+// StartPayments returns the instance's wallet (see Payments), starting it
+// first if nothing has used payments yet. With no chain in Config.Payment
+// that joins the process's private development chain, starting it if no
+// other instance of the process uses it, and funds the instance on its
+// first use of that chain. After Close it fails with ErrClosed if payments
+// were never started.
+func (n *Node) StartPayments(ctx context.Context) (*payment.Payments, error) {
+	n.pay.mu.Lock()
+	defer n.pay.mu.Unlock()
+	if n.pay.p != nil {
+		return n.pay.p, nil
 	}
-	n.closers = append(n.closers, ignoreClosed(n.pay.Close, payment.ErrClosed))
-	return nil
+	if n.pay.closed {
+		return nil, fmt.Errorf("dapp: start payments: %w", ErrClosed)
+	}
+	dev, release, err := privateChain.acquire(ctx, n.Account())
+	if err != nil {
+		return nil, fmt.Errorf("dapp: start payments: %w", err)
+	}
+	pc := n.cfg.Payment
+	pc.Dev = dev
+	p, err := n.openPayments(ctx, pc)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("dapp: start payments: %w", err), release())
+	}
+	n.pay.p, n.pay.release = p, release
+	n.log.Info("dapp: payments on a private development chain, shared by the instances of this process only; " +
+		"to pay instances in other processes, run a shared chain (go run github.com/dpaas/dpaas/examples/devchain) " +
+		"and set Config.Payment.RPCURL")
+	return p, nil
+}
+
+// closePayments closes payments if they were started and leaves the
+// private chain; later StartPayments calls fail.
+func (n *Node) closePayments() error {
+	n.pay.mu.Lock()
+	defer n.pay.mu.Unlock()
+	n.pay.closed = true
+	var err error
+	if n.pay.p != nil {
+		err = ignoreClosed(n.pay.p.Close, payment.ErrClosed)()
+	}
+	if n.pay.release != nil {
+		err = errors.Join(err, n.pay.release())
+		n.pay.release = nil
+	}
+	return err
 }
 
 // Payments is the instance's wallet on the DApp's chain: balances,
 // transfers, payment channels and metering, all signed with the instance
-// key. With no chain in Config.Payment it runs on a private development
-// chain where the instance holds 1,000 tokens.
-func (n *Node) Payments() *payment.Payments { return n.pay }
+// key. With no chain in Config.Payment the first call starts it on the
+// process's private development chain, where the instance holds 1,000
+// tokens; it returns nil (and logs why) if that fails or the instance was
+// closed first. StartPayments returns the error instead.
+func (n *Node) Payments() *payment.Payments {
+	p, err := n.StartPayments(context.Background())
+	if err != nil {
+		n.log.Error("dapp: payments", "err", err)
+		return nil
+	}
+	return p
+}
 
 // ID is the instance's libp2p peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }

@@ -13,7 +13,8 @@ import (
 )
 
 // TestNoChainMeansAPrivateChain: an instance given no chain runs payments
-// on a development chain of its own, holding tokens to try them with.
+// on the private development chain of the process, holding tokens to try
+// them with.
 func TestNoChainMeansAPrivateChain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -19,8 +19,9 @@
 // # Dev chains: one process, or several
 //
 // NewDevChain starts a private chain in memory with a random chain ID: the
-// zero-configuration choice for one process (the dapp package starts one
-// when Config.Payment names no chain). Nothing outside the process sees
+// zero-configuration choice for one process (the dapp package starts one,
+// shared by the instances of the process, when Config.Payment names no
+// chain and an instance first uses payments). Nothing outside the process sees
 // it; the first Transfer to an account that no Payments of the process
 // uses logs a warning saying so, and a voucher or transaction made for
 // another chain is refused as one ("voucher for another chain",
