@@ -64,6 +64,9 @@ func TestEthersInterop(t *testing.T) {
 		"voucherAmount":  tokens(2).String(),
 		"voucherAmount2": tokens(3).String(),
 		"goSignature":    hexutil.Encode(goVoucher.Signature),
+		"escrow":         d.Escrow(),
+		"deal":           common.Hash{0xde, 0xa1},
+		"payeeBps":       3000,
 	}
 	in, err := json.Marshal(facts)
 	if err != nil {
@@ -84,6 +87,7 @@ func TestEthersInterop(t *testing.T) {
 		TransferLogs                                                      []struct{ From, To, Value string }
 		Signature, Signature2, Digest, ContractDigest                     string
 		DomainSeparator, ContractDomainSeparator, RecoveredFromGo, Payer  string
+		RulingDigest, RulingSignature                                     string
 	}
 	if err := json.Unmarshal(stdout, &got); err != nil {
 		t.Fatalf("check.js output %q: %v", stdout, err)
@@ -133,6 +137,16 @@ func TestEthersInterop(t *testing.T) {
 	}
 	if !strings.EqualFold(got.RecoveredFromGo, payer.Account().Hex()) {
 		t.Errorf("ethers verifyTypedData of the SDK's voucher = %s, want the payer %s", got.RecoveredFromGo, payer.Account())
+	}
+
+	// An arbiter's escrow ruling: the same digest and signature.
+	rulingDigest := RulingDigest(d.ChainID(), d.Escrow(), common.Hash{0xde, 0xa1}, 3000)
+	rulingSig, err := SignRuling(payerKey, d.ChainID(), d.Escrow(), common.Hash{0xde, 0xa1}, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(got.RulingDigest, rulingDigest.Hex()) || got.RulingSignature != hexutil.Encode(rulingSig) {
+		t.Errorf("ruling: ethers digest %s signature %s, SDK %s %s", got.RulingDigest, got.RulingSignature, rulingDigest, hexutil.Encode(rulingSig))
 	}
 
 	// The SDK accepts and redeems a voucher ethers signed.

@@ -77,6 +77,13 @@ async function main() {
   }
   out.signature2 = await wallet.signTypedData(domain, types, { channel: f.channel, amount: BigInt(f.voucherAmount2) });
   out.payer = wallet.address;
+
+  // An arbiter's EIP-712 ruling on an escrow deal, as a wallet signs it.
+  const rulingDomain = { name: "dpaas Escrow", version: "1", chainId: f.chainId, verifyingContract: f.escrow };
+  const rulingTypes = { Ruling: [ { name: "deal", type: "bytes32" }, { name: "payeeBps", type: "uint16" } ] };
+  const ruling = { deal: f.deal, payeeBps: f.payeeBps };
+  out.rulingDigest = ethers.TypedDataEncoder.hash(rulingDomain, rulingTypes, ruling);
+  out.rulingSignature = await wallet.signTypedData(rulingDomain, rulingTypes, ruling);
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
