@@ -19,7 +19,7 @@ import (
 type Voucher = voucher.Voucher
 
 // VoucherSize is the length of a voucher's binary form.
-const VoucherSize = voucher.Size
+const VoucherSize = 182 // the voucher codec's size (TestVoucherSizeMatchesCodec)
 
 // ParseVoucher decodes a voucher's binary form.
 func ParseVoucher(b []byte) (Voucher, error) {
