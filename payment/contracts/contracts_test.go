@@ -49,6 +49,7 @@ func TestBindingsMatchSources(t *testing.T) {
 		"Token.sol:Token":                 {TokenMetaData.ABI, TokenMetaData.Bin},
 		"Channels.sol:Channels":           {ChannelsMetaData.ABI, ChannelsMetaData.Bin},
 		"Escrow.sol:Escrow":               {EscrowMetaData.ABI, EscrowMetaData.Bin},
+		"Fund.sol:Fund":                   {FundMetaData.ABI, FundMetaData.Bin},
 		"NoReturnToken.sol:NoReturnToken": {testtoken.NoReturnTokenMetaData.ABI, testtoken.NoReturnTokenMetaData.Bin},
 		"FeeToken.sol:FeeToken":           {testtoken.FeeTokenMetaData.ABI, testtoken.FeeTokenMetaData.Bin},
 		"HookToken.sol:HookToken":         {testtoken.HookTokenMetaData.ABI, testtoken.HookTokenMetaData.Bin},

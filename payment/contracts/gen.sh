@@ -1,6 +1,6 @@
 #!/bin/sh
 # gen.sh regenerates bindings.go, the abigen v2 Go bindings of Token.sol,
-# Channels.sol and Escrow.sol, and ../internal/testtoken/bindings.go, those
+# Channels.sol, Escrow.sol and Fund.sol, and ../internal/testtoken/bindings.go, those
 # of the test-only tokens (NoReturnToken.sol, FeeToken.sol, HookToken.sol). It needs node/npm (for the pinned solc in
 # package.json) and Go. Run it from anywhere after editing a .sol file,
 # then commit the sources and bindings together; TestBindingsMatchSources
@@ -25,6 +25,6 @@ gen() {
 	} > "$out"
 	rm -f bindings.go.tmp
 }
-gen . contracts bindings.go --exc Channels.sol:IERC20,Escrow.sol:IEscrowToken
+gen . contracts bindings.go --exc Channels.sol:IERC20,Escrow.sol:IEscrowToken,Fund.sol:IFundToken
 gen ../internal/testtoken testtoken ../internal/testtoken/bindings.go
 gofmt -l . ../internal/testtoken >/dev/null
