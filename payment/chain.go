@@ -60,6 +60,7 @@ var (
 	tokenABI    = contracts.NewToken()
 	channelsABI = contracts.NewChannels()
 	escrowABI   = contracts.NewEscrow()
+	fundABI     = contracts.NewFund()
 )
 
 // revertError turns a chain error into one that wraps the matching
@@ -116,6 +117,9 @@ func revertError(err error) error {
 	}
 	if v, uerr := escrowABI.UnpackError(raw); uerr == nil {
 		return escrowError(v)
+	}
+	if v, uerr := fundABI.UnpackError(raw); uerr == nil {
+		return fundError(v)
 	}
 	// Revert data of no contract here: a string reason or a custom error
 	// of another token (require(balance >= value, "...") in USDT-style

@@ -28,6 +28,9 @@ interface IFundToken {
 /// Replay protection: the domain binds every message to this chain and
 /// this contract; a payout's epoch must be above the last paid one, and a
 /// governance message must carry the current nonce, which it increments.
+///
+/// Its custom errors are named apart from Escrow's and Channels' (no
+/// selector is shared), so a client maps each revert to one meaning.
 contract Fund {
     uint256 public constant MAX_COMMITTEE = 64;
 
@@ -66,13 +69,13 @@ contract Fund {
     error NotMember(address signer);
     error RepeatedSigner(address signer);
     error NoQuorum(uint256 signers, uint256 committee);
-    error ZeroAmount();
-    error FeeOnTransfer(uint256 expected, uint256 received);
-    error Reentrant();
-    error TokenTransferFailed();
+    error NothingToDeposit();
+    error DepositShort(uint256 expected, uint256 received);
+    error ReentrantCall();
+    error TransferFailed();
 
     modifier nonReentrant() {
-        if (locked != 1) revert Reentrant();
+        if (locked != 1) revert ReentrantCall();
         locked = 2;
         _;
         locked = 1;
@@ -99,11 +102,11 @@ contract Fund {
     /// @notice Pulls amount tokens from the caller (who must have approved
     /// this contract for them) into the fund.
     function deposit(uint256 amount) external nonReentrant {
-        if (amount == 0) revert ZeroAmount();
+        if (amount == 0) revert NothingToDeposit();
         uint256 before = token.balanceOf(address(this));
         _tokenCall(abi.encodeCall(IFundToken.transferFrom, (msg.sender, address(this), amount)));
         uint256 received = token.balanceOf(address(this)) - before;
-        if (received != amount) revert FeeOnTransfer(amount, received);
+        if (received != amount) revert DepositShort(amount, received);
         emit Deposited(msg.sender, amount);
     }
 
@@ -238,13 +241,13 @@ contract Fund {
     /// on as is.
     function _tokenCall(bytes memory data) private {
         address t = address(token);
-        if (t.code.length == 0) revert TokenTransferFailed();
+        if (t.code.length == 0) revert TransferFailed();
         (bool ok, bytes memory ret) = t.call(data);
         if (!ok) {
             assembly {
                 revert(add(ret, 32), mload(ret))
             }
         }
-        if (ret.length != 0 && (ret.length != 32 || abi.decode(ret, (uint256)) != 1)) revert TokenTransferFailed();
+        if (ret.length != 0 && (ret.length != 32 || abi.decode(ret, (uint256)) != 1)) revert TransferFailed();
     }
 }
