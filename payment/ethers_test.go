@@ -25,7 +25,10 @@ import (
 // testdata/ethers/package.json), over the dev chain's JSON-RPC: standard
 // ERC-20 calls and transactions (EIP-1559 and legacy), the EIP-712 domain
 // and digest, ethers' signTypedData giving byte for byte the SDK's voucher
-// signature, and the SDK accepting and redeeming a voucher ethers signed.
+// signature, and the SDK accepting and redeeming a voucher ethers signed;
+// likewise an escrow ruling, and a fund's payout table hash (ethers' ABI
+// coder), payout, committee and budget digests and signatures, the fund
+// paying out on the payout signature ethers made.
 // It runs `npm ci` in testdata/ethers when node_modules is missing. Without
 // node or npm, or when npm ci fails, it skips, unless CI=true makes that a
 // failure.
@@ -40,7 +43,7 @@ func TestEthersInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	payerKey := newKey(t)
-	payer := openFunded(t, d, Config{Key: payerKey}, tokens(100))
+	payer := openFunded(t, d, Config{Key: payerKey}, tokens(105)) // 10 into a channel, 5 into a fund
 	payee := openFunded(t, d, Config{}, nil)
 	ch, err := payer.OpenChannel(ctx, payee.Account(), tokens(10), time.Hour)
 	if err != nil {
@@ -51,6 +54,21 @@ func TestEthersInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := common.Address{0x42}
+	// A fund whose committee is the payer alone, with 5 tokens in it.
+	fundAddr, err := payer.DeployFund(ctx, FundConfig{Committee: []common.Address{payer.Account()}, Budget: tokens(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fund, err := payer.OpenFund(ctx, fundAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fund.Deposit(ctx, tokens(5)); err != nil {
+		t.Fatal(err)
+	}
+	const epoch = uint64(1)<<40 + 9
+	table := []PayoutEntry{{Account: common.Address{0xa1}, Amount: tokens(2)}, {Account: common.Address{0xb2}, Amount: big.NewInt(12345)}}
+	nextCommittee := []common.Address{{0xc1}, payer.Account(), {0xc3}}
 	facts := map[string]any{
 		"url":            url,
 		"chainId":        d.ChainID().Uint64(),
@@ -67,6 +85,13 @@ func TestEthersInterop(t *testing.T) {
 		"escrow":         d.Escrow(),
 		"deal":           common.Hash{0xde, 0xa1},
 		"payeeBps":       3000,
+		"fund":           fundAddr,
+		"epoch":          epoch,
+		"recipients":     []common.Address{table[0].Account, table[1].Account},
+		"amounts":        []string{table[0].Amount.String(), table[1].Amount.String()},
+		"nextCommittee":  nextCommittee,
+		"budget":         tokens(7).String(),
+		"nonce":          0,
 	}
 	in, err := json.Marshal(facts)
 	if err != nil {
@@ -88,6 +113,9 @@ func TestEthersInterop(t *testing.T) {
 		Signature, Signature2, Digest, ContractDigest                     string
 		DomainSeparator, ContractDomainSeparator, RecoveredFromGo, Payer  string
 		RulingDigest, RulingSignature                                     string
+		TableHash, ContractTableHash, PayoutDigest, ContractPayoutDigest  string
+		PayoutSignature, SetCommitteeDigest, SetCommitteeSignature        string
+		SetBudgetDigest, SetBudgetSignature                               string
 	}
 	if err := json.Unmarshal(stdout, &got); err != nil {
 		t.Fatalf("check.js output %q: %v", stdout, err)
@@ -147,6 +175,52 @@ func TestEthersInterop(t *testing.T) {
 	}
 	if !strings.EqualFold(got.RulingDigest, rulingDigest.Hex()) || got.RulingSignature != hexutil.Encode(rulingSig) {
 		t.Errorf("ruling: ethers digest %s signature %s, SDK %s %s", got.RulingDigest, got.RulingSignature, rulingDigest, hexutil.Encode(rulingSig))
+	}
+
+	// A fund's payout and governance messages: the same table hash,
+	// digests and signatures; the fund pays on the signature ethers made.
+	tableHash, err := PayoutTableHash(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(got.TableHash, tableHash.Hex()) || !strings.EqualFold(got.ContractTableHash, tableHash.Hex()) {
+		t.Errorf("table hash: ethers %s, contract via ethers %s, SDK %s", got.TableHash, got.ContractTableHash, tableHash)
+	}
+	payoutDigest := PayoutDigest(d.ChainID(), fundAddr, epoch, tableHash)
+	payoutSig, err := SignPayout(payerKey, d.ChainID(), fundAddr, epoch, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(got.PayoutDigest, payoutDigest.Hex()) || !strings.EqualFold(got.ContractPayoutDigest, payoutDigest.Hex()) ||
+		got.PayoutSignature != hexutil.Encode(payoutSig) {
+		t.Errorf("payout: ethers digest %s, contract %s, signature %s; SDK %s %s",
+			got.PayoutDigest, got.ContractPayoutDigest, got.PayoutSignature, payoutDigest, hexutil.Encode(payoutSig))
+	}
+	committeeDigest := SetCommitteeDigest(d.ChainID(), fundAddr, nextCommittee, 0)
+	committeeSig, err := SignSetCommittee(payerKey, d.ChainID(), fundAddr, nextCommittee, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(got.SetCommitteeDigest, committeeDigest.Hex()) || got.SetCommitteeSignature != hexutil.Encode(committeeSig) {
+		t.Errorf("set committee: ethers %s %s, SDK %s %s", got.SetCommitteeDigest, got.SetCommitteeSignature, committeeDigest, hexutil.Encode(committeeSig))
+	}
+	budgetDigest := SetBudgetDigest(d.ChainID(), fundAddr, tokens(7), 0)
+	budgetSig, err := SignSetBudget(payerKey, d.ChainID(), fundAddr, tokens(7), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.EqualFold(got.SetBudgetDigest, budgetDigest.Hex()) || got.SetBudgetSignature != hexutil.Encode(budgetSig) {
+		t.Errorf("set budget: ethers %s %s, SDK %s %s", got.SetBudgetDigest, got.SetBudgetSignature, budgetDigest, hexutil.Encode(budgetSig))
+	}
+	ethersPayoutSig, err := hexutil.Decode(got.PayoutSignature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fund.SubmitPayout(ctx, epoch, table, nil, [][]byte{ethersPayoutSig}); err != nil {
+		t.Fatalf("SubmitPayout with ethers' signature: %v", err)
+	}
+	if b := balance(t, payer, common.Address{0xb2}); b.Cmp(big.NewInt(12345)) != 0 {
+		t.Errorf("recipient of the ethers-signed payout holds %v, want 12345", b)
 	}
 
 	// The SDK accepts and redeems a voucher ethers signed.

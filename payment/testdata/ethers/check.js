@@ -3,7 +3,8 @@
 // TestEthersInterop (payment/ethers_test.go), which passes the facts as
 // JSON in the DPAAS_CHECK environment variable:
 //   {url, chainId, token, channels, payerKey, holder, to, amount,
-//    channel, voucherAmount, voucherAmount2}
+//    channel, voucherAmount, voucherAmount2, escrow, deal, payeeBps,
+//    fund, epoch, recipients, amounts, nextCommittee, budget, nonce}
 // and reads one JSON object from stdout.
 "use strict";
 const { ethers } = require("ethers");
@@ -84,6 +85,32 @@ async function main() {
   const ruling = { deal: f.deal, payeeBps: f.payeeBps };
   out.rulingDigest = ethers.TypedDataEncoder.hash(rulingDomain, rulingTypes, ruling);
   out.rulingSignature = await wallet.signTypedData(rulingDomain, rulingTypes, ruling);
+
+  // A committee member's EIP-712 payout of a fund, and the fund's
+  // governance messages. The table hash is abi.encode(address[],
+  // uint256[]) hashed, computed here by ethers' own ABI coder.
+  const fundDomain = { name: "dpaas Fund", version: "1", chainId: f.chainId, verifyingContract: f.fund };
+  const amounts = f.amounts.map((a) => BigInt(a));
+  out.tableHash = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address[]", "uint256[]"], [f.recipients, amounts]));
+  const fundABI = [
+    "function tableHash(address[] recipients, uint256[] amounts) pure returns (bytes32)",
+    "function payoutDigest(uint64 epoch, bytes32 hash) view returns (bytes32)",
+  ];
+  const fund = new ethers.Contract(f.fund, fundABI, provider);
+  out.contractTableHash = await fund.tableHash(f.recipients, amounts);
+  const payoutTypes = { Payout: [ { name: "epoch", type: "uint64" }, { name: "tableHash", type: "bytes32" } ] };
+  const payout = { epoch: BigInt(f.epoch), tableHash: out.tableHash };
+  out.payoutDigest = ethers.TypedDataEncoder.hash(fundDomain, payoutTypes, payout);
+  out.contractPayoutDigest = await fund.payoutDigest(BigInt(f.epoch), out.tableHash);
+  out.payoutSignature = await wallet.signTypedData(fundDomain, payoutTypes, payout);
+  const committeeTypes = { SetCommittee: [ { name: "committee", type: "address[]" }, { name: "nonce", type: "uint64" } ] };
+  const committee = { committee: f.nextCommittee, nonce: BigInt(f.nonce) };
+  out.setCommitteeDigest = ethers.TypedDataEncoder.hash(fundDomain, committeeTypes, committee);
+  out.setCommitteeSignature = await wallet.signTypedData(fundDomain, committeeTypes, committee);
+  const budgetTypes = { SetBudget: [ { name: "budget", type: "uint256" }, { name: "nonce", type: "uint64" } ] };
+  const budget = { budget: BigInt(f.budget), nonce: BigInt(f.nonce) };
+  out.setBudgetDigest = ethers.TypedDataEncoder.hash(fundDomain, budgetTypes, budget);
+  out.setBudgetSignature = await wallet.signTypedData(fundDomain, budgetTypes, budget);
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
