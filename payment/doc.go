@@ -51,7 +51,8 @@
 // # Contracts
 //
 // payment/contracts holds the Solidity sources (Token.sol, a mintable
-// ERC-20; Channels.sol, unidirectional payment channels), their abigen v2
+// ERC-20; Channels.sol, unidirectional payment channels; Escrow.sol; Fund.sol,
+// a DApp's budget paid per epoch), their abigen v2
 // bindings, and gen.sh, which regenerates the bindings with the solc
 // version pinned in package.json.
 //
@@ -135,6 +136,45 @@
 // claim, or its share of a ruling); a refund pays no fee. Each call
 // returns once mined; EscrowState reads a deal (terms, status, panel).
 //
+// # Fund
+//
+// The Fund contract holds a DApp's budget and pays it out per epoch on
+// its committee's word (the DApp's governance members). It is not a
+// global contract of the chain: each DApp deploys its own, with its
+// committee, and records the address where its instances find it (a
+// governance parameter, or its manifest); a DevChain deploys none. An
+// escrow's fee can go to the fund's address, as can any plain transfer.
+//
+//	addr, _ := p.DeployFund(ctx, payment.FundConfig{Committee: members, Budget: perEpoch})
+//	fund, _ := p.OpenFund(ctx, addr)  // any instance, on the recorded address
+//	fund.Deposit(ctx, amount)         // anyone: approve, then deposit
+//	sig, _ := fund.SignPayout(epoch, table) // each member, with its own key
+//	fund.SubmitPayout(ctx, epoch, table, nil, sigs) // anyone, once a majority signed
+//
+// A payout is EIP-712 typed data Payout(uint64 epoch,bytes32 tableHash)
+// in the domain "dpaas Fund" version 1 of the chain and the fund, where
+// tableHash (PayoutTableHash) is keccak256(abi.encode(address[] accounts,
+// uint256[] amounts)) over the table's rows in order. The contract pays
+// only with signatures from a strict majority of the current committee
+// (each member once, low-s), for an epoch above the last one paid, a
+// total within the epoch budget and the balance. Epochs need not be
+// consecutive, but each is paid at most once and never after a later
+// one. The committee and the budget change the same way, by SetCommittee
+// (SetCommittee(address[] committee,uint64 nonce)) and SetBudget
+// (SetBudget(uint256 budget,uint64 nonce)) signed by a majority of the
+// current committee with the fund's governance nonce (FundState.Nonce).
+// The package functions PayoutDigest, SignPayout and their SetCommittee
+// and SetBudget twins compute and sign without a Payments, for a member
+// that holds its key elsewhere. Fund.State reads balance, budget, last
+// epoch, nonce and committee at one block. Each transaction returns once
+// mined.
+//
+// What to pay is computed by every member from the same replicated
+// inputs, so that their signatures agree: the dapp package computes the
+// table of an epoch from attested availability, diversity groups and
+// traffic backed by payment vouchers, and anyone can recompute it and
+// compare PayoutTableHash with the hash in the fund's PaidOut event.
+//
 // # Metering
 //
 // With Config.Host set, a provider creates a Meter with a price per unit
@@ -161,7 +201,14 @@
 // and Settle read the members from the deal's Opened event, from block 0
 // (an endpoint that limits eth_getLogs ranges needs an archive-friendly
 // provider). Tokens that take a fee on transfer are refused by the escrow
-// (ErrFeeOnTransfer). Gas on the DevChain is in BENCHMARKS.md.
+// and the fund (ErrFeeOnTransfer). Gas on the DevChain is in BENCHMARKS.md.
+//
+// A fund's committee has 1 to MaxCommittee (64) distinct members. A
+// payout is one transaction, so its table must fit in the chain's
+// per-transaction gas cap: on the DevChain (2^24 gas) a payout to 140
+// accounts that hold no tokens yet goes through and one to 150 is
+// refused while its gas is estimated; recipients that already hold
+// tokens cost about 18,000 gas each.
 //
 // # Faults
 //
@@ -191,6 +238,18 @@
 //     signer, minority, a ruling for another deal, chain, contract or
 //     share, a high-s or malformed signature), ErrReentrant (a token
 //     calling back into the escrow during a transfer), ErrNoEscrow.
+//   - Fund refusals wrap a sentinel too: ErrStaleEpoch (an epoch not
+//     above the last paid: a replay), ErrOverBudget, ErrFundTooLow,
+//     ErrNoMajority, ErrNotCommittee (a signer outside the committee, a
+//     committee list that is not the current one, or a signature of
+//     another table, epoch, fund or chain, which recovers another
+//     address), ErrDuplicateSigner, ErrInvalidSignature (high-s or
+//     malformed), ErrStaleNonce (a committee or budget change replayed or
+//     out of order), ErrBadCommittee, ErrBadTable (a zero account, a
+//     negative or nil amount; refused before sending), ErrNotFund
+//     (OpenFund on an address holding no Fund of this version, checked by
+//     its type hash and domain separator). A refused payout moves nothing
+//     and costs no gas: the chain refuses it while estimating.
 //
 // # Bad input
 //
