@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
@@ -489,4 +490,127 @@ func TestFundTokens(t *testing.T) {
 	if st.Balance.Cmp(tokens(2)) != 0 || got.Cmp(tokens(4)) != 0 {
 		t.Fatalf("fund holds %v, payee %v; want 2 and 4 tokens", st.Balance, got)
 	}
+}
+
+// TestFundRefusesReentrancy: a token that calls back into the fund while
+// it pays a recipient (here: a valid payout of the next epoch) is refused
+// with ReentrantCall, and the first payout stands alone.
+func TestFundRefusesReentrancy(t *testing.T) {
+	f := newFundFixture(t, 1)
+	ctx := testCtx(t)
+	p := f.depositor
+	member := f.committee[0]
+	hookABI := testtoken.NewHookToken()
+	tokAddr := deployOn(t, p, testtoken.HookTokenMetaData.Bin, nil)
+	tok := hookABI.Instance(p.be, tokAddr)
+	if _, err := p.send(ctx, tok, hookABI.PackMint(p.Account(), tokens(10))); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := p.DeployFund(ctx, FundConfig{Token: tokAddr, Committee: []common.Address{addrOf(member)}, Budget: tokens(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fund, err := p.OpenFund(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fund.Deposit(ctx, tokens(10)); err != nil {
+		t.Fatal(err)
+	}
+	payee := addrOf(newKey(t))
+	sign := func(epoch uint64, table []PayoutEntry) [][]byte {
+		t.Helper()
+		s, err := SignPayout(member, f.d.ChainID(), addr, epoch, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [][]byte{s}
+	}
+	second := []PayoutEntry{{Account: payee, Amount: tokens(3)}}
+	accs, amts, err := splitTable(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.send(ctx, tok, hookABI.PackSetHook(addr, fundABI.PackPayout(2, accs, amts, []common.Address{addrOf(member)}, sign(2, second)))); err != nil {
+		t.Fatal(err)
+	}
+	first := []PayoutEntry{{Account: payee, Amount: tokens(4)}}
+	if _, err := fund.SubmitPayout(ctx, 1, first, nil, sign(1, first)); err != nil {
+		t.Fatalf("SubmitPayout: %v", err)
+	}
+	call := func(data []byte) []byte {
+		out, err := tok.CallRaw(&bind.CallOpts{Context: ctx}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	called, _ := hookABI.UnpackHookCalled(call(hookABI.PackHookCalled()))
+	succeeded, _ := hookABI.UnpackHookSucceeded(call(hookABI.PackHookSucceeded()))
+	result, _ := hookABI.UnpackHookResult(call(hookABI.PackHookResult()))
+	if !called || succeeded {
+		t.Fatalf("reentrant payout made %v, succeeded %v", called, succeeded)
+	}
+	v, err := fundABI.UnpackError(result)
+	if err != nil {
+		t.Fatalf("revert data %x: %v", result, err)
+	}
+	if err := fundError(v); !errors.Is(err, ErrReentrant) {
+		t.Fatalf("reentrant payout refused with %v, want ErrReentrant", err)
+	}
+	st, err := fund.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := hookABI.UnpackBalanceOf(call(hookABI.PackBalanceOf(payee)))
+	if st.LastEpoch != 1 || st.Balance.Cmp(tokens(6)) != 0 || got.Cmp(tokens(4)) != 0 {
+		t.Fatalf("last epoch %d, fund %v, payee %v; want 1, 6 and 4 tokens", st.LastEpoch, st.Balance, got)
+	}
+}
+
+// TestFundOverJSONRPC runs a fund through the dev chain served on
+// loopback: refusals come back as the RPC's revert data.
+func TestFundOverJSONRPC(t *testing.T) {
+	d := newDev(t)
+	url, err := d.Serve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	cfg := Config{RPCURL: url, PollInterval: 5 * time.Millisecond}
+	p := openFunded(t, d, cfg, tokens(10))
+	keys := []*ecdsa.PrivateKey{newKey(t), newKey(t), newKey(t)}
+	committee := []common.Address{addrOf(keys[0]), addrOf(keys[1]), addrOf(keys[2])}
+	addr, err := p.DeployFund(ctx, FundConfig{Committee: committee, Budget: tokens(5)})
+	if err != nil {
+		t.Fatalf("DeployFund over RPC: %v", err)
+	}
+	fund, err := p.OpenFund(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fund.Deposit(ctx, tokens(8)); err != nil {
+		t.Fatalf("Deposit over RPC: %v", err)
+	}
+	payee := addrOf(newKey(t))
+	table := []PayoutEntry{{Account: payee, Amount: tokens(5)}}
+	var sigs [][]byte
+	for _, k := range keys[:2] {
+		s, err := SignPayout(k, d.ChainID(), addr, 1, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, s)
+	}
+	if _, err := fund.SubmitPayout(ctx, 1, table, nil, sigs[:1]); !errors.Is(err, ErrNoMajority) {
+		t.Fatalf("payout by a minority over RPC = %v, want ErrNoMajority", err)
+	}
+	if _, err := fund.SubmitPayout(ctx, 1, table, nil, sigs); err != nil {
+		t.Fatalf("SubmitPayout over RPC: %v", err)
+	}
+	if _, err := fund.SubmitPayout(ctx, 1, table, nil, sigs); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("replayed payout over RPC = %v, want ErrStaleEpoch", err)
+	}
+	wantBalance(t, p, payee, tokens(5), "payee")
+	wantBalance(t, p, addr, tokens(3), "fund")
 }
