@@ -169,11 +169,12 @@
 // epoch, nonce and committee at one block. Each transaction returns once
 // mined.
 //
-// What to pay is computed by every member from the same replicated
-// inputs, so that their signatures agree: the dapp package computes the
-// table of an epoch from attested availability, diversity groups and
-// traffic backed by payment vouchers, and anyone can recompute it and
-// compare PayoutTableHash with the hash in the fund's PaidOut event.
+// Every member must compute the same table from the same replicated
+// inputs (attested availability, diversity groups, traffic backed by
+// payment vouchers), or their signatures do not add up to a majority;
+// anyone who recomputes a table checks it by comparing PayoutTableHash
+// with the hash in the fund's PaidOut event. PayoutDigest and the other
+// digests need a non-nil, non-negative chain ID.
 //
 // # Metering
 //
@@ -248,8 +249,9 @@
 //     out of order), ErrBadCommittee, ErrBadTable (a zero account, a
 //     negative or nil amount; refused before sending), ErrNotFund
 //     (OpenFund on an address holding no Fund of this version, checked by
-//     its type hash and domain separator). A refused payout moves nothing
-//     and costs no gas: the chain refuses it while estimating.
+//     its type hash and domain separator). A refused payout moves nothing,
+//     and is normally refused while its gas is estimated, before anything
+//     is sent.
 //
 // # Bad input
 //

@@ -256,8 +256,12 @@ func (f *Fund) State(ctx context.Context) (FundState, error) {
 // committee, or a committee that is not the current one),
 // ErrDuplicateSigner, ErrInvalidSignature (malformed or high-s), ErrBadTable.
 // A signature of another table, epoch, fund or chain recovers another
-// address: ErrNotCommittee. Nothing is paid on a refusal, and nothing is
-// sent: the chain refuses the call while estimating its gas.
+// address: ErrNotCommittee. Nothing is paid on a refusal, and normally
+// nothing is sent: the chain refuses the call while estimating its gas.
+// When several instances submit the same epoch at once, the first mined
+// pays and the others get ErrStaleEpoch, or ErrReverted when their
+// transaction was already sent (it then costs them its gas): callers
+// should treat both, for an epoch FundState shows paid, as done.
 func (f *Fund) SubmitPayout(ctx context.Context, epoch uint64, table []PayoutEntry, committee []common.Address, sigs [][]byte) (common.Hash, error) {
 	accounts, amounts, err := splitTable(table)
 	if err != nil {
