@@ -65,10 +65,11 @@ type member struct {
 }
 
 type group struct {
-	key     string
-	members []*member
-	best    uint32
-	served  *big.Int
+	key       string
+	members   []*member
+	byAccount map[common.Address]*member
+	best      uint32
+	served    *big.Int
 }
 
 // Compute returns the payout table of the epoch for instances under p (see
@@ -103,19 +104,14 @@ func Compute(instances []Instance, p Params) ([]Row, error) {
 		}
 		g := groups[key]
 		if g == nil {
-			g = &group{key: key, served: new(big.Int)}
+			g = &group{key: key, served: new(big.Int), byAccount: map[common.Address]*member{}}
 			groups[key] = g
 		}
-		var m *member
-		for _, x := range g.members {
-			if x.account == in.Account {
-				m = x
-				break
-			}
-		}
+		m := g.byAccount[in.Account]
 		if m == nil {
 			m = &member{account: in.Account, served: new(big.Int)}
 			g.members = append(g.members, m)
+			g.byAccount[in.Account] = m
 		}
 		m.served.Add(m.served, in.Served)
 		m.avail = max(m.avail, in.Availability)
