@@ -264,6 +264,35 @@ func (p *Payments) EscrowState(ctx context.Context, deal DealID) (EscrowInfo, er
 	return EscrowInfo{}, fmt.Errorf("payment: escrow state %s: no Opened event with the deal's panel: %w", deal, ErrUnknownDeal)
 }
 
+// EscrowSettlement is a settled deal's ruling as the chain recorded it:
+// the transaction that settled it and the payee's share. A deal not
+// settled by a ruling (still open, disputed, released, refunded or
+// claimed) is ErrUnknownDeal.
+func (p *Payments) EscrowSettlement(ctx context.Context, deal DealID) (tx common.Hash, payeeBps uint16, err error) {
+	if p.escrow == nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: %w", deal, ErrNoEscrow)
+	}
+	ctx, cancel, err := p.opCtx(ctx)
+	if err != nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement: %w", err)
+	}
+	defer cancel()
+	logs, err := p.be.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int),
+		Addresses: []common.Address{p.cfg.Escrow},
+		Topics:    [][]common.Hash{{escrowABI.GetABI().Events["Settled"].ID}, {deal}},
+	})
+	if err != nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: %w", deal, p.chainErr(err))
+	}
+	for i := range logs {
+		if ev, err := escrowABI.UnpackSettledEvent(&logs[i]); err == nil && !logs[i].Removed {
+			return logs[i].TxHash, ev.PayeeBps, nil
+		}
+	}
+	return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: not settled: %w", deal, ErrUnknownDeal)
+}
+
 // panelHash is the contract's keccak256(abi.encode(arbiters)).
 func panelHash(arbiters []common.Address) common.Hash {
 	b := make([]byte, 64+32*len(arbiters))

@@ -550,8 +550,15 @@ func TestEscrowPanelOfList(t *testing.T) {
 		}
 	}
 	// Arbiters 1 and 4: one from the first three, one a replacement.
-	if _, err := f.payee.Settle(ctx, id, 7000, f.sigs(t, id, 7000, 4, 1)); err != nil {
+	if _, _, err := f.stranger.EscrowSettlement(ctx, id); !errors.Is(err, ErrUnknownDeal) {
+		t.Fatalf("EscrowSettlement before settling = %v, want ErrUnknownDeal", err)
+	}
+	tx, err := f.payee.Settle(ctx, id, 7000, f.sigs(t, id, 7000, 4, 1))
+	if err != nil {
 		t.Fatalf("Settle by 2 of the list for a panel of 3: %v", err)
+	}
+	if gotTx, bps, err := f.stranger.EscrowSettlement(ctx, id); err != nil || gotTx != tx || bps != 7000 {
+		t.Fatalf("EscrowSettlement = %s, %d, %v; want %s, 7000", gotTx, bps, err, tx)
 	}
 	if _, err := f.payee.Settle(ctx, id, 7000, f.sigs(t, id, 7000, 0, 2)); !errors.Is(err, ErrDealClosed) {
 		t.Fatalf("second settlement = %v, want ErrDealClosed", err)
