@@ -401,4 +401,6 @@ func (g *Governance) settleCase(ctx context.Context, deal common.Hash) {
 	g.log.Info("governance: settled a case", "deal", deal, "payeeBps", c.PayeeBps, "tx", tx)
 }
 
-func isCaseCollection(coll string) bool { return strings.HasPrefix(coll, "_governance.") && slices.Contains(caseCollections, coll) }
+func isCaseCollection(coll string) bool {
+	return strings.HasPrefix(coll, "_governance.") && slices.Contains(caseCollections, coll)
+}

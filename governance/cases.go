@@ -91,16 +91,16 @@ func ArbiterList(deal payment.DealID, members []common.Address, weight map[commo
 // OpenDeal, or the subject of a case. Its terms and status are the
 // chain's.
 type Deal struct {
-	ID        payment.DealID `json:"id"`
-	Payer     common.Address `json:"payer"`
-	Payee     common.Address `json:"payee"`
-	Fund      common.Address `json:"fund"`
-	Amount    *hexutil.Big   `json:"amount"`
-	FeeBps    uint16         `json:"feeBps"`
-	Deadline  time.Time      `json:"deadline"`
+	ID        payment.DealID   `json:"id"`
+	Payer     common.Address   `json:"payer"`
+	Payee     common.Address   `json:"payee"`
+	Fund      common.Address   `json:"fund"`
+	Amount    *hexutil.Big     `json:"amount"`
+	FeeBps    uint16           `json:"feeBps"`
+	Deadline  time.Time        `json:"deadline"`
 	Arbiters  []common.Address `json:"arbiters"`
-	PanelSize int            `json:"panelSize"`
-	Status    string         `json:"status"` // open, disputed or closed
+	PanelSize int              `json:"panelSize"`
+	Status    string           `json:"status"` // open, disputed or closed
 	// Recorded is when the payer recorded the deal; zero if it did not.
 	Recorded time.Time `json:"recorded,omitzero"`
 }
