@@ -8,14 +8,17 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/governance"
+	"github.com/dpaas/dpaas/internal/govmsg"
 	"github.com/dpaas/dpaas/payment"
 )
 
@@ -114,6 +117,54 @@ func TestCaseSettledByPanel(t *testing.T) {
 	if err := gc.gov(gc.index(t, list[0])).OpenCase(ctx, id); !errors.Is(err, governance.ErrNotParty) {
 		t.Fatalf("OpenCase by an arbiter = %v, want ErrNotParty", err)
 	}
+	// The payee disputes the deal on-chain itself. An arbiter's case
+	// written straight into the store, well signed, is stored but counts
+	// nowhere: no case until a party opens one.
+	if _, err := gc.Node(1).Payments().Dispute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	arb := gc.index(t, list[0])
+	// Earlier than the payee's: it would be the opening if it counted.
+	forged := &govmsg.Case{Deal: id, Party: list[0], Time: uint64(gc.clock.Now().UnixMilli()) - 1000}
+	dom := govmsg.NewDomain(big.NewInt(1337), [32]byte(gc.Node(0).AppID()))
+	sig, err := govmsg.Sign(gc.keys[arb], forged.Digest(dom))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedID := id.Hex()[2:] + "-" + strings.ToLower(list[0].Hex()[2:])
+	if err := gc.Node(arb).Store().Collection(governance.CasesCollection).Put(ctx, forgedID, map[string]any{
+		"deal": id, "party": list[0], "time": forged.Time, "sig": hexutil.Bytes(sig),
+	}); err != nil {
+		t.Fatalf("a well-signed case document refused by the store: %v", err)
+	}
+	gc.WaitFor("the arbiter's case document on every node", func() bool {
+		for _, n := range gc.Nodes() {
+			if _, err := n.Store().Collection(governance.CasesCollection).GetRaw(ctx, forgedID); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	gc.WaitFor("the deal disputed on every node", func() bool {
+		for _, n := range gc.Nodes() {
+			ds, err := n.Governance().Deals(ctx)
+			if err != nil || len(ds) != 1 || ds[0].Status != "disputed" {
+				return false
+			}
+		}
+		return true
+	})
+	for i, n := range gc.Nodes() {
+		if _, err := n.Governance().Case(ctx, id); !errors.Is(err, governance.ErrNoCase) {
+			t.Fatalf("node %d: Case after a non-party's opening = %v, want ErrNoCase", i, err)
+		}
+	}
+	// A forged one (the signature of another document) is refused.
+	if err := gc.Node(arb).Store().Collection(governance.CasesCollection).Put(ctx, forgedID, map[string]any{
+		"deal": id, "party": list[0], "time": forged.Time + 1, "sig": hexutil.Bytes(sig),
+	}); err == nil {
+		t.Fatal("a case document with a wrong signature was stored")
+	}
 	if err := payee.OpenCase(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +214,7 @@ func TestCaseSettledByPanel(t *testing.T) {
 	c = gc.waitCase("the settlement on every node", id, func(c governance.Case) bool {
 		return c.Settlement != nil && c.Settlement.OnChain && c.Deal.Status == "closed"
 	})
-	if !c.Decided || c.PayeeBps != 7000 || !reflect.DeepEqual(c.Majority, []common.Address{list[0], list[1]}) || c.Settlement.PayeeBps != 7000 {
+	if c.OpenedBy != members[1] || !c.Decided || c.PayeeBps != 7000 || !reflect.DeepEqual(c.Majority, []common.Address{list[0], list[1]}) || c.Settlement.PayeeBps != 7000 {
 		t.Fatalf("settled case: %+v", c)
 	}
 	gc.WaitFor("the settlement document on every node", func() bool {
