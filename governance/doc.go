@@ -127,6 +127,16 @@
 // are refused by the contract (payment.ErrDealClosed) and change nothing.
 // Handler serves GET /deals, /cases and /cases/{deal}.
 //
+// Limits: signed times are the signers' word. A party who backdates its
+// opening shortens the first round; an arbiter who backdates a ballot
+// keeps a seat they would have lost (replicas that received it agree on
+// that too). A replacement needs a member left on the list: a list of k
+// (fewer than k+1 eligible members) replaces nobody. The window and the
+// member set in force are each replica's current ones; the list and k are
+// fixed on-chain at opening. An instance that settles but stops before
+// recording it leaves the settlement to the chain: Case still reports it
+// (OnChain, with no By).
+//
 // # Caller duties
 //
 //  1. Use the same Manifest (members, closers, parameters, ChainID) on
