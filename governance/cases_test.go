@@ -268,6 +268,22 @@ func TestCaseSettledByPanel(t *testing.T) {
 	if served.Settlement == nil || served.Settlement.Tx != c.Settlement.Tx || len(served.Evidence) != 2 || len(served.Ballots) != 3 {
 		t.Fatalf("served case: %+v", served)
 	}
+	var list2 []governance.Case
+	var deals []governance.Deal
+	for path, dst := range map[string]any{"/cases": &list2, "/deals": &deals} {
+		r, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(r.Body).Decode(dst)
+		r.Body.Close()
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("GET %s: %d, %v", path, r.StatusCode, err)
+		}
+	}
+	if len(list2) != 1 || list2[0].Deal.ID != id || len(deals) != 1 || deals[0].Status != "closed" || deals[0].Amount.ToInt().Cmp(amount) != 0 {
+		t.Fatalf("served cases %+v, deals %+v", list2, deals)
+	}
 	resp2, err := srv.Client().Get(srv.URL + "/cases/0x" + common.Bytes2Hex(make([]byte, 32)))
 	if err != nil {
 		t.Fatal(err)
