@@ -336,6 +336,20 @@ func TestCasePanelMemberReplaced(t *testing.T) {
 	if c.PayeeBps != 10_000 || !reflect.DeepEqual(c.Majority, list[1:2]) {
 		t.Fatalf("settled case: %+v", c)
 	}
+	// The arbiter that was down comes back and sees the same case: itself
+	// replaced, the settlement with its transaction.
+	gc.Restart(down)
+	gc.WaitConnected()
+	gc.waitCase("the settled case on every node, the restarted one included", id, func(x governance.Case) bool {
+		return x.Settlement != nil && x.Settlement.By != (common.Address{}) && x.Deal.Status == "closed"
+	})
+	back, err := gc.gov(down).Case(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Settlement.Tx != c.Settlement.Tx || !reflect.DeepEqual(back.Replaced, list[:1]) || !reflect.DeepEqual(back.Panel, list[1:2]) {
+		t.Fatalf("the restarted arbiter sees %+v, the others %+v", back, c)
+	}
 	p := gc.Node(0).Payments()
 	if got, want := balanceOf(t, p, members[1]), new(big.Int).Add(milliTokens(1000_000), amount); got.Cmp(want) != 0 {
 		t.Errorf("payee holds %v, want %v", got, want)
