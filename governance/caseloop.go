@@ -99,12 +99,6 @@ func (b *caseBook) caseDeals() []common.Hash {
 	return out
 }
 
-func (b *caseBook) hasCase(deal common.Hash) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.cases[deal]) > 0
-}
-
 // allDeals returns the deals recorded or under a case.
 func (b *caseBook) allDeals() []common.Hash {
 	b.mu.Lock()
@@ -205,19 +199,22 @@ func (g *Governance) dealInfo(ctx context.Context, deal common.Hash, fresh bool)
 }
 
 // caseOf computes the case on a deal from the book, the deal's terms on
-// the chain and the clock. A case exists once the deal has been disputed
-// and one of its parties opened it; everything else is ignored, the
-// same on every replica: openings, evidence by others than the parties,
-// ballots of others than the deal's arbiters or for another contract.
+// the chain and the clock. A case exists once the deal is disputed (or
+// was settled by a ruling) and one of its parties opened it; everything
+// else is ignored, the same on every replica: openings of a deal that was
+// never disputed or by others than the parties, evidence by others than
+// the parties, ballots of others than the deal's arbiters or for another
+// contract.
 func (g *Governance) caseOf(info payment.EscrowInfo) (Case, bool) {
-	if info.Status != payment.EscrowDisputed && info.Status != payment.EscrowClosed {
-		return Case{}, false
-	}
 	party := func(a common.Address) bool { return a == info.Payer || a == info.Payee }
 	window, now := g.windowParam(), g.cfg.Now()
 	b := g.book
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	chain := b.chain[info.ID]
+	if info.Status != payment.EscrowDisputed && (info.Status != payment.EscrowClosed || !chain.settled) {
+		return Case{}, false
+	}
 	var opening *caseDoc
 	for _, c := range b.cases[info.ID] {
 		if !party(c.Party) {
@@ -279,7 +276,6 @@ func (g *Governance) caseOf(info payment.EscrowInfo) (Case, bool) {
 		return cmpHash(x.ID, y.ID)
 	})
 	out.PayeeBps, out.Majority, out.Decided = govern.Majority(info.PanelSize, out.Panel, votes)
-	chain := b.chain[info.ID]
 	var recorded []settlementDoc
 	for _, s := range b.settlements[info.ID] {
 		recorded = append(recorded, s)
@@ -376,8 +372,8 @@ func (g *Governance) settleCase(ctx context.Context, deal common.Hash) {
 		if tx, bps, err = g.cfg.Escrow.EscrowSettlement(ctx, deal); err == nil && bps != c.PayeeBps {
 			err = fmt.Errorf("settled by another ruling (%d bps)", bps)
 		}
-		if err == nil && c.Settlement != nil {
-			return
+		if err == nil && c.Settlement != nil && c.Settlement.By != (common.Address{}) {
+			return // recorded already
 		}
 	}
 	if err != nil {

@@ -456,8 +456,10 @@ func (g *Governance) Deals(ctx context.Context) ([]Deal, error) {
 		}
 		d := dealOf(info)
 		rec, ok := g.book.dealRecord(id, info.Payer)
-		if !ok && !g.book.hasCase(id) {
-			continue // recorded by someone who is not the payer
+		if !ok {
+			if _, isCase := g.caseOf(info); !isCase {
+				continue // neither recorded by its payer nor under a case
+			}
 		}
 		if ok {
 			d.Recorded = time.UnixMilli(int64(rec.Time))
