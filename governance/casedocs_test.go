@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -141,4 +142,30 @@ func FuzzCaseDoc(f *testing.F) {
 			t.Fatalf("error %v is neither ErrInvalid nor ErrBadSignature", err)
 		}
 	})
+}
+
+func TestParseWindow(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		``:         DefaultCaseWindow,
+		`"90m"`:    90 * time.Minute,
+		`"30s"`:    30 * time.Second,
+		`45`:       45 * time.Second,
+		`0.5`:      500 * time.Millisecond,
+		`0`:        DefaultCaseWindow,
+		`-3`:       DefaultCaseWindow,
+		`"-1h"`:    DefaultCaseWindow,
+		`"soon"`:   DefaultCaseWindow,
+		`1e12`:     DefaultCaseWindow,
+		`{"a":1}`:  DefaultCaseWindow,
+		`[1]`:      DefaultCaseWindow,
+		`"1h0m0s"`: time.Hour,
+	} {
+		var v json.RawMessage
+		if in != "" {
+			v = json.RawMessage(in)
+		}
+		if got := parseWindow(v); got != want {
+			t.Errorf("parseWindow(%s) = %s, want %s", in, got, want)
+		}
+	}
 }
