@@ -365,6 +365,14 @@ func (g *Governance) settleCase(ctx context.Context, deal common.Hash) {
 		}
 	}
 	tx, err := g.cfg.Escrow.Settle(ctx, deal, c.PayeeBps, sigs)
+	switch {
+	case err == nil:
+		g.metrics.settles.WithLabelValues("settled").Inc()
+	case errors.Is(err, payment.ErrDealClosed):
+		g.metrics.settles.WithLabelValues("closed").Inc()
+	case ctx.Err() == nil:
+		g.metrics.settles.WithLabelValues("failed").Inc()
+	}
 	if errors.Is(err, payment.ErrDealClosed) {
 		// Settled already, perhaps by this very instance before a retry:
 		// record what the chain holds, if it is this ruling.
