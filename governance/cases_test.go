@@ -358,3 +358,88 @@ func TestCasePanelMemberReplaced(t *testing.T) {
 		t.Errorf("payer holds %v, want %v", got, before)
 	}
 }
+
+// TestCaseTwoArbitersReplaced: a panel of 3 drawn from a list of 5 in
+// which two members have no running instance and sit on the first panel
+// (the deal's salt is chosen for that). The running arbiter alone is no
+// majority; at the end of the window both absent members are replaced by
+// the last two of the list, whose rulings with the first settle the deal:
+// three signatures from positions a strict majority of the original
+// panel never held.
+func TestCaseTwoArbitersReplaced(t *testing.T) {
+	var absent []common.Address
+	for range 2 {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		absent = append(absent, crypto.PubkeyToAddress(k.PublicKey))
+	}
+	gc, members := newCaseCluster(t, 5, func(m *dapp.Manifest) {
+		m.Members = append(m.Members, absent...)
+		m.Params = map[string]string{governance.ParamCaseWindow: "30s"}
+	})
+	all := append(slices.Clone(members), absent...)
+	ctx := context.Background()
+	var salt [32]byte
+	var list []common.Address
+	for i := 1; ; i++ {
+		salt[0], salt[1] = byte(i), byte(i>>8)
+		id := payment.EscrowDealID(gc.dev.ChainID(), gc.dev.Escrow(), members[0], salt)
+		list = governance.ArbiterList(id, all, nil, members[0], members[1])
+		if slices.Contains(list[:3], absent[0]) && slices.Contains(list[:3], absent[1]) {
+			break
+		}
+	}
+	id, err := gc.gov(0).OpenDeal(ctx, payment.EscrowDeal{Payee: members[1], Amount: milliTokens(9_000), Deadline: gc.dev.Now().Add(time.Hour), Salt: salt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.gov(0).OpenCase(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	gc.waitCase("the first panel on every node", id, func(c governance.Case) bool {
+		return reflect.DeepEqual(c.Panel, list[:3]) && c.Deal.PanelSize == 3 && len(c.Deal.Arbiters) == 5
+	})
+	var first common.Address
+	for _, a := range list[:3] {
+		if !slices.Contains(absent, a) {
+			first = a
+		}
+	}
+	before := balanceOf(t, gc.Node(0).Payments(), members[0])
+	if err := gc.gov(gc.index(t, first)).Rule(ctx, id, 4000); err != nil {
+		t.Fatal(err)
+	}
+	gc.waitCase("one ballot, no majority, on every node", id, func(c governance.Case) bool { return len(c.Ballots) == 1 && !c.Decided })
+	gc.clock.Advance(30 * time.Second)
+	var replaced []common.Address
+	for _, a := range list[:3] {
+		if a != first {
+			replaced = append(replaced, a)
+		}
+	}
+	panel := []common.Address{first, list[3], list[4]}
+	gc.waitCase("both absent arbiters replaced on every node", id, func(c governance.Case) bool {
+		return reflect.DeepEqual(c.Replaced, replaced) && len(c.Panel) == 3 && slices.Contains(c.Panel, first) &&
+			slices.Contains(c.Panel, list[3]) && slices.Contains(c.Panel, list[4])
+	})
+	for _, a := range panel[1:] {
+		if err := gc.gov(gc.index(t, a)).Rule(ctx, id, 4000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := gc.waitCase("the settlement on every node", id, func(c governance.Case) bool {
+		return c.Settlement != nil && c.Settlement.OnChain && c.Deal.Status == "closed"
+	})
+	if c.PayeeBps != 4000 || len(c.Majority) != 3 {
+		t.Fatalf("settled case: %+v", c)
+	}
+	p := gc.Node(0).Payments()
+	if got, want := balanceOf(t, p, members[1]), new(big.Int).Add(milliTokens(1000_000), milliTokens(3_600)); got.Cmp(want) != 0 {
+		t.Errorf("payee holds %v, want %v", got, want)
+	}
+	if got, want := balanceOf(t, p, members[0]), new(big.Int).Add(before, milliTokens(5_400)); got.Cmp(want) != 0 {
+		t.Errorf("payer holds %v, want %v", got, want)
+	}
+}
