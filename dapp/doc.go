@@ -66,7 +66,9 @@
 // Payments is the instance's wallet on the chain Config.Payment names,
 // opened by Open. When it names none (neither RPCURL nor Dev), nothing is
 // started until the instance first uses payments: the first Payments or
-// StartPayments call, or a count of a token-weighted governance proposal.
+// StartPayments call, a count of a token-weighted governance proposal, or
+// an escrow case (governance's OpenDeal, OpenCase, or a case document
+// arriving: governance settles cases through the instance's payments).
 // Then it joins the private development chain of the process, which all
 // such instances of the process share: the first to use it starts it, it
 // closes when the last that used it closes, and the faucet gives each

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math/big"
 
+	"github.com/ethereum/go-ethereum/common"
+
 	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/internal/kv"
+	"github.com/dpaas/dpaas/payment"
 )
 
 // genesis is the manifest's governance settings.
@@ -47,6 +50,9 @@ func (n *Node) startGovernance(ctx context.Context) error {
 	gc.Store, gc.Key, gc.AppID, gc.Genesis = n.store, n.key, n.cfg.appID, n.cfg.App.genesis()
 	gc.Journal, gc.Metrics, gc.Logger = kvJournal{space}, n.cfg.Metrics, n.log
 	gc.Balances = lazyBalances{n}
+	if gc.Escrow == nil {
+		gc.Escrow = lazyEscrow{n}
+	}
 	n.gov, err = governance.Open(ctx, gc)
 	if err != nil {
 		return fmt.Errorf("dapp: open: %w", err)
@@ -89,4 +95,64 @@ func (j kvJournal) Lookup(key string) (governance.JournalEntry, bool, error) {
 		return governance.JournalEntry{}, false, err
 	}
 	return governance.JournalEntry{Finished: v[0] == journalFinished, Err: string(v[1:])}, true, nil
+}
+
+// lazyEscrow is governance's escrow contract: the instance's payments,
+// started on first use (a case on a deal, or OpenDeal).
+type lazyEscrow struct{ n *Node }
+
+func (e lazyEscrow) escrow(ctx context.Context) (governance.Escrow, error) {
+	p, err := e.n.StartPayments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return governance.PaymentsEscrow(p), nil
+}
+
+func (e lazyEscrow) EscrowContract(ctx context.Context) (*big.Int, common.Address, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return nil, common.Address{}, err
+	}
+	return p.EscrowContract(ctx)
+}
+
+func (e lazyEscrow) OpenEscrow(ctx context.Context, d payment.EscrowDeal) (payment.DealID, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return payment.DealID{}, err
+	}
+	return p.OpenEscrow(ctx, d)
+}
+
+func (e lazyEscrow) Dispute(ctx context.Context, deal payment.DealID) (common.Hash, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return common.Hash{}, err
+	}
+	return p.Dispute(ctx, deal)
+}
+
+func (e lazyEscrow) Settle(ctx context.Context, deal payment.DealID, payeeBps uint16, sigs [][]byte) (common.Hash, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return common.Hash{}, err
+	}
+	return p.Settle(ctx, deal, payeeBps, sigs)
+}
+
+func (e lazyEscrow) EscrowState(ctx context.Context, deal payment.DealID) (payment.EscrowInfo, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return payment.EscrowInfo{}, err
+	}
+	return p.EscrowState(ctx, deal)
+}
+
+func (e lazyEscrow) EscrowSettlement(ctx context.Context, deal payment.DealID) (common.Hash, uint16, error) {
+	p, err := e.escrow(ctx)
+	if err != nil {
+		return common.Hash{}, 0, err
+	}
+	return p.EscrowSettlement(ctx, deal)
 }

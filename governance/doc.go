@@ -79,6 +79,64 @@
 // handler's error is recorded (ActionStatus) and it is not called again.
 // Actions of a kind with no handler wait until one is registered.
 //
+// # Escrow cases
+//
+// With Config.Escrow set (dapp sets it to the instance's payments),
+// governance arbitrates disputes on payment's escrow deals:
+//
+//	id, err := g.OpenDeal(ctx, payment.EscrowDeal{Payee: p, Amount: a, Deadline: d})
+//	err = g.OpenCase(ctx, id)                           // a party: dispute, open the case
+//	_, err = g.AddEvidence(ctx, id, governance.Evidence{Text: "...", Blobs: []string{cid}})
+//	err = g.Rule(ctx, id, 7000)                          // an arbiter: 70% to the payee
+//	c, err := g.Case(ctx, id) // panel, evidence, ballots, settlement (tx hash)
+//
+// OpenDeal draws the deal's arbiters before opening it: the deal's ID
+// comes from a salt (payment.EscrowDealID), and ArbiterList orders the
+// current members by a deterministic weighted draw seeded by that ID
+// (weights from Config.Reputation; neither party drawn). The deal carries
+// that list and the panel size k, the parameter ParamArbiters ("arbiters.k",
+// odd, default 3) at opening. Every replica reads the same list and k from
+// the chain, so every replica computes the same panel.
+//
+// Cases, evidence, ballots, settlements and deal records are documents of
+// the collections DealsCollection ... SettlementsCollection, signed as
+// EIP-712 typed data in the governance domain and checked by the store's
+// validators on every replica (signature, own ID, limits: MaxEvidenceText,
+// MaxEvidenceRefs, MaxEvidenceRef, blob CIDs). What depends on the deal is
+// checked on every replica against the deal as the escrow contract holds
+// it, and a document that fails is kept but ignored: a case counts once
+// the deal is disputed on-chain (OpenCase disputes it if needed) and only
+// if opened by a party; the earliest opening (by its signed time, then
+// address) is the case's open time. Evidence counts only from a party. A
+// ballot counts only from a member of the current panel, for this chain
+// and contract; it holds the arbiter's payment.SignRuling signature, so
+// the ballots settle on-chain as they are, and the arbiter's latest
+// ballot counts.
+//
+// Replacement rule: time runs in rounds of the case window
+// (ParamCaseWindow, "arbiters.window", default one hour) from the case's
+// open time. At the end of each round, each panel member whose first
+// ballot is not signed before that end is replaced by the next of the
+// deal's list, while the list has members left; a replacement has the
+// next full round. The panel is thus a function of the documents' signed
+// times and the clock, the same on every replica whose clock has passed
+// the same round ends. A case is decided when floor(k/2)+1 members of the
+// panel agree on one share; then the instances of the parties and of the
+// arbiters in the majority submit Settle with their signatures, and
+// record the transaction in a settlement document. Duplicate submissions
+// are refused by the contract (payment.ErrDealClosed) and change nothing.
+// Handler serves GET /deals, /cases and /cases/{deal}.
+//
+// Limits: signed times are the signers' word. A party who backdates its
+// opening shortens the first round; an arbiter who backdates a ballot
+// keeps a seat they would have lost (replicas that received it agree on
+// that too). A replacement needs a member left on the list: a list of k
+// (fewer than k+1 eligible members) replaces nobody. The window and the
+// member set in force are each replica's current ones; the list and k are
+// fixed on-chain at opening. An instance that settles but stops before
+// recording it leaves the settlement to the chain: Case still reports it
+// (OnChain, with no By).
+//
 // # Caller duties
 //
 //  1. Use the same Manifest (members, closers, parameters, ChainID) on
@@ -86,7 +144,8 @@
 //  2. Register handlers (Handle) right after Open, on every instance, for
 //     every action kind the DApp's proposals use.
 //  3. Keep clocks roughly right: a ballot carries its signer's time, and a
-//     closer signs CloseDelay after the end by its own clock.
+//     closer signs CloseDelay after the end by its own clock. A case's
+//     rounds are measured by each replica's clock from the signed times.
 //
 // # Bad input
 //

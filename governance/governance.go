@@ -106,6 +106,13 @@ type Config struct {
 	// certificate signs again over the ballots it holds then; 0 means 10
 	// times CloseDelay.
 	ResignAfter time.Duration
+	// Escrow is the escrow contract that cases settle deals on (OpenDeal,
+	// OpenCase, Rule...); nil means no cases (ErrNoEscrow). dapp sets it
+	// to the instance's payments.
+	Escrow Escrow
+	// Reputation weighs members in the draw of a deal's arbiters
+	// (OpenDeal); nil, or a nil or non-positive weight, counts as 1.
+	Reputation func(member common.Address) *big.Int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Metrics, if set, receives governance's counters.
@@ -140,6 +147,9 @@ type Governance struct {
 	metrics *metrics
 
 	props, ballots, closings, delegations *store.Collection
+
+	book     *caseBook
+	caseWake chan struct{}
 
 	group  *group.Group
 	wake   chan struct{}
@@ -217,6 +227,8 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 		closings:    cfg.Store.Collection(ClosingsCollection),
 		delegations: cfg.Store.Collection(DelegationsCollection),
 		wake:        make(chan struct{}, 1),
+		book:        newCaseBook(),
+		caseWake:    make(chan struct{}, 1),
 		handlers:    map[string]*handlerEntry{},
 		signed:      map[common.Hash]signedRoot{},
 		evaluated:   make(chan struct{}),
@@ -244,6 +256,9 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 	runCtx := g.group.Context()
 	// Watch before loading, so nothing written in between is missed.
 	colls := []*store.Collection{g.props, g.ballots, g.closings, g.delegations}
+	for _, name := range caseCollections {
+		colls = append(colls, cfg.Store.Collection(name))
+	}
 	changes := make([]<-chan store.Change, 0, len(colls))
 	for _, c := range colls {
 		changes = append(changes, c.Watch(runCtx))
@@ -261,6 +276,7 @@ func Open(ctx context.Context, cfg Config) (*Governance, error) {
 		g.group.Go(func(ctx context.Context) { g.follow(ctx, coll, ch) })
 	}
 	g.group.Go(g.run)
+	g.group.Go(g.runCases)
 	return g, nil
 }
 
@@ -290,7 +306,11 @@ func (g *Governance) Account() common.Address { return g.self }
 
 // loadAll reads every governance document the store holds.
 func (g *Governance) loadAll(ctx context.Context) error {
-	for _, c := range []*store.Collection{g.props, g.ballots, g.closings, g.delegations} {
+	colls := []*store.Collection{g.props, g.ballots, g.closings, g.delegations}
+	for _, name := range caseCollections {
+		colls = append(colls, g.cfg.Store.Collection(name))
+	}
+	for _, c := range colls {
 		for doc, err := range c.Find(ctx) {
 			if err != nil {
 				return err
@@ -338,6 +358,10 @@ func (g *Governance) poke() {
 // store's validators; a document that fails here (written before
 // validators existed) is counted and dropped.
 func (g *Governance) absorb(coll, id string, raw json.RawMessage) {
+	if isCaseCollection(coll) {
+		g.absorbCase(coll, id, raw)
+		return
+	}
 	m, err := decodeRecord(g.domain, coll, id, raw)
 	if err != nil {
 		g.metrics.refused.WithLabelValues("stored").Inc()

@@ -27,10 +27,14 @@ import (
 //	                                   a wallet-signed proposal, ballot or
 //	                                   delegation; answers {"id": "0x..."}
 //	GET  /params, GET /members         the current parameters and members
+//	GET  /deals                        the escrow deals known to the DApp (Deals)
+//	GET  /cases                        every dispute case (Cases)
+//	GET  /cases/{deal}                 one case: panel, evidence, ballots,
+//	                                   settlement with its transaction hash
 //
 // Mount it under a prefix with http.StripPrefix. Errors are {"error": "..."}
-// with 400 for bad input, 404 for an unknown proposal, 405 for a wrong
-// method.
+// with 400 for bad input, 404 for an unknown proposal or case, 405 for a
+// wrong method, 503 without an escrow contract.
 func (g *Governance) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /proposals", func(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +101,23 @@ func (g *Governance) Handler() http.Handler {
 		res, err := g.Members(r.Context())
 		answer(w, res, err)
 	})
+	mux.HandleFunc("GET /deals", func(w http.ResponseWriter, r *http.Request) {
+		res, err := g.Deals(r.Context())
+		answer(w, res, err)
+	})
+	mux.HandleFunc("GET /cases", func(w http.ResponseWriter, r *http.Request) {
+		res, err := g.Cases(r.Context())
+		answer(w, res, err)
+	})
+	mux.HandleFunc("GET /cases/{deal}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := ParseID(r.PathValue("deal"))
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		res, err := g.Case(r.Context(), common.Hash(id))
+		answer(w, res, err)
+	})
 	return mux
 }
 
@@ -105,13 +126,13 @@ func answer(w http.ResponseWriter, v any, err error) {
 	if err != nil {
 		status := http.StatusInternalServerError
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoCase):
 			status = http.StatusNotFound
 		case errors.Is(err, ErrInvalid), errors.Is(err, ErrBadSignature), errors.Is(err, ErrInvalidChoice),
 			errors.Is(err, ErrNotMember), errors.Is(err, ErrNotOpen), errors.Is(err, govmsg.ErrMalformed),
 			errors.Is(err, govmsg.ErrWrongDomain), errors.Is(err, govmsg.ErrBadSignature):
 			status = http.StatusBadRequest
-		case errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrClosed), errors.Is(err, ErrNoEscrow):
 			status = http.StatusServiceUnavailable
 		}
 		w.WriteHeader(status)

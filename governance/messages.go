@@ -92,12 +92,16 @@ func validators(d govmsg.Domain) map[string]store.Validator {
 			return err
 		}
 	}
-	return map[string]store.Validator{
+	out := map[string]store.Validator{
 		ProposalsCollection:   check(ProposalsCollection),
 		BallotsCollection:     check(BallotsCollection),
 		ClosingsCollection:    check(ClosingsCollection),
 		DelegationsCollection: check(DelegationsCollection),
 	}
+	for coll, v := range caseDocValidators(d) {
+		out[coll] = v
+	}
+	return out
 }
 
 // decoded is one verified message.

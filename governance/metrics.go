@@ -8,6 +8,7 @@ type metrics struct {
 	closings prometheus.Counter
 	actions  *prometheus.CounterVec
 	ignored  prometheus.Gauge
+	settles  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -24,6 +25,10 @@ func newMetrics() *metrics {
 			Name: "dpaas_governance_actions_total",
 			Help: "Actions of passed proposals run by this instance's handlers (result: ran, failed).",
 		}, []string{"result"}),
+		settles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dpaas_governance_case_settlements_total",
+			Help: "Settlements of decided escrow cases this instance submitted (result: settled, closed (settled already), failed).",
+		}, []string{"result"}),
 		ignored: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dpaas_governance_ignored_ballots",
 			Help: "Ballots held but not counted: outside their window, an invalid choice, no voting power, or no such proposal.",
@@ -36,6 +41,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.closings.Describe(ch)
 	m.actions.Describe(ch)
 	m.ignored.Describe(ch)
+	m.settles.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -43,4 +49,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.closings.Collect(ch)
 	m.actions.Collect(ch)
 	m.ignored.Collect(ch)
+	m.settles.Collect(ch)
 }

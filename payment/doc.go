@@ -131,10 +131,19 @@
 //
 // A ruling is the payee's share in basis points, signed as EIP-712 typed
 // data Ruling(bytes32 deal,uint16 payeeBps) in the domain "dpaas Escrow"
-// version 1 of the chain and the contract, by a strict majority of the
-// deal's panel. The fee is FeeBps of what the payee receives (release,
-// claim, or its share of a ruling); a refund pays no fee. Each call
-// returns once mined; EscrowState reads a deal (terms, status, panel).
+// version 1 of the chain and the contract, by a majority of the deal's
+// panel. A deal carries an ordered list of arbiters (Arbiters) and a
+// panel size k (PanelSize, default the whole list): the panel sits on the
+// first k, one who does not vote in time is replaced by the next of the
+// list (governance decides when, off-chain), so the contract accepts the
+// signatures of any floor(k/2)+1 distinct arbiters of the list. A deal's
+// ID is EscrowDealID of the chain, the contract, the payer and a salt
+// (EscrowDeal.Salt, random by default), so a payer knows it before
+// opening and can draw the list from it (governance.ArbiterList). The fee
+// is FeeBps of what the payee receives (release, claim, or its share of a
+// ruling); a refund pays no fee. Each call returns once mined;
+// EscrowState reads a deal (terms, status, list, panel size),
+// EscrowSettlement the transaction and ruling that settled it.
 //
 // # Fund
 //
@@ -197,9 +206,10 @@
 // A channel whose lifetime is shorter than the payee's ExpiryMargin never
 // gets a voucher accepted: open channels well beyond it.
 //
-// An escrow panel has 1 to MaxArbiters (32) distinct members, neither
-// party among them; the contract keeps only its hash, and EscrowState
-// and Settle read the members from the deal's Opened event, from block 0
+// An escrow arbiter list has 1 to MaxArbiters (32) distinct members,
+// neither party among them; the contract keeps only its hash, and
+// EscrowState, EscrowSettlement and Settle read the members and the
+// settlement from the deal's events, from block 0
 // (an endpoint that limits eth_getLogs ranges needs an archive-friendly
 // provider). Tokens that take a fee on transfer are refused by the escrow
 // and the fund (ErrFeeOnTransfer). Gas on the DevChain is in BENCHMARKS.md.
@@ -235,8 +245,9 @@
 //     ErrNotDisputed (settle without a dispute), ErrDealClosed (already
 //     released, refunded, claimed or settled: a second settlement),
 //     ErrDeadline (claim too early, dispute too late), ErrBadDeal,
-//     ErrUnknownDeal, ErrBadRuling (signer outside the panel, duplicate
-//     signer, minority, a ruling for another deal, chain, contract or
+//     (including a salt the payer used before, or a panel larger than the
+//     list), ErrUnknownDeal, ErrBadRuling (signer outside the list,
+//     duplicate signer, fewer than floor(k/2)+1, a ruling for another deal, chain, contract or
 //     share, a high-s or malformed signature), ErrReentrant (a token
 //     calling back into the escrow during a transfer), ErrNoEscrow.
 //   - Fund refusals wrap a sentinel too: ErrStaleEpoch (an epoch not

@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"fmt"
 	"math/big"
 	"time"
@@ -38,9 +39,19 @@ type EscrowDeal struct {
 	// Deadline: until then either side may dispute; from then on the
 	// payee may claim if no dispute is open. Whole seconds of chain time.
 	Deadline time.Time
-	// Arbiters is the panel whose strict majority may settle a dispute
-	// (1 to MaxArbiters distinct addresses, neither party among them).
+	// Arbiters is the ordered list the panel is drawn from (1 to
+	// MaxArbiters distinct addresses, neither party among them): the
+	// panel sits on the first PanelSize, and one who does not vote in
+	// time is replaced by the next (governance does this off-chain).
 	Arbiters []common.Address
+	// PanelSize is the panel's size k, 1 to len(Arbiters): a ruling
+	// signed by floor(k/2)+1 distinct arbiters of the list settles a
+	// dispute. 0 means len(Arbiters), a strict majority of the list.
+	PanelSize int
+	// Salt makes the deal's ID (EscrowDealID of the payer and the salt),
+	// so that the payer knows it before opening. Zero means a random
+	// salt. A salt the payer already used is refused (ErrBadDeal).
+	Salt [32]byte
 }
 
 // EscrowStatus is where a deal stands.
@@ -74,12 +85,31 @@ type EscrowInfo struct {
 	Amount   *big.Int
 	FeeBps   uint16
 	Deadline time.Time
-	Arbiters []common.Address
-	Status   EscrowStatus
+	Arbiters []common.Address // the ordered list the panel is drawn from
+	// PanelSize is the panel's size k: floor(k/2)+1 arbiters settle.
+	PanelSize int
+	Status    EscrowStatus
 }
 
 // EscrowContract is the escrow contract's address (zero if none).
 func (p *Payments) EscrowContract() common.Address { return p.cfg.Escrow }
+
+// EscrowDealID is the ID of the deal payer opens with salt on the escrow
+// contract at escrow on chain chainID, as the contract computes it.
+func EscrowDealID(chainID *big.Int, escrow, payer common.Address, salt [32]byte) DealID {
+	var b [4 * 32]byte
+	chainID.FillBytes(b[:32])
+	copy(b[32+12:64], escrow[:])
+	copy(b[64+12:96], payer[:])
+	copy(b[96:], salt[:])
+	return crypto.Keccak256Hash(b[:])
+}
+
+// EscrowDealID is the ID of the deal this instance's account would open
+// with salt on this chain's escrow contract.
+func (p *Payments) EscrowDealID(salt [32]byte) DealID {
+	return EscrowDealID(p.chainID, p.cfg.Escrow, p.account, salt)
+}
 
 // OpenEscrow deposits deal.Amount in a new deal and returns its ID once
 // mined. It sends two transactions: an ERC-20 approve and the opening.
@@ -105,13 +135,22 @@ func (p *Payments) openEscrow(ctx context.Context, deal EscrowDeal) (DealID, com
 	if len(deal.Arbiters) == 0 || len(deal.Arbiters) > MaxArbiters {
 		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: %d arbiters (1 to %d): %w", len(deal.Arbiters), MaxArbiters, ErrBadDeal)
 	}
+	if deal.PanelSize == 0 {
+		deal.PanelSize = len(deal.Arbiters)
+	}
+	if deal.PanelSize < 0 || deal.PanelSize > len(deal.Arbiters) {
+		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: panel of %d from %d arbiters: %w", deal.PanelSize, len(deal.Arbiters), ErrBadDeal)
+	}
+	if deal.Salt == ([32]byte{}) {
+		rand.Read(deal.Salt[:])
+	}
 	if !deal.Deadline.After(p.now()) {
 		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: deadline %s not in the future: %w", deal.Deadline.UTC().Format(time.RFC3339), ErrDeadline)
 	}
 	if _, err := p.send(ctx, p.token, tokenABI.PackApprove(p.cfg.Escrow, deal.Amount)); err != nil {
 		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow: approve: %w", err)
 	}
-	r, err := p.send(ctx, p.escrow, escrowABI.PackOpen(deal.Payee, deal.Amount, deal.FeeBps, deal.Fund, unixSeconds(deal.Deadline), deal.Arbiters))
+	r, err := p.send(ctx, p.escrow, escrowABI.PackOpen(deal.Payee, deal.Amount, deal.FeeBps, deal.Fund, unixSeconds(deal.Deadline), deal.Arbiters, uint8(deal.PanelSize), deal.Salt))
 	if err != nil {
 		return DealID{}, common.Hash{}, fmt.Errorf("payment: open escrow to %s: %w", deal.Payee, err)
 	}
@@ -151,9 +190,10 @@ func (p *Payments) Dispute(ctx context.Context, deal DealID) (common.Hash, error
 
 // Settle ends a disputed deal with a ruling: payeeBps of the amount to
 // the payee (less the fee, to the fund), the rest back to the payer. sigs
-// are arbiters' SignRuling signatures, from a strict majority of the
-// deal's panel. Anyone may submit it. The panel is read from the deal's
-// Opened event.
+// are arbiters' SignRuling signatures, from floor(k/2)+1 distinct
+// arbiters of the deal's list, k its PanelSize. Anyone may submit it. The
+// list is read from the deal's Opened event. A deal already settled (or
+// otherwise closed) fails with ErrDealClosed.
 func (p *Payments) Settle(ctx context.Context, deal DealID, payeeBps uint16, sigs [][]byte) (common.Hash, error) {
 	if p.escrow == nil {
 		return common.Hash{}, fmt.Errorf("payment: settle %s: %w", deal, ErrNoEscrow)
@@ -200,6 +240,7 @@ func (p *Payments) EscrowState(ctx context.Context, deal DealID) (EscrowInfo, er
 	info := EscrowInfo{
 		ID: deal, Payer: d.Payer, Payee: d.Payee, Fund: d.Fund, Amount: d.Amount,
 		FeeBps: d.FeeBps, Deadline: unixTime(d.Deadline), Status: EscrowStatus(d.Status),
+		PanelSize: int(d.PanelSize),
 	}
 	logs, err := p.be.FilterLogs(ctx, ethereum.FilterQuery{
 		FromBlock: new(big.Int),
@@ -221,6 +262,35 @@ func (p *Payments) EscrowState(ctx context.Context, deal DealID) (EscrowInfo, er
 		}
 	}
 	return EscrowInfo{}, fmt.Errorf("payment: escrow state %s: no Opened event with the deal's panel: %w", deal, ErrUnknownDeal)
+}
+
+// EscrowSettlement is a settled deal's ruling as the chain recorded it:
+// the transaction that settled it and the payee's share. A deal not
+// settled by a ruling (still open, disputed, released, refunded or
+// claimed) is ErrUnknownDeal.
+func (p *Payments) EscrowSettlement(ctx context.Context, deal DealID) (tx common.Hash, payeeBps uint16, err error) {
+	if p.escrow == nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: %w", deal, ErrNoEscrow)
+	}
+	ctx, cancel, err := p.opCtx(ctx)
+	if err != nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement: %w", err)
+	}
+	defer cancel()
+	logs, err := p.be.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int),
+		Addresses: []common.Address{p.cfg.Escrow},
+		Topics:    [][]common.Hash{{escrowABI.GetABI().Events["Settled"].ID}, {deal}},
+	})
+	if err != nil {
+		return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: %w", deal, p.chainErr(err))
+	}
+	for i := range logs {
+		if ev, err := escrowABI.UnpackSettledEvent(&logs[i]); err == nil && !logs[i].Removed {
+			return logs[i].TxHash, ev.PayeeBps, nil
+		}
+	}
+	return common.Hash{}, 0, fmt.Errorf("payment: escrow settlement %s: not settled: %w", deal, ErrUnknownDeal)
 }
 
 // panelHash is the contract's keccak256(abi.encode(arbiters)).
@@ -315,7 +385,7 @@ func escrowError(v any) error {
 	case *contracts.EscrowDuplicateSigner:
 		return fmt.Errorf("contract: signer %s twice: %w", e.Signer, ErrBadRuling)
 	case *contracts.EscrowNoMajority:
-		return fmt.Errorf("contract: %v signers of a panel of %v, no majority: %w", e.Signers, e.Panel, ErrBadRuling)
+		return fmt.Errorf("contract: %v signers for a panel of %v, no majority: %w", e.Signers, e.Panel, ErrBadRuling)
 	case *contracts.EscrowReentrant:
 		return fmt.Errorf("contract: %w", ErrReentrant)
 	}

@@ -11,20 +11,25 @@ import (
 // dev chain (gas/op, deterministic; the ns/op is the dev chain's mining
 // and says little). The DevChain runs go-ethereum's dev fork rules
 // (params.AllDevChainProtocolChanges, up to Bogota), whose storage
-// creation costs more than on today's mainnet. Open uses a 3-arbiter panel except in the settle
-// cases, whose panel has 3 or 5 members and a bare majority signing.
+// creation costs more than on today's mainnet. Open uses a 3-arbiter list
+// (panel of 3) except in the settle cases: a list of 3 or 5, the panel
+// the whole list and a bare majority signing (2 or 3 signatures), and
+// "settle-k3-list7": a list of 7 drawn for a panel of 3, settled by the
+// last two of the list (two replacements, the longest search).
 func BenchmarkEscrowGas(b *testing.B) {
 	for _, c := range []struct {
 		name  string
-		panel int
+		panel int // the list's length
+		k     int // the panel's size; 0 means the list's length
 		op    string
 	}{
-		{"open", 3, "open"},
-		{"release", 3, "release"},
-		{"refund", 3, "refund"},
-		{"dispute", 3, "dispute"},
-		{"settle-3", 3, "settle"},
-		{"settle-5", 5, "settle"},
+		{"open", 3, 0, "open"},
+		{"release", 3, 0, "release"},
+		{"refund", 3, 0, "refund"},
+		{"dispute", 3, 0, "dispute"},
+		{"settle-3", 3, 0, "settle"},
+		{"settle-5", 5, 0, "settle"},
+		{"settle-k3-list7", 7, 3, "settle"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			f := newEscrowFixture(b, c.panel)
@@ -32,13 +37,20 @@ func BenchmarkEscrowGas(b *testing.B) {
 			if err := f.d.Fund(ctx, f.payer.Account(), tokens(int64(b.N))); err != nil {
 				b.Fatal(err)
 			}
-			signers := make([]int, c.panel/2+1)
+			k := c.k
+			if k == 0 {
+				k = c.panel
+			}
+			signers := make([]int, k/2+1)
 			for i := range signers {
 				signers[i] = i
+				if c.k != 0 { // replacements: the end of the list
+					signers[i] = c.panel - 1 - i
+				}
 			}
 			// A warm-up deal creates the storage every later deal finds
-			// (the nonce, the escrow's, payee's and fund's balances), so
-			// the figure is the steady state's.
+			// (the escrow's, payee's and fund's balances), so the figure
+			// is the steady state's.
 			warm, err := f.payer.OpenEscrow(ctx, EscrowDeal{
 				Payee: f.payee.Account(), Amount: tokens(1), FeeBps: 100, Fund: f.fund,
 				Deadline: f.d.Now().Add(time.Hour), Arbiters: f.panel(),
@@ -56,7 +68,7 @@ func BenchmarkEscrowGas(b *testing.B) {
 				var tx common.Hash
 				id, opened, err := f.payer.openEscrow(ctx, EscrowDeal{
 					Payee: f.payee.Account(), Amount: amount, FeeBps: 100, Fund: f.fund,
-					Deadline: f.d.Now().Add(time.Hour), Arbiters: f.panel(),
+					Deadline: f.d.Now().Add(time.Hour), Arbiters: f.panel(), PanelSize: c.k,
 				})
 				if err != nil {
 					b.Fatal(err)

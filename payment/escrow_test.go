@@ -406,7 +406,7 @@ func TestEscrowRefusesReentrancy(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(tokAddr, tokenABI.PackApprove(escAddr, tokens(10)))
-	idInt := exec(escAddr, escrowABI.PackOpen(f.payee.Account(), tokens(10), 0, common.Address{}, unixSeconds(f.d.Now().Add(time.Hour)), f.panel()))
+	idInt := exec(escAddr, escrowABI.PackOpen(f.payee.Account(), tokens(10), 0, common.Address{}, unixSeconds(f.d.Now().Add(time.Hour)), f.panel(), uint8(len(f.arbiters)), [32]byte{1}))
 	if idInt == nil {
 		t.Fatal("no Opened event")
 	}
@@ -500,4 +500,110 @@ func TestEscrowOverJSONRPC(t *testing.T) {
 	}
 	wantBalance(t, payer, payee.Account(), tokens(1), "payee")
 	wantBalance(t, payer, payer.Account(), tokens(9), "payer")
+}
+
+// TestEscrowPanelOfList: a deal with a list of 5 arbiters and a panel of
+// 3 settles with any 2 distinct arbiters of the list (a replacement
+// included), not with 1, not with a signer off the list, not with a
+// duplicate; the state reports the list and the panel size.
+func TestEscrowPanelOfList(t *testing.T) {
+	f := newEscrowFixture(t, 5)
+	ctx := testCtx(t)
+	openK := func(k int) DealID {
+		t.Helper()
+		id, err := f.payer.OpenEscrow(ctx, EscrowDeal{
+			Payee: f.payee.Account(), Amount: tokens(10), Deadline: f.d.Now().Add(time.Hour),
+			Arbiters: f.panel(), PanelSize: k,
+		})
+		if err != nil {
+			t.Fatalf("OpenEscrow with a panel of %d: %v", k, err)
+		}
+		if _, err := f.payer.Dispute(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	id := openK(3)
+	info, err := f.stranger.EscrowState(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.PanelSize != 3 || len(info.Arbiters) != 5 || info.Arbiters[4] != addrOf(f.arbiters[4]) {
+		t.Fatalf("state: panel %d of %v", info.PanelSize, info.Arbiters)
+	}
+	outsider := newKey(t)
+	outSig, err := SignRuling(outsider, f.d.ChainID(), f.d.Escrow(), id, 7000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		sigs [][]byte
+		want error
+	}{
+		"one of a panel of 3":  {f.sigs(t, id, 7000, 4), ErrBadRuling},
+		"duplicate":            {f.sigs(t, id, 7000, 3, 3), ErrBadRuling},
+		"signer off the list":  {append(f.sigs(t, id, 7000, 3), outSig), ErrBadRuling},
+		"two, one disagreeing": {append(f.sigs(t, id, 7000, 0), f.sigs(t, id, 3000, 1)...), ErrBadRuling},
+	} {
+		if _, err := f.payee.Settle(ctx, id, 7000, c.sigs); !errors.Is(err, c.want) {
+			t.Errorf("Settle with %s = %v, want %v", name, err, c.want)
+		}
+	}
+	// Arbiters 1 and 4: one from the first three, one a replacement.
+	if _, _, err := f.stranger.EscrowSettlement(ctx, id); !errors.Is(err, ErrUnknownDeal) {
+		t.Fatalf("EscrowSettlement before settling = %v, want ErrUnknownDeal", err)
+	}
+	tx, err := f.payee.Settle(ctx, id, 7000, f.sigs(t, id, 7000, 4, 1))
+	if err != nil {
+		t.Fatalf("Settle by 2 of the list for a panel of 3: %v", err)
+	}
+	if gotTx, bps, err := f.stranger.EscrowSettlement(ctx, id); err != nil || gotTx != tx || bps != 7000 {
+		t.Fatalf("EscrowSettlement = %s, %d, %v; want %s, 7000", gotTx, bps, err, tx)
+	}
+	if _, err := f.payee.Settle(ctx, id, 7000, f.sigs(t, id, 7000, 0, 2)); !errors.Is(err, ErrDealClosed) {
+		t.Fatalf("second settlement = %v, want ErrDealClosed", err)
+	}
+	wantBalance(t, f.payer, f.payee.Account(), tokens(7), "payee")
+
+	// A panel of 1 from the list: any one arbiter of the list settles.
+	one := openK(1)
+	if _, err := f.payee.Settle(ctx, one, 0, [][]byte{outSig}); !errors.Is(err, ErrBadRuling) {
+		t.Fatalf("Settle by an outsider = %v, want ErrBadRuling", err)
+	}
+	if _, err := f.payee.Settle(ctx, one, 0, f.sigs(t, one, 0, 2)); err != nil {
+		t.Fatalf("Settle by the third of the list for a panel of 1: %v", err)
+	}
+	wantBalance(t, f.payer, f.payer.Account(), tokens(100-10-10+3+10), "payer")
+}
+
+// TestEscrowDealIDFromSalt: a payer knows a deal's ID before opening it,
+// and cannot open two deals with one salt; a panel larger than the list
+// is refused.
+func TestEscrowDealIDFromSalt(t *testing.T) {
+	f := newEscrowFixture(t, 3)
+	ctx := testCtx(t)
+	salt := [32]byte{7, 7, 7}
+	want := f.payer.EscrowDealID(salt)
+	if want != EscrowDealID(f.d.ChainID(), f.d.Escrow(), f.payer.Account(), salt) {
+		t.Fatal("EscrowDealID differs between the method and the function")
+	}
+	deal := EscrowDeal{Payee: f.payee.Account(), Amount: tokens(1), Deadline: f.d.Now().Add(time.Hour), Arbiters: f.panel(), Salt: salt}
+	got, err := f.payer.OpenEscrow(ctx, deal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("deal ID %s, predicted %s", got, want)
+	}
+	if _, err := f.payer.OpenEscrow(ctx, deal); !errors.Is(err, ErrBadDeal) {
+		t.Fatalf("a second deal with the same salt = %v, want ErrBadDeal", err)
+	}
+	if f.stranger.EscrowDealID(salt) == want {
+		t.Fatal("another payer's deal with the same salt has the same ID")
+	}
+	deal.Salt, deal.PanelSize = [32]byte{8}, 4
+	if _, err := f.payer.OpenEscrow(ctx, deal); !errors.Is(err, ErrBadDeal) {
+		t.Fatalf("a panel of 4 from 3 arbiters = %v, want ErrBadDeal", err)
+	}
+	wantBalance(t, f.payer, f.payer.Account(), tokens(99), "payer")
 }

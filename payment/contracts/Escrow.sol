@@ -15,12 +15,20 @@ interface IEscrowToken {
 /// the payee refunds it; after the deadline the payee claims it unless a
 /// dispute is open. Before the deadline either side may open a dispute;
 /// then only a ruling (the payee's share in basis points) signed as EIP-712
-/// typed data by a strict majority of the deal's arbiter panel settles it.
+/// typed data by a majority of the deal's panel settles it.
+///
+/// The panel: a deal carries an ordered list of arbiters (the order in
+/// which they were drawn) and a panel size k. The panel sits on the first k
+/// of the list; one who does not vote in time is replaced, off-chain, by
+/// the next of the list. So settle accepts the signatures of any
+/// floor(k/2)+1 distinct arbiters of the list. With k equal to the list's
+/// length this is a strict majority of the whole list.
 ///
 /// Replay protection: the EIP-712 domain binds a ruling to this chain and
 /// this contract, and the ruling names its deal, whose ID commits to the
-/// chain, the contract, the payer and a nonce. A deal is closed once, so a
-/// ruling settles at most one deal once.
+/// chain, the contract, the payer and a salt the payer chose (so a payer
+/// knows a deal's ID before opening it, and can draw its arbiters from it).
+/// A deal is closed once, so a ruling settles at most one deal once.
 contract Escrow {
     enum Status {
         None,
@@ -34,10 +42,11 @@ contract Escrow {
         uint64 deadline;
         uint16 feeBps;
         Status status;
+        uint8 panelSize; // k: floor(k/2)+1 arbiters of the list settle
         address payee;
         address fund;
         uint256 amount;
-        bytes32 panel; // keccak256(abi.encode(arbiters))
+        bytes32 panel; // keccak256(abi.encode(arbiters)), the ordered list
     }
 
     uint256 public constant MAX_ARBITERS = 32;
@@ -45,7 +54,6 @@ contract Escrow {
 
     IEscrowToken public immutable token;
     mapping(bytes32 => Deal) public deals;
-    uint256 public nonce;
     uint256 private locked = 1;
 
     bytes32 public constant RULING_TYPEHASH = keccak256("Ruling(bytes32 deal,uint16 payeeBps)");
@@ -61,7 +69,8 @@ contract Escrow {
         address fund,
         uint16 feeBps,
         uint64 deadline,
-        address[] arbiters
+        address[] arbiters,
+        uint8 panelSize
     );
     event Released(bytes32 indexed id, uint256 toPayee, uint256 fee);
     event Refunded(bytes32 indexed id, uint256 toPayer);
@@ -104,22 +113,28 @@ contract Escrow {
 
     /// @notice Opens a deal, pulling amount tokens from the caller (who must
     /// have approved this contract for them). The fee (feeBps of what the
-    /// payee receives) goes to fund. The arbiters are the panel whose
-    /// majority may settle a dispute; neither party may sit on it.
+    /// payee receives) goes to fund. The arbiters are the ordered list the
+    /// panel is drawn from, panelSize (1 to the list's length) the panel's
+    /// size k: floor(k/2)+1 of the list settle a dispute. Neither party may
+    /// be on the list. The deal's ID is dealId(msg.sender, salt); a salt
+    /// the payer used before is refused.
     function open(
         address payee,
         uint256 amount,
         uint16 feeBps,
         address fund,
         uint64 deadline,
-        address[] calldata arbiters
+        address[] calldata arbiters,
+        uint8 panelSize,
+        bytes32 salt
     ) external nonReentrant returns (bytes32 id) {
         if (payee == address(0) || payee == msg.sender) revert BadDeal("payee");
         if (amount == 0) revert ZeroAmount();
         if (feeBps > BPS) revert BadDeal("fee above 100%");
         if (feeBps > 0 && fund == address(0)) revert BadDeal("fee without fund");
         if (deadline <= block.timestamp) revert DeadlinePassed(bytes32(0), deadline);
-        if (arbiters.length == 0 || arbiters.length > MAX_ARBITERS) revert BadDeal("panel size");
+        if (arbiters.length == 0 || arbiters.length > MAX_ARBITERS) revert BadDeal("arbiter list size");
+        if (panelSize == 0 || panelSize > arbiters.length) revert BadDeal("panel size");
         for (uint256 i = 0; i < arbiters.length; i++) {
             address a = arbiters[i];
             if (a == address(0) || a == msg.sender || a == payee) revert BadDeal("arbiter");
@@ -127,12 +142,14 @@ contract Escrow {
                 if (arbiters[j] == a) revert BadDeal("duplicate arbiter");
             }
         }
-        id = keccak256(abi.encode(block.chainid, address(this), msg.sender, nonce++));
+        id = dealId(msg.sender, salt);
+        if (deals[id].status != Status.None) revert BadDeal("deal exists");
         deals[id] = Deal({
             payer: msg.sender,
             deadline: deadline,
             feeBps: feeBps,
             status: Status.Open,
+            panelSize: panelSize,
             payee: payee,
             fund: fund,
             amount: amount,
@@ -142,7 +159,12 @@ contract Escrow {
         _tokenCall(abi.encodeCall(IEscrowToken.transferFrom, (msg.sender, address(this), amount)));
         uint256 received = token.balanceOf(address(this)) - before;
         if (received != amount) revert FeeOnTransfer(amount, received);
-        emit Opened(id, msg.sender, payee, amount, fund, feeBps, deadline, arbiters);
+        emit Opened(id, msg.sender, payee, amount, fund, feeBps, deadline, arbiters, panelSize);
+    }
+
+    /// @notice The ID of the deal payer opens with salt.
+    function dealId(address payer, bytes32 salt) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), payer, salt));
     }
 
     /// @notice The payer pays the payee (less the fee, to the fund).
@@ -185,8 +207,9 @@ contract Escrow {
         emit Disputed(id, msg.sender);
     }
 
-    /// @notice Settles a disputed deal with a ruling signed by a strict
-    /// majority of its panel (arbiters as given at open): payeeBps of the
+    /// @notice Settles a disputed deal with a ruling signed by a majority of
+    /// its panel: floor(k/2)+1 distinct arbiters of the list given at open
+    /// (arbiters, in the same order), k the deal's panel size. payeeBps of the
     /// amount to the payee (less the fee), the rest back to the payer.
     /// Anyone may submit it.
     function settle(bytes32 id, uint16 payeeBps, address[] calldata arbiters, bytes[] calldata signatures)
@@ -208,7 +231,7 @@ contract Escrow {
             if (seen & (1 << i) != 0) revert DuplicateSigner(signer);
             seen |= 1 << i;
         }
-        if (signatures.length * 2 <= arbiters.length) revert NoMajority(signatures.length, arbiters.length);
+        if (signatures.length < d.panelSize / 2 + 1) revert NoMajority(signatures.length, d.panelSize);
         d.status = Status.Closed;
         uint256 share = (d.amount * payeeBps) / BPS;
         uint256 back = d.amount - share;
