@@ -232,7 +232,11 @@ func decodeNode(blk blocks.Block) (*unixfsNode, error) {
 // resolve walks segs from the session's root and returns the block the
 // path names and its type.
 func (ses *session) resolve(ctx context.Context, segs []string) (blocks.Block, EntryType, error) {
-	blk := ses.root
+	return ses.resolveAt(ctx, ses.root, segs)
+}
+
+// resolveAt walks segs from blk, a block of the session's DAG.
+func (ses *session) resolveAt(ctx context.Context, blk blocks.Block, segs []string) (blocks.Block, EntryType, error) {
 	nd, err := decodeNode(blk)
 	if err != nil {
 		ses.s.countBadDAG(err)
@@ -255,7 +259,7 @@ func (ses *session) resolve(ctx context.Context, segs []string) (blocks.Block, E
 		if l == nil {
 			return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, strings.Join(segs[:i+1], "/"))
 		}
-		if blk, err = ses.g.GetBlock(ctx, l.Cid); err != nil {
+		if blk, err = ses.get.GetBlock(ctx, l.Cid); err != nil {
 			return nil, 0, err
 		}
 		if nd, err = decodeNode(blk); err != nil {
@@ -322,7 +326,7 @@ func (ses *session) findHAMT(ctx context.Context, nd *unixfsNode, name string) (
 		if next == nil {
 			return nil, nil
 		}
-		blk, err := ses.g.GetBlock(ctx, next.Cid)
+		blk, err := ses.get.GetBlock(ctx, next.Cid)
 		if err != nil {
 			return nil, err
 		}
@@ -427,7 +431,7 @@ func (ses *session) fetchShards(ctx context.Context, cs []cid.Cid) ([]*unixfsNod
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			blk, err := ses.g.GetBlock(ctx, c)
+			blk, err := ses.get.GetBlock(ctx, c)
 			if err == nil {
 				out[i], err = decodeNode(blk)
 			}

@@ -87,7 +87,8 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reade
 type session struct {
 	s       *Store
 	g       *getter
-	ctx     context.Context // bounds every fetch; ends at close
+	get     unixfs.BlockGetter // g, or a fake in tests
+	ctx     context.Context    // bounds every fetch; ends at close
 	root    blocks.Block
 	cancel  context.CancelFunc
 	release func()
@@ -194,7 +195,7 @@ func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*s
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
 	}
-	return &session{s: s, g: g, ctx: rctx, root: root, cancel: cancel, release: release}, nil
+	return &session{s: s, g: g, get: g, ctx: rctx, root: root, cancel: cancel, release: release}, nil
 }
 
 // reader is the io.ReadSeekCloser Open returns.
