@@ -452,3 +452,65 @@ func TestDirPinsAndGC(t *testing.T) {
 		t.Fatalf("imported size %d, want %d", st2.Size, st.Size)
 	}
 }
+
+// TestDirReplicated: a directory added on one replica is read by path on
+// another before it replicates, replicates whole (HAMT shards, every file)
+// over the blocks protocol, and is served by the second once the first is
+// gone. A replica outside the blob set reads a path too, from the holder
+// of the root.
+func TestDirReplicated(t *testing.T) {
+	reg := NewMemRegistry()
+	a := startReplica(t, reg, nil)
+	b := startReplica(t, reg, nil)
+	outside := startReplica(t, NewMemRegistry(), nil)
+	connectAll(t, a, b, outside)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fsys := kuboFixture()
+	root, err := a.store.AddDir(ctx, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readPath := func(s *Store, p string) {
+		t.Helper()
+		rd, err := s.OpenPath(ctx, root, p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		defer rd.Close()
+		got, err := io.ReadAll(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, fsys[p].Data) {
+			t.Fatalf("%s: read %d bytes that differ from the %d added", p, len(got), len(fsys[p].Data))
+		}
+	}
+	readPath(outside.store, "sharded/entry-00042.txt")
+	readPath(outside.store, "big.bin")
+	if complete(t, outside.store, root) {
+		t.Fatal("a replica outside the blob set fetched the whole tree")
+	}
+	readPath(b.store, "big.bin")
+	eventually(t, 2*time.Minute, "b to replicate the tree", func() bool {
+		return complete(t, b.store, root) && b.store.Metrics().Pending == 0
+	})
+	if m := b.store.Metrics(); m.StreamFetchedBytes == 0 {
+		t.Fatalf("b fetched nothing over the blocks protocol: %+v", m)
+	}
+	sa, _ := a.store.Stat(ctx, root)
+	sb, _ := b.store.Stat(ctx, root)
+	if sb.Size != sa.Size || sb.LocalBlocks != sa.LocalBlocks || !sb.Pinned {
+		t.Fatalf("b: %+v, a: %+v", sb, sa)
+	}
+	a.stop()
+	if _, err := b.store.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	readPath(b.store, "sharded/entry-05999.txt")
+	readPath(b.store, "above/n000000000000000000000004095")
+	readPath(b.store, "nested/a/b/c/deep.txt")
+	if ents, err := b.store.ReadDir(ctx, root, "below"); err != nil || len(ents) != 4096 {
+		t.Fatalf("ReadDir on b: %v, %d entries", err, len(ents))
+	}
+}

@@ -13,19 +13,17 @@ import (
 	"github.com/ipfs/go-cid"
 )
 
-// treeWorkers bounds the files of a directory fetched at once.
+// treeWorkers bounds the nodes of a directory tree fetched at once.
 const treeWorkers = 8
 
 // fetchAll brings every block of the session's DAG here: a file by reading
 // it (with the read-ahead of a reader), a directory by listing it and
-// reading each of its files, treeWorkers at a time. The blocks come from
+// reading each of its entries, treeWorkers at a time. The blocks come from
 // the holders of the session's root first, bitswap otherwise. read counts
 // the bytes read and blocks fetched, for a watchdog. A root that is not
 // UnixFS is ErrNotFile. It closes the session.
 func (ses *session) fetchAll(ctx context.Context, read *atomic.Int64) error {
 	defer ses.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	nd, err := decodeNode(ses.root)
 	if err != nil {
 		// Not UnixFS: the caller fetches the graph as it is.
@@ -34,72 +32,106 @@ func (ses *session) fetchAll(ctx context.Context, read *atomic.Int64) error {
 	if nd.typ != TypeDir {
 		return ses.fetchFile(ctx, ses.root, nd.typ, read)
 	}
-	var (
-		wg      sync.WaitGroup
-		errMu   sync.Mutex
-		firstEr error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		if firstEr == nil {
-			firstEr = err
-		}
-		errMu.Unlock()
-		cancel()
-	}
-	sem := make(chan struct{}, treeWorkers)
-	seen := map[cid.Cid]struct{}{ses.root.Cid(): {}}
-	dirs := []blocks.Block{ses.root}
-	for len(dirs) > 0 && ctx.Err() == nil {
-		dir := dirs[len(dirs)-1]
-		dirs = dirs[:len(dirs)-1]
-		ents, err := ses.list(ctx, dir)
-		if err != nil {
-			fail(err)
-			break
-		}
-		for _, e := range ents {
-			if _, ok := seen[e.CID]; ok {
-				continue
-			}
-			seen[e.CID] = struct{}{}
-			blk, err := ses.get.GetBlock(ctx, e.CID)
-			if err != nil {
-				fail(err)
-				break
-			}
-			read.Add(int64(len(blk.RawData())))
-			child, err := decodeNode(blk)
-			if err != nil {
-				fail(err)
-				break
-			}
-			if child.typ == TypeDir {
-				dirs = append(dirs, blk)
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if err := ses.fetchFile(ctx, blk, child.typ, read); err != nil {
-					fail(err)
-				}
-			}()
-		}
+	t := &treeFetch{ses: ses, read: read, seen: map[cid.Cid]struct{}{}}
+	t.ctx, t.cancel = context.WithCancel(ctx)
+	defer t.cancel()
+	t.cond = sync.NewCond(&t.mu)
+	t.push(ses.root.Cid())
+	var wg sync.WaitGroup
+	for range treeWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.work()
+		}()
 	}
 	wg.Wait()
-	if firstEr != nil {
-		return firstEr
+	if t.err != nil {
+		return t.err
 	}
 	return ctx.Err()
+}
+
+// treeFetch is the shared state of the workers of fetchAll: a queue of the
+// nodes to fetch, and how many are queued or being worked on.
+type treeFetch struct {
+	ses    *session
+	read   *atomic.Int64
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []cid.Cid
+	pending int
+	seen    map[cid.Cid]struct{}
+	err     error
+}
+
+// push queues c unless it was queued before.
+func (t *treeFetch) push(c cid.Cid) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.seen[c]; ok {
+		return
+	}
+	t.seen[c] = struct{}{}
+	t.queue = append(t.queue, c)
+	t.pending++
+	t.cond.Signal()
+}
+
+// work takes nodes off the queue until none is left or one fails.
+func (t *treeFetch) work() {
+	for {
+		t.mu.Lock()
+		for len(t.queue) == 0 && t.pending > 0 && t.err == nil {
+			t.cond.Wait()
+		}
+		if len(t.queue) == 0 || t.err != nil {
+			t.mu.Unlock()
+			return
+		}
+		c := t.queue[len(t.queue)-1]
+		t.queue = t.queue[:len(t.queue)-1]
+		t.mu.Unlock()
+
+		err := t.one(c)
+
+		t.mu.Lock()
+		t.pending--
+		if err != nil && t.err == nil {
+			t.err = err
+			t.cancel()
+		}
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	}
+}
+
+// one fetches node c and, for a file, its blocks, or, for a directory,
+// queues its entries.
+func (t *treeFetch) one(c cid.Cid) error {
+	blk, err := t.ses.get.GetBlock(t.ctx, c)
+	if err != nil {
+		return err
+	}
+	t.read.Add(int64(len(blk.RawData())))
+	nd, err := decodeNode(blk)
+	if err != nil {
+		return err
+	}
+	if nd.typ != TypeDir {
+		return t.ses.fetchFile(t.ctx, blk, nd.typ, t.read)
+	}
+	ents, err := t.ses.list(t.ctx, blk)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		t.push(e.CID)
+	}
+	return nil
 }
 
 // fetchFile brings the blocks of the file (or symlink) whose root block,
