@@ -29,6 +29,8 @@ const (
 	hamtMurmur3 = 0x22
 	// listWorkers bounds the HAMT shards a listing fetches at once.
 	listWorkers = 16
+	// maxDirEntries bounds the entries of a HAMT directory listed.
+	maxDirEntries = 1 << 20
 )
 
 // EntryType is the kind of a directory entry or of what a path names.
@@ -38,8 +40,11 @@ const (
 	// TypeUnknown is a dag-pb entry of a listing whose node was not
 	// fetched: its type is known only once it is opened.
 	TypeUnknown EntryType = iota
+	// TypeFile is a UnixFS file (or a raw block, a file of one chunk).
 	TypeFile
+	// TypeDir is a UnixFS directory, basic or HAMT sharded.
 	TypeDir
+	// TypeSymlink is a UnixFS symbolic link, which paths do not follow.
 	TypeSymlink
 )
 
@@ -120,7 +125,8 @@ func (ses *session) openFile(ctx context.Context, segs []string) (*reader, error
 // ReadDir lists the directory at path inside root (see OpenPath for paths
 // and errors; ErrNotDir when path names no directory), sorted by name. The
 // nodes of a HAMT directory are fetched from peers as needed, up to 16 at
-// a time; the entries themselves are not.
+// a time; the entries themselves are not. A HAMT directory of more than
+// 1,048,576 entries is refused with ErrBadDAG.
 func (s *Store) ReadDir(ctx context.Context, root cid.Cid, path string, opts ...OpenOption) ([]DirEntry, error) {
 	var o openOptions
 	for _, opt := range opts {
@@ -379,6 +385,10 @@ func entry(name string, l *ipld.Link) DirEntry {
 func (ses *session) listHAMT(ctx context.Context, root *unixfsNode) ([]DirEntry, error) {
 	var ents []DirEntry
 	level := []*unixfsNode{root}
+	// A well-formed HAMT never links one shard twice (its entries would
+	// share a slot); a forged one that does is listed once per shard, not
+	// once per link, which could be 256^8 times.
+	seen := make(map[cid.Cid]struct{})
 	for used := 0; len(level) > 0; {
 		var next []cid.Cid
 		bitsUsed := 0
@@ -392,12 +402,18 @@ func (ses *session) listHAMT(ctx context.Context, root *unixfsNode) ([]DirEntry,
 					return nil, fmt.Errorf("%w: HAMT link name %q", ErrBadDAG, l.Name)
 				}
 				if len(l.Name) == nd.hamt.padLen {
-					next = append(next, l.Cid)
+					if _, ok := seen[l.Cid]; !ok {
+						seen[l.Cid] = struct{}{}
+						next = append(next, l.Cid)
+					}
 					continue
 				}
 				name := l.Name[nd.hamt.padLen:]
 				if err := checkName(name); err != nil {
 					return nil, fmt.Errorf("%w: %w", ErrBadDAG, err)
+				}
+				if len(ents) == maxDirEntries {
+					return nil, fmt.Errorf("%w: more than %d entries", ErrBadDAG, maxDirEntries)
 				}
 				ents = append(ents, entry(name, l))
 			}
