@@ -86,6 +86,11 @@ type DirEntry struct {
 // block, ErrBadDAG for a malformed directory node, and Open's errors about
 // root itself. While the reader is open, GC keeps every block of root held
 // here.
+//
+// Replicas claim the roots they keep, not the files inside them: open a
+// file of a directory blob through OpenPath from the directory's root.
+// Open of the file's own CID finds it only where it is held, or from peers
+// that answer bitswap for it (with IPFSBitswap, or WaitForHolder).
 func (s *Store) OpenPath(ctx context.Context, root cid.Cid, path string, opts ...OpenOption) (io.ReadSeekCloser, error) {
 	var o openOptions
 	for _, opt := range opts {
