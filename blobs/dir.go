@@ -220,7 +220,7 @@ func (b *treeBuilder) file(name string) (ipld.Node, error) {
 func (b *treeBuilder) symlink(name string) (ipld.Node, error) {
 	target, err := fs.ReadLink(b.fsys, name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: symlink: %w", name, err)
 	}
 	data, err := ufs.SymlinkData(target)
 	if err != nil {

@@ -451,6 +451,19 @@ func TestDirPinsAndGC(t *testing.T) {
 	if st2, _ := s2.Stat(ctx, root); st2.Size != st.Size {
 		t.Fatalf("imported size %d, want %d", st2.Size, st.Size)
 	}
+	// Burned: gone, blocks and all.
+	if err := s.Burn(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stat(ctx, root); err != nil || st.LocalBlocks != 0 || st.Pinned {
+		t.Fatalf("after burn and GC: %+v, %v", st, err)
+	}
+	if _, err := s.OpenPath(ctx, root, "index.html"); !errors.Is(err, ErrBurned) {
+		t.Fatalf("OpenPath of a burned directory: %v", err)
+	}
 }
 
 // TestDirReplicated: a directory added on one replica is read by path on
@@ -512,5 +525,32 @@ func TestDirReplicated(t *testing.T) {
 	readPath(b.store, "nested/a/b/c/deep.txt")
 	if ents, err := b.store.ReadDir(ctx, root, "below"); err != nil || len(ents) != 4096 {
 		t.Fatalf("ReadDir on b: %v, %d entries", err, len(ents))
+	}
+}
+
+// TestAddDirFromDisk: the fixture written to disk and added through
+// os.DirFS (symlinks read with ReadLink) gives the CID of the same tree in
+// memory, which TestAddDirKuboVectors checks against Kubo.
+func TestAddDirFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	fsys := kuboFixture()
+	if err := writeTree(dir, fsys); err != nil {
+		t.Fatal(err)
+	}
+	s := newLocal(t)
+	ctx := context.Background()
+	fromDisk, err := s.AddDir(ctx, os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inMemory, err := s.AddDir(ctx, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromDisk != inMemory {
+		t.Fatalf("from disk %s, in memory %s", fromDisk, inMemory)
+	}
+	if m := s.Metrics(); m.Pinned != 1 {
+		t.Fatalf("%d pins for one tree added twice", m.Pinned)
 	}
 }
