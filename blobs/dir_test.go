@@ -20,6 +20,7 @@ import (
 	bstore "github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ufs "github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	pb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/go-cid"
@@ -552,5 +553,54 @@ func TestAddDirFromDisk(t *testing.T) {
 	}
 	if m := s.Metrics(); m.Pinned != 1 {
 		t.Fatalf("%d pins for one tree added twice", m.Pinned)
+	}
+}
+
+// TestHAMTFanouts: paths resolve and listings complete through HAMT
+// directories of other fanouts than Kubo's 256, as boxo writes them.
+func TestHAMTFanouts(t *testing.T) {
+	s := newLocal(t)
+	ctx := context.Background()
+	dserv := merkledag.NewDAGService(blockservice.New(s.blocks, nil))
+	for _, fanout := range []int{8, 16, 64, 1024} {
+		d, err := uio.NewDirectory(dserv, uio.WithCidBuilder(cidBuilder), uio.WithMaxHAMTFanout(fanout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SetHAMTShardingSize(1)
+		want := map[string]cid.Cid{}
+		for i := range 700 {
+			name := fmt.Sprintf("f%d-%d", fanout, i)
+			nd := merkledag.NewRawNode([]byte(name))
+			if err := dserv.Add(ctx, nd); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.AddChild(ctx, name, nd); err != nil {
+				t.Fatal(err)
+			}
+			want[name] = nd.Cid()
+		}
+		nd, err := d.GetNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dserv.Add(ctx, nd); err != nil {
+			t.Fatal(err)
+		}
+		if got := nodeType(t, s, nd.Cid()); got != ufs.THAMTShard {
+			t.Fatalf("fanout %d: root is a %s", fanout, got)
+		}
+		for name, c := range want {
+			if got, _ := pathCID(t, s, nd.Cid(), name); got != c {
+				t.Fatalf("fanout %d: %s resolves to %s, want %s", fanout, name, got, c)
+			}
+		}
+		ents, err := s.ReadDir(ctx, nd.Cid(), "")
+		if err != nil || len(ents) != len(want) {
+			t.Fatalf("fanout %d: %d entries, %v", fanout, len(ents), err)
+		}
+		if _, err := s.OpenPath(ctx, nd.Cid(), "absent"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("fanout %d: absent name: %v", fanout, err)
+		}
 	}
 }
