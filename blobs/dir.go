@@ -2,7 +2,6 @@ package blobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -31,19 +30,6 @@ const (
 	HAMTFanout = 256
 	// maxTreeDepth bounds how deep AddDir descends into a file system.
 	maxTreeDepth = 256
-)
-
-var (
-	// ErrInvalidPath means a path or file name is unusable: empty segments,
-	// "." or "..", a '/' inside a name, or bytes that are not UTF-8.
-	ErrInvalidPath = errors.New("blobs: invalid path")
-	// ErrNotDir means a path goes through something other than a directory.
-	ErrNotDir = errors.New("blobs: not a directory")
-	// ErrIsDir means a file was asked for and the path names a directory.
-	ErrIsDir = errors.New("blobs: is a directory")
-	// ErrBadDAG means a directory node (basic or HAMT) is malformed: it
-	// does not decode, or contradicts the UnixFS format.
-	ErrBadDAG = errors.New("blobs: malformed UnixFS directory")
 )
 
 // AddDir imports the tree of fsys (from its root, ".") as a UnixFS
