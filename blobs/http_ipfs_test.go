@@ -11,10 +11,10 @@ import (
 	"testing/fstest"
 )
 
-// TestGatewayPaths: /ipfs/{cid}/{path} serves files with Range, ETag and a
+// TestHTTPIPFSPaths: /ipfs/{cid}/{path} serves files with Range, ETag and a
 // Content-Type, redirects directories to a trailing '/', serves their
 // index.html or a listing, and keeps /blobs/ working.
-func TestGatewayPaths(t *testing.T) {
+func TestHTTPIPFSPaths(t *testing.T) {
 	s := newLocal(t)
 	ctx := context.Background()
 	fsys := kuboFixture()
