@@ -9,10 +9,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/blockservice"
-	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
 )
@@ -39,25 +36,14 @@ func (s *Store) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 	defer cancel()
 	var size uint64
 	root, err := s.ingest(ctx, func(ctx context.Context) (cid.Cid, uint64, error) {
-		cr := &countingReader{ctx: ctx, r: r}
-		params := helpers.DagBuilderParams{
-			Maxlinks:   helpers.DefaultLinksPerBlock,
-			RawLeaves:  true,
-			CidBuilder: cidBuilder,
-			// Add already holds the GC lock shared, so it writes to the
-			// blockstore directly rather than through the guarded one.
-			Dagserv: merkledag.NewDAGService(blockservice.New(s.blocks, nil)),
-		}
-		db, err := params.New(chunker.NewSizeSplitter(cr, ChunkSize))
+		// Add already holds the GC lock shared, so it writes to the
+		// blockstore directly rather than through the guarded one.
+		nd, n, err := importFile(ctx, merkledag.NewDAGService(blockservice.New(s.blocks, nil)), r)
 		if err != nil {
 			return cid.Undef, 0, err
 		}
-		nd, err := balanced.Layout(db)
-		if err != nil {
-			return cid.Undef, 0, err
-		}
-		size = cr.n
-		return nd.Cid(), cr.n, nil
+		size = n
+		return nd.Cid(), n, nil
 	})
 	if err != nil {
 		return cid.Undef, fmt.Errorf("blobs: add: %w", err)

@@ -46,6 +46,16 @@ var (
 	ErrBadCAR = errors.New("blobs: bad CAR")
 	// ErrConfig means Open was given an unusable Config.
 	ErrConfig = errors.New("blobs: invalid config")
+	// ErrInvalidPath means a path or file name is unusable: empty segments,
+	// "." or "..", a '/' inside a name, or bytes that are not UTF-8.
+	ErrInvalidPath = errors.New("blobs: invalid path")
+	// ErrNotDir means a path goes through something other than a directory.
+	ErrNotDir = errors.New("blobs: not a directory")
+	// ErrIsDir means a file was asked for and the path names a directory.
+	ErrIsDir = errors.New("blobs: is a directory")
+	// ErrBadDAG means a directory node (basic or HAMT) is malformed: it
+	// does not decode, or contradicts the UnixFS format.
+	ErrBadDAG = errors.New("blobs: malformed UnixFS directory")
 )
 
 // Config configures Open. The zero value is a private in-memory, local-only

@@ -3,7 +3,8 @@
 //
 // A blob is a UnixFS file: CIDv1, raw leaves, 256 KiB chunks, balanced
 // layout, exactly what Kubo's `ipfs add --cid-version=1` makes of the same
-// bytes, so any IPFS tool can check, import or serve it. Blocks live in the
+// bytes, so any IPFS tool can check, import or serve it; or a UnixFS
+// directory tree of such files (see Directories). Blocks live in the
 // instance's Pebble database (internal/blockstore), travel over bitswap
 // (boxo) on the instance's libp2p host, and move without a network as CAR
 // files (go-car).
@@ -27,6 +28,33 @@
 //	mux.Handle("/blobs/", s.Handler()) // GET /blobs/{cid} with Range, ETag
 //	err = s.Export(ctx, c, w)        // CARv1
 //	c, err = s.Import(ctx, carReader)
+//
+//	d, err := s.AddDir(ctx, os.DirFS("dist"))   // a tree, as `ipfs add -r`
+//	r, err = s.OpenPath(ctx, d, "css/site.css") // a file inside it
+//	ents, err := s.ReadDir(ctx, d, "css")       // a directory's entries
+//	mux.Handle("/ipfs/", s.Handler())           // GET /ipfs/{cid}/{path}
+//
+// # Directories
+//
+// AddDir imports an fs.FS as a UnixFS directory tree with the CIDs of
+// Kubo's `ipfs add -r -H --cid-version=1`: files as Add makes them,
+// directories as dag-pb nodes with links sorted by name, turned into HAMT
+// shards (fanout 256) once their names and CIDs exceed 256 KiB, empty
+// directories kept, symlinks stored as UnixFS symlinks (not followed).
+// testdata/kubo-vectors.txt holds the CIDs Kubo 0.38.1 gave for a fixture
+// tree (HAMT directories, both sides of the threshold, symlinks, non-ASCII
+// names), which the tests check; the one known difference is a directory
+// whose estimate is exactly 256 KiB, sharded by Kubo up to 0.39 and not by
+// boxo v0.37+ (and AddDir). A directory root is a blob like a file: one
+// record, one pin, replicated, held (Has), collected and exported whole.
+// A replica fetches a directory's nodes and files eight at a time, from
+// the replicas that hold its root first.
+//
+// OpenPath resolves a path through basic and HAMT directories, fetching
+// what it lacks as Open does; ReadDir lists a directory. Directory nodes
+// from the network are checked as they are decoded: a malformed one is
+// ErrBadDAG (counted in Metrics.BadDAG), never a panic; HAMT lookups stop
+// after 64 bits of hash, listings after 1,048,576 entries.
 //
 // # Replication
 //

@@ -31,6 +31,9 @@ type Metrics struct {
 	BadRequests     uint64 // malformed requests from peers or HTTP clients
 	BadBlocks       uint64 // blocks from peers that nobody asked for (forged)
 	BannedPeers     uint64 // peers banned for sending forged blocks since Open
+	// BadDAG counts malformed directory nodes met by OpenPath, ReadDir
+	// and the HTTP handler (ErrBadDAG).
+	BadDAG uint64
 }
 
 type metrics struct {
@@ -47,6 +50,7 @@ type metrics struct {
 	gcFreed    atomic.Uint64
 	badCAR     atomic.Uint64
 	badRequest atomic.Uint64
+	badDAG     atomic.Uint64
 	badBlocks  atomic.Uint64
 	banned     atomic.Uint64
 
@@ -88,8 +92,8 @@ func newMetrics(s *Store) *metrics {
 			Help: "Bytes sent by the HTTP handler."},
 			snap(func(x Metrics) float64 { return float64(x.HTTPServedBytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_bad_input_total",
-			Help: "Rejected input: bad CAR streams, malformed requests and forged blocks."},
-			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests + x.BadBlocks) })),
+			Help: "Rejected input: bad CAR streams, malformed requests, forged blocks and malformed directory nodes."},
+			snap(func(x Metrics) float64 { return float64(x.BadCAR + x.BadRequests + x.BadBlocks + x.BadDAG) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dpaas_blobs_banned_peers_total",
 			Help: "Peers banned for sending forged blocks."},
 			snap(func(x Metrics) float64 { return float64(x.BannedPeers) })),
@@ -164,6 +168,7 @@ func (s *Store) Metrics() Metrics {
 	out.GCFreedBytes = m.gcFreed.Load()
 	out.BadCAR = m.badCAR.Load()
 	out.BadRequests = m.badRequest.Load()
+	out.BadDAG = m.badDAG.Load()
 	out.BadBlocks = m.badBlocks.Load()
 	out.BannedPeers = m.banned.Load()
 	out.StreamFetchedBytes = m.directFetched.Load()

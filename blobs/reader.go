@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpaas/dpaas/internal/unixfs"
 	"github.com/ipfs/boxo/blockservice"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -73,6 +74,48 @@ func (e *noHolder) Error() string { return "no peer claims it: " + e.tried }
 // open is Open with the wait for the root bounded by rootCtx and the reads
 // by ctx; wait is WaitForHolder.
 func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reader, error) {
+	ses, err := s.openRoot(ctx, rootCtx, c, wait)
+	if err != nil {
+		return nil, err
+	}
+	return ses.fileReader(c, ses.root)
+}
+
+// session is the fetching state of one reader of the DAG under a root: its
+// block source (with the holders of the root found for it), its GC lease,
+// and the root block.
+type session struct {
+	s       *Store
+	g       *getter
+	get     unixfs.BlockGetter // g, or a fake in tests
+	ctx     context.Context    // bounds every fetch; ends at close
+	root    blocks.Block
+	cancel  context.CancelFunc
+	release func()
+}
+
+// close ends the session's fetches and its GC lease.
+func (ses *session) close() {
+	ses.cancel()
+	ses.release()
+}
+
+// fileReader makes a reader of the UnixFS file whose root block is blk, a
+// block of the session's DAG; it takes over the session, closing it on
+// failure. c names what was asked, for errors.
+func (ses *session) fileReader(c cid.Cid, blk blocks.Block) (*reader, error) {
+	fr, err := unixfs.NewReader(ses.ctx, blk, ses.g)
+	if err != nil {
+		ses.close()
+		return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrNotFile, err)
+	}
+	return &reader{s: ses.s, fr: fr, g: ses.g, cancel: ses.cancel, release: ses.release, cid: c}, nil
+}
+
+// openRoot starts a session for the DAG under c and waits for its root
+// block: rootCtx bounds that wait, ctx the session; wait is WaitForHolder.
+// The caller must close the session or hand it to a reader.
+func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*session, error) {
 	if err := checkCID(c); err != nil {
 		return nil, fmt.Errorf("blobs: open: %w", err)
 	}
@@ -152,13 +195,7 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reade
 		}
 		return nil, fmt.Errorf("blobs: open %s: %w", c, err)
 	}
-	fr, err := unixfs.NewReader(rctx, root, g)
-	if err != nil {
-		cancel()
-		release()
-		return nil, fmt.Errorf("blobs: open %s: %w: %w", c, ErrNotFile, err)
-	}
-	return &reader{s: s, fr: fr, g: g, cancel: cancel, release: release, cid: c}, nil
+	return &session{s: s, g: g, get: g, ctx: rctx, root: root, cancel: cancel, release: release}, nil
 }
 
 // reader is the io.ReadSeekCloser Open returns.

@@ -403,19 +403,18 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 	}
 }
 
-// fetchFile brings the blocks of the UnixFS file c here by reading it:
-// the reader takes them from a replica holding the whole file when there
-// is one (direct.go), with its read-ahead. read counts the bytes read.
+// fetchFile brings the blocks of the UnixFS file or directory c here by
+// reading it: the reader takes them from a replica holding the whole DAG
+// when there is one (direct.go), with its read-ahead; a directory's files
+// are read so, a few at a time (tree.go). read counts the bytes read.
 func (r *replicator) fetchFile(ctx context.Context, c cid.Cid, read *atomic.Int64) error {
 	// The blob is in the DApp's set: someone added it, and its holders may
 	// not be connected yet. Wait for them (until the idle watchdog).
-	rd, err := r.s.open(ctx, ctx, c, true)
+	ses, err := r.s.openRoot(ctx, ctx, c, true)
 	if err != nil {
 		return err
 	}
-	defer rd.Close()
-	_, err = io.Copy(countingDiscard{read}, rd)
-	return err
+	return ses.fetchAll(ctx, read)
 }
 
 // countingDiscard is io.Discard that counts what it is given.

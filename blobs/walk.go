@@ -77,8 +77,9 @@ func (s *Store) walkLocal(ctx context.Context, root cid.Cid, wantLeafData bool, 
 // Stat describes what this instance holds of one blob.
 type Stat struct {
 	CID cid.Cid
-	// Size is the file size in bytes: from the root block when it is held
-	// here, otherwise from the DApp's record; zero when neither is known.
+	// Size is the file size in bytes (for a directory, the bytes of every
+	// block of its DAG): from the root block when it is held here,
+	// otherwise from the DApp's record; zero when neither is known.
 	Size uint64
 	// Blocks counts the blocks of the DAG known here; the children of a
 	// missing interior node are unknown until it arrives.
@@ -139,7 +140,8 @@ func (s *Store) Stat(ctx context.Context, c cid.Cid) (Stat, error) {
 	return st, nil
 }
 
-// fileSize is the UnixFS file size that a root block declares.
+// fileSize is the UnixFS file size that a root block declares; for a
+// directory, its cumulative size (the bytes of every block of its DAG).
 func fileSize(c cid.Cid, data []byte, rawLen uint64) uint64 {
 	switch c.Type() {
 	case cid.Raw:
@@ -152,6 +154,15 @@ func fileSize(c cid.Cid, data []byte, rawLen uint64) uint64 {
 		fs, err := unixfs.FSNodeFromBytes(nd.Data())
 		if err != nil {
 			return 0
+		}
+		switch fs.Type() {
+		case unixfs.TDirectory, unixfs.THAMTShard:
+			// A directory's cumulative size, as its links declare it.
+			size := uint64(len(data))
+			for _, l := range nd.Links() {
+				size += l.Size
+			}
+			return size
 		}
 		return fs.FileSize()
 	}
