@@ -399,8 +399,12 @@ func (n *network) catchUp(p peer.ID) (err error) {
 		in     []*incoming
 		err    error
 	}
-	raw := make(chan batch, 4)
-	batches := make(chan batch, 4)
+	// Batches are cut at catchUpBatch bytes and at most two wait between
+	// stages, so that what a catch-up holds in memory (the frames and
+	// their decoded deltas, several times their size) is bounded whatever
+	// the number of documents it brings.
+	raw := make(chan batch, 2)
+	batches := make(chan batch, 2)
 	var stages sync.WaitGroup
 	defer stages.Wait()
 	defer cancel() // runs first: unblocks the reader and the verifier
@@ -413,7 +417,7 @@ func (n *network) catchUp(p peer.ID) (err error) {
 			frames := make([][]byte, 0, size)
 			var rerr error
 			bytes := 0
-			for len(frames) < size && bytes < 8<<20 {
+			for len(frames) < size && bytes < catchUpBatch {
 				f, err := storesync.ReadFrame(r)
 				if err != nil {
 					rerr = err
@@ -480,11 +484,20 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	return ctx.Err()
 }
 
+// catchUpBatch is the size in bytes from which a catch-up stream's frames
+// are verified and applied as one batch (one frame may be bigger).
+const catchUpBatch = 1 << 20
+
 // verifyAll decodes and checks frames on every core, keeping their order
-// and dropping the bad ones.
+// and dropping the bad ones. A few big frames (deltas of many operations)
+// are spread over the cores as well as many small ones.
 func verifyAll(frames [][]byte, from peer.ID) []*incoming {
 	out := make([]*incoming, len(frames))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(frames)/32))
+	bytes := 0
+	for _, f := range frames {
+		bytes += len(f)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(frames), max(1, len(frames)/32, bytes/(64<<10)))
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
