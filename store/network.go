@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpaas/dpaas/internal/delta"
@@ -81,8 +83,9 @@ type network struct {
 
 	unvalidate func()
 
-	want chan peer.ID
-	out  chan []byte // durable local deltas to push
+	want  chan peer.ID
+	out   chan []byte   // durable local deltas to push
+	heard atomic.Uint64 // announcements of this replica's versions heard since its last turn
 
 	mu        sync.Mutex
 	queued    map[peer.ID]bool
@@ -224,8 +227,13 @@ func (n *network) receive() {
 			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
 			continue
 		}
-		if msg.Announce != nil && n.behindAnnounced(m.From, msg.Announce.Versions) {
-			n.wantSync(m.From)
+		if msg.Announce != nil {
+			if n.sameVersions(msg.Announce.Versions) {
+				n.heard.Add(1)
+			}
+			if n.behindAnnounced(m.From, msg.Announce.Versions) {
+				n.wantSync(m.From)
+			}
 		}
 		// deltas were verified by validate, before GossipSub forwarded
 		// them, and applied there or queued for the applier (inbox.go)
@@ -284,6 +292,21 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 
 var errRefused = errors.New("store: delta refused by a validator")
 
+// sameVersions reports whether a peer announced exactly this replica's
+// versions (so both hold the same deltas).
+func (n *network) sameVersions(vs []storesync.Version) bool {
+	mine := n.s.snap.Load().vv
+	if len(vs) != len(mine) {
+		return false
+	}
+	for _, v := range vs {
+		if seq, ok := mine[common.BytesToAddress(v.Author)]; !ok || seq != v.Seq || len(v.Author) != common.AddressLength {
+			return false
+		}
+	}
+	return true
+}
+
 // behind reports whether a peer's versions hold anything this replica lacks.
 func (n *network) behind(vs []storesync.Version) bool {
 	mine := n.s.snap.Load().vv
@@ -295,15 +318,35 @@ func (n *network) behind(vs []storesync.Version) bool {
 	return false
 }
 
+// announceRedundancy is how many announcements of the same versions a
+// replica must have heard since its last turn to skip its own.
+const announceRedundancy = 3
+
+// announce gossips the replica's versions once per AnnounceInterval, at a
+// random point of the interval's second half, unless it has heard
+// announceRedundancy others announce exactly its versions since its last
+// turn (suppression in the manner of the Trickle algorithm, RFC 6206).
+// Replicas that agree then announce about announceRedundancy times per
+// interval between them, however many they are, instead of once each;
+// a replica that is ahead or behind hears no announcement equal to its
+// own, so it announces every interval, and a lagging one learns it is
+// behind from whichever replicas do announce.
 func (n *network) announce() {
 	defer n.s.netWG.Done()
-	t := time.NewTicker(n.s.cfg.AnnounceInterval)
+	iv := n.s.cfg.AnnounceInterval
+	t := time.NewTimer(iv/2 + rand.N(iv/2+1))
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		}
+		// the next turn is in the second half of the next interval
+		t.Reset(iv - iv/2 + rand.N(iv/2+1))
+		if n.heard.Swap(0) >= announceRedundancy {
+			n.s.announcesSkipped.Add(1)
+			continue
 		}
 		sn := n.s.snap.Load()
 		a := &storesync.Announce{Versions: versionsOf(sn.vv)}
@@ -316,6 +359,9 @@ func (n *network) announce() {
 		msg, err := storesync.Encode(&storesync.Message{Announce: a})
 		if err == nil {
 			err = n.topic.Publish(n.ctx, msg)
+		}
+		if err == nil {
+			n.s.announces.Add(1)
 		}
 		if err != nil && n.ctx.Err() == nil {
 			n.s.log.Debug("store: announce", "err", err)
