@@ -7,9 +7,9 @@ import (
 )
 
 // Replicas that hold the same deltas take turns announcing them: with six
-// in a full mesh, each hears five announcements of its own versions per
-// interval, so turns are skipped; a write on one still reaches every
-// other, and announcing resumes where versions differ.
+// in a full mesh, each hears up to five announcements covering its own
+// versions per interval, so turns are skipped; a write on one still
+// reaches every other.
 func TestAnnouncementsSuppressedWhenReplicasAgree(t *testing.T) {
 	const n = 6
 	rs := make([]*replicaNode, n)
@@ -50,8 +50,8 @@ func TestAnnouncementsSuppressedWhenReplicasAgree(t *testing.T) {
 	}
 }
 
-// A replica that holds what no other does hears no announcement equal to
-// its own versions and so never skips its turn.
+// A replica alone hears no announcement covering its versions and so
+// never skips its turn.
 func TestAnnouncementsOfAReplicaAhead(t *testing.T) {
 	a := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
 	if err := a.s.Collection("c").Put(context.Background(), "d", map[string]int{"v": 1}); err != nil {

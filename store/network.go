@@ -85,7 +85,7 @@ type network struct {
 
 	want  chan peer.ID
 	out   chan []byte   // durable local deltas to push
-	heard atomic.Uint64 // announcements of this replica's versions heard since its last turn
+	heard atomic.Uint64 // announcements covering this replica's versions heard since its last turn
 
 	mu        sync.Mutex
 	queued    map[peer.ID]bool
@@ -228,7 +228,7 @@ func (n *network) receive() {
 			continue
 		}
 		if msg.Announce != nil {
-			if n.sameVersions(msg.Announce.Versions) {
+			if n.covers(msg.Announce.Versions) {
 				n.heard.Add(1)
 			}
 			if n.behindAnnounced(m.From, msg.Announce.Versions) {
@@ -292,15 +292,22 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 
 var errRefused = errors.New("store: delta refused by a validator")
 
-// sameVersions reports whether a peer announced exactly this replica's
-// versions (so both hold the same deltas).
-func (n *network) sameVersions(vs []storesync.Version) bool {
+// covers reports whether a peer announced versions that hold everything
+// this replica holds (and maybe more): then this replica's own
+// announcement would tell no one anything that one did not.
+func (n *network) covers(vs []storesync.Version) bool {
 	mine := n.s.snap.Load().vv
-	if len(vs) != len(mine) {
+	if len(vs) < len(mine) {
 		return false
 	}
+	theirs := make(map[common.Address]uint64, len(vs))
 	for _, v := range vs {
-		if seq, ok := mine[common.BytesToAddress(v.Author)]; !ok || seq != v.Seq || len(v.Author) != common.AddressLength {
+		if len(v.Author) == common.AddressLength {
+			theirs[common.BytesToAddress(v.Author)] = v.Seq
+		}
+	}
+	for a, seq := range mine {
+		if theirs[a] < seq {
 			return false
 		}
 	}
@@ -318,19 +325,19 @@ func (n *network) behind(vs []storesync.Version) bool {
 	return false
 }
 
-// announceRedundancy is how many announcements of the same versions a
+// announceRedundancy is how many announcements covering its versions a
 // replica must have heard since its last turn to skip its own.
 const announceRedundancy = 3
 
 // announce gossips the replica's versions once per AnnounceInterval, at a
 // random point of the interval's second half, unless it has heard
-// announceRedundancy others announce exactly its versions since its last
-// turn (suppression in the manner of the Trickle algorithm, RFC 6206).
-// Replicas that agree then announce about announceRedundancy times per
-// interval between them, however many they are, instead of once each;
-// a replica that is ahead or behind hears no announcement equal to its
-// own, so it announces every interval, and a lagging one learns it is
-// behind from whichever replicas do announce.
+// announceRedundancy others announce versions that hold everything it
+// holds since its last turn (suppression in the manner of the Trickle
+// algorithm, RFC 6206). Replicas that agree then announce about
+// announceRedundancy times per interval between them, however many they
+// are, instead of once each. A replica that holds what others lack hears
+// no announcement covering its own, so it announces every interval, and
+// a lagging one learns it is behind from whichever replicas announce.
 func (n *network) announce() {
 	defer n.s.netWG.Done()
 	iv := n.s.cfg.AnnounceInterval
