@@ -60,15 +60,21 @@
 // then accepted at once and applied with whatever else arrived meanwhile,
 // in one batch and one commit, so that applying peers' deltas takes little
 // from the replica's own writers; one that a validator guards waits for
-// the validator's verdict. Every replica gossips its
-// version vector (highest sequence number per author) every
-// Config.AnnounceInterval. A replica that learns it is behind (it still
+// the validator's verdict. Replicas gossip their
+// version vectors (highest sequence number per author) once per
+// Config.AnnounceInterval each, except that a replica skips its turn when
+// it has heard three others announce versions that hold all it holds
+// since its last: however many replicas agree, about three of them
+// announce per interval (Stats.Announcements, AnnouncementsSkipped). A replica that learns it is behind (it still
 // lacks what a peer announced the time before: what the peer announces
 // now may be on its way), holds a delta whose parents have not arrived
 // within a fifth of a second, or connects to a peer, opens a catch-up
 // stream (ProtocolID) to that peer and receives every delta it lacks in
-// one stream, in causal order, verified on all cores and applied in large
-// batches; an interrupted catch-up resumes from what was applied. Progress
+// one stream, in causal order, verified on all cores and applied in
+// batches of about 8,192 documents, each read from Pebble at once in key
+// order and committed together, so that catch-up takes time linear in the
+// documents and memory bounded whatever their number; an interrupted
+// catch-up resumes from what was applied. Progress
 // is visible through SyncStatus and the logs.
 //
 // A replica keeps every delta it processed in a log, in the order it
@@ -153,7 +159,7 @@
 //
 //	go test -run '^$' -bench 'PutSequential$|PutConcurrent16$|BatchPut$|BatchPut4$' -benchtime 3s ./store/
 //	go test -run '^$' -bench 'Indexed1M|GroupCount1M|GroupScan1M' -benchtime 3s -timeout 30m ./store/
-//	go test -run '^$' -bench 'Convergence2000|Latency500|CatchUp100k' -benchtime 1x -timeout 30m ./store/
+//	go test -run '^$' -bench 'Convergence2000|Latency500|CatchUp(10k|100k|300k|1M)$' -benchtime 1x -timeout 30m ./store/
 //	go test -run '^$' -bench 'PutSequentialLive$' -benchtime 3000x ./store/
 //
 // Durable-write figures are bounded by the disk's fsync rate, which the

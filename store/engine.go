@@ -375,13 +375,18 @@ func (w *workset) seekLoad(it *pebble.Iterator, d *workDoc, key []byte) ([]byte,
 // through one iterator rather than one lookup each.
 const prefetchMin = 64
 
-// prefetch loads the documents that the deltas in touch, in key order
-// through one iterator: for a catch-up, where most documents are new, that
-// costs a fraction of one point lookup per document.
-func (w *workset) prefetch(in []*incoming) error {
+// prefetch loads the documents that the deltas at the head of in touch,
+// in key order through one iterator: for a catch-up, where most documents
+// are new, that costs a fraction of one point lookup per document. It
+// stops after the delta that takes it past maxWorkset documents and
+// returns how many deltas of in it covered, so that applyRemote can
+// prefetch the next ones when it gets to them.
+func (w *workset) prefetch(in []*incoming) (int, error) {
 	var docs []*workDoc
 	seen := make(map[docRef]bool)
+	covered := 0
 	for _, x := range in {
+		covered++
 		for i := range x.d.Ops {
 			op := &x.d.Ops[i]
 			k := docRef{op.Collection, op.ID}
@@ -390,29 +395,30 @@ func (w *workset) prefetch(in []*incoming) error {
 				docs = append(docs, &workDoc{coll: op.Collection, id: op.ID})
 			}
 		}
-		if len(docs) > maxWorkset {
+		if len(docs) >= maxWorkset {
 			break
 		}
 	}
 	if len(docs) < prefetchMin {
-		return nil
+		return covered, nil
 	}
 	slices.SortFunc(docs, func(a, b *workDoc) int {
 		return compareBytes(docKey(tState, a.coll, a.id), docKey(tState, b.coll, b.id))
 	})
 	it, err := w.s.space.PrefixIter([]byte{tState})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer it.Close()
 	var key []byte
+	w.grow(len(docs))
 	for _, d := range docs {
 		if key, err = w.seekLoad(it, d, key); err != nil {
-			return err
+			return 0, err
 		}
 		w.add(d)
 	}
-	return nil
+	return covered, nil
 }
 
 func (w *workset) add(d *workDoc) {
@@ -470,6 +476,11 @@ func restore(snap map[*workDoc][]byte) {
 func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
 	changes := make([]Change, 0, len(w.list))
 	sp := w.s.space
+	// Index entries are written after the records, in key order: the
+	// memtable inserts keys that follow the one before much faster than
+	// keys that alternate between two ranges (records are in key order
+	// already when they were prefetched).
+	var index []indexOp
 	for _, d := range w.list {
 		if !d.dirty {
 			continue
@@ -486,9 +497,7 @@ func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
 			return nil, err
 		}
 		for field := range w.s.indexedFields(d.coll) {
-			if err := writeIndex(b, sp, d.coll, field, d.id, d.before, view); err != nil {
-				return nil, err
-			}
+			index = appendIndexOps(index, d.coll, field, d.id, d.before, view)
 		}
 		if string(view) != string(d.before) {
 			changes = append(changes, Change{Collection: d.coll, ID: d.id, Doc: view, Deleted: view == nil, Remote: d.remote})
@@ -496,7 +505,27 @@ func (w *workset) flush(b *pebble.Batch) ([]Change, error) {
 		d.before = view
 		d.dirty = false
 	}
+	slices.SortFunc(index, func(a, b indexOp) int { return compareBytes(a.key, b.key) })
+	for _, op := range index {
+		var err error
+		if op.del {
+			err = b.Delete(sp.Key(op.key), nil)
+		} else {
+			err = b.Set(sp.Key(op.key), nil, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	return changes, nil
+}
+
+// indexOp is an index entry to set or delete. The entries one flush
+// writes have distinct keys: each holds its document's ID and a
+// document's old and new entries differ.
+type indexOp struct {
+	key []byte
+	del bool
 }
 
 func indexKey(coll, field string, enc []byte, id string) []byte {
@@ -525,20 +554,20 @@ func indexEntry(view []byte, field string) []byte {
 	return enc
 }
 
-func writeIndex(b *pebble.Batch, sp *kv.Space, coll, field, id string, before, after []byte) error {
+// appendIndexOps appends what changes in the index on field when a
+// document goes from before to after.
+func appendIndexOps(ops []indexOp, coll, field, id string, before, after []byte) []indexOp {
 	old, neu := indexEntry(before, field), indexEntry(after, field)
 	if string(old) == string(neu) && (old == nil) == (neu == nil) {
-		return nil
+		return ops
 	}
 	if old != nil {
-		if err := b.Delete(sp.Key(indexKey(coll, field, old, id)), nil); err != nil {
-			return err
-		}
+		ops = append(ops, indexOp{key: indexKey(coll, field, old, id), del: true})
 	}
 	if neu != nil {
-		return b.Set(sp.Key(indexKey(coll, field, neu, id)), nil, nil)
+		ops = append(ops, indexOp{key: indexKey(coll, field, neu, id)})
 	}
-	return nil
+	return ops
 }
 
 // buildOp completes a caller's operation with what the document's current
@@ -1098,18 +1127,34 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 		return res // catch-up fetches them again after a reopen
 	}
 	w := newWorkset(s)
-	if err := w.prefetch(in); err != nil {
-		res.err = err
-		return res
-	}
 	b := s.pdb.NewBatch()
 	done := make(map[cid.Cid]bool)
 	var blocks int
 	queue := in
 	now := hlc.FromTime(s.cfg.Clock().Add(s.cfg.MaxClockSkew))
+	// The queue is applied in chunks of about maxWorkset documents: each
+	// chunk's documents are read at once, in key order (prefetch), and
+	// committed together, so memory stays bounded and no document of a
+	// big catch-up costs a point lookup of its own.
+	covered := 0 // deltas at the head of queue whose documents w holds
 	for len(queue) > 0 {
+		if covered == 0 {
+			if len(w.list) >= maxWorkset {
+				if err := s.commitWorkset(w, b); err != nil {
+					res.err = err
+					return res
+				}
+				w, b = newWorkset(s), s.pdb.NewBatch()
+			}
+			var err error
+			if covered, err = w.prefetch(queue); err != nil {
+				res.err = err
+				break
+			}
+		}
 		x := queue[0]
 		queue = queue[1:]
+		covered--
 		if done[x.id] || s.pending[x.id] != nil && s.pending[x.id] != x || s.future[x.id] != nil && s.future[x.id] != x {
 			res.dups++
 			continue
@@ -1186,14 +1231,6 @@ func (s *Store) applyRemote(in []*incoming) remoteResult {
 			s.applied.Add(1)
 		}
 		done[x.id] = true
-		if len(w.list) >= maxWorkset {
-			// bound memory on big catch-ups: commit what is done so far
-			if err := s.commitWorkset(w, b); err != nil {
-				res.err = err
-				return res
-			}
-			w, b = newWorkset(s), s.pdb.NewBatch()
-		}
 		for _, child := range s.waiters[x.id] {
 			if c := s.pending[child]; c != nil {
 				queue = append(queue, c)
@@ -1239,8 +1276,9 @@ func (s *Store) commitWorkset(w *workset, b *pebble.Batch) error {
 // are missing; more are dropped and fetched again by catch-up.
 const maxPending = 1 << 16
 
-// maxWorkset is how many documents one remote batch changes before it is
-// committed and its memory released.
+// maxWorkset is about how many documents one remote batch reads and
+// changes before it is committed and its memory released (at most twice
+// as many, and the documents of one delta more).
 const maxWorkset = 8192
 
 type rejection struct{ reason string }

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpaas/dpaas/internal/delta"
@@ -81,8 +83,9 @@ type network struct {
 
 	unvalidate func()
 
-	want chan peer.ID
-	out  chan []byte // durable local deltas to push
+	want  chan peer.ID
+	out   chan []byte   // durable local deltas to push
+	heard atomic.Uint64 // announcements covering this replica's versions heard since its last turn
 
 	mu        sync.Mutex
 	queued    map[peer.ID]bool
@@ -224,8 +227,13 @@ func (n *network) receive() {
 			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
 			continue
 		}
-		if msg.Announce != nil && n.behindAnnounced(m.From, msg.Announce.Versions) {
-			n.wantSync(m.From)
+		if msg.Announce != nil {
+			if n.covers(msg.Announce.Versions) {
+				n.heard.Add(1)
+			}
+			if n.behindAnnounced(m.From, msg.Announce.Versions) {
+				n.wantSync(m.From)
+			}
 		}
 		// deltas were verified by validate, before GossipSub forwarded
 		// them, and applied there or queued for the applier (inbox.go)
@@ -284,6 +292,28 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 
 var errRefused = errors.New("store: delta refused by a validator")
 
+// covers reports whether a peer announced versions that hold everything
+// this replica holds (and maybe more): then this replica's own
+// announcement would tell no one anything that one did not.
+func (n *network) covers(vs []storesync.Version) bool {
+	mine := n.s.snap.Load().vv
+	if len(vs) < len(mine) {
+		return false
+	}
+	theirs := make(map[common.Address]uint64, len(vs))
+	for _, v := range vs {
+		if len(v.Author) == common.AddressLength {
+			theirs[common.BytesToAddress(v.Author)] = v.Seq
+		}
+	}
+	for a, seq := range mine {
+		if theirs[a] < seq {
+			return false
+		}
+	}
+	return true
+}
+
 // behind reports whether a peer's versions hold anything this replica lacks.
 func (n *network) behind(vs []storesync.Version) bool {
 	mine := n.s.snap.Load().vv
@@ -295,15 +325,35 @@ func (n *network) behind(vs []storesync.Version) bool {
 	return false
 }
 
+// announceRedundancy is how many announcements covering its versions a
+// replica must have heard since its last turn to skip its own.
+const announceRedundancy = 3
+
+// announce gossips the replica's versions once per AnnounceInterval, at a
+// random point of the interval's second half, unless it has heard
+// announceRedundancy others announce versions that hold everything it
+// holds since its last turn (suppression in the manner of the Trickle
+// algorithm, RFC 6206). Replicas that agree then announce about
+// announceRedundancy times per interval between them, however many they
+// are, instead of once each. A replica that holds what others lack hears
+// no announcement covering its own, so it announces every interval, and
+// a lagging one learns it is behind from whichever replicas announce.
 func (n *network) announce() {
 	defer n.s.netWG.Done()
-	t := time.NewTicker(n.s.cfg.AnnounceInterval)
+	iv := n.s.cfg.AnnounceInterval
+	t := time.NewTimer(iv/2 + rand.N(iv/2+1))
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		}
+		// the next turn is in the second half of the next interval
+		t.Reset(iv - iv/2 + rand.N(iv/2+1))
+		if n.heard.Swap(0) >= announceRedundancy {
+			n.s.announcesSkipped.Add(1)
+			continue
 		}
 		sn := n.s.snap.Load()
 		a := &storesync.Announce{Versions: versionsOf(sn.vv)}
@@ -316,6 +366,9 @@ func (n *network) announce() {
 		msg, err := storesync.Encode(&storesync.Message{Announce: a})
 		if err == nil {
 			err = n.topic.Publish(n.ctx, msg)
+		}
+		if err == nil {
+			n.s.announces.Add(1)
 		}
 		if err != nil && n.ctx.Err() == nil {
 			n.s.log.Debug("store: announce", "err", err)
@@ -399,8 +452,12 @@ func (n *network) catchUp(p peer.ID) (err error) {
 		in     []*incoming
 		err    error
 	}
-	raw := make(chan batch, 4)
-	batches := make(chan batch, 4)
+	// Batches are cut at catchUpBatch bytes and at most two wait between
+	// stages, so that what a catch-up holds in memory (the frames and
+	// their decoded deltas, several times their size) is bounded whatever
+	// the number of documents it brings.
+	raw := make(chan batch, 2)
+	batches := make(chan batch, 2)
 	var stages sync.WaitGroup
 	defer stages.Wait()
 	defer cancel() // runs first: unblocks the reader and the verifier
@@ -413,7 +470,7 @@ func (n *network) catchUp(p peer.ID) (err error) {
 			frames := make([][]byte, 0, size)
 			var rerr error
 			bytes := 0
-			for len(frames) < size && bytes < 8<<20 {
+			for len(frames) < size && bytes < catchUpBatch {
 				f, err := storesync.ReadFrame(r)
 				if err != nil {
 					rerr = err
@@ -480,11 +537,20 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	return ctx.Err()
 }
 
+// catchUpBatch is the size in bytes from which a catch-up stream's frames
+// are verified and applied as one batch (one frame may be bigger).
+const catchUpBatch = 1 << 20
+
 // verifyAll decodes and checks frames on every core, keeping their order
-// and dropping the bad ones.
+// and dropping the bad ones. A few big frames (deltas of many operations)
+// are spread over the cores as well as many small ones.
 func verifyAll(frames [][]byte, from peer.ID) []*incoming {
 	out := make([]*incoming, len(frames))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(frames)/32))
+	bytes := 0
+	for _, f := range frames {
+		bytes += len(f)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(frames), max(1, len(frames)/32, bytes/(64<<10)))
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)

@@ -125,6 +125,10 @@ type Stats struct {
 	Heads          int    // current heads (now)
 	CatchUps       uint64 // catch-up streams completed as requester
 	Served         uint64 // deltas served to peers catching up
+	// Announcements counts the version announcements this replica
+	// gossiped, and AnnouncementsSkipped its turns skipped because enough
+	// other replicas had just announced the same versions.
+	Announcements, AnnouncementsSkipped uint64
 	// DeltasInvalid counts the remote deltas, among DeltasRejected, that
 	// were signed by their author but that the validity rule refuses (a name
 	// that is not UTF-8, for example). They are recorded as refused, like
@@ -191,6 +195,7 @@ type Store struct {
 	net atomic.Pointer[network]
 
 	created, applied, rejected, invalid, dups, catchUps, served atomic.Uint64
+	announces, announcesSkipped                                 atomic.Uint64
 	pendingN, heldN, asideN                                     atomic.Int64
 }
 
@@ -531,17 +536,19 @@ func (s *Store) Versions() map[common.Address]uint64 {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		DeltasCreated:  s.created.Load(),
-		DeltasApplied:  s.applied.Load(),
-		DeltasRejected: s.rejected.Load(),
-		Duplicates:     s.dups.Load(),
-		Pending:        int(s.pendingN.Load()),
-		Held:           int(s.heldN.Load()),
-		Heads:          len(s.snap.Load().heads),
-		CatchUps:       s.catchUps.Load(),
-		Served:         s.served.Load(),
-		DeltasInvalid:  s.invalid.Load(),
-		SetAside:       int(s.asideN.Load()),
+		DeltasCreated:        s.created.Load(),
+		DeltasApplied:        s.applied.Load(),
+		DeltasRejected:       s.rejected.Load(),
+		Duplicates:           s.dups.Load(),
+		Pending:              int(s.pendingN.Load()),
+		Held:                 int(s.heldN.Load()),
+		Heads:                len(s.snap.Load().heads),
+		CatchUps:             s.catchUps.Load(),
+		Served:               s.served.Load(),
+		Announcements:        s.announces.Load(),
+		AnnouncementsSkipped: s.announcesSkipped.Load(),
+		DeltasInvalid:        s.invalid.Load(),
+		SetAside:             int(s.asideN.Load()),
 	}
 }
 

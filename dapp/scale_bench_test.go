@@ -1,0 +1,168 @@
+package dapp_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpaas/dpaas/dapp/dapptest"
+)
+
+// BenchmarkScale: n instances of one DApp in one process, on disk, each
+// naming only the first in Bootstrap (Star: discovery and peer exchange
+// do the rest), default Config. Once every instance has reached its
+// connection target, it reports the connections per instance, the idle
+// CPU, heap and goroutines of each instance, then the delivery of 200 Puts
+// made at 50 a second on one instance to all the others (p50 and p99 of
+// the time until the last holds each), and finally the time a new
+// instance, naming one of the others in Bootstrap, takes from Open to
+// holding 10,000 documents written before it joined. Run with
+// -benchtime=1x and a long -timeout.
+//
+//	go test -run '^$' -bench 'BenchmarkScale/n=(3|24|100)$' -benchtime 1x -timeout 30m ./dapp
+func BenchmarkScale(b *testing.B) {
+	for _, n := range []int{3, 24, 100} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			for range b.N {
+				benchScale(b, n)
+			}
+		})
+	}
+}
+
+func benchScale(b *testing.B, n int) {
+	ctx := context.Background()
+	heap0, g0 := settledHeap()
+	start := time.Now()
+	c := dapptest.New(b, n, dapptest.Options{Topology: dapptest.Star, Timeout: 3 * time.Minute})
+	defer c.Close()
+	b.ReportMetric(time.Since(start).Seconds(), "start-s")
+	want := min(8, n-1) // the default PeerTarget
+	below := func() int {
+		k := 0
+		for _, js := range c.Links() {
+			if len(js) < want {
+				k++
+			}
+		}
+		return k
+	}
+	// Wait for every instance to reach its target, or a minute; what was
+	// reached is reported either way.
+	for deadline := time.Now().Add(time.Minute); below() > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // a benchmark: let trimming and late dials settle
+	g := symmetric(c.Links())
+	total, most := 0, 0
+	for _, js := range g {
+		total += len(js)
+		most = max(most, len(js))
+	}
+	b.ReportMetric(float64(total)/float64(n), "conns-mean")
+	b.ReportMetric(float64(most), "conns-max")
+	b.ReportMetric(float64(diameter(g, -1)), "diameter")
+	b.ReportMetric(float64(below()), "below-target")
+
+	// Idle: heap, goroutines and CPU over 5 s, per instance.
+	heap1, g1 := settledHeap()
+	b.ReportMetric(float64(heap1-heap0)/float64(n)/(1<<20), "MiB-heap/instance")
+	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/instance")
+	cpu0, t0 := processCPU(), time.Now()
+	time.Sleep(5 * time.Second)
+	cpu, took := processCPU()-cpu0, time.Since(t0)
+	b.ReportMetric(float64(cpu.Microseconds())/1000/took.Seconds()/float64(n), "idle-cpu-ms/s/instance")
+
+	// Delivery: 200 Puts at 50/s on instance 0, until all others hold each.
+	const puts = 200
+	var mu sync.Mutex
+	sent := make([]time.Time, puts)
+	last := make([]time.Time, puts)
+	got := make([]int, puts)
+	wctx, stop := context.WithCancel(ctx)
+	var watchers sync.WaitGroup
+	for i := 1; i < n; i++ {
+		ch := c.Node(i).Store().Collection("live").Watch(wctx)
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			for ch := range ch {
+				var k int
+				if _, err := fmt.Sscanf(ch.ID, "p%d", &k); err != nil || k < 0 || k >= puts || ch.Lagged {
+					continue
+				}
+				mu.Lock()
+				got[k]++
+				last[k] = time.Now()
+				mu.Unlock()
+			}
+		}()
+	}
+	live := c.Node(0).Store().Collection("live")
+	tick := time.NewTicker(20 * time.Millisecond)
+	for k := range puts {
+		<-tick.C
+		mu.Lock()
+		sent[k] = time.Now()
+		mu.Unlock()
+		if err := live.Put(ctx, fmt.Sprintf("p%d", k), ride{From: "a", To: strings.Repeat("b", 100)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tick.Stop()
+	c.WaitFor("every Put on every instance", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range got {
+			if k < n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	watchers.Wait()
+	lat := make([]time.Duration, puts)
+	for k := range puts {
+		lat[k] = last[k].Sub(sent[k])
+	}
+	b.ReportMetric(quantile(lat, 0.5), "put-p50-ms")
+	b.ReportMetric(quantile(lat, 0.99), "put-p99-ms")
+
+	// A newcomer catching up on 10,000 documents.
+	const docs = 10_000
+	rides := c.Node(0).Store().Collection("rides")
+	for i := 0; i < docs; i += 1000 {
+		batch := c.Node(0).Store().Batch()
+		for j := i; j < i+1000; j++ {
+			batch.Put(rides, fmt.Sprintf("r%05d", j), ride{From: fmt.Sprintf("city%d", j%100), To: "b"})
+		}
+		if err := batch.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	count := func(i int) int {
+		k, err := c.Node(i).Store().Collection("rides").Count(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return k
+	}
+	c.WaitFor("the documents everywhere", func() bool {
+		for i := range n {
+			if count(i) != docs {
+				return false
+			}
+		}
+		return true
+	})
+	start = time.Now()
+	j := c.Join(n / 2)
+	opened := time.Since(start)
+	c.WaitFor("the newcomer caught up", func() bool { return count(j) == docs })
+	b.ReportMetric(opened.Seconds(), "join-open-s")
+	b.ReportMetric(time.Since(start).Seconds(), "join-caught-up-s")
+}

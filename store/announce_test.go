@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Replicas that hold the same deltas take turns announcing them: with six
+// in a full mesh, each hears up to five announcements covering its own
+// versions per interval, so turns are skipped; a write on one still
+// reaches every other.
+func TestAnnouncementsSuppressedWhenReplicasAgree(t *testing.T) {
+	const n = 6
+	rs := make([]*replicaNode, n)
+	for i := range rs {
+		rs[i] = startReplica(t, Config{AnnounceInterval: 50 * time.Millisecond})
+	}
+	for i := range rs {
+		for j := i + 1; j < n; j++ {
+			connect(t, rs[i], rs[j])
+		}
+	}
+	skipped := func() (k uint64) {
+		for _, r := range rs {
+			k += r.s.Stats().AnnouncementsSkipped
+		}
+		return k
+	}
+	eventually(t, time.Minute, "no replica skipped an announcement", func() bool { return skipped() >= n })
+	ctx := context.Background()
+	if err := rs[0].s.Collection("c").Put(ctx, "d", map[string]int{"v": 1}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the write did not reach every replica", func() bool {
+		for _, r := range rs {
+			var v map[string]int
+			if r.s.Collection("c").Get(ctx, "d", &v) != nil || v["v"] != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var announced uint64
+	for _, r := range rs {
+		announced += r.s.Stats().Announcements
+	}
+	if announced == 0 {
+		t.Fatal("no replica announced")
+	}
+}
+
+// A replica alone hears no announcement covering its versions and so
+// never skips its turn.
+func TestAnnouncementsOfAReplicaAhead(t *testing.T) {
+	a := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
+	if err := a.s.Collection("c").Put(context.Background(), "d", map[string]int{"v": 1}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "no announcement", func() bool { return a.s.Stats().Announcements >= 5 })
+	if k := a.s.Stats().AnnouncementsSkipped; k != 0 {
+		t.Fatalf("a replica alone skipped %d announcements", k)
+	}
+}
