@@ -205,3 +205,50 @@ func TestPrefixOf(t *testing.T) {
 		}
 	}
 }
+
+func TestEpochStandings(t *testing.T) {
+	var ps []peer.ID
+	for i := range 4 {
+		_, id := testKey(t, uint64(10+i))
+		ps = append(ps, id)
+	}
+	ip := netip.MustParseAddr
+	mk := func(prober, probed int, ok uint32, obs string, sha string) Attestation {
+		a := att(ps[prober], ps[probed], 5, 10, ok)
+		a.Observed, a.SHA256, a.Platform = ip(obs), sha, "linux/amd64"
+		return a
+	}
+	atts := []Attestation{
+		mk(1, 0, 10, "127.0.1.1", "aa"), mk(2, 0, 10, "127.0.1.1", "aa"), mk(3, 0, 10, "127.0.1.1", "bb"),
+		mk(0, 1, 5, "127.0.1.9", "aa"), mk(2, 1, 5, "127.0.1.9", "aa"),
+		mk(0, 2, 0, "127.0.2.1", "cc"),
+		att(ps[0], ps[3], 4, 10, 10), // another epoch
+	}
+	got := Epoch(atts, 5)
+	if len(got) != 3 {
+		t.Fatalf("%d standings, want 3: %+v", len(got), got)
+	}
+	by := map[peer.ID]Standing{}
+	for i, s := range got {
+		by[s.Peer] = s
+		if i > 0 && got[i-1].Peer.String() >= s.Peer.String() {
+			t.Fatal("not sorted by peer ID")
+		}
+	}
+	s0, s1, s2 := by[ps[0]], by[ps[1]], by[ps[2]]
+	if s0.Score.PPM != 1_000_000 || s0.SHA256 != "aa" || s1.Score.PPM != 500_000 || s2.Score.PPM != 0 {
+		t.Fatalf("standings %+v", got)
+	}
+	if s0.Group != s1.Group || s2.Group == s0.Group {
+		t.Fatalf("groups: %q %q %q", s0.Group, s1.Group, s2.Group)
+	}
+	if acct, _ := AccountOf(ps[0]); s0.Account != acct {
+		t.Fatal("account")
+	}
+	if v, ok := s0.Verified([]Release{{Version: "1", Executables: map[string]string{"linux/amd64": "AA"}}}); !ok || v != "1" {
+		t.Fatalf("verified %q %v", v, ok)
+	}
+	if _, ok := s2.Verified([]Release{{Version: "1", Executables: map[string]string{"linux/amd64": "aa"}}}); ok {
+		t.Fatal("cc verified against aa")
+	}
+}

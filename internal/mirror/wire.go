@@ -129,21 +129,31 @@ type Attestation struct {
 	// invalid when unknown.
 	Observed netip.Addr
 	Time     int64 // unix nanoseconds of the last probe, the prober's clock
+	// SHA256, Platform and Location are what the probed instance declared
+	// in its heartbeat when last probed (its executable hash, its
+	// "GOOS/GOARCH", its location), copied so that code integrity and
+	// diversity per epoch follow from the replicated attestations alone.
+	SHA256   string
+	Platform string
+	Location Location
 }
 
 type attestationWire struct {
-	Prober      []byte `cbor:"p"`
-	Probed      []byte `cbor:"q"`
-	Epoch       uint64 `cbor:"e"`
-	Probes      uint32 `cbor:"n"`
-	OK          uint32 `cbor:"k"`
-	Unreachable uint32 `cbor:"u,omitempty"`
-	Behind      uint32 `cbor:"b,omitempty"`
-	Failed      uint32 `cbor:"f,omitempty"`
-	Challenges  uint32 `cbor:"c,omitempty"`
-	RTT         uint32 `cbor:"r,omitempty"`
-	Observed    []byte `cbor:"o,omitempty"`
-	Time        int64  `cbor:"t"`
+	Prober      []byte   `cbor:"p"`
+	Probed      []byte   `cbor:"q"`
+	Epoch       uint64   `cbor:"e"`
+	Probes      uint32   `cbor:"n"`
+	OK          uint32   `cbor:"k"`
+	Unreachable uint32   `cbor:"u,omitempty"`
+	Behind      uint32   `cbor:"b,omitempty"`
+	Failed      uint32   `cbor:"f,omitempty"`
+	Challenges  uint32   `cbor:"c,omitempty"`
+	RTT         uint32   `cbor:"r,omitempty"`
+	Observed    []byte   `cbor:"o,omitempty"`
+	Time        int64    `cbor:"t"`
+	SHA256      string   `cbor:"h,omitempty"`
+	Platform    string   `cbor:"x,omitempty"`
+	Location    Location `cbor:"l"`
 }
 
 // Envelope is a signed message: its kind, its CBOR body and the signer's
@@ -383,6 +393,18 @@ func (a Attestation) check() error {
 	if a.Time < 0 {
 		return fmt.Errorf("mirror: negative time: %w", ErrMalformed)
 	}
+	for _, s := range []struct {
+		what string
+		v    string
+		max  int
+	}{
+		{"sha256", a.SHA256, 64}, {"platform", a.Platform, MaxShortString},
+		{"provider", a.Location.Provider, MaxShortString}, {"region", a.Location.Region, MaxShortString},
+	} {
+		if err := checkString(s.what, s.v, s.max); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -395,7 +417,7 @@ func SealAttestation(key crypto.PrivKey, appID string, a Attestation) ([]byte, e
 	w := attestationWire{
 		Prober: []byte(a.Prober), Probed: []byte(a.Probed), Epoch: a.Epoch, Probes: a.Probes, OK: a.OK,
 		Unreachable: a.Unreachable, Behind: a.Behind, Failed: a.Failed, Challenges: a.Challenges,
-		RTT: a.RTTMicros, Time: a.Time,
+		RTT: a.RTTMicros, Time: a.Time, SHA256: a.SHA256, Platform: a.Platform, Location: a.Location,
 	}
 	if a.Observed.IsValid() {
 		w.Observed = a.Observed.Unmap().AsSlice()
@@ -421,6 +443,7 @@ func OpenAttestation(appID string, b []byte) (Attestation, error) {
 	a := Attestation{
 		Epoch: w.Epoch, Probes: w.Probes, OK: w.OK, Unreachable: w.Unreachable, Behind: w.Behind,
 		Failed: w.Failed, Challenges: w.Challenges, RTTMicros: w.RTT, Time: w.Time,
+		SHA256: w.SHA256, Platform: w.Platform, Location: w.Location,
 	}
 	if a.Prober, err = peer.IDFromBytes(w.Prober); err != nil {
 		return Attestation{}, fmt.Errorf("mirror: attestation prober: %v: %w", err, ErrMalformed)

@@ -140,7 +140,8 @@ func TestHeartbeatBounds(t *testing.T) {
 
 func testAttestation(prober, probed peer.ID) Attestation {
 	return Attestation{Prober: prober, Probed: probed, Epoch: 7, Probes: 10, OK: 6, Unreachable: 2, Behind: 1, Failed: 1,
-		Challenges: 9, RTTMicros: 1500, Observed: netip.MustParseAddr("127.0.2.1"), Time: 99}
+		Challenges: 9, RTTMicros: 1500, Observed: netip.MustParseAddr("127.0.2.1"), Time: 99,
+		SHA256: strings.Repeat("cd", 32), Platform: "linux/amd64", Location: Location{Provider: "ovh", Region: "gra"}}
 }
 
 func TestAttestationRoundTrip(t *testing.T) {
@@ -169,6 +170,7 @@ func TestAttestationRoundTrip(t *testing.T) {
 		"no probes":  func(a *Attestation) { *a = Attestation{Prober: a.Prober, Probed: a.Probed} },
 		"sum":        func(a *Attestation) { a.OK++ },
 		"challenges": func(a *Attestation) { a.Challenges = a.Probes + 1 },
+		"platform":   func(a *Attestation) { a.Platform = strings.Repeat("x", MaxShortString+1) },
 	} {
 		a := testAttestation(id, other)
 		change(&a)
