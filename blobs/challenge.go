@@ -18,9 +18,9 @@ import (
 // Storage challenges: an instance that says it holds a blob can be asked
 // for a digest of a random byte range of it, with a fresh nonce. The one
 // asked answers from the blocks it holds (ProveRange, which never fetches);
-// the asker computes the same digest from any copy (RangeDigest over Open,
-// which fetches and checks blocks against their CIDs), so it need not hold
-// the blob itself.
+// the asker computes the same digest from its own copy (ProveRange), or
+// from any reader of the file (RangeDigest, e.g. over Open, which fetches
+// and checks blocks against their CIDs but also keeps them).
 
 // MaxChallengeRange bounds the length of a challenged range.
 const MaxChallengeRange = 64 << 10

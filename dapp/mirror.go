@@ -28,7 +28,6 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
-	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/internal/mirror"
 	"github.com/dpaas/dpaas/internal/nodekey"
 	"github.com/dpaas/dpaas/internal/systopic"
@@ -562,9 +561,17 @@ func (m *mirrorEngine) probe(ctx context.Context, hb mirror.Heartbeat) probeResu
 	_, _ = crand.Read(req.Nonce)
 	var blob cid.Cid
 	var size uint64
-	if len(hb.Blobs) > 0 {
+	// Challenge on a blob it claims that this instance holds too, so that
+	// checking the answer never fetches (and keeps) data from others.
+	var held []cid.Cid
+	for _, c := range hb.Blobs {
+		if ok, err := m.n.blobs.Has(ctx, c); err == nil && ok {
+			held = append(held, c)
+		}
+	}
+	if len(held) > 0 {
 		m.mu.Lock()
-		blob = hb.Blobs[m.rnd.IntN(len(hb.Blobs))]
+		blob = held[m.rnd.IntN(len(held))]
 		m.mu.Unlock()
 		if st, err := m.n.blobs.Stat(ctx, blob); err == nil && st.Size > 0 {
 			size = st.Size
@@ -608,15 +615,9 @@ func (m *mirrorEngine) probe(ctx context.Context, hb mirror.Heartbeat) probeResu
 	return probeResult{hb: hb, outcome: outcome, challenged: req.Blob != nil, rtt: rtt, observed: observed}
 }
 
-// expectedDigest computes the challenge's answer from any copy of the
-// blob: held here, or fetched (and checked against its CIDs) from others.
+// expectedDigest computes the challenge's answer from the copy held here.
 func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror.Request) ([32]byte, error) {
-	rd, err := m.n.blobs.Open(ctx, c)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer rd.Close()
-	return blobs.RangeDigest(rd, req.Offset, req.Length, req.Nonce)
+	return m.n.blobs.ProveRange(ctx, c, req.Offset, req.Length, req.Nonce)
 }
 
 // attest adds a round's outcomes to this epoch's attestations, signs them
