@@ -20,6 +20,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,12 @@ type Config struct {
 	// ReplicationFactor is how many live replicas hold each blob. Zero means
 	// every replica holds every blob.
 	ReplicationFactor int
+	// Group, when set, names the diversity group of a replica (instances
+	// on one network or in one provider's region share one); with a
+	// ReplicationFactor, copies go to distinct groups first (placement.go).
+	// It must give the same answer on every replica for placement to
+	// agree, and must be safe for concurrent use.
+	Group func(peer.ID) string
 	// Routing, when set (typically the DHT), is asked for providers when no
 	// connected peer has a block, and told about every blob held here.
 	Routing routing.ContentRouting

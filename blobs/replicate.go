@@ -248,7 +248,7 @@ func (r *replicator) consider(ctx context.Context, rec Record, live []peer.ID) {
 		}
 		return
 	}
-	assigned := holders(c, live, s.cfg.ReplicationFactor)
+	assigned := placeHolders(c, live, s.cfg.ReplicationFactor, s.cfg.Group)
 	if slices.Contains(assigned, r.self) {
 		added, err := s.setPinIf(c, pin{state: pinPending, size: rec.Size}, func(_ pin, had bool) bool { return !had })
 		if err != nil {

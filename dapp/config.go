@@ -90,6 +90,10 @@ type Config struct {
 	// examples/devchain program: Payment.RPCURL set to its URL is enough.
 	// Key, Space, Host, AppID and Logger are set by Open.
 	Payment payment.Config
+	// Mirror tunes the instance's heartbeats, probes and attestations,
+	// and says what it declares of itself (gateway URL, location, release);
+	// see Replicas.
+	Mirror MirrorConfig
 	// Metrics, if set, receives the instance's Prometheus metrics (store,
 	// blobs, messaging, payments), registered by Open and unregistered by
 	// Close. Several instances in one process need one registerer each,
@@ -176,6 +180,12 @@ func (c Config) validate() (*config, error) {
 		if _, ok := c.Store.Validators[coll]; ok {
 			return nil, fmt.Errorf("dapp: collection %q is reserved for governance", coll)
 		}
+	}
+	if _, ok := c.Store.Validators[AttestationsCollection]; ok {
+		return nil, fmt.Errorf("dapp: collection %q is reserved for attestations", AttestationsCollection)
+	}
+	if err := v.Mirror.validate(); err != nil {
+		return nil, err
 	}
 	v.Store.Validators = maps.Clone(c.Store.Validators)
 	v.PubSub.AppID = v.appID.String()

@@ -83,6 +83,49 @@
 // never used payments has no channel and no auto-pay limit to pay with.
 // Its dpaas_payment_ metrics read zero until payments start.
 //
+// # Self-replication
+//
+// Every instance announces itself every Config.Mirror.Interval (10 s) in a
+// heartbeat signed with its key, on the reserved topic "dapp/replicas":
+// peer ID, account, addresses, gateway URL, build (the SHA-256 of its
+// executable, hashed once in the background at start, and the Go build
+// info), the release it claims, its declared location and a sample of the
+// blobs it holds. A new peer is also asked for its directory at once, so
+// a newcomer is in every directory within a second (BENCHMARKS.md).
+// Replicas().List gives every instance heard from within Expire intervals
+// (default 6), with what the others verified: Verified (its hash matches
+// a release approved by governance for its platform), Availability,
+// Group, RTT from here.
+//
+// Every interval each instance probes Probes (3) random others on
+// /dpaas/<appid>/replicas/1.0.0: reachable, store not more than MaxBehind
+// deltas behind its own, and a storage challenge (the SHA-256 of a fresh
+// nonce and a random 4 KiB range of a blob the probed one claims and the
+// prober holds, answered from held blocks only). The outcomes are counted
+// per epoch (Config.Mirror.Epoch, one hour) in attestations signed by the
+// prober and stored in the replicated collection
+// "_replicas.attestations", whose validator on every replica accepts only
+// the prober's own signed attestation, put whole. An instance's score is
+// the median over its probers of each one's share of passed probes, so a
+// minority of lying probers moves nothing; Standings gives every
+// instance's per-epoch score, group and build, a pure function of the
+// attestations (payouts are computed from it). Each prober deletes its
+// attestations older than KeepEpochs (24); those of a prober that never
+// returns stay, at most KeepEpochs epochs of them.
+//
+// Instances whose addresses, as probers that dialled them observed them,
+// share a /24 (IPv4) or /48 (IPv6), or that declare the same provider and
+// region, form one diversity group; with Blobs.ReplicationFactor, copies
+// go to distinct groups first. A probe costs about 0.013% of a core per
+// instance at the default interval with 20 instances.
+//
+// What is verified and what is declared: the executable hash is what an
+// instance's signed heartbeat says; nothing can prove what code a remote
+// machine runs, so Verified means "declares an approved build". Reachability,
+// store lag and storage are checked by others. A prober challenges only on
+// blobs it holds itself, so with a replication factor an instance is
+// challenged by the co-holders of its blobs only.
+//
 // # Faults and bad input
 //
 // A record passed on by a peer is a candidate, not trusted: its signature

@@ -6,3 +6,17 @@ func PrivateChain() (running bool, users int, started int64) {
 	running, users = privateChain.running()
 	return running, users, privateChain.started.Load()
 }
+
+// ReportEveryoneDown makes n a lying prober: every probe it makes is
+// attested as failed, whatever the answer.
+func ReportEveryoneDown(n *Node) { n.mirror.reportDown.Store(true) }
+
+// ClaimEveryBlob makes n claim, in its heartbeats, every blob of the set
+// rather than those it holds.
+func ClaimEveryBlob(n *Node) { n.mirror.claimAll.Store(true) }
+
+// MirrorCounts reports how many probes n made and how many heartbeats,
+// attestations and requests it refused.
+func MirrorCounts(n *Node) (probes, malformed uint64) {
+	return n.mirror.probes.Load(), n.mirror.malformed.Load()
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -69,6 +70,9 @@ type Node struct {
 	tasks *group.Group
 	book  *addrbook.Book   // peers.go
 	px    *peerex.Exchange // peers.go
+	// mirror runs heartbeats, probes and attestations (mirror.go).
+	mirror *mirrorEngine
+	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
@@ -142,6 +146,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.startGovernance(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startMirror(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.registerMetrics(); err != nil {
@@ -241,6 +248,7 @@ func (n *Node) startData(ctx context.Context) error {
 		sc.Validators = make(map[string]store.Validator)
 	}
 	sc.Validators[blobSetCollection] = validateBlobSet
+	sc.Validators[AttestationsCollection] = validateAttestation(c.appID.String())
 	for coll, v := range governance.Validators(c.appID, c.App.genesis()) {
 		sc.Validators[coll] = v
 	}
@@ -257,6 +265,10 @@ func (n *Node) startData(ctx context.Context) error {
 	bc.Space, bc.Host, bc.AppID, bc.Logger = bs, n.host, c.appID.String(), n.log
 	bc.Registerer = c.Metrics
 	bc.Registry = blobSet{n.store.Collection(blobSetCollection)}
+	if bc.Group == nil {
+		// Copies go to distinct diversity groups first, as attested.
+		bc.Group = n.groupOf
+	}
 	if n.dht != nil {
 		bc.Routing = n.dht
 	}

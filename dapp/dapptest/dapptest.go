@@ -85,6 +85,12 @@ type Options struct {
 	// between nodes it does not link, so that the instances' peer
 	// exchange adds none (tests of relaying along a line, say).
 	Pin bool
+	// ListenIP gives the loopback address node i listens on, for tests of
+	// network diversity: on Linux every 127.x.y.z is the local host, so
+	// 127.0.1.1 and 127.0.2.1 are two /24 networks. Default 127.0.0.1.
+	// Connections between loopback addresses leave from 127.0.0.1, so a
+	// node is seen at its own address only by the nodes that dialled it.
+	ListenIP func(i int) string
 }
 
 // Cluster is a set of in-process nodes. Its methods must be called from
@@ -135,7 +141,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	// closed before their directories are removed.
 	for i := range n {
 		c.dirs[i] = filepath.Join(c.base, strconv.Itoa(i))
-		c.listen[i] = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		c.listen[i] = c.anyPort(i)
 		c.bootOf[i] = -1
 		switch {
 		case i > 0 && opts.Topology == Star:
@@ -199,7 +205,7 @@ func (c *Cluster) start(i int) {
 	node, err := dapp.Open(ctx, cfg)
 	if err != nil && c.ids[i] != "" {
 		// The old ports may be taken by now; any port will do.
-		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		cfg.ListenAddrs = c.anyPort(i)
 		node, err = dapp.Open(ctx, cfg)
 	}
 	if err != nil {
@@ -218,6 +224,15 @@ func (c *Cluster) start(i int) {
 	c.ids[i] = node.ID()
 	c.index[node.ID()] = i
 	c.mu.Unlock()
+}
+
+// anyPort are node i's listen addresses on its IP, any port.
+func (c *Cluster) anyPort(i int) []string {
+	ip := "127.0.0.1"
+	if c.opts.ListenIP != nil {
+		ip = c.opts.ListenIP(i)
+	}
+	return []string{"/ip4/" + ip + "/tcp/0", "/ip4/" + ip + "/udp/0/quic-v1"}
 }
 
 // BootstrapAddrs are the addresses node i listened on at its first start,
@@ -239,7 +254,7 @@ func (c *Cluster) Join(j int) int {
 	c.mu.Lock() // the gaters read ids and bootOf
 	c.nodes = append(c.nodes, nil)
 	c.dirs = append(c.dirs, filepath.Join(c.base, strconv.Itoa(i)))
-	c.listen = append(c.listen, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	c.listen = append(c.listen, c.anyPort(i))
 	c.ids = append(c.ids, "")
 	c.bootOf = append(c.bootOf, j)
 	c.mu.Unlock()
