@@ -174,7 +174,9 @@ func TestNoRelease(t *testing.T) {
 
 type failingUI struct{}
 
-func (failingUI) Root(context.Context) (string, bool, error) { return "", false, errors.New("disk on fire") }
+func (failingUI) Root(context.Context) (string, bool, error) {
+	return "", false, errors.New("disk on fire")
+}
 func (failingUI) Open(context.Context, string, string) (io.ReadSeekCloser, error) {
 	return nil, errors.New("unreachable")
 }
