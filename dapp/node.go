@@ -69,6 +69,7 @@ type Node struct {
 	tasks *group.Group
 	book  *addrbook.Book   // peers.go
 	px    *peerex.Exchange // peers.go
+	http  gatewayState     // gateway.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
@@ -148,6 +149,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.startDiscovery(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startGateway(); err != nil {
 		return nil, err
 	}
 	n.log.Info("dapp: instance started", "id", n.ID(), "account", n.Account(), "addrs", n.Addrs())
