@@ -36,7 +36,8 @@
 // Badges and the mirror list are drawn from Mirrors alone, which must
 // hold what other instances attested (the directory), never what an
 // instance says of itself: the badge of "self" is the directory's view of
-// this instance, and shows "unknown" when the directory has none.
+// this instance (also when named by its peer ID), and shows "unknown"
+// when the directory has none.
 //
 // # Bad input
 //

@@ -247,7 +247,7 @@ func (g *Gateway) serveBadge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("peer")
-	self := id == "self"
+	self := id == "self" || id == g.cfg.Self
 	if self {
 		id = g.cfg.Self
 	} else if _, err := peer.Decode(id); err != nil {

@@ -283,6 +283,10 @@ func TestSelfBadgeFromDirectory(t *testing.T) {
 			t.Errorf("self %s unattested: %d %+v", kind, res.StatusCode, b)
 		}
 	}
+	// By its own peer ID, the same.
+	if b, res := readBadge(t, g, "/dpaas/badge/"+g.cfg.Self+"/online.svg"); res.StatusCode != 200 || b.Texts[1].Text != "unknown" {
+		t.Errorf("own ID unattested: %d %+v", res.StatusCode, b)
+	}
 	g2, _ := newGateway(t, Config{}) // no directory at all
 	if b, res := readBadge(t, g2, "/dpaas/badge/self/online.svg"); res.StatusCode != 200 || b.Texts[1].Text != "unknown" {
 		t.Errorf("self without directory: %d %+v", res.StatusCode, b)
