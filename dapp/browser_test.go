@@ -7,52 +7,16 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
+	"github.com/dpaas/dpaas/internal/browsertest"
 )
-
-// browser starts headless Chromium for the test. Without it the test is
-// skipped, except under CI=true where a missing browser fails it.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no Chromium found (chromium, chromium-browser, google-chrome): .ci/run installs Debian's chromium")
-		}
-		t.Skip("no Chromium found: install it (apt-get install -y chromium) to run the browser tests")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // root in a container
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-gpu", true),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancel()
-		acancel()
-	})
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start %s: %v", path, err)
-	}
-	return ctx
-}
 
 // failoverPage calls the API of the instance dpaas.fetch picks, every 50
 // ms, and logs which instance answered and when.
@@ -88,17 +52,11 @@ type pageAnswer struct {
 
 func pageState(t *testing.T, ctx context.Context) (answers []pageAnswer, errs []string) {
 	t.Helper()
-	var raw string
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`JSON.stringify({answers: window.answers || [], errors: window.errors || []})`, &raw)); err != nil {
-		t.Fatalf("read the page: %v", err)
-	}
 	var st struct {
 		Answers []pageAnswer `json:"answers"`
 		Errors  []string     `json:"errors"`
 	}
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		t.Fatalf("page state %q: %v", raw, err)
-	}
+	browsertest.Eval(t, ctx, `({answers: window.answers || [], errors: window.errors || []})`, &st)
 	return st.Answers, st.Errors
 }
 
@@ -106,7 +64,7 @@ func pageState(t *testing.T, ctx context.Context) (answers []pageAnswer, errs []
 // the page calls the DApp's API through dpaas.fetch. Instance 0 is closed,
 // and the page must keep getting answers, now from another instance.
 func TestBrowserFailover(t *testing.T) {
-	ctx := browser(t)
+	ctx := browsertest.Start(t)
 	c := dapptest.New(t, 3, dapptest.Options{Configure: func(i int, cfg *dapp.Config) {
 		cfg.HTTPAddr = "127.0.0.1:0"
 		cfg.API = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -198,18 +156,12 @@ func TestBrowserFailover(t *testing.T) {
 	// The page's origin is dead: the mirror list still comes, from another
 	// instance, and localStorage keeps it.
 	var src string
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`dpaas.refresh()`, &src, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
-		return p.WithAwaitPromise(true)
-	})); err != nil {
-		t.Fatal(err)
-	}
+	browsertest.Eval(t, ctx, `dpaas.refresh()`, &src)
 	if src != c.Node(1).GatewayURL() && src != c.Node(2).GatewayURL() {
 		t.Fatalf("mirror list refreshed from %q, want instance 1 or 2", src)
 	}
 	var stored int
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`JSON.parse(localStorage.getItem('dpaas.mirrors.v1')).mirrors.length`, &stored)); err != nil {
-		t.Fatal(err)
-	}
+	browsertest.Eval(t, ctx, `JSON.parse(localStorage.getItem('dpaas.mirrors.v1')).mirrors.length`, &stored)
 	if stored < 2 {
 		t.Fatalf("localStorage keeps %d mirrors, want the page's origin and the live ones", stored)
 	}

@@ -8,8 +8,9 @@
 // dpaas.fetch takes a path and the options of window.fetch, and sends the
 // request to the fastest healthy mirror of the DApp: it reads the mirror
 // list (/dpaas/mirrors), times /dpaas/ping on each mirror that has a
-// gateway, and prefers the mirrors the directory verified (all healthy
-// ones when none is). When a mirror fails (a network error, a timeout or
+// gateway, and uses only the mirrors the directory verified as running
+// approved code (all healthy ones while it verified none, as before any
+// release is approved). When a mirror fails (a network error, a timeout or
 // a 5xx), it is marked down for a while and the same request is sent to
 // the next one, so the page keeps working when the instance that served
 // it stops. The list is kept in localStorage, so a page whose own origin
@@ -160,9 +161,7 @@
       return m.online && !(down[m.url] > now());
     });
     return Promise.all(cands.map(ping)).then(function (rs) {
-      var healthy = rs.filter(function (r) { return r; });
-      var verified = healthy.filter(function (r) { return r.verified; });
-      var pool = verified.length > 0 ? verified : healthy;
+      var pool = rs.filter(function (r) { return r && trusted(r.url); });
       pool.sort(function (a, b) { return a.rtt - b.rtt; });
       var mine = pool.findIndex(function (r) { return r.url === home; });
       if (mine > 0 && pool[mine].rtt <= pool[0].rtt + opts.originBias) {
@@ -196,13 +195,22 @@
     if (current === u) { current = null; }
   }
 
+  // trusted reports whether requests may go to u: when the directory
+  // verified any mirror, only verified ones are used.
+  function trusted(u) {
+    var anyVerified = Object.keys(known).some(function (x) { return known[x].verified; });
+    return !anyVerified || (known[u] && known[u].verified);
+  }
+
   // candidates lists where to send a request: the mirror in use, the
   // ranked ones, then those marked down (better late than never).
   function candidates() {
     var out = [];
-    if (current) { out.push(current); }
+    if (current && trusted(current)) { out.push(current); }
     order.forEach(function (u) { if (out.indexOf(u) < 0 && !(down[u] > now())) { out.push(u); } });
-    Object.keys(known).forEach(function (u) { if (out.indexOf(u) < 0 && known[u].online) { out.push(u); } });
+    Object.keys(known).forEach(function (u) {
+      if (out.indexOf(u) < 0 && known[u].online && trusted(u)) { out.push(u); }
+    });
     return out;
   }
 
