@@ -219,20 +219,14 @@ func (n *Node) peerGatewayURL(ctx context.Context, p peer.ID) string {
 	if ok && time.Since(e.at) < gatewayURLTTL {
 		return e.url
 	}
-	ctx, cancel := context.WithTimeout(ctx, gatewayAskTimeout)
-	defer cancel()
-	s, err := n.host.NewStream(ctx, p, n.http.proto)
-	if err != nil {
-		return e.url // keep the last known until it answers again
-	}
-	defer s.Close()
-	_ = s.SetReadDeadline(time.Now().Add(gatewayAskTimeout))
-	b, err := io.ReadAll(io.LimitReader(s, maxGatewayURL+1))
-	if err != nil {
-		return e.url
-	}
-	got := string(b)
-	if got != "" {
+	got, err := n.askGatewayURL(ctx, p)
+	switch {
+	case err != nil:
+		// Keep the last known until it answers again, and do not ask
+		// again before the TTL: a peer that never answers must not slow
+		// every mirror list down.
+		got = e.url
+	case got != "":
 		if err := checkGatewayURL(got); err != nil {
 			n.http.badAnnos.Add(1)
 			n.log.Debug("dapp: peer announced a malformed gateway URL", "peer", p, "err", err)
@@ -249,6 +243,19 @@ func (n *Node) peerGatewayURL(ctx context.Context, p peer.ID) string {
 	}
 	n.http.mu.Unlock()
 	return got
+}
+
+func (n *Node) askGatewayURL(ctx context.Context, p peer.ID) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, gatewayAskTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, n.http.proto)
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(gatewayAskTimeout))
+	b, err := io.ReadAll(io.LimitReader(s, maxGatewayURL+1))
+	return string(b), err
 }
 
 // peerMirrors lists the connected instances of the DApp as this one sees

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/governance"
@@ -191,5 +195,53 @@ func TestGatewayServesApprovedUI(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &list); err != nil || res.StatusCode != 200 || list.Self != n.ID().String() {
 		t.Fatalf("mirrors: %d %q", res.StatusCode, body)
+	}
+}
+
+// TestGatewayURLFromHostilePeer connects a peer that speaks the DApp's
+// hello and announces a gateway URL that is no URL, then one far over the
+// bound: neither is listed, both are counted, and the list still serves.
+func TestGatewayURLFromHostilePeer(t *testing.T) {
+	app := dapp.Manifest{Name: "gw-hostile"}
+	n := open(t, dapp.Config{App: app, HTTPAddr: "127.0.0.1:0"})
+	for i, announced := range []string{"javascript:alert(1)", "https://example.org/" + strings.Repeat("a", 1<<20)} {
+		hostile, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hostile.Close()
+		prefix := "/dpaas/" + app.AppID().String()
+		hostile.SetStreamHandler(protocol.ID(prefix+"/hello/1.0.0"), func(s network.Stream) { s.Close() })
+		hostile.SetStreamHandler(protocol.ID(prefix+"/gateway/1.0.0"), func(s network.Stream) {
+			defer s.Close()
+			_, _ = io.WriteString(s, announced)
+		})
+		if err := n.Connect(context.Background(), hostile.Addrs()[0].String()+"/p2p/"+hostile.ID().String()); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the hostile peer listed as an instance", func() bool { return slices.Contains(n.Peers(), hostile.ID()) })
+		res, body := httpGet(t, n.GatewayURL()+"/dpaas/mirrors", nil)
+		var list struct {
+			Mirrors []struct {
+				ID      string `json:"id"`
+				Gateway string `json:"gateway"`
+			} `json:"mirrors"`
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil || res.StatusCode != 200 {
+			t.Fatalf("mirrors: %d %q", res.StatusCode, body)
+		}
+		found := false
+		for _, m := range list.Mirrors {
+			if m.Gateway != "" {
+				t.Fatalf("a refused gateway URL is listed: %q", m.Gateway)
+			}
+			found = found || m.ID == hostile.ID().String()
+		}
+		if !found {
+			t.Fatalf("the hostile peer is not listed: %s", body)
+		}
+		if got := n.GatewayStats().BadAnnouncements; got != uint64(i+1) {
+			t.Fatalf("BadAnnouncements = %d, want %d", got, i+1)
+		}
 	}
 }
