@@ -109,7 +109,9 @@
 // BENCHMARKS.md). It keeps the list in localStorage. A request may thus
 // be sent twice: make the API idempotent (a signed request with a nonce
 // is). The user's identity is the user's own key in the browser, so any
-// instance can serve any user.
+// instance can serve any user. GatewayStats and the dpaas_dapp_gateway_
+// metrics count what the gateway served and refused, including gateway
+// URLs from peers that are not http(s) URLs of at most 2 KiB.
 //
 // # Faults and bad input
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/internal/gateway"
 )
@@ -110,6 +111,13 @@ func (n *Node) startGateway() error {
 	}
 	n.http.gw = gw
 	n.http.url = c.GatewayURL
+	if reg := c.Metrics; reg != nil {
+		col := gatewayCollector{n}
+		if err := reg.Register(col); err != nil {
+			return fmt.Errorf("dapp: open: register metrics: %w", err)
+		}
+		n.closers = append(n.closers, func() error { reg.Unregister(col); return nil })
+	}
 	if c.HTTPAddr != "" {
 		if err := n.serveHTTP(); err != nil {
 			return err
@@ -336,4 +344,25 @@ func (n *Node) ipfsHandler() http.Handler {
 		r2.URL.Path, r2.URL.RawPath = "/blobs/"+rest, ""
 		bh.ServeHTTP(w, r2)
 	})
+}
+
+var (
+	descGatewayUI      = prometheus.NewDesc("dpaas_dapp_gateway_ui_served_total", "Files of the web UI served by the HTTP gateway.", nil, nil)
+	descGatewayRefused = prometheus.NewDesc("dpaas_dapp_gateway_refused_total", "Requests and announcements the HTTP gateway refused: bad_request (malformed badge path, method), not_found, source_error (releases or mirrors unreadable), bad_announcement (a peer's malformed gateway URL).", []string{"reason"}, nil)
+)
+
+type gatewayCollector struct{ n *Node }
+
+func (c gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descGatewayUI
+	ch <- descGatewayRefused
+}
+
+func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.GatewayStats()
+	ch <- prometheus.MustNewConstMetric(descGatewayUI, prometheus.CounterValue, float64(st.UIServed))
+	for reason, v := range map[string]uint64{"bad_request": st.BadRequests, "not_found": st.NotFound,
+		"source_error": st.SourceErrors, "bad_announcement": st.BadAnnouncements} {
+		ch <- prometheus.MustNewConstMetric(descGatewayRefused, prometheus.CounterValue, float64(v), reason)
+	}
 }

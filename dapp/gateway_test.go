@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/governance"
@@ -243,5 +244,41 @@ func TestGatewayURLFromHostilePeer(t *testing.T) {
 		if got := n.GatewayStats().BadAnnouncements; got != uint64(i+1) {
 			t.Fatalf("BadAnnouncements = %d, want %d", got, i+1)
 		}
+	}
+}
+
+func TestGatewayMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := open(t, dapp.Config{App: dapp.Manifest{Name: t.Name()}, Metrics: reg})
+	srv := httptest.NewServer(n.Gateway())
+	defer srv.Close()
+	if res, _ := httpGet(t, srv.URL+"/dpaas/badge/nope/online.svg", nil); res.StatusCode != 400 {
+		t.Fatalf("bad peer ID: %d", res.StatusCode)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := -1.0
+	for _, f := range families {
+		if f.GetName() != "dpaas_dapp_gateway_refused_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == "bad_request" {
+					got = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got != 1 {
+		t.Fatalf("dpaas_dapp_gateway_refused_total{reason=bad_request} = %v, want 1", got)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if families, _ := reg.Gather(); len(families) != 0 {
+		t.Fatalf("%d metric families still registered after Close", len(families))
 	}
 }
