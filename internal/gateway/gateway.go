@@ -321,7 +321,7 @@ func (g *Gateway) serveUI(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrIsDir):
 		// Relative links in the directory's index.html need the slash.
-		http.Redirect(w, r, r.URL.Path+"/", http.StatusMovedPermanently)
+		http.Redirect(w, r, "/"+p+"/", http.StatusMovedPermanently)
 		return
 	case errors.Is(err, fs.ErrNotExist) && path.Ext(p) == "":
 		p = "index.html"
@@ -340,11 +340,7 @@ func (g *Gateway) serveUI(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	h := w.Header()
-	ctype := mime.TypeByExtension(path.Ext(p))
-	if ctype == "" {
-		ctype = "application/octet-stream"
-	}
-	h.Set("Content-Type", ctype)
+	h.Set("Content-Type", contentType(p))
 	sum := sha256.Sum256([]byte(root + "\x00" + p))
 	h.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
 	if path.Ext(p) == ".html" {
@@ -373,4 +369,41 @@ func (g *Gateway) noUI(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusNotFound)
 	_, _ = io.WriteString(w, noUIPage)
+}
+
+// webTypes are the types a web UI depends on, fixed here rather than left
+// to the machine's MIME database, which differs between systems (a module
+// script or WebAssembly served under another type does not run).
+var webTypes = map[string]string{
+	".html":        "text/html; charset=utf-8",
+	".htm":         "text/html; charset=utf-8",
+	".js":          "text/javascript; charset=utf-8",
+	".mjs":         "text/javascript; charset=utf-8",
+	".css":         "text/css; charset=utf-8",
+	".json":        "application/json",
+	".map":         "application/json",
+	".webmanifest": "application/manifest+json",
+	".svg":         "image/svg+xml",
+	".wasm":        "application/wasm",
+	".png":         "image/png",
+	".jpg":         "image/jpeg",
+	".jpeg":        "image/jpeg",
+	".gif":         "image/gif",
+	".webp":        "image/webp",
+	".ico":         "image/x-icon",
+	".woff":        "font/woff",
+	".woff2":       "font/woff2",
+	".txt":         "text/plain; charset=utf-8",
+}
+
+// contentType is the type of the file at p, from its extension.
+func contentType(p string) string {
+	ext := strings.ToLower(path.Ext(p))
+	if t, ok := webTypes[ext]; ok {
+		return t
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
+		return t
+	}
+	return "application/octet-stream"
 }

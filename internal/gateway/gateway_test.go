@@ -37,6 +37,8 @@ func testUI() FSUI {
 	return FSUI{RootCID: rootCID, FS: fstest.MapFS{
 		"index.html":         {Data: []byte("<!doctype html><title>app</title>")},
 		"app.js":             {Data: []byte("console.log(1)")},
+		"mod.MJS":            {Data: []byte("export {}")},
+		"app.wasm":           {Data: []byte("\x00asm")},
 		"style.css":          {Data: []byte("body{}")},
 		"docs/index.html":    {Data: []byte("<p>docs")},
 		"docs/guide.html":    {Data: []byte("<p>guide")},
@@ -92,6 +94,8 @@ func TestUIPaths(t *testing.T) {
 		{"/", "<!doctype html><title>app</title>", "text/html; charset=utf-8", "no-cache", 200},
 		{"/index.html", "<!doctype html><title>app</title>", "text/html; charset=utf-8", "no-cache", 200},
 		{"/app.js", "console.log(1)", "text/javascript; charset=utf-8", "public, max-age=300", 200},
+		{"/mod.MJS", "export {}", "text/javascript; charset=utf-8", "public, max-age=300", 200},
+		{"/app.wasm", "\x00asm", "application/wasm", "public, max-age=300", 200},
 		{"/style.css", "body{}", "text/css; charset=utf-8", "public, max-age=300", 200},
 		{"/img/logo.svg", "<svg/>", "image/svg+xml", "public, max-age=300", 200},
 		{"/data/table.unknown", "xx", "application/octet-stream", "public, max-age=300", 200},
