@@ -148,7 +148,10 @@
       if (!res.ok) { throw new Error('dpaas: ping: status ' + res.status); }
       return res.json();
     }).then(function (body) {
-      return {url: m.url, id: body.id || m.id, verified: m.verified, rtt: global.performance.now() - t0};
+      // Another instance at a mirror's address (a port taken over after a
+      // restart) is not that mirror.
+      if (m.id && body.id !== m.id) { throw new Error('dpaas: ping: ' + m.url + ' is ' + body.id + ', not ' + m.id); }
+      return {url: m.url, id: body.id, verified: m.verified, rtt: global.performance.now() - t0};
     }).catch(function () {
       down[m.url] = now() + opts.downFor;
       return null;
