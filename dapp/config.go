@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 
@@ -94,6 +95,21 @@ type Config struct {
 	// and says what it declares of itself (gateway URL, location, release);
 	// see Replicas.
 	Mirror MirrorConfig
+	// HTTPAddr, if set, is a TCP address ("127.0.0.1:8080", ":0") where
+	// Open serves the instance's HTTP gateway (Node.Gateway: the web UI,
+	// /ipfs/, mirrors, badges) until Close. Node.HTTPAddr says which port
+	// was chosen for port 0. Empty: no server; mount Node.Gateway on one
+	// of the application's own.
+	HTTPAddr string
+	// GatewayURL is the URL at which users reach this instance's gateway,
+	// announced to the other instances for their mirror lists (e.g.
+	// "https://rides.example.org"). Default: http://<HTTPAddr> when
+	// HTTPAddr names one address; none when it listens on every interface.
+	GatewayURL string
+	// API, if set, is the DApp's own HTTP API, served by the gateway under
+	// /api/ (it sees the full path) with CORS open, so that a page served
+	// by one instance can call any other.
+	API http.Handler
 	// Metrics, if set, receives the instance's Prometheus metrics (store,
 	// blobs, messaging, payments), registered by Open and unregistered by
 	// Close. Several instances in one process need one registerer each,
@@ -188,6 +204,9 @@ func (c Config) validate() (*config, error) {
 		return nil, err
 	}
 	v.Store.Validators = maps.Clone(c.Store.Validators)
+	if err := v.validateHTTP(); err != nil {
+		return nil, err
+	}
 	v.PubSub.AppID = v.appID.String()
 	v.PubSub.Logger = v.Logger
 	return v, nil

@@ -125,6 +125,37 @@
 // store lag and storage are checked by others. A prober challenges only on
 // blobs it holds itself, so with a replication factor an instance is
 // challenged by the co-holders of its blobs only.
+// # Serving users
+//
+// Gateway is the instance's HTTP face: the web UI of the latest approved
+// release (governance Release.UI), /ipfs/{cid} with Range, the DApp's own
+// API under /api/ (Config.API), the mirror list at /dpaas/mirrors, SVG
+// badges at /dpaas/badge/{peer ID or "self"}/{online,verified,
+// availability}.svg, and a failover client at /dpaas/client.js. With
+// Config.HTTPAddr set, Open serves it there and Close stops it (requests
+// in flight see their context end); HTTPAddr returns the address bound,
+// and GatewayURL the URL announced to the other instances (Config.
+// GatewayURL, or http://HTTPAddr when it is one address). Without it,
+// mount Gateway on a server of the application's own.
+//
+// Badges and the mirror list show what other instances observed, never
+// what an instance says of itself: "self" badges read "unknown" until
+// others have attested the instance. A web page loads the client and
+// sends its requests through it:
+//
+//	<script src="/dpaas/client.js"></script>
+//	const res = await dpaas.fetch('/api/rides', {method: 'POST', body});
+//
+// The client times every mirror with a gateway, sends each request to the
+// fastest healthy one (verified ones first), and on a network error,
+// timeout or 5xx retries it on the next, so the page keeps working when
+// the instance that served it stops (within 0.1 s on loopback, see
+// BENCHMARKS.md). It keeps the list in localStorage. A request may thus
+// be sent twice: make the API idempotent (a signed request with a nonce
+// is). The user's identity is the user's own key in the browser, so any
+// instance can serve any user. GatewayStats and the dpaas_dapp_gateway_
+// metrics count what the gateway served and refused, including gateway
+// URLs from peers that are not http(s) URLs of at most 2 KiB.
 //
 // # Faults and bad input
 //

@@ -73,6 +73,7 @@ type Node struct {
 	// mirror runs heartbeats, probes and attestations (mirror.go).
 	mirror *mirrorEngine
 	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
+	http  gatewayState     // gateway.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
@@ -155,6 +156,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.startDiscovery(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startGateway(); err != nil {
 		return nil, err
 	}
 	n.log.Info("dapp: instance started", "id", n.ID(), "account", n.Account(), "addrs", n.Addrs())
