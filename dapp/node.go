@@ -73,7 +73,7 @@ type Node struct {
 	// mirror runs heartbeats, probes and attestations (mirror.go).
 	mirror *mirrorEngine
 	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
-	http  gatewayState     // gateway.go
+	http   gatewayState                       // gateway.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
