@@ -84,8 +84,8 @@ const (
 
 // Errors.
 var (
-	ErrInvalid   = errors.New("ride: invalid action")
-	ErrSignature = errors.New("ride: bad signature")
+	ErrInvalid    = errors.New("ride: invalid action")
+	ErrSignature  = errors.New("ride: bad signature")
 	ErrNotAllowed = errors.New("ride: not allowed")
 )
 
@@ -160,7 +160,7 @@ func (d Domain) TypedData(a Action) map[string]any {
 			{"name": "parent", "type": "bytes32"}, {"name": "data", "type": "string"},
 		}},
 		"primaryType": "Action",
-		"message": map[string]any{"kind": a.Kind, "ride": a.Ride, "user": a.User.Hex(), "ts": a.TS, "parent": a.Parent.Hex(), "data": a.Data},
+		"message":     map[string]any{"kind": a.Kind, "ride": a.Ride, "user": a.User.Hex(), "ts": a.TS, "parent": a.Parent.Hex(), "data": a.Data},
 	}
 }
 
