@@ -197,7 +197,9 @@ func (cl *cluster) waitRide(id string, what string, cond func(ride.State) bool, 
 	return st
 }
 
-func inState(s string) func(ride.State) bool { return func(st ride.State) bool { return st.State == s } }
+func inState(s string) func(ride.State) bool {
+	return func(st ride.State) bool { return st.State == s }
+}
 
 func (cl *cluster) request(p *user, fare int64) ride.Action {
 	ts := now()
