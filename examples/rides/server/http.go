@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/dpaas/dpaas/examples/rides/ride"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/payment"
 )
 
@@ -32,6 +33,7 @@ import (
 //	GET  /api/escrow/{id}           an escrow deal as the chain holds it
 //	POST /api/faucet {"address"}    development chains only: gas and tokens, once per address
 //	GET  /api/stats                 actions accepted and refused here
+//	POST /api/propose-fee {feeBps, minutes}  this instance, as a member, proposes a new fee
 //	POST /rpc                       JSON-RPC relay to the chain (eth_, net_, web3_ methods)
 //	     /api/gov/...               governance.Handler: proposals, ballots, params, members
 //
@@ -67,11 +69,31 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/faucet", s.faucet)
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) { answer(w, s.Stats()) })
 	mux.HandleFunc("POST /rpc", s.rpc)
+	mux.HandleFunc("POST /api/propose-fee", s.proposeFee)
 	mux.Handle("/api/gov/", http.StripPrefix("/api/gov", s.node.Governance().Handler()))
 	if s.cfg.Web != nil {
 		mux.Handle("/", http.FileServerFS(s.cfg.Web))
 	}
-	return mux
+	return cors(mux)
+}
+
+// cors lets a page served by one instance call the API of another, which
+// is how it fails over. Nothing here trusts the caller: actions are
+// signed, and the chain relay passes only what a wallet may send.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" && (strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/rpc") {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			if r.Method == http.MethodOptions {
+				w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
+				w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+				w.Header().Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func answer(w http.ResponseWriter, v any) {
@@ -334,4 +356,32 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, 8<<20))
+}
+
+// proposeFee lets the instance's operator, when the instance's account is
+// a governance member, propose a new fee from the web UI. It signs with
+// the instance's own key: it speaks for the instance, never for a user.
+func (s *Server) proposeFee(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		FeeBps  int `json:"feeBps"`
+		Minutes int `json:"minutes"`
+	}
+	if err := readJSON(r, &req); err != nil || req.FeeBps < 0 || req.FeeBps > payment.MaxBps || req.Minutes < 1 || req.Minutes > 7*24*60 {
+		fail(w, http.StatusBadRequest, errors.New(`want {"feeBps": 0 to 10000, "minutes": 1 to 10080}`))
+		return
+	}
+	id, err := s.node.Governance().Propose(r.Context(), governance.Proposal{
+		Title:   fmt.Sprintf("Set the ride fee to %d bps", req.FeeBps),
+		End:     time.Now().Add(time.Duration(req.Minutes) * time.Minute),
+		Actions: []governance.Action{governance.SetParam(ParamFee, req.FeeBps)},
+	})
+	if errors.Is(err, governance.ErrNotMember) {
+		fail(w, http.StatusForbidden, err)
+		return
+	}
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	answer(w, map[string]string{"id": id.String()})
 }
