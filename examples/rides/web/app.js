@@ -124,7 +124,7 @@ async function act(kind, ride, parent, data, ts) {
 }
 
 function chainSigner() {
-  const provider = new E.JsonRpcProvider(S.base + '/rpc', S.info.chainId, { staticNetwork: true, batchMaxCount: 1, pollingInterval: 250 });
+  const provider = new E.JsonRpcProvider(S.base + '/rpc', S.info.chainId, { staticNetwork: true, batchMaxCount: 1, pollingInterval: 250, cacheTimeout: -1 });
   return S.wallet.connect(provider);
 }
 
@@ -390,12 +390,12 @@ let renderQueued = false;
 function render() {
   if (renderQueued) return;
   renderQueued = true;
-  requestAnimationFrame(() => {
+  setTimeout(() => { // not requestAnimationFrame: a page in the background must keep up too
     renderQueued = false;
     if (S.tab === 'passenger') renderPassenger();
     if (S.tab === 'driver') renderDriver();
     if (S.tab === 'dapp') renderDapp();
-  });
+  }, 15);
 }
 
 function showTab(tab) {
