@@ -17,15 +17,16 @@ import (
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/dapp/dapptest"
+	rides "github.com/dpaas/dpaas/examples/rides/cluster"
 	"github.com/dpaas/dpaas/examples/rides/ride"
 	"github.com/dpaas/dpaas/examples/rides/server"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/store"
 )
 
-// cluster is three instances of the DApp (dapptest) on one dev chain, each
+// tcluster is three instances of the DApp (dapptest) on one dev chain, each
 // with its HTTP server, as the demo runs them.
-type cluster struct {
+type tcluster struct {
 	t      *testing.T
 	chain  *payment.DevChain
 	url    string
@@ -36,7 +37,7 @@ type cluster struct {
 	fund   common.Address
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T) *tcluster {
 	ctx := context.Background()
 	chain, err := payment.NewDevChain(ctx)
 	if err != nil {
@@ -54,12 +55,12 @@ func newCluster(t *testing.T) *cluster {
 		accounts = append(accounts, crypto.PubkeyToAddress(keys[i].PublicKey))
 	}
 	fund := common.HexToAddress("0xF00D000000000000000000000000000000000001")
-	app := Manifest(chain.ChainID().Uint64(), accounts, nil, fund, 250)
-	cl := &cluster{t: t, chain: chain, url: url, app: app, domain: server.DomainOf(app), fund: fund}
+	app := rides.Manifest(chain.ChainID().Uint64(), accounts, nil, fund, 250)
+	cl := &tcluster{t: t, chain: chain, url: url, app: app, domain: server.DomainOf(app), fund: fund}
 	cl.c = dapptest.New(t, 3, dapptest.Options{App: app, Configure: func(i int, cfg *dapp.Config) {
 		cfg.Key = keys[i]
 		cfg.Payment = payment.Config{RPCURL: url}
-		cfg.Store = storeConfig(app)
+		cfg.Store = rides.StoreConfig(app)
 	}})
 	t.Cleanup(func() {
 		for _, s := range cl.srv {
@@ -86,7 +87,7 @@ type user struct {
 	pay  *payment.Payments
 }
 
-func (cl *cluster) user(tokens int64) *user {
+func (cl *tcluster) user(tokens int64) *user {
 	cl.t.Helper()
 	ctx := context.Background()
 	k, _ := crypto.GenerateKey()
@@ -121,7 +122,7 @@ func now() uint64 {
 	return t
 }
 
-func (cl *cluster) sign(u *user, a ride.Action) ride.Action {
+func (cl *tcluster) sign(u *user, a ride.Action) ride.Action {
 	cl.t.Helper()
 	if a.TS == 0 {
 		a.TS = now()
@@ -133,7 +134,7 @@ func (cl *cluster) sign(u *user, a ride.Action) ride.Action {
 }
 
 // post sends a signed action to instance i and returns the status and ride.
-func (cl *cluster) post(i int, a ride.Action) (int, ride.State, string) {
+func (cl *tcluster) post(i int, a ride.Action) (int, ride.State, string) {
 	cl.t.Helper()
 	b, _ := json.Marshal(a)
 	resp, err := http.Post(cl.srv[i].URL()+"/api/actions", "application/json", bytes.NewReader(b))
@@ -150,7 +151,7 @@ func (cl *cluster) post(i int, a ride.Action) (int, ride.State, string) {
 	return resp.StatusCode, st, string(body)
 }
 
-func (cl *cluster) must(i int, a ride.Action) ride.State {
+func (cl *tcluster) must(i int, a ride.Action) ride.State {
 	cl.t.Helper()
 	code, st, body := cl.post(i, a)
 	if code != http.StatusOK {
@@ -159,7 +160,7 @@ func (cl *cluster) must(i int, a ride.Action) ride.State {
 	return st
 }
 
-func (cl *cluster) get(i int, path string, v any) int {
+func (cl *tcluster) get(i int, path string, v any) int {
 	cl.t.Helper()
 	resp, err := http.Get(cl.srv[i].URL() + path)
 	if err != nil {
@@ -175,7 +176,7 @@ func (cl *cluster) get(i int, path string, v any) int {
 }
 
 // waitRide waits until every instance in on holds ride id in a state cond accepts.
-func (cl *cluster) waitRide(id string, what string, cond func(ride.State) bool, on ...int) ride.State {
+func (cl *tcluster) waitRide(id string, what string, cond func(ride.State) bool, on ...int) ride.State {
 	cl.t.Helper()
 	if len(on) == 0 {
 		on = []int{0, 1, 2}
@@ -201,19 +202,19 @@ func inState(s string) func(ride.State) bool {
 	return func(st ride.State) bool { return st.State == s }
 }
 
-func (cl *cluster) request(p *user, fare int64) ride.Action {
+func (cl *tcluster) request(p *user, fare int64) ride.Action {
 	ts := now()
 	return cl.sign(p, ride.Action{Kind: ride.KindRequest, Ride: ride.RideID(p.addr, ts, 0), TS: ts,
 		Data: fmt.Sprintf(`{"from":{"x":100,"y":200},"to":{"x":800,"y":650},"fare":"%d"}`, fare)})
 }
 
-func (cl *cluster) child(u *user, kind string, parent ride.Action, data string) ride.Action {
+func (cl *tcluster) child(u *user, kind string, parent ride.Action, data string) ride.Action {
 	return cl.sign(u, ride.Action{Kind: kind, Ride: parent.Ride, Parent: cl.domain.Digest(parent), Data: data})
 }
 
 // escrow opens the passenger's deal for the ride's fare on the terms
 // instance i serves (governance's fee, fund and panel).
-func (cl *cluster) escrow(i int, p *user, driver common.Address, fare int64) common.Hash {
+func (cl *tcluster) escrow(i int, p *user, driver common.Address, fare int64) common.Hash {
 	cl.t.Helper()
 	var info server.Info
 	if cl.get(i, "/api/info", &info) != http.StatusOK {
@@ -227,7 +228,7 @@ func (cl *cluster) escrow(i int, p *user, driver common.Address, fare int64) com
 	return id
 }
 
-func (cl *cluster) balance(a common.Address) *big.Int {
+func (cl *tcluster) balance(a common.Address) *big.Int {
 	b, err := cl.c.Node(0).Payments().Balance(context.Background(), a)
 	if err != nil {
 		cl.t.Fatal(err)
@@ -429,5 +430,51 @@ func TestRideDispute(t *testing.T) {
 	cl.must(2, cl.child(d, ride.KindComplete, acc, ""))
 	if st := cl.waitRide(req.Ride, "holding 7 actions", func(s ride.State) bool { return s.Actions == 7 }); st.State != ride.StateDisputed {
 		t.Fatalf("complete after dispute: %s", st.State)
+	}
+}
+
+// TestDemo starts what `go run ./examples/rides` starts: a dev chain and
+// three instances, each serving the web UI, with funded seeded users.
+func TestDemo(t *testing.T) {
+	ctx := context.Background()
+	d, err := rides.StartDemo(ctx, rides.DemoConfig{Web: Web(), Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i, in := range d.Instances {
+		resp, err := http.Get(in.Server.URL() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page bytes.Buffer
+		_, _ = page.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(page.Bytes(), []byte("vendor/ethers.umd.min.js")) {
+			t.Fatalf("instance %d serves no web UI: %d", i, resp.StatusCode)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get(in.Server.URL() + "/api/mirrors")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ms []server.Mirror
+			_ = json.NewDecoder(resp.Body).Decode(&ms)
+			resp.Body.Close()
+			if len(ms) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("instance %d knows %d mirrors", i, len(ms))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, u := range d.Users {
+		b, err := d.Instances[0].Node.Payments().Balance(ctx, crypto.PubkeyToAddress(u.Key.PublicKey))
+		if err != nil || b.Int64() != 10_000 {
+			t.Fatalf("%s holds %v tokens (%v)", u.Name, b, err)
+		}
 	}
 }
