@@ -165,7 +165,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state, user := q.Get("state"), q.Get("user")
 	limit := 200
-	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 && l <= 10000 {
+	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 && l <= 1_000_000 {
 		limit = l
 	}
 	var who common.Address
