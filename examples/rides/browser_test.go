@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,13 +155,14 @@ func TestBrowserConcurrentAccepts(t *testing.T) {
 	for _, pg := range pages {
 		run(t, pg, poll(fmt.Sprintf(`!!document.querySelector('#requests li[data-ride=%q] button.accept')`, req.Ride)))
 	}
-	var wg sync.WaitGroup
+	// At once: neither instance hears of the other's accept before both
+	// drivers clicked, as when two drivers tap within the same instant.
+	cl.c.Partition([]int{0}, []int{1, 2})
 	for _, pg := range pages {
-		wg.Go(func() {
-			run(t, pg, chromedp.Click(fmt.Sprintf(`#requests li[data-ride=%q] button.accept`, req.Ride), chromedp.ByQuery))
-		})
+		run(t, pg, chromedp.Click(fmt.Sprintf(`#requests li[data-ride=%q] button.accept`, req.Ride), chromedp.ByQuery),
+			poll(`document.getElementById('d-status').textContent.includes('You won')`))
 	}
-	wg.Wait()
+	cl.c.Heal()
 	st := cl.waitRide(req.Ride, "holding both offers", func(s ride.State) bool { return len(s.Offers) == 2 })
 	short := func(a string) string { return a[:6] + "…" + a[len(a)-4:] }
 	for i, pg := range pages {

@@ -28,7 +28,9 @@ import (
 //	GET  /api/rides?state=&user=&limit=   rides, newest first
 //	GET  /api/rides/{id}            one ride
 //	GET  /api/users/{address}       a user's reputation
-//	GET  /api/events                server-sent events: {"type":"ride","ride":{...}} per change
+//	GET  /api/events?open=1&user=   server-sent events: {"type":"ride","ride":{...}} per change; with
+//	                                open=1 only open requests (and those that just stopped being
+//	                                open) and the rides user is part of, as a driver's page needs
 //	GET  /api/mirrors               the instances of the DApp and their web addresses
 //	GET  /api/escrow/{id}           an escrow deal as the chain holds it
 //	POST /api/faucet {"address"}    development chains only: gas and tokens, once per address
@@ -195,6 +197,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, errors.New("streaming unsupported"))
 		return
 	}
+	var f filter
+	if r.URL.Query().Get("open") == "1" {
+		f.open = true
+		if u := r.URL.Query().Get("user"); u != "" {
+			if !common.IsHexAddress(u) {
+				fail(w, http.StatusBadRequest, errors.New("user is not an address"))
+				return
+			}
+			f.user = common.HexToAddress(u)
+		}
+	}
 	ch := make(chan []byte, 256)
 	s.mu.Lock()
 	if s.closed {
@@ -202,7 +215,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, errors.New("closing"))
 		return
 	}
-	s.subs[ch] = struct{}{}
+	s.subs[ch] = f
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -229,6 +242,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			fmt.Fprintf(w, "data: %s\n\n", b)
+			// Write what else is waiting before flushing: one write for a
+			// burst of changes, not one each.
+			for more := true; more; {
+				select {
+				case b, ok := <-ch:
+					if !ok {
+						flusher.Flush()
+						return
+					}
+					fmt.Fprintf(w, "data: %s\n\n", b)
+				default:
+					more = false
+				}
+			}
 			flusher.Flush()
 		}
 	}

@@ -111,7 +111,7 @@ type Server struct {
 	mu      sync.Mutex
 	states  map[string]ride.State
 	reps    map[common.Address]*ride.Reputation // nil when stale
-	subs    map[chan []byte]struct{}
+	subs    map[chan []byte]filter
 	funded  map[common.Address]bool
 	closed  bool
 	stats   Stats
@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, node: cfg.Node, domain: DomainOf(cfg.Node.Manifest()), log: cfg.Logger,
 		rides:  cfg.Node.Store().Collection(ride.Collection),
-		states: map[string]ride.State{}, subs: map[chan []byte]struct{}{}, funded: map[common.Address]bool{},
+		states: map[string]ride.State{}, subs: map[chan []byte]filter{}, funded: map[common.Address]bool{},
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -230,7 +230,7 @@ func (s *Server) follow(ctx context.Context, changes <-chan store.Change) {
 			if err := s.reload(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("rides server: reload after lag", "err", err)
 			}
-			s.broadcast(map[string]any{"type": "reload"})
+			s.broadcast(map[string]any{"type": "reload"}, nil, false)
 			continue
 		}
 		if ch.Deleted || ch.Doc == nil {
@@ -242,20 +242,58 @@ func (s *Server) follow(ctx context.Context, changes <-chan store.Change) {
 			continue
 		}
 		s.mu.Lock()
+		wasOpen := s.states[ch.ID].State == ride.StateRequested
 		s.states[ch.ID], s.reps = st, nil
 		s.mu.Unlock()
-		s.broadcast(map[string]any{"type": "ride", "ride": st})
+		s.broadcast(map[string]any{"type": "ride", "ride": st}, &st, wasOpen)
 	}
 }
 
-func (s *Server) broadcast(v any) {
+// filter narrows a stream of ride changes to what one page needs. The
+// zero filter passes everything.
+type filter struct {
+	// open passes the rides that are, or just stopped being, open
+	// requests: a driver's list of requests.
+	open bool
+	// user, with open, also passes the rides the user is part of
+	// (passenger, driver or offer).
+	user common.Address
+}
+
+func (f filter) pass(st *ride.State, wasOpen bool) bool {
+	if !f.open || st == nil {
+		return true
+	}
+	if st.State == ride.StateRequested || wasOpen {
+		return true
+	}
+	if f.user == (common.Address{}) {
+		return false
+	}
+	if st.Passenger == f.user || st.Driver == f.user {
+		return true
+	}
+	for _, o := range st.Offers {
+		if o.Driver == f.user {
+			return true
+		}
+	}
+	return false
+}
+
+// broadcast sends v to every stream whose filter passes st (all of them
+// when st is nil).
+func (s *Server) broadcast(v any, st *ride.State, wasOpen bool) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for ch := range s.subs {
+	for ch, f := range s.subs {
+		if !f.pass(st, wasOpen) {
+			continue
+		}
 		select {
 		case ch <- b:
 		default: // a slow page gets a reload cue instead of blocking everyone

@@ -324,7 +324,7 @@ func (s *sim) post(ctx context.Context, i int, a ride.Action) error {
 // feed is driver i's live feed on its instance: it reports the first
 // sight of each ride it watches for.
 func (s *sim) feed(ctx context.Context, i int, d *user, ready chan<- struct{}) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.urls[d.at]+"/api/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.urls[d.at]+"/api/events?open=1&user="+d.addr.Hex(), nil)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		ready <- struct{}{}
@@ -420,4 +420,3 @@ func (s *sim) converged(ctx context.Context) (bool, int, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-

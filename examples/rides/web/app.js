@@ -72,7 +72,9 @@ async function loadMirrors() {
 
 function connectEvents() {
   if (S.es) S.es.close();
-  const es = new EventSource(S.base + '/api/events');
+  // A driver's page needs only open requests and its own rides.
+  S.filtered = S.tab === 'driver';
+  const es = new EventSource(S.base + '/api/events' + (S.filtered ? '?open=1&user=' + me() : ''));
   S.es = es;
   es.onopen = () => { setConn(true); refresh(); };
   es.onmessage = (ev) => {
@@ -400,6 +402,7 @@ function render() {
 
 function showTab(tab) {
   S.tab = tab;
+  if (S.es && S.filtered !== (tab === 'driver')) connectEvents();
   for (const v of ['passenger', 'driver', 'dapp']) { $(v).hidden = v !== tab; $('tab-' + v).classList.toggle('on', v === tab); }
   render();
 }
