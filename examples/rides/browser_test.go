@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/dpaas/dpaas/examples/rides/ride"
+)
+
+// browser starts headless Chromium for the test, or skips it when there
+// is none (outside CI, where its absence is a failure).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv("CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no Chromium at %s: CI must install it (apt-get install -y chromium)", path)
+		}
+		t.Skipf("no Chromium at %s (set CHROMIUM, or apt-get install chromium); skipping the browser test", path)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("headless", true), chromedp.WindowSize(1280, 860), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancel2 := chromedp.NewContext(actx)
+	if err := chromedp.Run(bctx); err != nil {
+		cancel2()
+		cancel()
+		t.Fatalf("start Chromium: %v", err)
+	}
+	t.Cleanup(func() { cancel2(); cancel() })
+	return bctx
+}
+
+// page opens a tab on url as the user with key, and waits for the app.
+func page(t *testing.T, b context.Context, url string, u *user, role string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b)
+	t.Cleanup(cancel)
+	// The first Run opens the tab and ties it to its context: give it the
+	// tab's own, so that run's timeouts do not close the tab.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	full := fmt.Sprintf("%s/#role=%s&key=0x%s", url, role, hex.EncodeToString(crypto.FromECDSA(u.key)))
+	run(t, ctx, chromedp.Navigate(full), poll(`document.body.dataset.ready === "1" || !!document.body.dataset.error`))
+	var errText string
+	run(t, ctx, chromedp.Evaluate(`document.body.dataset.error || ""`, &errText))
+	if errText != "" {
+		t.Fatalf("page %s: %s", url, errText)
+	}
+	return ctx
+}
+
+func run(t *testing.T, ctx context.Context, actions ...chromedp.Action) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Run(tctx, actions...); err != nil {
+		var msgs string
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = chromedp.Run(ectx, chromedp.Evaluate(`[...document.querySelectorAll('.msg')].map(e => e.id + ": " + e.textContent).join("; ")`, &msgs))
+		t.Fatalf("browser: %v (page says: %s)", err, msgs)
+	}
+}
+
+func poll(expr string) chromedp.Action {
+	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(45*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	var s string
+	run(t, ctx, chromedp.Text(sel, &s, chromedp.ByQuery))
+	return s
+}
+
+// clickMap clicks the passenger's map at map coordinates (x, y).
+func clickMap(x, y int) chromedp.Action {
+	return chromedp.Evaluate(fmt.Sprintf(`(() => { const m = document.getElementById('map'); const r = m.getBoundingClientRect();
+		m.dispatchEvent(new MouseEvent('click', {clientX: r.left + r.width * %d / 1000, clientY: r.top + r.height * %d / 1000, bubbles: true})); })()`, x, y), nil)
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	run(t, ctx, chromedp.FullScreenshot(&png, 100))
+	if err := os.WriteFile(filepath.Join("docs", name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stateIs(prefix, state string) string {
+	return fmt.Sprintf(`document.getElementById('%s-state').textContent === %q`, prefix, strings.ReplaceAll(state, "_", " "))
+}
+
+func TestBrowserRide(t *testing.T) {
+	cl := newCluster(t)
+	b := browser(t)
+	p, d := cl.user(5000), cl.user(0)
+	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
+	dp := page(t, b, cl.srv[1].URL(), d, "driver")
+	run(t, pp, clickMap(150, 300), clickMap(850, 900), poll(`!document.getElementById('request').disabled`))
+	fare := text(t, pp, "#fare")
+	screenshot(t, pp, "passenger-request.png")
+	run(t, pp, chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+	run(t, dp, poll(`!!document.querySelector('#requests button.accept')`))
+	screenshot(t, dp, "driver-requests.png")
+	run(t, dp, chromedp.Click("#requests button.accept", chromedp.ByQuery), poll(`document.getElementById('d-status').textContent.includes('You won')`))
+	run(t, pp, poll(stateIs("p", ride.StateAccepted)), poll(`!document.getElementById('p-confirm').hidden`))
+	screenshot(t, pp, "passenger-offer.png")
+	run(t, pp, chromedp.Click("#p-confirm", chromedp.ByQuery), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
+	run(t, dp, poll(`document.getElementById('d-status').textContent.includes('in escrow')`),
+		chromedp.Click("#d-arrive", chromedp.ByQuery), poll(`!document.getElementById('d-start').hidden && !document.getElementById('d-start').disabled`),
+		chromedp.Click("#d-start", chromedp.ByQuery), poll(stateIs("d", ride.StateInProgress)))
+	screenshot(t, dp, "driver-in-progress.png")
+	run(t, pp, poll(stateIs("p", ride.StateInProgress)))
+	screenshot(t, pp, "passenger-in-progress.png")
+	run(t, dp, chromedp.Click("#d-complete", chromedp.ByQuery), poll(stateIs("d", ride.StateCompleted)))
+	run(t, pp, poll(`!document.getElementById('p-release').hidden`), chromedp.Click("#p-release", chromedp.ByQuery),
+		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'closed'`))
+	// The payment as both pages see it: the passenger paid the fare, the
+	// driver got it less the fee.
+	var want int
+	fmt.Sscan(fare, &want)
+	run(t, pp, poll(fmt.Sprintf(`document.getElementById('balance').textContent === '%d'`, 5000-want)))
+	run(t, dp, poll(fmt.Sprintf(`document.getElementById('balance').textContent === '%d'`, want-want*250/10000)))
+	run(t, pp, chromedp.Click(`.stars[data-who=p] button[data-stars="5"]`, chromedp.ByQuery), poll(`document.getElementById('p-rate').hidden`))
+	run(t, dp, chromedp.Click(`.stars[data-who=d] button[data-stars="4"]`, chromedp.ByQuery), poll(`document.getElementById('d-rate').hidden`))
+	screenshot(t, pp, "passenger-paid.png")
+	screenshot(t, dp, "driver-paid.png")
+	run(t, pp, chromedp.Click("#tab-dapp", chromedp.ByQuery), poll(`document.getElementById('mirrors').children.length === 3`))
+	screenshot(t, pp, "dapp.png")
+}
+
+func TestBrowserConcurrentAccepts(t *testing.T) {
+	cl := newCluster(t)
+	b := browser(t)
+	p, d1, d2 := cl.user(0), cl.user(0), cl.user(0)
+	pages := []context.Context{page(t, b, cl.srv[0].URL(), d1, "driver"), page(t, b, cl.srv[1].URL(), d2, "driver")}
+	req := cl.request(p, 400)
+	cl.must(2, req)
+	for _, pg := range pages {
+		run(t, pg, poll(fmt.Sprintf(`!!document.querySelector('#requests li[data-ride=%q] button.accept')`, req.Ride)))
+	}
+	// At once: neither instance hears of the other's accept before both
+	// drivers clicked, as when two drivers tap within the same instant.
+	cl.c.Partition([]int{0}, []int{1, 2})
+	for _, pg := range pages {
+		run(t, pg, chromedp.Click(fmt.Sprintf(`#requests li[data-ride=%q] button.accept`, req.Ride), chromedp.ByQuery),
+			poll(`document.getElementById('d-status').textContent.includes('You won')`))
+	}
+	cl.c.Heal()
+	st := cl.waitRide(req.Ride, "holding both offers", func(s ride.State) bool { return len(s.Offers) == 2 })
+	short := func(a string) string { return a[:6] + "…" + a[len(a)-4:] }
+	for i, pg := range pages {
+		who := []*user{d1, d2}[i]
+		if who.addr == st.Driver {
+			run(t, pg, poll(`document.getElementById('d-status').textContent.includes('You won')`))
+		} else {
+			run(t, pg, poll(fmt.Sprintf(`document.getElementById('d-status').textContent.includes('Taken by %s')`, short(strings.ToLower(st.Driver.Hex())))))
+		}
+	}
+	screenshot(t, pages[0], "driver-race-a.png")
+	screenshot(t, pages[1], "driver-race-b.png")
+}
+
+func TestBrowserFailover(t *testing.T) {
+	cl := newCluster(t)
+	b := browser(t)
+	p, d := cl.user(5000), cl.user(0)
+	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
+	run(t, pp, poll(`document.getElementById('mirrors').children.length === 3`))
+	run(t, pp, clickMap(200, 200), clickMap(700, 500), chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+	var id string
+	run(t, pp, chromedp.Evaluate(`sessionStorage.getItem('rides.myRide')`, &id))
+	reqState := cl.waitRide(id, "requested on B", inState(ride.StateRequested), 1)
+	acc := cl.sign(d, ride.Action{Kind: ride.KindAccept, Ride: id, Parent: reqState.RequestID})
+	cl.must(1, acc)
+	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), chromedp.Click("#p-confirm", chromedp.ByQuery),
+		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
+	cl.waitRide(id, "confirmed on B", func(s ride.State) bool { return s.Confirmed }, 1)
+	cl.must(1, cl.sign(d, ride.Action{Kind: ride.KindArrive, Ride: id, Parent: cl.domain.Digest(acc)}))
+	cl.must(1, cl.sign(d, ride.Action{Kind: ride.KindStart, Ride: id, Parent: cl.domain.Digest(acc)}))
+	run(t, pp, poll(stateIs("p", ride.StateInProgress)))
+	// Instance A dies mid-ride.
+	a := cl.srv[0].URL()
+	cl.srv[0].Close()
+	cl.c.Stop(0)
+	cl.must(2, cl.sign(d, ride.Action{Kind: ride.KindComplete, Ride: id, Parent: cl.domain.Digest(acc)}))
+	run(t, pp, poll(stateIs("p", ride.StateCompleted)), poll(`!document.getElementById('p-release').hidden`))
+	if serving := text(t, pp, "#serving"); strings.Contains(a, serving) {
+		t.Fatalf("the page still says it is served by %s", serving)
+	}
+	run(t, pp, chromedp.Click("#p-release", chromedp.ByQuery), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'closed'`))
+	screenshot(t, pp, "passenger-failover.png")
+}
