@@ -46,15 +46,34 @@ var (
 	ErrBadCAR = errors.New("blobs: bad CAR")
 	// ErrConfig means Open was given an unusable Config.
 	ErrConfig = errors.New("blobs: invalid config")
+	// ErrWritesStopped is wrapped by every write after one failed (a full
+	// disk, an I/O error): the database takes no more writes until it is
+	// reopened, while reads of what is held go on.
+	ErrWritesStopped = errors.New("blobs: writes stopped")
 )
+
+func init() { kv.MatchFailed(ErrWritesStopped) }
+
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its blob store. Only the
+// dapp package makes them, and Open refuses any other implementation;
+// outside dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
 
 // Config configures Open. The zero value is a private in-memory, local-only
 // store; the dapp package fills in the instance's key space, host, AppID and
 // replicated registry.
 type Config struct {
-	// Space is where blocks, pins and bookkeeping persist. Nil means a
-	// private in-memory database, closed by Close.
-	Space *kv.Space
+	// Space is where blocks, pins and bookkeeping persist inside a dapp
+	// Node's database. Nil means a private database in Dir, closed by Close.
+	Space KeySpace
+	// Dir is where a Store used without a Space keeps its private Pebble
+	// database. Empty means in memory: everything is lost on Close.
+	// Ignored with Space.
+	Dir string
 	// Host is the libp2p host for bitswap and replica discovery. Nil means
 	// local only: Open finds only blocks held here and nothing replicates.
 	Host host.Host
@@ -195,14 +214,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:      cfg,
-		space:    cfg.Space,
 		leases:   make(map[cid.Cid]int),
 		gcKick:   make(chan struct{}, 1),
 		fetching: make(map[cid.Cid]*blockFetch),
 		readers:  make(map[cid.Cid][]*getter),
 	}
-	if s.space == nil {
-		db, err := kv.Open("", nil)
+	if cfg.Space != nil {
+		sp, ok := cfg.Space.(*kv.Space)
+		if !ok {
+			return nil, fmt.Errorf("blobs: open: Space %T is not a dapp key space: %w", cfg.Space, ErrConfig)
+		}
+		s.space = sp
+	} else {
+		db, err := kv.Open(cfg.Dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("blobs: open: %w", err)
 		}

@@ -11,7 +11,7 @@
 // # Usage
 //
 //	s, err := blobs.Open(ctx, blobs.Config{
-//		Space:    space,    // the instance's "blobs" key space
+//		Dir:      dir,      // where blocks and pins persist; "" keeps them in memory
 //		Host:     h,        // the instance's libp2p host
 //		AppID:    appID,    // namespaces every protocol ID
 //		Registry: registry, // the DApp's replicated blob set
@@ -122,7 +122,7 @@
 // crash in the middle of it loses nothing that is pinned.
 //
 // A full disk (or an I/O error) fails the Add or fetch that hits it with
-// an error wrapping kv.ErrFailed, and every later write with the same
+// an error wrapping ErrWritesStopped, and every later write with the same
 // error; reads of what is held go on. Reopening once the cause is fixed
 // recovers every durable pin and collects what the failed Add left.
 //
@@ -142,7 +142,7 @@
 //
 // # Caller duties
 //
-//  1. Give each Store its own key space; nothing else may write to it.
+//  1. Give each Store its own Dir (or key space); nothing else may write to it.
 //  2. Register nothing else on the host under /dpaas/<appid>/blobs/.
 //  3. Close every reader Open returns: an open reader keeps its blocks
 //     from GC.

@@ -19,6 +19,15 @@ import (
 // mined (and retried) even on a slow public chain.
 const DefaultExpiryMargin = 10 * time.Minute
 
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its Payments. Only the dapp
+// package makes them, and Open refuses any other implementation; outside
+// dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
+
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
 	// RPCURL is an Ethereum JSON-RPC endpoint (http, https, ws or ipc).
@@ -79,8 +88,9 @@ type Config struct {
 	// fresh random key (useful only for tests and demos).
 	Key *ecdsa.PrivateKey
 	// Space persists the payee's best vouchers and the payer's channels so
-	// they survive restarts. Nil means a private database in Dir.
-	Space *kv.Space
+	// they survive restarts, inside a dapp Node's database. Nil means a
+	// private database in Dir.
+	Space KeySpace
 	// Host carries the metering protocol. Nil means no metering.
 	Host host.Host
 	// AppID is part of the metering protocol ID.
@@ -129,6 +139,9 @@ func (c *Config) validate() error {
 	}
 	if c.Host != nil && c.AppID == "" {
 		return fmt.Errorf("payment: config: Host given without AppID")
+	}
+	if _, ok := c.Space.(*kv.Space); c.Space != nil && !ok {
+		return fmt.Errorf("payment: config: Space %T is not a dapp key space", c.Space)
 	}
 	return nil
 }

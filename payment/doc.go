@@ -209,7 +209,7 @@
 //  3. Open a channel to a provider before its meter asks for payment, and
 //     set an automatic payment limit, or the provider stops serving.
 //  4. Close the Payments; it does not close a shared DevChain or the
-//     caller's kv.Space.
+//     database of Config.Space.
 //  5. For payments between processes, point every instance at one shared
 //     chain; a private DevChain is for one process.
 //  6. Serve a DevChain only on loopback or a trusted network: its faucet

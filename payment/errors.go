@@ -2,8 +2,6 @@ package payment
 
 import (
 	"errors"
-
-	"github.com/dpaas/dpaas/internal/voucher"
 )
 
 // Errors. Each is wrapped with the operation that failed; test with
@@ -38,14 +36,14 @@ var (
 	ErrBadExpiry         = errors.New("payment: expiry must be in the future and not earlier than before")
 
 	// Voucher checks, on the payee's side and by the contract.
-	ErrMalformedVoucher = voucher.ErrMalformed
-	ErrWrongDomain      = voucher.ErrWrongDomain
-	ErrWrongChannel     = voucher.ErrWrongChannel
-	ErrBadSignature     = voucher.ErrBadSignature
-	ErrNotPayee         = voucher.ErrNotPayee
-	ErrNotAboveBest     = voucher.ErrNotAboveBest
-	ErrAboveDeposit     = voucher.ErrAboveDeposit
-	ErrExpired          = voucher.ErrExpired
+	ErrMalformedVoucher = errors.New("payment: malformed voucher")
+	ErrWrongDomain      = errors.New("payment: voucher for another chain or contract")
+	ErrWrongChannel     = errors.New("payment: voucher for another channel")
+	ErrBadSignature     = errors.New("payment: voucher not signed by the channel's payer")
+	ErrNotPayee         = errors.New("payment: channel pays someone else")
+	ErrNotAboveBest     = errors.New("payment: voucher does not raise the amount (replayed or lower)")
+	ErrAboveDeposit     = errors.New("payment: voucher exceeds the channel deposit")
+	ErrExpired          = errors.New("payment: channel expired or too close to expiry")
 
 	// Escrow.
 	ErrNoEscrow = errors.New("payment: no escrow contract: set Config.Escrow")

@@ -5,7 +5,7 @@
 //
 // # Usage
 //
-//	s, err := store.Open(ctx, store.Config{Space: space, Key: key, Host: h, PubSub: ps, AppID: appID})
+//	s, err := store.Open(ctx, store.Config{Dir: dir, Key: key, Host: h, PubSub: ps, AppID: appID})
 //	defer s.Close()
 //	rides := s.Collection("rides")
 //	err = rides.Put(ctx, "r1", Ride{From: "A", To: "B", Fare: 12})           // durable on return
@@ -105,7 +105,8 @@
 // replica killed before that reopens without them and fetches them again
 // by catch-up. A commit that fails (a full disk,
 // an I/O error) fails its writes with the cause and stops the store's
-// writes: every later write fails at once with the same error, while
+// writes: every later write fails at once with the same error, wrapping
+// ErrWritesStopped and the cause, while
 // reads, Watch and serving peers go on. Reopening the store once the cause
 // is fixed recovers the durable state, and catch-up brings the rest.
 // A write that is too big or invalid is refused before anything is

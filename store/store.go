@@ -38,13 +38,32 @@ var (
 	// limit (MaxWriteSize, MaxBatchSize); the message gives both sizes.
 	// Nothing of the write is applied.
 	ErrTooLarge = errors.New("store: too large")
+	// ErrWritesStopped is wrapped by every write after a commit failed (a
+	// full disk, an I/O error): the store takes no more writes until it is
+	// reopened, while reads, Watch and serving peers go on.
+	ErrWritesStopped = errors.New("store: writes stopped")
 )
+
+func init() { kv.MatchFailed(ErrWritesStopped) }
+
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its store. Only the dapp
+// package makes them, and Open refuses any other implementation; outside
+// dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
 
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
-	// Space is where the store persists; nil means a private in-memory
-	// database, closed with the store.
-	Space *kv.Space
+	// Space is where the store persists inside a dapp Node's database;
+	// nil means a private database in Dir, closed with the store.
+	Space KeySpace
+	// Dir is where a store used without a Space keeps its private Pebble
+	// database. Empty means in memory: everything is lost on Close.
+	// Ignored with Space.
+	Dir string
 	// Key signs this replica's deltas; nil means a fresh random key.
 	Key *ecdsa.PrivateKey
 	// Host and PubSub connect the store to its peers; both nil means a
@@ -248,7 +267,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:        cfg,
-		space:      cfg.Space,
 		log:        cfg.Logger,
 		clock:      hlc.New(cfg.Clock),
 		writes:     make(chan *writeReq, 1024),
@@ -272,8 +290,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		watchers:   make(map[*watcher]struct{}),
 		syncs:      make(map[string]*SyncStatus),
 	}
-	if s.space == nil {
-		db, err := kv.Open("", nil)
+	if cfg.Space != nil {
+		sp, ok := cfg.Space.(*kv.Space)
+		if !ok {
+			return nil, fmt.Errorf("store: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalid)
+		}
+		s.space = sp
+	} else {
+		db, err := kv.Open(cfg.Dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
@@ -405,7 +429,7 @@ func (s *Store) load() error {
 // cause is fixed, recovers the durable state. It returns the error writes
 // get, which wraps the first cause.
 func (s *Store) stopWrites(cause error) error {
-	err := fmt.Errorf("store: writes stopped after a failed commit; reopen the store once the cause is fixed: %w", cause)
+	err := fmt.Errorf("%w after a failed commit; reopen the store once the cause is fixed: %w", ErrWritesStopped, cause)
 	if s.failed.CompareAndSwap(nil, &err) {
 		s.log.Error("store: a commit failed; the store takes no more writes until it is reopened", "err", cause)
 	}
