@@ -44,13 +44,18 @@ var (
 	// ErrBadCAR means a CAR stream was malformed, its blocks did not match
 	// their CIDs, or it did not hold the whole DAG of its root.
 	ErrBadCAR = errors.New("blobs: bad CAR")
-	// ErrConfig means Open was given an unusable Config.
-	ErrConfig = errors.New("blobs: invalid config")
+	// ErrInvalidConfig means Open was given an unusable Config.
+	ErrInvalidConfig = errors.New("blobs: invalid config")
 	// ErrWritesStopped is wrapped by every write after one failed (a full
 	// disk, an I/O error): the database takes no more writes until it is
 	// reopened, while reads of what is held go on.
 	ErrWritesStopped = errors.New("blobs: writes stopped")
 )
+
+// ErrConfig is the former name of ErrInvalidConfig.
+//
+// Deprecated: use ErrInvalidConfig.
+var ErrConfig = ErrInvalidConfig
 
 func init() { kv.MatchFailed(ErrWritesStopped) }
 
@@ -100,21 +105,22 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// FetchWorkers is how many blobs replicate concurrently. Zero means 2.
 	FetchWorkers int
-	// Registerer, when set, receives the store's Prometheus metrics.
-	Registerer prometheus.Registerer
-	// Logger receives operational logs. Nil means slog.Default().
+	// Metrics, when set, receives the store's Prometheus metrics from Open
+	// until Close.
+	Metrics prometheus.Registerer
+	// Logger receives operational logs. Nil discards them.
 	Logger *slog.Logger
 }
 
 func (c *Config) ensureDefaults() error {
 	if c.ReplicationFactor < 0 {
-		return fmt.Errorf("%w: ReplicationFactor %d < 0", ErrConfig, c.ReplicationFactor)
+		return fmt.Errorf("%w: ReplicationFactor %d < 0", ErrInvalidConfig, c.ReplicationFactor)
 	}
 	if c.HolderGrace < 0 || c.ReconcileInterval < 0 || c.FetchWorkers < 0 {
-		return fmt.Errorf("%w: negative duration or worker count", ErrConfig)
+		return fmt.Errorf("%w: negative duration or worker count", ErrInvalidConfig)
 	}
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("%w: AppID is required with a Host", ErrConfig)
+		return fmt.Errorf("%w: AppID is required with a Host", ErrInvalidConfig)
 	}
 	if c.HolderGrace == 0 {
 		c.HolderGrace = time.Minute
@@ -126,7 +132,7 @@ func (c *Config) ensureDefaults() error {
 		c.FetchWorkers = 2
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Registry == nil {
 		c.Registry = NewMemRegistry()
@@ -222,7 +228,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Space != nil {
 		sp, ok := cfg.Space.(*kv.Space)
 		if !ok {
-			return nil, fmt.Errorf("blobs: open: Space %T is not a dapp key space: %w", cfg.Space, ErrConfig)
+			return nil, fmt.Errorf("blobs: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalidConfig)
 		}
 		s.space = sp
 	} else {
@@ -284,8 +290,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.shutdown()
 		return nil, err
 	}
-	if cfg.Registerer != nil {
-		if err := s.metrics.register(cfg.Registerer); err != nil {
+	if cfg.Metrics != nil {
+		if err := s.metrics.register(cfg.Metrics); err != nil {
 			s.shutdown()
 			return nil, fmt.Errorf("blobs: open: %w", err)
 		}
@@ -340,7 +346,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return fmt.Errorf("blobs: close: %w", ErrClosed)
 	}
 	s.closed = true
 	s.mu.Unlock()
@@ -375,8 +381,8 @@ func (s *Store) shutdown() error {
 			errs = append(errs, err)
 		}
 	}
-	if s.metrics != nil && s.cfg.Registerer != nil {
-		s.metrics.unregister(s.cfg.Registerer)
+	if s.metrics != nil && s.cfg.Metrics != nil {
+		s.metrics.unregister(s.cfg.Metrics)
 	}
 	if s.ownDB != nil {
 		if err := s.ownDB.Close(); err != nil {

@@ -439,8 +439,8 @@ func TestConfigValidation(t *testing.T) {
 		{Host: newHostForConfig(t)},
 		{Space: foreignSpace{}},
 	} {
-		if _, err := Open(context.Background(), cfg); !errors.Is(err, ErrConfig) {
-			t.Errorf("Open(%+v) = %v, want ErrConfig", cfg, err)
+		if _, err := Open(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Open(%+v) = %v, want ErrInvalidConfig", cfg, err)
 		}
 	}
 }
@@ -467,7 +467,7 @@ func TestPinRecordCodec(t *testing.T) {
 
 func TestPrometheusMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(context.Background(), Config{Registerer: reg})
+	s, err := Open(context.Background(), Config{Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,20 @@ import (
 	"github.com/dpaas/dpaas/store"
 )
 
-// ErrClosed is returned by calls on a closed Node.
-var ErrClosed = errors.New("dapp: node closed")
+var (
+	// ErrClosed is returned by calls on a closed Node.
+	ErrClosed = errors.New("dapp: node closed")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it
+	// cannot use (its message names what is wrong).
+	ErrInvalidConfig = errors.New("dapp: invalid config")
+)
+
+// invalidConfig is an error of Config.validate: its message, and a match
+// for ErrInvalidConfig.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{e.err, ErrInvalidConfig} }
 
 // Node is one running instance of a DApp: a full peer replica. It is safe
 // for concurrent use.
@@ -76,7 +88,6 @@ type Node struct {
 	wake chan struct{}
 
 	closeOnce sync.Once
-	closeErr  error
 	closers   []func() error // run in reverse order by Close
 }
 
@@ -86,7 +97,7 @@ type Node struct {
 func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	c, err := cfg.validate()
 	if err != nil {
-		return nil, err
+		return nil, invalidConfig{err}
 	}
 	n := &Node{
 		cfg:        c,
@@ -127,10 +138,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.tasks = group.New(context.WithoutCancel(ctx))
 
-	if n.ps, err = pubsub.New(ctx, n.host, c.PubSub); err != nil {
+	c.PubSub.Host = n.host
+	if n.ps, err = pubsub.Open(ctx, c.PubSub); err != nil {
 		return nil, fmt.Errorf("dapp: open: %w", err)
 	}
-	n.closers = append(n.closers, n.ps.Close)
+	n.closers = append(n.closers, ignoreClosed(n.ps.Close, pubsub.ErrClosed))
 
 	if err := n.startDHT(); err != nil {
 		return nil, err
@@ -255,7 +267,7 @@ func (n *Node) startData(ctx context.Context) error {
 	}
 	bc := c.Blobs
 	bc.Space, bc.Host, bc.AppID, bc.Logger = bs, n.host, c.appID.String(), n.log
-	bc.Registerer = c.Metrics
+	bc.Metrics = c.Metrics
 	bc.Registry = blobSet{n.store.Collection(blobSetCollection)}
 	if n.dht != nil {
 		bc.Routing = n.dht
@@ -472,13 +484,15 @@ func (n *Node) isClosed() bool {
 }
 
 // Close stops everything the instance started and waits for it. It is
-// safe to call more than once; later calls return the first call's error.
+// safe to call more than once; later calls return an error wrapping
+// ErrClosed.
 func (n *Node) Close() error {
+	err := fmt.Errorf("dapp: close: %w", ErrClosed)
 	n.closeOnce.Do(func() {
 		n.log.Info("dapp: instance stopping", "id", n.ID())
-		n.closeErr = n.shutdown()
+		err = n.shutdown()
 	})
-	return n.closeErr
+	return err
 }
 
 func (n *Node) shutdown() error {

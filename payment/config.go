@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/internal/kv"
 )
@@ -95,8 +96,11 @@ type Config struct {
 	Host host.Host
 	// AppID is part of the metering protocol ID.
 	AppID string
-	// Logger receives diagnostics. Nil means slog.Default().
+	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// Metrics, when set, receives the Payments' Prometheus metrics
+	// (Collector) from Open until Close.
+	Metrics prometheus.Registerer
 }
 
 func (c *Config) ensureDefaults() {
@@ -119,7 +123,7 @@ func (c *Config) ensureDefaults() {
 		c.AutoPayLimit = new(big.Int).Set(c.AutoPayLimit)
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		if c.RPCURL == "" && c.Dev != nil {
@@ -132,16 +136,16 @@ func (c *Config) ensureDefaults() {
 
 func (c *Config) validate() error {
 	if c.RPCURL == "" && c.Dev == nil {
-		return ErrNoChain
+		return &alsoMatches{err: ErrNoChain, public: ErrInvalidConfig}
 	}
 	if c.AutoPayLimit != nil && c.AutoPayLimit.Sign() < 0 {
-		return fmt.Errorf("payment: config: negative AutoPayLimit %v", c.AutoPayLimit)
+		return fmt.Errorf("payment: config: negative AutoPayLimit %v: %w", c.AutoPayLimit, ErrInvalidConfig)
 	}
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("payment: config: Host given without AppID")
+		return fmt.Errorf("payment: config: Host given without AppID: %w", ErrInvalidConfig)
 	}
 	if _, ok := c.Space.(*kv.Space); c.Space != nil && !ok {
-		return fmt.Errorf("payment: config: Space %T is not a dapp key space", c.Space)
+		return fmt.Errorf("payment: config: Space %T is not a dapp key space: %w", c.Space, ErrInvalidConfig)
 	}
 	return nil
 }

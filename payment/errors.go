@@ -8,8 +8,11 @@ import (
 // errors.Is. Where the chain refused a transaction for a reason the
 // contracts name, the error wraps the matching sentinel too.
 var (
-	ErrClosed  = errors.New("payment: closed")
-	ErrNoChain = errors.New("payment: no chain: set Config.RPCURL or Config.Dev")
+	ErrClosed = errors.New("payment: closed")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it
+	// cannot use.
+	ErrInvalidConfig = errors.New("payment: invalid config")
+	ErrNoChain       = errors.New("payment: no chain: set Config.RPCURL or Config.Dev")
 	// ErrNoContracts: an RPC URL was given without the contract addresses,
 	// and the endpoint is not a dpaas DevChain that could tell them.
 	ErrNoContracts = errors.New("payment: contract addresses unknown: set Config.Token and Config.Channels")

@@ -38,8 +38,8 @@ func balance(t testing.TB, p *Payments, who common.Address) *big.Int {
 
 func TestOpenWithoutChain(t *testing.T) {
 	_, err := Open(context.Background(), Config{})
-	if !errors.Is(err, ErrNoChain) {
-		t.Fatalf("Open with no chain = %v, want ErrNoChain", err)
+	if !errors.Is(err, ErrNoChain) || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Open with no chain = %v, want ErrNoChain and ErrInvalidConfig", err)
 	}
 	if err.Error() != "payment: no chain: set Config.RPCURL or Config.Dev" {
 		t.Fatalf("error text %q", err)

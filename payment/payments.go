@@ -207,6 +207,11 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	if err := p.restore(); err != nil {
 		return nil, fmt.Errorf("payment: open: %w", err)
 	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(p.Collector()); err != nil {
+			return nil, fmt.Errorf("payment: open: register metrics: %w", err)
+		}
+	}
 	if cfg.Host != nil {
 		p.meters = newMeterService(p)
 	}
@@ -536,6 +541,9 @@ func (p *Payments) Close() error {
 	p.mu.Unlock()
 	if already {
 		return fmt.Errorf("payment: close: %w", ErrClosed)
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Unregister(p.Collector())
 	}
 	close(p.closing)
 	p.cancelBase()

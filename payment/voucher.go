@@ -94,15 +94,15 @@ func voucherErr(err error) error {
 	}
 	for _, s := range voucherSentinels {
 		if errors.Is(err, s[0]) {
-			return &codecError{err: err, public: s[1]}
+			return &alsoMatches{err: err, public: s[1]}
 		}
 	}
 	return err
 }
 
-// codecError is an error of the voucher codec that also matches its
-// public sentinel.
-type codecError struct{ err, public error }
+// alsoMatches is err, with its message, that errors.Is also matches to
+// public.
+type alsoMatches struct{ err, public error }
 
-func (e *codecError) Error() string   { return e.err.Error() }
-func (e *codecError) Unwrap() []error { return []error{e.err, e.public} }
+func (e *alsoMatches) Error() string   { return e.err.Error() }
+func (e *alsoMatches) Unwrap() []error { return []error{e.err, e.public} }

@@ -170,4 +170,17 @@
 // History is kept forever (no compaction), documents are not encrypted,
 // and a counter incremented or a set changed concurrently with a Delete
 // keeps the increments and elements the Delete did not observe.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package store

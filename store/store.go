@@ -22,6 +22,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
@@ -32,6 +33,9 @@ var (
 	// ErrInvalid is wrapped by errors about bad arguments (names, documents,
 	// values, query options).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it cannot
+	// use. It wraps ErrInvalid, which such errors matched before.
+	ErrInvalidConfig = fmt.Errorf("store: invalid config: %w", ErrInvalid)
 	// ErrRejected is wrapped when a collection's validator refuses a write.
 	ErrRejected = errors.New("store: rejected by validator")
 	// ErrTooLarge is wrapped when a write or a batch is over its size
@@ -72,10 +76,17 @@ type Config struct {
 	PubSub *pubsub.PubSub
 	// AppID namespaces the catch-up protocol ID; required with Host.
 	AppID string
-	// Logger receives replication progress and rejected input; default
-	// discards.
+	// Logger receives replication progress and rejected input; nil
+	// discards them.
 	Logger *slog.Logger
-	// Clock reads wall time for timestamps; default time.Now.
+	// Metrics, when set, receives the store's Prometheus metrics from Open
+	// until Close.
+	Metrics prometheus.Registerer
+	// Now reads wall time for timestamps; default time.Now.
+	Now func() time.Time
+	// Clock is the former name of Now, used when Now is nil.
+	//
+	// Deprecated: set Now.
 	Clock func() time.Time
 	// MaxClockSkew is how far in the future a delta's timestamp may be
 	// before it is held back until the local clock reaches it; default 1m.
@@ -98,9 +109,13 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
+	if c.Now == nil {
+		c.Now = c.Clock
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Clock = c.Now
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = time.Minute
 	}
@@ -114,13 +129,13 @@ func (c *Config) setDefaults() error {
 		c.WatchBuffer = 1024
 	}
 	if c.MaxClockSkew < 0 || c.AnnounceInterval < 0 || c.MaxDeltaOps < 0 || c.WatchBuffer < 0 {
-		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalid)
+		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalidConfig)
 	}
 	if c.MaxDeltaOps > delta.MaxOps {
-		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalid)
+		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalidConfig)
 	}
 	if (c.Host == nil) != (c.PubSub == nil) {
-		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
+		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalidConfig)
 	}
 	validators := make(map[string]Validator, len(c.Validators))
 	for name, v := range c.Validators {
@@ -128,7 +143,7 @@ func (c *Config) setDefaults() error {
 	}
 	c.Validators = validators
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalid)
+		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -268,7 +283,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		clock:      hlc.New(cfg.Clock),
+		clock:      hlc.New(cfg.Now),
 		writes:     make(chan *writeReq, 1024),
 		remote:     make(chan *remoteReq, 16),
 		inbox:      remoteInbox{ready: make(chan struct{}, 1)},
@@ -293,7 +308,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Space != nil {
 		sp, ok := cfg.Space.(*kv.Space)
 		if !ok {
-			return nil, fmt.Errorf("store: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalid)
+			return nil, fmt.Errorf("store: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalidConfig)
 		}
 		s.space = sp
 	} else {
@@ -341,13 +356,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(s); err != nil {
+			s.cfg.Metrics = nil // not ours to unregister
+			s.Close()
+			return nil, fmt.Errorf("store: open: register metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
-func (s *Store) closeDB() {
+// closeDB closes the private database, if Open made one.
+func (s *Store) closeDB() error {
 	if s.ownDB != nil {
-		s.ownDB.Close()
+		if err := s.ownDB.Close(); err != nil {
+			return fmt.Errorf("store: close: %w", err)
+		}
 	}
+	return nil
 }
 
 // load reads heads, versions, counters and declared indexes.
@@ -570,10 +596,16 @@ func (s *Store) Stats() Stats {
 }
 
 // Close stops replication, waits for in-flight writes to become durable and
-// for every goroutine the store started, and closes a private database. It
-// is safe to call more than once.
+// for every goroutine the store started, and closes a private database,
+// returning the error closing it gave. It is safe to call more than once;
+// later calls return an error wrapping ErrClosed.
 func (s *Store) Close() error {
+	err := s.errClosed("close")
 	s.once.Do(func() {
+		err = nil
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Unregister(s)
+		}
 		s.closed.Store(true)
 		close(s.closing)
 		if n := s.net.Load(); n != nil {
@@ -586,9 +618,9 @@ func (s *Store) Close() error {
 			w.stop()
 		}
 		s.mu.Unlock()
-		s.closeDB()
+		err = s.closeDB()
 	})
-	return nil
+	return err
 }
 
 func (s *Store) errClosed(op string) error { return fmt.Errorf("store: %s: %w", op, ErrClosed) }

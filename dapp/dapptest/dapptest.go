@@ -32,6 +32,7 @@ package dapptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -306,7 +307,7 @@ func (c *Cluster) Stop(i int) {
 	if c.nodes[i] == nil {
 		return
 	}
-	if err := c.nodes[i].Close(); err != nil {
+	if err := c.nodes[i].Close(); err != nil && !errors.Is(err, dapp.ErrClosed) { // the test may have closed it
 		c.t.Errorf("dapptest: stop node %d: %v", i, err)
 	}
 	c.nodes[i] = nil
