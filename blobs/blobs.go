@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
 	bsclient "github.com/ipfs/boxo/bitswap/client"
@@ -207,7 +208,7 @@ type Store struct {
 	gcKick  chan struct{}
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // goroutines the Store started
+	tasks   *group.Group   // goroutines the Store started
 	ops     sync.WaitGroup // calls admitted by enter
 	closeMu sync.Mutex
 }
@@ -224,6 +225,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		gcKick:   make(chan struct{}, 1),
 		fetching: make(map[cid.Cid]*blockFetch),
 		readers:  make(map[cid.Cid][]*getter),
+		tasks:    group.New(context.Background()),
 	}
 	if cfg.Space != nil {
 		sp, ok := cfg.Space.(*kv.Space)
@@ -330,13 +332,10 @@ func (s *Store) startup(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// goTracked runs fn on a goroutine that Close waits for.
-func (s *Store) goTracked(fn func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
+// goTracked runs fn on a goroutine that Close waits for (internal/group).
+// Once Close has begun it runs nothing and reports false.
+func (s *Store) goTracked(fn func()) bool {
+	return s.tasks.Go(func(context.Context) { fn() })
 }
 
 // Close stops replication and bitswap, waits for every goroutine the Store
@@ -368,7 +367,7 @@ func (s *Store) shutdown() error {
 	if s.repl != nil {
 		s.repl.stop()
 	}
-	s.wg.Wait()
+	s.tasks.Stop()
 	if s.bserv != nil { // closes bitswap too
 		if err := s.bserv.Close(); err != nil {
 			errs = append(errs, err)

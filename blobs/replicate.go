@@ -1,10 +1,10 @@
 package blobs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -426,8 +427,8 @@ func (w countingDiscard) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Holdings protocol: the asker writes a uvarint length and a CID, the
-// answerer one byte: 0 not kept, 1 kept but not yet whole, 2 whole.
+// Holdings protocol: the asker writes a CID in one frame (internal/frame),
+// the answerer one byte: 0 not kept, 1 kept but not yet whole, 2 whole.
 
 // serveHolds answers one holdings question.
 func (r *replicator) serveHolds(st network.Stream) {
@@ -439,7 +440,7 @@ func (r *replicator) serveHolds(st network.Stream) {
 	}
 	defer s.exit()
 	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	c, err := readCID(st)
+	c, err := readCID(bufio.NewReaderSize(st, 16))
 	if err != nil {
 		s.metrics.badRequest.Add(1)
 		s.cfg.Logger.Debug("blobs: bad holdings request", "peer", st.Conn().RemotePeer(), "err", err)
@@ -453,28 +454,18 @@ func (r *replicator) serveHolds(st network.Stream) {
 	_, _ = st.Write([]byte{answer})
 }
 
-func readCID(rd io.Reader) (cid.Cid, error) {
-	var lenBuf [binary.MaxVarintLen64]byte
-	n := 0
-	for {
-		if n == len(lenBuf) {
-			return cid.Undef, fmt.Errorf("%w: CID length too long", errMalformed)
-		}
-		if _, err := io.ReadFull(rd, lenBuf[n:n+1]); err != nil {
-			return cid.Undef, err
-		}
-		n++
-		if lenBuf[n-1] < 0x80 {
-			break
-		}
+// readCID reads a CID in one frame: io.EOF when the stream ends before it,
+// errMalformed for an empty or overlong one.
+func readCID(rd frame.Reader) (cid.Cid, error) {
+	buf, err := frame.ReadFrame(rd, maxCIDLen)
+	if errors.Is(err, frame.ErrTooLarge) {
+		return cid.Undef, fmt.Errorf("%w: %w", errMalformed, err)
 	}
-	l, k := binary.Uvarint(lenBuf[:n])
-	if k <= 0 || l == 0 || l > maxCIDLen {
-		return cid.Undef, fmt.Errorf("%w: CID length %d", errMalformed, l)
-	}
-	buf := make([]byte, l)
-	if _, err := io.ReadFull(rd, buf); err != nil {
+	if err != nil {
 		return cid.Undef, err
+	}
+	if len(buf) == 0 {
+		return cid.Undef, fmt.Errorf("%w: CID length 0", errMalformed)
 	}
 	c, err := cid.Cast(buf)
 	if err != nil {
@@ -511,9 +502,7 @@ func (r *replicator) peerState(ctx context.Context, p peer.ID, c cid.Cid) (pinSt
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	msg := binary.AppendUvarint(nil, uint64(len(c.Bytes())))
-	msg = append(msg, c.Bytes()...)
-	if _, err := st.Write(msg); err != nil {
+	if err := frame.WriteFrame(st, c.Bytes()); err != nil {
 		_ = st.Reset()
 		return pinNone, false
 	}
