@@ -227,7 +227,7 @@ func (n *Node) serveHello(s network.Stream) {
 	_, _ = s.Write(n.cfg.App.Canonical())
 }
 
-// Hello asks peer p which DApp it runs and returns its manifest encoding.
+// hello asks peer p which DApp it runs and returns its manifest encoding.
 func (n *Node) hello(ctx context.Context, p peer.ID) ([]byte, error) {
 	s, err := n.host.NewStream(ctx, p, n.helloProto)
 	if err != nil {
@@ -513,7 +513,7 @@ func (n *Node) shutdown() error {
 	return nil
 }
 
-// subscribe watches identify and disconnect events to protect DApp peers
+// watchPeers watches identify and disconnect events to protect DApp peers
 // from connection trimming and to re-dial bootstrap peers quickly.
 func (n *Node) watchPeers() error {
 	sub, err := n.host.EventBus().Subscribe([]any{
