@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/blockxfer"
 	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
@@ -173,8 +174,8 @@ type Store struct {
 	space    *kv.Space
 	blocks   *blockstore.Store
 	guarded  *guardedBlockstore
-	bswap    *bitswap.Bitswap // nil when local only
-	liars    *liarDetector    // nil when local only
+	bswap    *bitswap.Bitswap        // nil when local only
+	liars    *blockxfer.LiarDetector // nil when local only
 	bserv    blockservice.BlockService
 	dag      ipld.DAGService
 	metrics  *metrics
@@ -272,7 +273,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		detector := newLiarDetector(s)
 		s.liars = detector
 		cfg.Host.Network().Notify(detector)
-		net := &watchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), d: detector}
+		net := &blockxfer.WatchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), Detector: detector}
 		s.bswap = bitswap.New(s.ctx, net, finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
 			// Replicas stream whole files to each other: let a peer have

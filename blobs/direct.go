@@ -577,7 +577,7 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 	d.fail(errForged)
 	g.s.metrics.badBlocks.Add(1)
 	if g.s.liars != nil {
-		g.s.liars.banNow(d.peer, "answered a blocks request with bytes of another hash")
+		g.s.liars.BanNow(d.peer, "answered a blocks request with bytes of another hash")
 	}
 	return nil, false
 }
@@ -626,7 +626,7 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func(),
 	var have <-chan struct{}
 	if s.cfg.IPFSBitswap && s.liars != nil {
 		var unwatch func()
-		have, unwatch = s.liars.watchHave(root)
+		have, unwatch = s.liars.WatchHave(root)
 		defer unwatch()
 	}
 	type answer struct {

@@ -1,7 +1,6 @@
 package blobs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/blockxfer"
 	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
@@ -27,8 +27,6 @@ const (
 	fetchIdleTimeout = 30 * time.Second
 	// holdsTimeout bounds one question to a peer about what it holds.
 	holdsTimeout = 5 * time.Second
-	// maxCIDLen bounds a CID read from the network.
-	maxCIDLen = 256
 )
 
 // replicator keeps this replica's share of the DApp's blobs. One goroutine
@@ -427,10 +425,8 @@ func (w countingDiscard) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Holdings protocol: the asker writes a CID in one frame (internal/frame),
-// the answerer one byte: 0 not kept, 1 kept but not yet whole, 2 whole.
-
-// serveHolds answers one holdings question.
+// serveHolds answers one holdings question (internal/blockxfer) with the
+// state of the blob's pin here.
 func (r *replicator) serveHolds(st network.Stream) {
 	s := r.s
 	defer st.Close()
@@ -439,39 +435,31 @@ func (r *replicator) serveHolds(st network.Stream) {
 		return
 	}
 	defer s.exit()
-	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	c, err := readCID(bufio.NewReaderSize(st, 16))
+	err := blockxfer.ServeHolds(st, holdsTimeout, func(c cid.Cid) byte {
+		if p, ok, err := s.getPin(c); err == nil && ok {
+			return byte(p.state)
+		}
+		return blockxfer.HoldNone
+	})
 	if err != nil {
 		s.metrics.badRequest.Add(1)
 		s.cfg.Logger.Debug("blobs: bad holdings request", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.Reset()
-		return
 	}
-	var answer byte
-	if p, ok, err := s.getPin(c); err == nil && ok {
-		answer = byte(p.state)
-	}
-	_, _ = st.Write([]byte{answer})
 }
 
-// readCID reads a CID in one frame: io.EOF when the stream ends before it,
-// errMalformed for an empty or overlong one.
+// readCID reads a CID in one frame (blockxfer.ReadCID): io.EOF when the
+// stream ends before it, errMalformed for an empty or overlong one,
+// ErrInvalidCID for bytes that are not a CID.
 func readCID(rd frame.Reader) (cid.Cid, error) {
-	buf, err := frame.ReadFrame(rd, maxCIDLen)
-	if errors.Is(err, frame.ErrTooLarge) {
+	c, err := blockxfer.ReadCID(rd)
+	switch {
+	case errors.Is(err, blockxfer.ErrMalformed):
 		return cid.Undef, fmt.Errorf("%w: %w", errMalformed, err)
-	}
-	if err != nil {
-		return cid.Undef, err
-	}
-	if len(buf) == 0 {
-		return cid.Undef, fmt.Errorf("%w: CID length 0", errMalformed)
-	}
-	c, err := cid.Cast(buf)
-	if err != nil {
+	case errors.Is(err, blockxfer.ErrBadCID):
 		return cid.Undef, fmt.Errorf("%w: %w", ErrInvalidCID, err)
 	}
-	return c, nil
+	return c, err
 }
 
 // peerHolds asks p whether it holds the whole of c. Self is asked locally.
@@ -494,31 +482,6 @@ func (r *replicator) peerState(ctx context.Context, p peer.ID, c cid.Cid) (pinSt
 		}
 		return pn.state, true
 	}
-	ctx, cancel := context.WithTimeout(ctx, holdsTimeout)
-	defer cancel()
-	st, err := r.s.cfg.Host.NewStream(network.WithNoDial(ctx, "holdings"), p, r.s.hasProto)
-	if err != nil {
-		return pinNone, false
-	}
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	if err := frame.WriteFrame(st, c.Bytes()); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	if err := st.CloseWrite(); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	var ans [1]byte
-	if _, err := io.ReadFull(st, ans[:]); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	switch a := pinState(ans[0]); a {
-	case pinNone, pinPending, pinComplete:
-		return a, true
-	default:
-		return pinNone, false
-	}
+	a, ok := blockxfer.AskHolds(ctx, r.s.cfg.Host, p, r.s.hasProto, c, holdsTimeout)
+	return pinState(a), ok
 }
