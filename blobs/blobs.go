@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/blockxfer"
+	"github.com/dpaas/dpaas/internal/group"
 	"github.com/dpaas/dpaas/internal/kv"
 	"github.com/ipfs/boxo/bitswap"
 	bsclient "github.com/ipfs/boxo/bitswap/client"
@@ -45,8 +47,12 @@ var (
 	// ErrBadCAR means a CAR stream was malformed, its blocks did not match
 	// their CIDs, or it did not hold the whole DAG of its root.
 	ErrBadCAR = errors.New("blobs: bad CAR")
-	// ErrConfig means Open was given an unusable Config.
-	ErrConfig = errors.New("blobs: invalid config")
+	// ErrInvalidConfig means Open was given an unusable Config.
+	ErrInvalidConfig = errors.New("blobs: invalid config")
+	// ErrWritesStopped is wrapped by every write after one failed (a full
+	// disk, an I/O error): the database takes no more writes until it is
+	// reopened, while reads of what is held go on.
+	ErrWritesStopped = errors.New("blobs: writes stopped")
 	// ErrInvalidPath means a path or file name is unusable: empty segments,
 	// "." or "..", a '/' inside a name, or bytes that are not UTF-8.
 	ErrInvalidPath = errors.New("blobs: invalid path")
@@ -59,13 +65,33 @@ var (
 	ErrBadDAG = errors.New("blobs: malformed UnixFS directory")
 )
 
+// ErrConfig is the former name of ErrInvalidConfig.
+//
+// Deprecated: use ErrInvalidConfig.
+var ErrConfig = ErrInvalidConfig
+
+func init() { kv.MatchFailed(ErrWritesStopped) }
+
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its blob store. Only the
+// dapp package makes them, and Open refuses any other implementation;
+// outside dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
+
 // Config configures Open. The zero value is a private in-memory, local-only
 // store; the dapp package fills in the instance's key space, host, AppID and
 // replicated registry.
 type Config struct {
-	// Space is where blocks, pins and bookkeeping persist. Nil means a
-	// private in-memory database, closed by Close.
-	Space *kv.Space
+	// Space is where blocks, pins and bookkeeping persist inside a dapp
+	// Node's database. Nil means a private database in Dir, closed by Close.
+	Space KeySpace
+	// Dir is where a Store used without a Space keeps its private Pebble
+	// database. Empty means in memory: everything is lost on Close.
+	// Ignored with Space.
+	Dir string
 	// Host is the libp2p host for bitswap and replica discovery. Nil means
 	// local only: Open finds only blocks held here and nothing replicates.
 	Host host.Host
@@ -98,21 +124,22 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// FetchWorkers is how many blobs replicate concurrently. Zero means 2.
 	FetchWorkers int
-	// Registerer, when set, receives the store's Prometheus metrics.
-	Registerer prometheus.Registerer
-	// Logger receives operational logs. Nil means slog.Default().
+	// Metrics, when set, receives the store's Prometheus metrics from Open
+	// until Close.
+	Metrics prometheus.Registerer
+	// Logger receives operational logs. Nil discards them.
 	Logger *slog.Logger
 }
 
 func (c *Config) ensureDefaults() error {
 	if c.ReplicationFactor < 0 {
-		return fmt.Errorf("%w: ReplicationFactor %d < 0", ErrConfig, c.ReplicationFactor)
+		return fmt.Errorf("%w: ReplicationFactor %d < 0", ErrInvalidConfig, c.ReplicationFactor)
 	}
 	if c.HolderGrace < 0 || c.ReconcileInterval < 0 || c.FetchWorkers < 0 {
-		return fmt.Errorf("%w: negative duration or worker count", ErrConfig)
+		return fmt.Errorf("%w: negative duration or worker count", ErrInvalidConfig)
 	}
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("%w: AppID is required with a Host", ErrConfig)
+		return fmt.Errorf("%w: AppID is required with a Host", ErrInvalidConfig)
 	}
 	if c.HolderGrace == 0 {
 		c.HolderGrace = time.Minute
@@ -124,7 +151,7 @@ func (c *Config) ensureDefaults() error {
 		c.FetchWorkers = 2
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Registry == nil {
 		c.Registry = NewMemRegistry()
@@ -164,8 +191,8 @@ type Store struct {
 	space    *kv.Space
 	blocks   *blockstore.Store
 	guarded  *guardedBlockstore
-	bswap    *bitswap.Bitswap // nil when local only
-	liars    *liarDetector    // nil when local only
+	bswap    *bitswap.Bitswap        // nil when local only
+	liars    *blockxfer.LiarDetector // nil when local only
 	bserv    blockservice.BlockService
 	dag      ipld.DAGService
 	metrics  *metrics
@@ -199,7 +226,7 @@ type Store struct {
 	gcKick  chan struct{}
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // goroutines the Store started
+	tasks   *group.Group   // goroutines the Store started
 	ops     sync.WaitGroup // calls admitted by enter
 	closeMu sync.Mutex
 }
@@ -212,14 +239,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:      cfg,
-		space:    cfg.Space,
 		leases:   make(map[cid.Cid]int),
 		gcKick:   make(chan struct{}, 1),
 		fetching: make(map[cid.Cid]*blockFetch),
 		readers:  make(map[cid.Cid][]*getter),
+		tasks:    group.New(context.Background()),
 	}
-	if s.space == nil {
-		db, err := kv.Open("", nil)
+	if cfg.Space != nil {
+		sp, ok := cfg.Space.(*kv.Space)
+		if !ok {
+			return nil, fmt.Errorf("blobs: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalidConfig)
+		}
+		s.space = sp
+	} else {
+		db, err := kv.Open(cfg.Dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("blobs: open: %w", err)
 		}
@@ -257,7 +290,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		detector := newLiarDetector(s)
 		s.liars = detector
 		cfg.Host.Network().Notify(detector)
-		net := &watchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), d: detector}
+		net := &blockxfer.WatchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), Detector: detector}
 		s.bswap = bitswap.New(s.ctx, net, finder, s.guarded,
 			bitswap.WithClientOption(bsclient.ProviderSearchDelay(time.Second)),
 			// Replicas stream whole files to each other: let a peer have
@@ -277,8 +310,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.shutdown()
 		return nil, err
 	}
-	if cfg.Registerer != nil {
-		if err := s.metrics.register(cfg.Registerer); err != nil {
+	if cfg.Metrics != nil {
+		if err := s.metrics.register(cfg.Metrics); err != nil {
 			s.shutdown()
 			return nil, fmt.Errorf("blobs: open: %w", err)
 		}
@@ -317,13 +350,10 @@ func (s *Store) startup(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// goTracked runs fn on a goroutine that Close waits for.
-func (s *Store) goTracked(fn func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
+// goTracked runs fn on a goroutine that Close waits for (internal/group).
+// Once Close has begun it runs nothing and reports false.
+func (s *Store) goTracked(fn func()) bool {
+	return s.tasks.Go(func(context.Context) { fn() })
 }
 
 // Close stops replication and bitswap, waits for every goroutine the Store
@@ -333,7 +363,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return fmt.Errorf("blobs: close: %w", ErrClosed)
 	}
 	s.closed = true
 	s.mu.Unlock()
@@ -355,7 +385,7 @@ func (s *Store) shutdown() error {
 	if s.repl != nil {
 		s.repl.stop()
 	}
-	s.wg.Wait()
+	s.tasks.Stop()
 	if s.bserv != nil { // closes bitswap too
 		if err := s.bserv.Close(); err != nil {
 			errs = append(errs, err)
@@ -368,8 +398,8 @@ func (s *Store) shutdown() error {
 			errs = append(errs, err)
 		}
 	}
-	if s.metrics != nil && s.cfg.Registerer != nil {
-		s.metrics.unregister(s.cfg.Registerer)
+	if s.metrics != nil && s.cfg.Metrics != nil {
+		s.metrics.unregister(s.cfg.Metrics)
 	}
 	if s.ownDB != nil {
 		if err := s.ownDB.Close(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockstore"
+	"github.com/dpaas/dpaas/internal/blockxfer"
 	"github.com/ipfs/boxo/bitswap"
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bspb "github.com/ipfs/boxo/bitswap/message/pb"
@@ -281,7 +282,7 @@ func TestBadHashPeerIgnored(t *testing.T) {
 	}
 	eventually(t, time.Minute, "forged blocks to be counted", func() bool { return reader.store.Metrics().BadBlocks > 0 })
 	t.Logf("forged blocks received: %d", reader.store.Metrics().BadBlocks)
-	if reader.store.Metrics().BadBlocks < maxForgedBlocks {
+	if reader.store.Metrics().BadBlocks < blockxfer.MaxForgedBlocks {
 		return // the honest peer served everything before the liar was caught
 	}
 	if n := reader.store.Metrics().BannedPeers; n != 1 {
@@ -300,32 +301,6 @@ func TestBadHashPeerIgnored(t *testing.T) {
 	eventually(t, time.Minute, "the liar's new connection to be closed", func() bool {
 		return lh.Network().Connectedness(reader.host.ID()) != network.Connected
 	})
-}
-
-// TestBanTableBounded: a party making up identities cannot grow the ban
-// table past maxTrackedPeers, and a ban ends.
-func TestBanTableBounded(t *testing.T) {
-	d := newLiarDetector(nil)
-	ids := make([]peer.ID, maxTrackedPeers+10)
-	for i := range ids {
-		ids[i] = peer.ID(fmt.Sprintf("peer-%d", i))
-		d.mu.Lock()
-		d.ban(ids[i])
-		d.mu.Unlock()
-	}
-	if len(d.bans) != maxTrackedPeers {
-		t.Fatalf("ban table holds %d peers, want %d", len(d.bans), maxTrackedPeers)
-	}
-	last := ids[len(ids)-1]
-	if !d.banned(last) {
-		t.Fatal("the latest ban was dropped")
-	}
-	d.mu.Lock()
-	d.bans[last] = time.Now().Add(-time.Second)
-	d.mu.Unlock()
-	if d.banned(last) {
-		t.Fatal("an expired ban still holds")
-	}
 }
 
 // TestOpenUnknownCIDDeadline: Open of a CID no one has, asked to wait for
@@ -453,7 +428,7 @@ func TestLiarDetector(t *testing.T) {
 
 	asked := bsmsg.New(false)
 	asked.AddEntry(blk("asked").Cid(), 1, bspb.Message_Wantlist_Block, true)
-	d.sent(p, asked)
+	d.Sent(p, asked)
 	honest := bsmsg.New(false)
 	honest.AddBlock(blk("asked"))
 	d.MessageReceived(p, honest)
@@ -461,12 +436,12 @@ func TestLiarDetector(t *testing.T) {
 		t.Fatalf("an asked-for block counted as forged (%d)", got)
 	}
 	forged := bsmsg.New(false)
-	for i := range maxForgedBlocks {
+	for i := range blockxfer.MaxForgedBlocks {
 		forged.AddBlock(blk(fmt.Sprint("forged", i)))
 	}
 	d.MessageReceived(p, forged)
-	if got := a.store.Metrics().BadBlocks; got != maxForgedBlocks {
-		t.Fatalf("BadBlocks = %d, want %d", got, maxForgedBlocks)
+	if got := a.store.Metrics().BadBlocks; got != blockxfer.MaxForgedBlocks {
+		t.Fatalf("BadBlocks = %d, want %d", got, blockxfer.MaxForgedBlocks)
 	}
 	eventually(t, time.Minute, "the liar to be disconnected", func() bool {
 		return a.host.Network().Connectedness(p) != network.Connected
@@ -485,12 +460,25 @@ func TestLiarDetector(t *testing.T) {
 		return b.host.Network().Connectedness(a.host.ID()) != network.Connected
 	})
 	// a's bitswap sends nothing to the liar, which would dial it again.
-	w := &watchedNetwork{d: d}
-	if err := w.SendMessage(ctx, p, asked); !errors.Is(err, errBanned) {
-		t.Fatalf("SendMessage to the liar = %v, want errBanned", err)
+	w := &blockxfer.WatchedNetwork{Detector: d}
+	if err := w.SendMessage(ctx, p, asked); !errors.Is(err, blockxfer.ErrBanned) {
+		t.Fatalf("SendMessage to the liar = %v, want blockxfer.ErrBanned", err)
 	}
-	if _, err := w.NewMessageSender(ctx, p, nil); !errors.Is(err, errBanned) {
-		t.Fatalf("NewMessageSender to the liar = %v, want errBanned", err)
+	if _, err := w.NewMessageSender(ctx, p, nil); !errors.Is(err, blockxfer.ErrBanned) {
+		t.Fatalf("NewMessageSender to the liar = %v, want blockxfer.ErrBanned", err)
+	}
+}
+
+// TestPinStatesAreHoldings: the holdings protocol answers a pin's state
+// byte as is, so the two encodings must agree.
+func TestPinStatesAreHoldings(t *testing.T) {
+	for _, tc := range []struct {
+		pin  pinState
+		hold byte
+	}{{pinNone, blockxfer.HoldNone}, {pinPending, blockxfer.HoldPending}, {pinComplete, blockxfer.HoldComplete}} {
+		if byte(tc.pin) != tc.hold {
+			t.Errorf("pin state %d, holdings answer %d", tc.pin, tc.hold)
+		}
 	}
 }
 

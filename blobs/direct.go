@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ipfs/boxo/blockservice"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -229,7 +230,9 @@ type directWant struct {
 
 func newDirectStream(s *Store, p peer.ID, st network.Stream) *directStream {
 	d := &directStream{s: s, peer: p, st: st, bw: bufio.NewWriterSize(st, 4<<10)}
-	go d.readLoop()
+	if !s.goTracked(d.readLoop) {
+		d.fail(ErrClosed)
+	}
 	return d
 }
 
@@ -253,13 +256,8 @@ func (d *directStream) get(ctx context.Context, c cid.Cid) ([]byte, bool, error)
 	}
 	d.pending = append(d.pending, w)
 	d.mu.Unlock()
-	b := c.Bytes()
-	var hdr [binary.MaxVarintLen64]byte
 	_ = d.st.SetWriteDeadline(time.Now().Add(directIdle))
-	_, err := d.bw.Write(hdr[:binary.PutUvarint(hdr[:], uint64(len(b)))])
-	if err == nil {
-		_, err = d.bw.Write(b)
-	}
+	err := frame.WriteFrame(d.bw, c.Bytes())
 	if err == nil {
 		err = d.bw.Flush()
 	}
@@ -306,47 +304,22 @@ func (d *directStream) readLoop() {
 	}
 }
 
-// readAnswer decodes one answer of the blocks protocol: the block's bytes,
-// or held false when the peer does not hold it. A malformed answer fails
-// with errBadAnswer; a failing reader with its own error.
+// readAnswer decodes one answer of the blocks protocol, an optional frame
+// (internal/frame): the block's bytes, or held false when the peer does
+// not hold it. A malformed answer fails with errBadAnswer; a failing
+// reader with its own error.
 func readAnswer(r *bufio.Reader) ([]byte, bool, error) {
-	var n uint64
-	for shift := 0; ; shift += 7 {
-		b, err := r.ReadByte()
-		if err != nil {
-			if shift > 0 && errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, false, err
-		}
-		if shift == 63 && b > 1 {
-			return nil, false, fmt.Errorf("%w: length overflows 64 bits", errBadAnswer)
-		}
-		n |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			break
-		}
+	data, held, err := frame.ReadOptional(r, maxBlockSize)
+	if errors.Is(err, frame.ErrTooLarge) {
+		return nil, false, fmt.Errorf("%w: %w", errBadAnswer, err)
 	}
-	if n == 0 {
-		return nil, false, nil
-	}
-	if n-1 > maxBlockSize {
-		return nil, false, fmt.Errorf("%w: a block of %d bytes", errBadAnswer, n-1)
-	}
-	data := make([]byte, n-1)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, false, err
-	}
-	return data, true, nil
+	return data, held, err
 }
 
 // appendAnswer appends the answer for a block of size bytes, not its bytes;
 // held false appends the answer "not held".
 func appendAnswer(b []byte, size int, held bool) []byte {
-	if !held {
-		return binary.AppendUvarint(b, 0)
-	}
-	return binary.AppendUvarint(b, uint64(size)+1)
+	return frame.AppendOptionalHeader(b, size, held)
 }
 
 // fail ends the stream: every request still pending fails with err.
@@ -604,7 +577,7 @@ func (g *getter) verify(d *directStream, c cid.Cid, data []byte) (blocks.Block, 
 	d.fail(errForged)
 	g.s.metrics.badBlocks.Add(1)
 	if g.s.liars != nil {
-		g.s.liars.banNow(d.peer, "answered a blocks request with bytes of another hash")
+		g.s.liars.BanNow(d.peer, "answered a blocks request with bytes of another hash")
 	}
 	return nil, false
 }
@@ -653,7 +626,7 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func(),
 	var have <-chan struct{}
 	if s.cfg.IPFSBitswap && s.liars != nil {
 		var unwatch func()
-		have, unwatch = s.liars.watchHave(root)
+		have, unwatch = s.liars.WatchHave(root)
 		defer unwatch()
 	}
 	type answer struct {
@@ -663,10 +636,12 @@ func (g *getter) findHolder(ctx context.Context, root cid.Cid, connected func(),
 	}
 	found := make(chan answer, len(candidates))
 	for _, p := range candidates {
-		go func() {
+		if !s.goTracked(func() {
 			st, ok := s.repl.peerState(ctx, p, root)
 			found <- answer{p, st, ok}
-		}()
+		}) {
+			found <- answer{p: p} // closing: not asked
+		}
 	}
 	opened, claimed, replicas := 0, false, 0
 	for range candidates {

@@ -195,14 +195,15 @@ func startLiar(t *testing.T, from *Store, root cid.Cid, mode string) *liarServer
 	})
 	l.host.SetStreamHandler(prefix+"/has/1.0.0", func(st network.Stream) {
 		defer st.Close()
-		if _, err := readCID(st); err == nil {
+		if _, err := readCID(bufio.NewReader(st)); err == nil {
 			_, _ = st.Write([]byte{byte(pinComplete)})
 		}
 	})
 	l.host.SetStreamHandler(prefix+"/blocks/1.0.0", func(st network.Stream) {
 		defer st.Close()
+		br := bufio.NewReader(st)
 		for {
-			c, err := readCID(st)
+			c, err := readCID(br)
 			if err != nil {
 				return
 			}
@@ -255,14 +256,15 @@ func startGatedHolder(t *testing.T, from *Store, root cid.Cid) *gatedHolder {
 	prefix := protocol.ID("/dpaas/" + testApp + "/blobs")
 	g.host.SetStreamHandler(prefix+"/has/1.0.0", func(st network.Stream) {
 		defer st.Close()
-		if _, err := readCID(st); err == nil {
+		if _, err := readCID(bufio.NewReader(st)); err == nil {
 			_, _ = st.Write([]byte{byte(pinComplete)})
 		}
 	})
 	g.host.SetStreamHandler(prefix+"/blocks/1.0.0", func(st network.Stream) {
 		defer st.Close()
+		br := bufio.NewReader(st)
 		for {
-			c, err := readCID(st)
+			c, err := readCID(br)
 			if err != nil {
 				return
 			}

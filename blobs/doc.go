@@ -12,7 +12,7 @@
 // # Usage
 //
 //	s, err := blobs.Open(ctx, blobs.Config{
-//		Space:    space,    // the instance's "blobs" key space
+//		Dir:      dir,      // where blocks and pins persist; "" keeps them in memory
 //		Host:     h,        // the instance's libp2p host
 //		AppID:    appID,    // namespaces every protocol ID
 //		Registry: registry, // the DApp's replicated blob set
@@ -150,7 +150,7 @@
 // crash in the middle of it loses nothing that is pinned.
 //
 // A full disk (or an I/O error) fails the Add or fetch that hits it with
-// an error wrapping kv.ErrFailed, and every later write with the same
+// an error wrapping ErrWritesStopped, and every later write with the same
 // error; reads of what is held go on. Reopening once the cause is fixed
 // recovers every durable pin and collects what the failed Add left.
 //
@@ -170,7 +170,7 @@
 //
 // # Caller duties
 //
-//  1. Give each Store its own key space; nothing else may write to it.
+//  1. Give each Store its own Dir (or key space); nothing else may write to it.
 //  2. Register nothing else on the host under /dpaas/<appid>/blobs/.
 //  3. Close every reader Open returns: an open reader keeps its blocks
 //     from GC.
@@ -180,4 +180,17 @@
 //  5. Close the Store before the host and the database it was given.
 //
 // All methods are safe for concurrent use.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package blobs

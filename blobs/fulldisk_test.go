@@ -34,8 +34,8 @@ func TestFullDiskFailsAddCleanly(t *testing.T) {
 	}
 
 	full.Store(true)
-	if _, err := s.Add(ctx, &randomReader{r: r, n: 40 << 20}); !errors.Is(err, kv.ErrFailed) {
-		t.Fatalf("Add on a full disk: %v, want kv.ErrFailed", err)
+	if _, err := s.Add(ctx, &randomReader{r: r, n: 40 << 20}); !errors.Is(err, kv.ErrFailed) || !errors.Is(err, ErrWritesStopped) {
+		t.Fatalf("Add on a full disk: %v, want ErrWritesStopped", err)
 	}
 	full.Store(false) // the space comes back; the database stays failed until reopened
 	if _, err := s.Add(ctx, bytes.NewReader(randomBytes(r, ChunkSize))); !errors.Is(err, kv.ErrFailed) {

@@ -437,9 +437,10 @@ func TestConfigValidation(t *testing.T) {
 		{ReplicationFactor: -1},
 		{FetchWorkers: -1},
 		{Host: newHostForConfig(t)},
+		{Space: foreignSpace{}},
 	} {
-		if _, err := Open(context.Background(), cfg); !errors.Is(err, ErrConfig) {
-			t.Errorf("Open(%+v) = %v, want ErrConfig", cfg, err)
+		if _, err := Open(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Open(%+v) = %v, want ErrInvalidConfig", cfg, err)
 		}
 	}
 }
@@ -466,7 +467,7 @@ func TestPinRecordCodec(t *testing.T) {
 
 func TestPrometheusMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := Open(context.Background(), Config{Registerer: reg})
+	s, err := Open(context.Background(), Config{Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,5 +498,35 @@ func TestPrometheusMetrics(t *testing.T) {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}
+	}
+}
+
+type foreignSpace struct{}
+
+func (foreignSpace) Prefix() []byte { return []byte("x\x00") }
+
+// TestDirPersists: a Store opened on its own with a Dir keeps its blobs
+// across Close and Open.
+func TestDirPersists(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(seeded(t), 2*ChunkSize+5)
+	c, err := s.Add(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(ctx, Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if back := readAll(t, s, c, 10e9); !bytes.Equal(back, data) {
+		t.Fatalf("after reopening: read %d bytes, want %d", len(back), len(data))
 	}
 }

@@ -148,7 +148,10 @@ func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*s
 	searched := make(chan struct{})
 	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
 		// Look for replicas holding the whole file (direct.go).
-		go g.findHolder(rctx, c, sync.OnceFunc(func() { close(searched) }), nobody)
+		done := sync.OnceFunc(func() { close(searched) })
+		if !s.goTracked(func() { g.findHolder(rctx, c, done, nobody) }) {
+			done() // closing: nobody to look for
+		}
 	} else {
 		close(searched)
 	}

@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/blockxfer"
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -26,8 +26,6 @@ const (
 	fetchIdleTimeout = 30 * time.Second
 	// holdsTimeout bounds one question to a peer about what it holds.
 	holdsTimeout = 5 * time.Second
-	// maxCIDLen bounds a CID read from the network.
-	maxCIDLen = 256
 )
 
 // replicator keeps this replica's share of the DApp's blobs. One goroutine
@@ -425,10 +423,8 @@ func (w countingDiscard) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Holdings protocol: the asker writes a uvarint length and a CID, the
-// answerer one byte: 0 not kept, 1 kept but not yet whole, 2 whole.
-
-// serveHolds answers one holdings question.
+// serveHolds answers one holdings question (internal/blockxfer) with the
+// state of the blob's pin here.
 func (r *replicator) serveHolds(st network.Stream) {
 	s := r.s
 	defer st.Close()
@@ -437,49 +433,31 @@ func (r *replicator) serveHolds(st network.Stream) {
 		return
 	}
 	defer s.exit()
-	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	c, err := readCID(st)
+	err := blockxfer.ServeHolds(st, holdsTimeout, func(c cid.Cid) byte {
+		if p, ok, err := s.getPin(c); err == nil && ok {
+			return byte(p.state)
+		}
+		return blockxfer.HoldNone
+	})
 	if err != nil {
 		s.metrics.badRequest.Add(1)
 		s.cfg.Logger.Debug("blobs: bad holdings request", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.Reset()
-		return
 	}
-	var answer byte
-	if p, ok, err := s.getPin(c); err == nil && ok {
-		answer = byte(p.state)
-	}
-	_, _ = st.Write([]byte{answer})
 }
 
-func readCID(rd io.Reader) (cid.Cid, error) {
-	var lenBuf [binary.MaxVarintLen64]byte
-	n := 0
-	for {
-		if n == len(lenBuf) {
-			return cid.Undef, fmt.Errorf("%w: CID length too long", errMalformed)
-		}
-		if _, err := io.ReadFull(rd, lenBuf[n:n+1]); err != nil {
-			return cid.Undef, err
-		}
-		n++
-		if lenBuf[n-1] < 0x80 {
-			break
-		}
-	}
-	l, k := binary.Uvarint(lenBuf[:n])
-	if k <= 0 || l == 0 || l > maxCIDLen {
-		return cid.Undef, fmt.Errorf("%w: CID length %d", errMalformed, l)
-	}
-	buf := make([]byte, l)
-	if _, err := io.ReadFull(rd, buf); err != nil {
-		return cid.Undef, err
-	}
-	c, err := cid.Cast(buf)
-	if err != nil {
+// readCID reads a CID in one frame (blockxfer.ReadCID): io.EOF when the
+// stream ends before it, errMalformed for an empty or overlong one,
+// ErrInvalidCID for bytes that are not a CID.
+func readCID(rd frame.Reader) (cid.Cid, error) {
+	c, err := blockxfer.ReadCID(rd)
+	switch {
+	case errors.Is(err, blockxfer.ErrMalformed):
+		return cid.Undef, fmt.Errorf("%w: %w", errMalformed, err)
+	case errors.Is(err, blockxfer.ErrBadCID):
 		return cid.Undef, fmt.Errorf("%w: %w", ErrInvalidCID, err)
 	}
-	return c, nil
+	return c, err
 }
 
 // peerHolds asks p whether it holds the whole of c. Self is asked locally.
@@ -502,33 +480,6 @@ func (r *replicator) peerState(ctx context.Context, p peer.ID, c cid.Cid) (pinSt
 		}
 		return pn.state, true
 	}
-	ctx, cancel := context.WithTimeout(ctx, holdsTimeout)
-	defer cancel()
-	st, err := r.s.cfg.Host.NewStream(network.WithNoDial(ctx, "holdings"), p, r.s.hasProto)
-	if err != nil {
-		return pinNone, false
-	}
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(holdsTimeout))
-	msg := binary.AppendUvarint(nil, uint64(len(c.Bytes())))
-	msg = append(msg, c.Bytes()...)
-	if _, err := st.Write(msg); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	if err := st.CloseWrite(); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	var ans [1]byte
-	if _, err := io.ReadFull(st, ans[:]); err != nil {
-		_ = st.Reset()
-		return pinNone, false
-	}
-	switch a := pinState(ans[0]); a {
-	case pinNone, pinPending, pinComplete:
-		return a, true
-	default:
-		return pinNone, false
-	}
+	a, ok := blockxfer.AskHolds(ctx, r.s.cfg.Host, p, r.s.hasProto, c, holdsTimeout)
+	return pinState(a), ok
 }

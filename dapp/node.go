@@ -44,8 +44,20 @@ import (
 	"github.com/dpaas/dpaas/store"
 )
 
-// ErrClosed is returned by calls on a closed Node.
-var ErrClosed = errors.New("dapp: node closed")
+var (
+	// ErrClosed is returned by calls on a closed Node.
+	ErrClosed = errors.New("dapp: node closed")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it
+	// cannot use (its message names what is wrong).
+	ErrInvalidConfig = errors.New("dapp: invalid config")
+)
+
+// invalidConfig is an error of Config.validate: its message, and a match
+// for ErrInvalidConfig.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{e.err, ErrInvalidConfig} }
 
 // Node is one running instance of a DApp: a full peer replica. It is safe
 // for concurrent use.
@@ -81,7 +93,6 @@ type Node struct {
 	wake chan struct{}
 
 	closeOnce sync.Once
-	closeErr  error
 	closers   []func() error // run in reverse order by Close
 }
 
@@ -91,7 +102,7 @@ type Node struct {
 func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	c, err := cfg.validate()
 	if err != nil {
-		return nil, err
+		return nil, invalidConfig{err}
 	}
 	n := &Node{
 		cfg:        c,
@@ -132,10 +143,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.tasks = group.New(context.WithoutCancel(ctx))
 
-	if n.ps, err = pubsub.New(ctx, n.host, c.PubSub); err != nil {
+	c.PubSub.Host = n.host
+	if n.ps, err = pubsub.Open(ctx, c.PubSub); err != nil {
 		return nil, fmt.Errorf("dapp: open: %w", err)
 	}
-	n.closers = append(n.closers, n.ps.Close)
+	n.closers = append(n.closers, ignoreClosed(n.ps.Close, pubsub.ErrClosed))
 
 	if err := n.startDHT(); err != nil {
 		return nil, err
@@ -226,7 +238,7 @@ func (n *Node) serveHello(s network.Stream) {
 	_, _ = s.Write(n.cfg.App.Canonical())
 }
 
-// Hello asks peer p which DApp it runs and returns its manifest encoding.
+// hello asks peer p which DApp it runs and returns its manifest encoding.
 func (n *Node) hello(ctx context.Context, p peer.ID) ([]byte, error) {
 	s, err := n.host.NewStream(ctx, p, n.helloProto)
 	if err != nil {
@@ -267,7 +279,7 @@ func (n *Node) startData(ctx context.Context) error {
 	}
 	bc := c.Blobs
 	bc.Space, bc.Host, bc.AppID, bc.Logger = bs, n.host, c.appID.String(), n.log
-	bc.Registerer = c.Metrics
+	bc.Metrics = c.Metrics
 	bc.Registry = blobSet{n.store.Collection(blobSetCollection)}
 	if bc.Group == nil {
 		// Copies go to distinct diversity groups first, as attested.
@@ -488,13 +500,15 @@ func (n *Node) isClosed() bool {
 }
 
 // Close stops everything the instance started and waits for it. It is
-// safe to call more than once; later calls return the first call's error.
+// safe to call more than once; later calls return an error wrapping
+// ErrClosed.
 func (n *Node) Close() error {
+	err := fmt.Errorf("dapp: close: %w", ErrClosed)
 	n.closeOnce.Do(func() {
 		n.log.Info("dapp: instance stopping", "id", n.ID())
-		n.closeErr = n.shutdown()
+		err = n.shutdown()
 	})
-	return n.closeErr
+	return err
 }
 
 func (n *Node) shutdown() error {
@@ -515,7 +529,7 @@ func (n *Node) shutdown() error {
 	return nil
 }
 
-// subscribe watches identify and disconnect events to protect DApp peers
+// watchPeers watches identify and disconnect events to protect DApp peers
 // from connection trimming and to re-dial bootstrap peers quickly.
 func (n *Node) watchPeers() error {
 	sub, err := n.host.EventBus().Subscribe([]any{

@@ -54,8 +54,8 @@ func TestReopenKeepsIdentity(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
+	if err := n.Close(); !errors.Is(err, dapp.ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
 	}
 	if err := n.Connect(context.Background(), "/ip4/127.0.0.1/tcp/1/p2p/"+id.String()); !errors.Is(err, dapp.ErrClosed) {
 		t.Fatalf("Connect after Close: %v, want ErrClosed", err)
@@ -128,6 +128,9 @@ func TestBadConfigFailsCleanly(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+			if tc.cfg.Dir == "" && !errors.Is(err, dapp.ErrInvalidConfig) {
+				t.Fatalf("error %q does not wrap ErrInvalidConfig", err)
 			}
 		})
 	}

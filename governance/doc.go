@@ -163,4 +163,17 @@
 //
 // Token-balance electorates (the ERC-20 balance at a snapshot block) are
 // not counted yet: a proposal uses the members electorate.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package governance

@@ -42,7 +42,7 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 		return ErrClosed
 	}
 	if v.ChainID == nil || v.Amount == nil {
-		return voucher.ErrMalformed
+		return ErrMalformedVoucher
 	}
 	if v.ChainID.Cmp(p.chainID) != 0 || v.Contract != p.cfg.Channels {
 		return fmt.Errorf("voucher for chain %v contract %s: %w", v.ChainID, v.Contract, ErrWrongDomain)
@@ -62,13 +62,13 @@ func (p *Payments) accept(ctx context.Context, v Voucher) error {
 	if r := p.redeemedAmount(v.Channel); r != nil && v.Amount.Cmp(r) <= 0 {
 		return fmt.Errorf("voucher amount %v, already redeemed on-chain %v: %w", v.Amount, r, ErrNotAboveBest)
 	}
-	err = voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin)
+	err = voucherErr(voucher.Check(voucher.Voucher(v), p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin))
 	if errors.Is(err, ErrExpired) {
 		// A top-up may have moved the expiry since we cached it.
 		if ch, err = p.channelFacts(ctx, v.Channel, true); err != nil {
 			return err
 		}
-		err = voucher.Check(v, p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin)
+		err = voucherErr(voucher.Check(voucher.Voucher(v), p.domain, ch, p.account, p.bestAmount(v.Channel), p.now(), p.cfg.ExpiryMargin))
 	}
 	if err != nil {
 		return err

@@ -13,22 +13,8 @@ import (
 	"github.com/dpaas/dpaas/internal/voucher"
 )
 
-// Voucher is a payer's EIP-712 signature over "channel owes its payee
-// amount in total". It has a stable binary form (MarshalBinary, Size
-// bytes) and JSON form (MarshalJSON), so it can travel over any transport.
-type Voucher = voucher.Voucher
-
 // VoucherSize is the length of a voucher's binary form.
 const VoucherSize = 182 // the voucher codec's size (TestVoucherSizeMatchesCodec)
-
-// ParseVoucher decodes a voucher's binary form.
-func ParseVoucher(b []byte) (Voucher, error) {
-	var v Voucher
-	if err := v.UnmarshalBinary(b); err != nil {
-		return Voucher{}, err
-	}
-	return v, nil
-}
 
 // Channel is the payer's side of a payment channel. It is safe for
 // concurrent use; vouchers are signed one at a time.
@@ -162,7 +148,8 @@ func (c *Channel) Pay(amount *big.Int) (Voucher, error) {
 	if now := c.p.now(); !now.Before(c.expiry) {
 		return Voucher{}, fmt.Errorf("payment: pay on channel %s: expired %s: %w", c.id, c.expiry.UTC().Format(time.RFC3339), ErrExpired)
 	}
-	v, err := voucher.Sign(c.p.key, c.p.domain, c.id, total)
+	sv, err := voucher.Sign(c.p.key, c.p.domain, c.id, total)
+	v := Voucher(sv)
 	if err != nil {
 		return Voucher{}, fmt.Errorf("payment: pay: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/internal/kv"
 )
@@ -18,6 +19,15 @@ import (
 // redeems what it holds, leaving ten minutes for the transaction to be
 // mined (and retried) even on a slow public chain.
 const DefaultExpiryMargin = 10 * time.Minute
+
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its Payments. Only the dapp
+// package makes them, and Open refuses any other implementation; outside
+// dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
 
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
@@ -79,14 +89,18 @@ type Config struct {
 	// fresh random key (useful only for tests and demos).
 	Key *ecdsa.PrivateKey
 	// Space persists the payee's best vouchers and the payer's channels so
-	// they survive restarts. Nil means a private database in Dir.
-	Space *kv.Space
+	// they survive restarts, inside a dapp Node's database. Nil means a
+	// private database in Dir.
+	Space KeySpace
 	// Host carries the metering protocol. Nil means no metering.
 	Host host.Host
 	// AppID is part of the metering protocol ID.
 	AppID string
-	// Logger receives diagnostics. Nil means slog.Default().
+	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// Metrics, when set, receives the Payments' Prometheus metrics
+	// (Collector) from Open until Close.
+	Metrics prometheus.Registerer
 }
 
 func (c *Config) ensureDefaults() {
@@ -109,7 +123,7 @@ func (c *Config) ensureDefaults() {
 		c.AutoPayLimit = new(big.Int).Set(c.AutoPayLimit)
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		if c.RPCURL == "" && c.Dev != nil {
@@ -122,13 +136,16 @@ func (c *Config) ensureDefaults() {
 
 func (c *Config) validate() error {
 	if c.RPCURL == "" && c.Dev == nil {
-		return ErrNoChain
+		return &alsoMatches{err: ErrNoChain, public: ErrInvalidConfig}
 	}
 	if c.AutoPayLimit != nil && c.AutoPayLimit.Sign() < 0 {
-		return fmt.Errorf("payment: config: negative AutoPayLimit %v", c.AutoPayLimit)
+		return fmt.Errorf("payment: config: negative AutoPayLimit %v: %w", c.AutoPayLimit, ErrInvalidConfig)
 	}
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("payment: config: Host given without AppID")
+		return fmt.Errorf("payment: config: Host given without AppID: %w", ErrInvalidConfig)
+	}
+	if _, ok := c.Space.(*kv.Space); c.Space != nil && !ok {
+		return fmt.Errorf("payment: config: Space %T is not a dapp key space: %w", c.Space, ErrInvalidConfig)
 	}
 	return nil
 }

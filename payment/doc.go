@@ -281,9 +281,22 @@
 //  3. Open a channel to a provider before its meter asks for payment, and
 //     set an automatic payment limit, or the provider stops serving.
 //  4. Close the Payments; it does not close a shared DevChain or the
-//     caller's kv.Space.
+//     database of Config.Space.
 //  5. For payments between processes, point every instance at one shared
 //     chain; a private DevChain is for one process.
 //  6. Serve a DevChain only on loopback or a trusted network: its faucet
 //     mints for anyone who can reach it.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package payment

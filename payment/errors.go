@@ -2,16 +2,17 @@ package payment
 
 import (
 	"errors"
-
-	"github.com/dpaas/dpaas/internal/voucher"
 )
 
 // Errors. Each is wrapped with the operation that failed; test with
 // errors.Is. Where the chain refused a transaction for a reason the
 // contracts name, the error wraps the matching sentinel too.
 var (
-	ErrClosed  = errors.New("payment: closed")
-	ErrNoChain = errors.New("payment: no chain: set Config.RPCURL or Config.Dev")
+	ErrClosed = errors.New("payment: closed")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it
+	// cannot use.
+	ErrInvalidConfig = errors.New("payment: invalid config")
+	ErrNoChain       = errors.New("payment: no chain: set Config.RPCURL or Config.Dev")
 	// ErrNoContracts: an RPC URL was given without the contract addresses,
 	// and the endpoint is not a dpaas DevChain that could tell them.
 	ErrNoContracts = errors.New("payment: contract addresses unknown: set Config.Token and Config.Channels")
@@ -38,14 +39,14 @@ var (
 	ErrBadExpiry         = errors.New("payment: expiry must be in the future and not earlier than before")
 
 	// Voucher checks, on the payee's side and by the contract.
-	ErrMalformedVoucher = voucher.ErrMalformed
-	ErrWrongDomain      = voucher.ErrWrongDomain
-	ErrWrongChannel     = voucher.ErrWrongChannel
-	ErrBadSignature     = voucher.ErrBadSignature
-	ErrNotPayee         = voucher.ErrNotPayee
-	ErrNotAboveBest     = voucher.ErrNotAboveBest
-	ErrAboveDeposit     = voucher.ErrAboveDeposit
-	ErrExpired          = voucher.ErrExpired
+	ErrMalformedVoucher = errors.New("payment: malformed voucher")
+	ErrWrongDomain      = errors.New("payment: voucher for another chain or contract")
+	ErrWrongChannel     = errors.New("payment: voucher for another channel")
+	ErrBadSignature     = errors.New("payment: voucher not signed by the channel's payer")
+	ErrNotPayee         = errors.New("payment: channel pays someone else")
+	ErrNotAboveBest     = errors.New("payment: voucher does not raise the amount (replayed or lower)")
+	ErrAboveDeposit     = errors.New("payment: voucher exceeds the channel deposit")
+	ErrExpired          = errors.New("payment: channel expired or too close to expiry")
 
 	// Escrow.
 	ErrNoEscrow = errors.New("payment: no escrow contract: set Config.Escrow")

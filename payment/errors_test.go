@@ -16,8 +16,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-
-	"github.com/dpaas/dpaas/internal/voucher"
 )
 
 // TestTransferWithoutGas: an account with tokens but no ether for gas gets
@@ -135,7 +133,7 @@ func TestPrivateChainsDiffer(t *testing.T) {
 	payer := openFunded(t, a, Config{}, tokens(10))
 	payee := openFunded(t, b, Config{}, nil)
 	ctx := testCtx(t)
-	v, err := voucher.Sign(payer.key, payer.domain, common.Hash{7}, big.NewInt(1))
+	v, err := signWith(payer.key, payer.domain, common.Hash{7}, big.NewInt(1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/dpaas/dpaas/internal/voucher"
 )
 
 // tokens is n whole tokens (18 decimals).
@@ -90,4 +92,11 @@ func callBytes32(ctx context.Context, p *Payments, data []byte) (common.Hash, er
 		return common.Hash{}, err
 	}
 	return common.BytesToHash(out), nil
+}
+
+// signWith signs a voucher with the codec, for tests that forge ones a
+// Channel would not sign.
+func signWith(key *ecdsa.PrivateKey, d voucher.Domain, channel common.Hash, amount *big.Int) (Voucher, error) {
+	v, err := voucher.Sign(key, d, channel, amount)
+	return Voucher(v), err
 }

@@ -38,8 +38,8 @@ func balance(t testing.TB, p *Payments, who common.Address) *big.Int {
 
 func TestOpenWithoutChain(t *testing.T) {
 	_, err := Open(context.Background(), Config{})
-	if !errors.Is(err, ErrNoChain) {
-		t.Fatalf("Open with no chain = %v, want ErrNoChain", err)
+	if !errors.Is(err, ErrNoChain) || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Open with no chain = %v, want ErrNoChain and ErrInvalidConfig", err)
 	}
 	if err.Error() != "payment: no chain: set Config.RPCURL or Config.Dev" {
 		t.Fatalf("error text %q", err)
@@ -207,11 +207,11 @@ func TestVoucherRefusals(t *testing.T) {
 	vOther, _ := toOther.Pay(tokens(1))
 	swapped := v2
 	swapped.Channel = ch2.ID()
-	forged, err := voucher.Sign(other.key, payer.domain, ch.ID(), tokens(3))
+	forged, err := signWith(other.key, payer.domain, ch.ID(), tokens(3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	beyond, err := voucher.Sign(payer.key, payer.domain, ch.ID(), tokens(11))
+	beyond, err := signWith(payer.key, payer.domain, ch.ID(), tokens(11))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,14 +271,14 @@ func TestUnknownChannelAndForeignChain(t *testing.T) {
 	payer := openFunded(t, d, Config{}, tokens(10))
 	payee := openFunded(t, d, Config{}, nil)
 	ctx := testCtx(t)
-	v, err := voucher.Sign(payer.key, payer.domain, common.Hash{7}, big.NewInt(1))
+	v, err := signWith(payer.key, payer.domain, common.Hash{7}, big.NewInt(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := payee.Accept(ctx, v); !errors.Is(err, ErrUnknownChannel) {
 		t.Fatalf("Accept unknown channel = %v", err)
 	}
-	foreign, _ := voucher.Sign(payer.key, voucher.NewDomain(big.NewInt(1), payer.cfg.Channels), common.Hash{7}, big.NewInt(1))
+	foreign, _ := signWith(payer.key, voucher.NewDomain(big.NewInt(1), payer.cfg.Channels), common.Hash{7}, big.NewInt(1))
 	if err := payee.Accept(ctx, foreign); !errors.Is(err, ErrWrongDomain) {
 		t.Fatalf("Accept other chain = %v", err)
 	}

@@ -76,7 +76,7 @@ type Payments struct {
 // channel: what the accepted vouchers added above the on-chain redeemed
 // amount when each arrived.
 type heldVoucher struct {
-	v        voucher.Voucher
+	v        Voucher
 	ch       voucher.Channel
 	credited *big.Int
 }
@@ -195,7 +195,7 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 		p.escrow = escrowABI.Instance(p.be, p.cfg.Escrow)
 	}
 
-	p.space = cfg.Space
+	p.space, _ = cfg.Space.(*kv.Space) // validate refused any other
 	if p.space == nil {
 		if p.ownDB, err = kv.Open(cfg.Dir, nil); err != nil {
 			return nil, fmt.Errorf("payment: open: %w", err)
@@ -206,6 +206,11 @@ func Open(ctx context.Context, cfg Config) (_ *Payments, err error) {
 	}
 	if err := p.restore(); err != nil {
 		return nil, fmt.Errorf("payment: open: %w", err)
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(p.Collector()); err != nil {
+			return nil, fmt.Errorf("payment: open: register metrics: %w", err)
+		}
 	}
 	if cfg.Host != nil {
 		p.meters = newMeterService(p)
@@ -528,7 +533,7 @@ func (p *Payments) track() error {
 func (p *Payments) now() time.Time { return p.cfg.Now() }
 
 // Close stops metering and watches and waits for their goroutines. It
-// does not close a shared DevChain or the caller's kv.Space. Calling it
+// does not close a shared DevChain or the database of Config.Space. Calling it
 // again returns ErrClosed.
 func (p *Payments) Close() error {
 	p.mu.Lock()
@@ -536,6 +541,9 @@ func (p *Payments) Close() error {
 	p.mu.Unlock()
 	if already {
 		return fmt.Errorf("payment: close: %w", ErrClosed)
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Unregister(p.Collector())
 	}
 	close(p.closing)
 	p.cancelBase()

@@ -251,7 +251,7 @@ func mustEncode(t *testing.T, p *Payments, id common.Hash) []byte {
 }
 
 func signVoucher(payer *Payments, id common.Hash, amount *big.Int) (Voucher, error) {
-	return voucher.Sign(payer.key, payer.domain, id, amount)
+	return signWith(payer.key, payer.domain, id, amount)
 }
 
 // TestNoReturnToken: channels work with a token whose transfer and
@@ -330,7 +330,7 @@ func TestNoReturnToken(t *testing.T) {
 func TestHeldRecordV1(t *testing.T) {
 	key := newKey(t)
 	d := voucher.NewDomain(big.NewInt(1337), common.Address{1})
-	v, err := voucher.Sign(key, d, common.Hash{2}, big.NewInt(500))
+	v, err := signWith(key, d, common.Hash{2}, big.NewInt(500))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@
 // A dapp.Node builds its PubSub for you (node.PubSub()). Standalone, on any
 // libp2p host:
 //
-//	ps, err := pubsub.New(ctx, host, pubsub.Config{AppID: "my-app"}) // host keyed with secp256k1
+//	ps, err := pubsub.Open(ctx, pubsub.Config{Host: host, AppID: "my-app"}) // host keyed with secp256k1
 //	if err != nil { ... }
 //	defer ps.Close()
 //	rides, _ := ps.Join("rides")
@@ -117,4 +117,17 @@
 // recovery) before it can be charged to anyone, because an honest peer may
 // relay one that reached it straight from its author; such a flood costs
 // its receivers that check per message and is not graylisted.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package pubsub

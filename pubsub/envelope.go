@@ -181,7 +181,7 @@ func (c *senderIDs) id(pub []byte) (peer.ID, error) {
 // signingKey returns the secp256k1 key behind a libp2p private key.
 func signingKey(k p2pcrypto.PrivKey) (*ecdsa.PrivateKey, error) {
 	if k == nil || k.Type() != p2pcrypto.Secp256k1 {
-		return nil, errors.New("pubsub: the host's key is not secp256k1: set Config.Key, or give the host a secp256k1 identity (dpaas instance keys are)")
+		return nil, fmt.Errorf("pubsub: the host's key is not secp256k1: set Config.Key, or give the host a secp256k1 identity (dpaas instance keys are): %w", ErrInvalidConfig)
 	}
 	raw, err := k.Raw()
 	if err != nil {

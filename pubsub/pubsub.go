@@ -17,6 +17,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
@@ -35,6 +36,9 @@ var (
 	// ErrReservedTopic is returned by Join for a name the SDK keeps for
 	// its own components (see Reserved).
 	ErrReservedTopic = errors.New("pubsub: topic name reserved for the SDK")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it
+	// cannot use.
+	ErrInvalidConfig = errors.New("pubsub: invalid config")
 )
 
 // DefaultMaxMessageSize is the largest payload Publish accepts by default.
@@ -51,8 +55,10 @@ const (
 // payload (sender, sequence number, topic, signature and public key).
 const envelopeOverhead = 4 << 10
 
-// Config configures New. Zero values mean defaults.
+// Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
+	// Host is the libp2p host GossipSub runs on. Required.
+	Host host.Host
 	// AppID namespaces every topic. Required.
 	AppID string
 	// MaxMessageSize bounds the payload of one message; default 1 MiB.
@@ -66,8 +72,12 @@ type Config struct {
 	// Key signs the instance's messages; it must be the secp256k1 key
 	// behind the host's identity. Default: taken from the host.
 	Key *ecdsa.PrivateKey
-	// Logger receives the reason of each rejected message; default: discard.
+	// Logger receives the reason of each rejected message; nil discards
+	// them.
 	Logger *slog.Logger
+	// Metrics, when set, receives the PubSub's Prometheus metrics from
+	// Open until Close.
+	Metrics prometheus.Registerer
 
 	// PeerMessageRate bounds how many messages per second one sender may
 	// have accepted on one topic, after a burst of one second's worth;
@@ -92,11 +102,11 @@ type Config struct {
 
 func (c *Config) setDefaults() error {
 	if c.AppID == "" {
-		return errors.New("pubsub: Config.AppID is required")
+		return fmt.Errorf("pubsub: Config.AppID is required: %w", ErrInvalidConfig)
 	}
 	if c.MaxMessageSize < 0 || c.SubscriptionBuffer < 0 || c.PeerQueue < 0 ||
 		c.PeerMessageRate < 0 || c.PeerByteRate < 0 || c.GraylistAfter < 0 || c.GraylistHalfLife < 0 {
-		return errors.New("pubsub: Config sizes, rates and durations must not be negative")
+		return fmt.Errorf("pubsub: Config sizes, rates and durations must not be negative: %w", ErrInvalidConfig)
 	}
 	if c.PeerMessageRate == 0 {
 		c.PeerMessageRate = DefaultPeerMessageRate
@@ -176,10 +186,21 @@ type PubSub struct {
 	published, delivered, rejected, ignored, tooLarge atomic.Uint64
 }
 
-// New starts GossipSub on h for the DApp named by cfg.AppID. Close stops it.
+// New starts GossipSub on h for the DApp named by cfg.AppID: it is Open
+// with cfg.Host set to h.
+//
+// Deprecated: use Open with Config.Host.
 func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
+	cfg.Host = h
+	return Open(ctx, cfg)
+}
+
+// Open starts GossipSub on cfg.Host for the DApp named by cfg.AppID.
+// Close stops it.
+func Open(ctx context.Context, cfg Config) (*PubSub, error) {
+	h := cfg.Host
 	if h == nil {
-		return nil, errors.New("pubsub: nil host")
+		return nil, fmt.Errorf("pubsub: nil host: %w", ErrInvalidConfig)
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -192,7 +213,7 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 		}
 	}
 	if self, err := senderID(key); err != nil || self != h.ID() {
-		return nil, errors.New("pubsub: Config.Key is not the host's key")
+		return nil, fmt.Errorf("pubsub: Config.Key is not the host's key: %w", ErrInvalidConfig)
 	}
 	// GossipSub lives as long as the PubSub, not as long as the caller's
 	// ctx: it is stopped by Close.
@@ -233,6 +254,13 @@ func New(ctx context.Context, h host.Host, cfg Config) (*PubSub, error) {
 	// Sequence numbers start at the clock so a restarted instance does not
 	// repeat them.
 	p.seq.Store(uint64(time.Now().UnixNano()))
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(p); err != nil {
+			p.cfg.Metrics = nil // not ours to unregister
+			p.Close()
+			return nil, fmt.Errorf("pubsub: open: register metrics: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -331,12 +359,16 @@ func (p *PubSub) join(name string, sys bool) (*Topic, error) {
 }
 
 // Close leaves every topic, ends every subscription and stops GossipSub.
-// It is safe to call more than once.
+// It is safe to call more than once; later calls return an error wrapping
+// ErrClosed.
 func (p *PubSub) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil
+		return fmt.Errorf("pubsub: close: %w", ErrClosed)
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Unregister(p)
 	}
 	p.closed = true
 	topics := make([]*Topic, 0, len(p.topics))

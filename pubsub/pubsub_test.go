@@ -18,6 +18,8 @@ import (
 	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/dpaas/dpaas/pubsub"
@@ -29,8 +31,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newPeer(t *testing.T, app string, cfg pubsub.Config) (host.Host, *pubsub.PubSub) {
 	t.Helper()
 	h := newHost(t)
-	cfg.AppID = app
-	ps, err := pubsub.New(context.Background(), h, cfg)
+	cfg.Host, cfg.AppID = h, app
+	ps, err := pubsub.Open(context.Background(), cfg)
 	if err != nil {
 		h.Close()
 		t.Fatal(err)
@@ -271,8 +273,8 @@ func TestSubscriptionEnds(t *testing.T) {
 	if _, err := a.Join("u"); !errors.Is(err, pubsub.ErrClosed) {
 		t.Fatalf("Join after Close: %v", err)
 	}
-	if err := a.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
+	if err := a.Close(); !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -282,26 +284,30 @@ func TestBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if _, err := pubsub.New(context.Background(), h, pubsub.Config{}); err == nil {
-		t.Fatal("New without AppID succeeded")
+	if _, err := pubsub.Open(context.Background(), pubsub.Config{Host: h}); !errors.Is(err, pubsub.ErrInvalidConfig) {
+		t.Fatalf("Open without AppID: %v, want ErrInvalidConfig", err)
 	}
-	if _, err := pubsub.New(context.Background(), nil, pubsub.Config{AppID: "x"}); err == nil {
-		t.Fatal("New without host succeeded")
+	if _, err := pubsub.Open(context.Background(), pubsub.Config{AppID: "x"}); !errors.Is(err, pubsub.ErrInvalidConfig) {
+		t.Fatalf("Open without host: %v, want ErrInvalidConfig", err)
 	}
 	// Instances sign with secp256k1; a host with another key type needs
 	// Config.Key, and it must be the host's own.
-	if _, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x"}); err == nil || !strings.Contains(err.Error(), "secp256k1") {
-		t.Fatalf("New on an ed25519 host: %v", err)
+	if _, err := pubsub.Open(context.Background(), pubsub.Config{Host: h, AppID: "x"}); !errors.Is(err, pubsub.ErrInvalidConfig) || !strings.Contains(err.Error(), "secp256k1") {
+		t.Fatalf("Open on an ed25519 host: %v", err)
 	}
 	other, _ := ethcrypto.GenerateKey()
-	if _, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: "x", Key: other}); err == nil {
-		t.Fatal("New with a key that is not the host's succeeded")
+	if _, err := pubsub.Open(context.Background(), pubsub.Config{Host: h, AppID: "x", Key: other}); !errors.Is(err, pubsub.ErrInvalidConfig) {
+		t.Fatalf("Open with a key that is not the host's: %v, want ErrInvalidConfig", err)
 	}
 	h2 := newHost(t)
 	defer h2.Close()
-	ps, err := pubsub.New(context.Background(), h2, pubsub.Config{AppID: "x"})
+	reg := prometheus.NewRegistry()
+	ps, err := pubsub.Open(context.Background(), pubsub.Config{Host: h2, AppID: "x", Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mfs, err := reg.Gather(); err != nil || !slices.ContainsFunc(mfs, func(mf *dto.MetricFamily) bool { return mf.GetName() == "dpaas_pubsub_published_total" }) {
+		t.Fatalf("metrics on Config.Metrics: %v, %v", mfs, err)
 	}
 	defer ps.Close()
 	if _, err := ps.Join(""); !errors.Is(err, pubsub.ErrBadTopic) {

@@ -43,7 +43,7 @@ func TestBadInputIsCountedAndNeverApplied(t *testing.T) {
 
 	h, _ := newHost(t)
 	defer h.Close()
-	ps, err := pubsub.New(ctx, h, pubsub.Config{AppID: testApp})
+	ps, err := pubsub.Open(ctx, pubsub.Config{Host: h, AppID: testApp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@
 //
 // # Usage
 //
-//	s, err := store.Open(ctx, store.Config{Space: space, Key: key, Host: h, PubSub: ps, AppID: appID})
+//	s, err := store.Open(ctx, store.Config{Dir: dir, Key: key, Host: h, PubSub: ps, AppID: appID})
 //	defer s.Close()
 //	rides := s.Collection("rides")
 //	err = rides.Put(ctx, "r1", Ride{From: "A", To: "B", Fare: 12})           // durable on return
@@ -111,7 +111,8 @@
 // replica killed before that reopens without them and fetches them again
 // by catch-up. A commit that fails (a full disk,
 // an I/O error) fails its writes with the cause and stops the store's
-// writes: every later write fails at once with the same error, while
+// writes: every later write fails at once with the same error, wrapping
+// ErrWritesStopped and the cause, while
 // reads, Watch and serving peers go on. Reopening the store once the cause
 // is fixed recovers the durable state, and catch-up brings the rest.
 // A write that is too big or invalid is refused before anything is
@@ -175,4 +176,17 @@
 // History is kept forever (no compaction), documents are not encrypted,
 // and a counter incremented or a set changed concurrently with a Delete
 // keeps the increments and elements the Delete did not observe.
+//
+// # Lifecycle
+//
+// Every component of the SDK (store, blobs, pubsub, payment, governance,
+// dapp) has one lifecycle. Open(ctx, Config) starts it; a zero Config
+// field means its default (Config says which fields are required), and
+// Open copies the Config. A Config that Open cannot use fails it with an
+// error wrapping the package's ErrInvalidConfig. A nil Config.Logger
+// discards logs; Config.Metrics, when set, receives the component's
+// Prometheus metrics from Open until Close; a clock, where a component
+// takes one, is Config.Now. Close stops the component and waits for
+// every goroutine it started; it is safe to call more than once, and every
+// call after the first returns an error wrapping the package's ErrClosed.
 package store

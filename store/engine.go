@@ -447,7 +447,7 @@ func (d *workDoc) render() error {
 	return nil
 }
 
-// snapshotDocs encodes the state of docs so a rejected write can be undone.
+// snapshot encodes the state of docs so a rejected write can be undone.
 func (w *workset) snapshot(keys []*workDoc) (map[*workDoc][]byte, error) {
 	out := make(map[*workDoc][]byte, len(keys))
 	for _, d := range keys {
@@ -1344,7 +1344,7 @@ func (s *Store) releaseFuture() {
 	}
 }
 
-// applyRemoteSync runs applyRemote on the applier goroutine.
+// applyRemoteWait runs applyRemote on the applier goroutine.
 func (s *Store) applyRemoteWait(in []*incoming, stop <-chan struct{}) (remoteResult, error) {
 	rr := &remoteReq{in: in, done: make(chan remoteResult, 1)}
 	select {

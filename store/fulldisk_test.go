@@ -46,7 +46,7 @@ func TestFullDiskStopsWritesCleanly(t *testing.T) {
 
 	full.Store(true)
 	err = c.Put(ctx, "r3", ride{From: "B"})
-	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "writes stopped") {
+	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrWritesStopped) {
 		t.Fatalf("put on a full disk: %v", err)
 	}
 	full.Store(false) // space comes back, but the store stays stopped until reopened
@@ -55,7 +55,7 @@ func TestFullDiskStopsWritesCleanly(t *testing.T) {
 		func() error { return c.Update(ctx, "r1", Inc("views", 1)) },
 		func() error { return c.Delete(ctx, "r2") },
 	} {
-		if err := write(); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "writes stopped") {
+		if err := write(); !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrWritesStopped) {
 			t.Fatalf("write after a failed commit: %v", err)
 		}
 	}

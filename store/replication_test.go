@@ -36,7 +36,7 @@ func startReplica(t testing.TB, cfg Config) *replicaNode {
 	if cfg.Key == nil {
 		cfg.Key = key
 	}
-	ps, err := pubsub.New(context.Background(), h, pubsub.Config{AppID: testApp, MaxMessageSize: 4 << 20})
+	ps, err := pubsub.Open(context.Background(), pubsub.Config{Host: h, AppID: testApp, MaxMessageSize: 4 << 20})
 	if err != nil {
 		h.Close()
 		t.Fatal(err)

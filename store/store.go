@@ -22,6 +22,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
@@ -32,19 +33,41 @@ var (
 	// ErrInvalid is wrapped by errors about bad arguments (names, documents,
 	// values, query options).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrInvalidConfig is wrapped by Open's errors about a Config it cannot
+	// use. It wraps ErrInvalid, which such errors matched before.
+	ErrInvalidConfig = fmt.Errorf("store: invalid config: %w", ErrInvalid)
 	// ErrRejected is wrapped when a collection's validator refuses a write.
 	ErrRejected = errors.New("store: rejected by validator")
 	// ErrTooLarge is wrapped when a write or a batch is over its size
 	// limit (MaxWriteSize, MaxBatchSize); the message gives both sizes.
 	// Nothing of the write is applied.
 	ErrTooLarge = errors.New("store: too large")
+	// ErrWritesStopped is wrapped by every write after a commit failed (a
+	// full disk, an I/O error): the store takes no more writes until it is
+	// reopened, while reads, Watch and serving peers go on.
+	ErrWritesStopped = errors.New("store: writes stopped")
 )
+
+func init() { kv.MatchFailed(ErrWritesStopped) }
+
+// KeySpace is one component's share of a database that the components of
+// an instance share: a dapp Node gives one to its store. Only the dapp
+// package makes them, and Open refuses any other implementation; outside
+// dapp, set Config.Dir instead.
+type KeySpace interface {
+	// Prefix is the bytes every key of the space begins with.
+	Prefix() []byte
+}
 
 // Config configures Open. Zero values mean defaults; Open copies it.
 type Config struct {
-	// Space is where the store persists; nil means a private in-memory
-	// database, closed with the store.
-	Space *kv.Space
+	// Space is where the store persists inside a dapp Node's database;
+	// nil means a private database in Dir, closed with the store.
+	Space KeySpace
+	// Dir is where a store used without a Space keeps its private Pebble
+	// database. Empty means in memory: everything is lost on Close.
+	// Ignored with Space.
+	Dir string
 	// Key signs this replica's deltas; nil means a fresh random key.
 	Key *ecdsa.PrivateKey
 	// Host and PubSub connect the store to its peers; both nil means a
@@ -53,10 +76,17 @@ type Config struct {
 	PubSub *pubsub.PubSub
 	// AppID namespaces the catch-up protocol ID; required with Host.
 	AppID string
-	// Logger receives replication progress and rejected input; default
-	// discards.
+	// Logger receives replication progress and rejected input; nil
+	// discards them.
 	Logger *slog.Logger
-	// Clock reads wall time for timestamps; default time.Now.
+	// Metrics, when set, receives the store's Prometheus metrics from Open
+	// until Close.
+	Metrics prometheus.Registerer
+	// Now reads wall time for timestamps; default time.Now.
+	Now func() time.Time
+	// Clock is the former name of Now, used when Now is nil.
+	//
+	// Deprecated: set Now.
 	Clock func() time.Time
 	// MaxClockSkew is how far in the future a delta's timestamp may be
 	// before it is held back until the local clock reaches it; default 1m.
@@ -79,9 +109,13 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Clock == nil {
-		c.Clock = time.Now
+	if c.Now == nil {
+		c.Now = c.Clock
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Clock = c.Now
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = time.Minute
 	}
@@ -95,13 +129,13 @@ func (c *Config) setDefaults() error {
 		c.WatchBuffer = 1024
 	}
 	if c.MaxClockSkew < 0 || c.AnnounceInterval < 0 || c.MaxDeltaOps < 0 || c.WatchBuffer < 0 {
-		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalid)
+		return fmt.Errorf("store: open: negative durations or sizes in Config: %w", ErrInvalidConfig)
 	}
 	if c.MaxDeltaOps > delta.MaxOps {
-		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalid)
+		return fmt.Errorf("store: open: MaxDeltaOps %d over the %d operations a delta may hold: %w", c.MaxDeltaOps, delta.MaxOps, ErrInvalidConfig)
 	}
 	if (c.Host == nil) != (c.PubSub == nil) {
-		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalid)
+		return fmt.Errorf("store: open: Host and PubSub must be set together: %w", ErrInvalidConfig)
 	}
 	validators := make(map[string]Validator, len(c.Validators))
 	for name, v := range c.Validators {
@@ -109,7 +143,7 @@ func (c *Config) setDefaults() error {
 	}
 	c.Validators = validators
 	if c.Host != nil && c.AppID == "" {
-		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalid)
+		return fmt.Errorf("store: open: AppID is required with a Host: %w", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -253,9 +287,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:        cfg,
-		space:      cfg.Space,
 		log:        cfg.Logger,
-		clock:      hlc.New(cfg.Clock),
+		clock:      hlc.New(cfg.Now),
 		writes:     make(chan *writeReq, 1024),
 		remote:     make(chan *remoteReq, 16),
 		inbox:      remoteInbox{ready: make(chan struct{}, 1)},
@@ -277,8 +310,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		watchers:   make(map[*watcher]struct{}),
 		syncs:      make(map[string]*SyncStatus),
 	}
-	if s.space == nil {
-		db, err := kv.Open("", nil)
+	if cfg.Space != nil {
+		sp, ok := cfg.Space.(*kv.Space)
+		if !ok {
+			return nil, fmt.Errorf("store: open: Space %T is not a dapp key space: %w", cfg.Space, ErrInvalidConfig)
+		}
+		s.space = sp
+	} else {
+		db, err := kv.Open(cfg.Dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
@@ -322,13 +361,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(s); err != nil {
+			s.cfg.Metrics = nil // not ours to unregister
+			s.Close()
+			return nil, fmt.Errorf("store: open: register metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
-func (s *Store) closeDB() {
+// closeDB closes the private database, if Open made one.
+func (s *Store) closeDB() error {
 	if s.ownDB != nil {
-		s.ownDB.Close()
+		if err := s.ownDB.Close(); err != nil {
+			return fmt.Errorf("store: close: %w", err)
+		}
 	}
+	return nil
 }
 
 // load reads heads, versions, counters and declared indexes.
@@ -410,7 +460,7 @@ func (s *Store) load() error {
 // cause is fixed, recovers the durable state. It returns the error writes
 // get, which wraps the first cause.
 func (s *Store) stopWrites(cause error) error {
-	err := fmt.Errorf("store: writes stopped after a failed commit; reopen the store once the cause is fixed: %w", cause)
+	err := fmt.Errorf("%w after a failed commit; reopen the store once the cause is fixed: %w", ErrWritesStopped, cause)
 	if s.failed.CompareAndSwap(nil, &err) {
 		s.log.Error("store: a commit failed; the store takes no more writes until it is reopened", "err", cause)
 	}
@@ -553,10 +603,16 @@ func (s *Store) Stats() Stats {
 }
 
 // Close stops replication, waits for in-flight writes to become durable and
-// for every goroutine the store started, and closes a private database. It
-// is safe to call more than once.
+// for every goroutine the store started, and closes a private database,
+// returning the error closing it gave. It is safe to call more than once;
+// later calls return an error wrapping ErrClosed.
 func (s *Store) Close() error {
+	err := s.errClosed("close")
 	s.once.Do(func() {
+		err = nil
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Unregister(s)
+		}
 		s.closed.Store(true)
 		close(s.closing)
 		if n := s.net.Load(); n != nil {
@@ -569,9 +625,9 @@ func (s *Store) Close() error {
 			w.stop()
 		}
 		s.mu.Unlock()
-		s.closeDB()
+		err = s.closeDB()
 	})
-	return nil
+	return err
 }
 
 func (s *Store) errClosed(op string) error { return fmt.Errorf("store: %s: %w", op, ErrClosed) }

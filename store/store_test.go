@@ -142,8 +142,8 @@ func TestClosed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	if err := s.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
 	}
 	if err := s.Collection("c").Put(context.Background(), "x", map[string]any{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Put after Close: %v", err)
@@ -393,3 +393,49 @@ func TestConcurrentWritersOnSharedDocuments(t *testing.T) {
 		}
 	}
 }
+
+// TestDirPersists: a store opened on its own with a Dir keeps its
+// documents across Close and Open; a Space that no dapp Node made is
+// refused.
+func TestDirPersists(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Collection("c").Put(ctx, "a", map[string]int{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(ctx, Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if raw, err := s.Collection("c").GetRaw(ctx, "a"); err != nil || string(raw) != `{"n":1}` {
+		t.Fatalf("after reopening: %s, %v", raw, err)
+	}
+	if _, err := Open(ctx, Config{Space: foreignSpace{}}); !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Open with a foreign Space: %v, want ErrInvalidConfig", err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	m, err := Open(ctx, Config{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) == 0 {
+		t.Fatalf("metrics after Open: %d families, %v", len(mfs), err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Fatalf("metrics after Close: %d families, %v", len(mfs), err)
+	}
+}
+
+type foreignSpace struct{}
+
+func (foreignSpace) Prefix() []byte { return []byte("x\x00") }

@@ -28,7 +28,7 @@ func TestInvalidDeltaDoesNotHoldBackDescendants(t *testing.T) {
 	r := startReplica(t, Config{})
 	h, _ := newHost(t)
 	defer h.Close()
-	ps, err := pubsub.New(ctx, h, pubsub.Config{AppID: testApp})
+	ps, err := pubsub.Open(ctx, pubsub.Config{Host: h, AppID: testApp})
 	if err != nil {
 		t.Fatal(err)
 	}

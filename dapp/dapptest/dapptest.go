@@ -32,6 +32,7 @@ package dapptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -75,11 +76,13 @@ type Options struct {
 	App      dapp.Manifest // default: Name = the test's name
 	Topology Topology
 	// Configure may change node i's Config before each start. Dir,
-	// ListenAddrs and ConnectionGater are set by the cluster.
+	// ListenAddrs and ConnectionGater are set by the cluster, and with Star
+	// or Chain it adds the seed to Bootstrap.
 	Configure func(i int, cfg *dapp.Config)
 	// Timeout bounds each wait of the harness; default 30s.
 	Timeout time.Duration
-	// LeakCheck is on unless set to false through NoLeakCheck.
+	// NoLeakCheck turns off the goroutine leak check, which is on by
+	// default.
 	NoLeakCheck bool
 	// Pin keeps the topology: the cluster refuses every connection
 	// between nodes it does not link, so that the instances' peer
@@ -321,7 +324,7 @@ func (c *Cluster) Stop(i int) {
 	if c.nodes[i] == nil {
 		return
 	}
-	if err := c.nodes[i].Close(); err != nil {
+	if err := c.nodes[i].Close(); err != nil && !errors.Is(err, dapp.ErrClosed) { // the test may have closed it
 		c.t.Errorf("dapptest: stop node %d: %v", i, err)
 	}
 	c.nodes[i] = nil

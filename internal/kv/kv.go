@@ -78,6 +78,31 @@ type DB struct {
 // once the cause is fixed recovers every write that was durable.
 var ErrFailed = errors.New("kv: the database failed a write and takes no more until reopened")
 
+// failedAliases are the public packages' sentinels for ErrFailed (for
+// example store.ErrWritesStopped), so that callers, who cannot import
+// this package, test for a stopped database with errors.Is. Written only
+// by MatchFailed from package initialisation, read-only afterwards.
+var failedAliases []error
+
+// MatchFailed makes every error wrapping ErrFailed match target with
+// errors.Is too. Call it only from a package's init.
+func MatchFailed(target error) { failedAliases = append(failedAliases, target) }
+
+// failure is the error a failed write leaves: it wraps ErrFailed and its
+// cause, and matches every alias registered with MatchFailed.
+type failure struct{ err error }
+
+func (f failure) Error() string { return f.err.Error() }
+func (f failure) Unwrap() error { return f.err }
+func (f failure) Is(target error) bool {
+	for _, a := range failedAliases {
+		if a == target {
+			return true
+		}
+	}
+	return false
+}
+
 // Write runs f, which commits to the database (a batch, an ingestion).
 // Pebble treats a failed commit as fatal to the process; Write turns that
 // into an error for f's caller, and every later Write returns the same
@@ -96,11 +121,12 @@ func (d *DB) Write(f func() error) (err error) {
 		if !ok {
 			panic(r)
 		}
-		failure := fmt.Errorf("%w: %s", ErrFailed, fp.msg)
+		cause := fmt.Errorf("%w: %s", ErrFailed, fp.msg)
 		if fp.cause != nil {
-			failure = fmt.Errorf("%w: %w", ErrFailed, fp.cause)
+			cause = fmt.Errorf("%w: %w", ErrFailed, fp.cause)
 		}
-		d.failed.CompareAndSwap(nil, &failure)
+		var stopped error = failure{cause}
+		d.failed.CompareAndSwap(nil, &stopped)
 		err = *d.failed.Load()
 	}()
 	return f()

@@ -146,7 +146,7 @@ func TestWriteTurnsPebbleFatalIntoStickyError(t *testing.T) {
 		(&quietLogger{}).Fatalf("pebble: fatal commit error: %v", cause)
 		return nil
 	})
-	if !errors.Is(err, ErrFailed) || !errors.Is(err, cause) {
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, cause) || !errors.Is(err, errTestStopped) {
 		t.Fatalf("Write after a fatal commit = %v", err)
 	}
 	called := false
@@ -175,3 +175,8 @@ func TestWriteTurnsPebbleFatalIntoStickyError(t *testing.T) {
 	defer db2.Close()
 	_ = db2.Write(func() error { panic("other") })
 }
+
+// errTestStopped stands for a public package's sentinel for ErrFailed.
+var errTestStopped = errors.New("test: writes stopped")
+
+func init() { MatchFailed(errTestStopped) }

@@ -3,7 +3,6 @@ package meter
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -107,23 +107,19 @@ func DecodeResponse(b []byte) (Response, error) {
 	return Response{}, fmt.Errorf("meter: response status %d: %w", b[1], ErrMalformed)
 }
 
-func writeFrame(w io.Writer, body []byte) error {
-	frame := binary.AppendUvarint(make([]byte, 0, len(body)+binary.MaxVarintLen16), uint64(len(body)))
-	_, err := w.Write(append(frame, body...))
-	return err
-}
+func writeFrame(w io.Writer, body []byte) error { return frame.WriteFrame(w, body) }
 
+// readFrame reads one frame (internal/frame) of 1 to MaxMessage bytes.
 func readFrame(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	b, err := frame.ReadFrame(r, MaxMessage)
+	if errors.Is(err, frame.ErrTooLarge) {
+		return nil, fmt.Errorf("meter: %w: %w", err, ErrMalformed)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if n == 0 || n > MaxMessage {
-		return nil, fmt.Errorf("meter: frame of %d bytes: %w", n, ErrMalformed)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
+	if len(b) == 0 {
+		return nil, fmt.Errorf("meter: empty frame: %w", ErrMalformed)
 	}
 	return b, nil
 }

@@ -2,7 +2,6 @@ package peerex
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/dpaas/dpaas/internal/addrbook"
+	"github.com/dpaas/dpaas/internal/frame"
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -110,27 +110,22 @@ func (m Message) check() error {
 	return nil
 }
 
-// WriteFrame writes b as one frame: an unsigned varint length, then b.
+// WriteFrame writes b as one frame (internal/frame).
 func WriteFrame(w io.Writer, b []byte) error {
-	var n [binary.MaxVarintLen64]byte
-	buf := append(n[:binary.PutUvarint(n[:], uint64(len(b)))], b...)
-	if _, err := w.Write(buf); err != nil {
-		return fmt.Errorf("peerex: write frame: %w", err)
+	if err := frame.WriteFrame(w, b); err != nil {
+		return fmt.Errorf("peerex: %w", err)
 	}
 	return nil
 }
 
-// ReadFrame reads one frame of at most MaxFrame bytes.
+// ReadFrame reads one frame of at most MaxFrame bytes; a longer one is
+// ErrMalformed.
 func ReadFrame(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	b, err := frame.ReadFrame(r, MaxFrame)
+	if errors.Is(err, frame.ErrTooLarge) {
+		return nil, fmt.Errorf("peerex: %w: %w", err, ErrMalformed)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("peerex: read frame length: %w", err)
-	}
-	if n > MaxFrame {
-		return nil, fmt.Errorf("peerex: frame of %d bytes over the %d limit: %w", n, MaxFrame, ErrMalformed)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, fmt.Errorf("peerex: read frame: %w", err)
 	}
 	return b, nil

@@ -27,11 +27,11 @@ package storesync
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/fxamacker/cbor/v2"
 )
@@ -156,34 +156,26 @@ func DecodeHeader(b []byte) (*Header, error) {
 	return &h, nil
 }
 
-// WriteFrame writes one length-prefixed frame.
+// WriteFrame writes one length-prefixed frame (internal/frame).
 func WriteFrame(w io.Writer, b []byte) error {
-	var n [binary.MaxVarintLen64]byte
-	if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))]); err != nil {
-		return fmt.Errorf("storesync: write frame: %w", err)
-	}
-	if _, err := w.Write(b); err != nil {
-		return fmt.Errorf("storesync: write frame: %w", err)
+	if err := frame.WriteFrame(w, b); err != nil {
+		return fmt.Errorf("storesync: %w", err)
 	}
 	return nil
 }
 
-// ReadFrame reads one frame of at most MaxFrame bytes. It returns io.EOF
-// only when the stream ends cleanly between frames.
+// ReadFrame reads one frame of at most MaxFrame bytes; a longer one is
+// ErrMalformed. It returns io.EOF only when the stream ends cleanly
+// between frames.
 func ReadFrame(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err == io.EOF {
+	b, err := frame.ReadFrame(r, MaxFrame)
+	switch {
+	case err == io.EOF:
 		return nil, io.EOF
-	}
-	if err != nil {
-		return nil, fmt.Errorf("storesync: read frame length: %w", err)
-	}
-	if n > MaxFrame {
-		return nil, fmt.Errorf("storesync: frame of %d bytes over the %d limit: %w", n, MaxFrame, ErrMalformed)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("storesync: read frame: %w", err)
+	case errors.Is(err, frame.ErrTooLarge):
+		return nil, fmt.Errorf("storesync: %w: %w", err, ErrMalformed)
+	case err != nil:
+		return nil, fmt.Errorf("storesync: %w", err)
 	}
 	return b, nil
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // Errors returned by decoding and checking. The "payment:" prefix is
-// deliberate: the public payment package re-exports these values.
+// deliberate: the public payment package makes each match its own
+// sentinel of the same message (payment/voucher.go).
 var (
 	ErrMalformed      = errors.New("payment: malformed voucher")
 	ErrWrongDomain    = errors.New("payment: voucher for another chain or contract")
