@@ -2,10 +2,11 @@ package mirror
 
 import (
 	"bufio"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -21,9 +22,7 @@ const MaxDirectory = 256
 
 // WriteFrame writes b as one frame.
 func WriteFrame(w io.Writer, b []byte) error {
-	var n [binary.MaxVarintLen64]byte
-	buf := append(n[:binary.PutUvarint(n[:], uint64(len(b)))], b...)
-	if _, err := w.Write(buf); err != nil {
+	if err := frame.WriteFrame(w, b); err != nil {
 		return fmt.Errorf("mirror: write frame: %w", err)
 	}
 	return nil
@@ -31,15 +30,11 @@ func WriteFrame(w io.Writer, b []byte) error {
 
 // ReadFrame reads one frame of at most max bytes.
 func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	b, err := frame.ReadFrame(r, max)
+	if errors.Is(err, frame.ErrTooLarge) {
+		return nil, fmt.Errorf("mirror: %w: %w", err, ErrMalformed)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("mirror: read frame length: %w", err)
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("mirror: frame of %d bytes over the %d limit: %w", n, max, ErrMalformed)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, fmt.Errorf("mirror: read frame: %w", err)
 	}
 	return b, nil
