@@ -33,6 +33,9 @@ import (
 //	                                open) and the rides user is part of, as a driver's page needs
 //	GET  /api/mirrors               the instances of the DApp and their web addresses
 //	GET  /api/escrow/{id}           an escrow deal as the chain holds it
+//	GET  /api/panel?payer=&payee=&salt=  the deal ID a payer's salt makes, and the ordered
+//	                                arbiter list and panel size to open it with (governance's
+//	                                draw from that ID, weighted by reputation)
 //	POST /api/faucet {"address"}    development chains only: gas and tokens, once per address
 //	GET  /api/stats                 actions accepted and refused here
 //	POST /api/propose-fee {feeBps, minutes}  this instance, as a member, proposes a new fee
@@ -68,6 +71,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /api/mirrors", s.mirrors)
 	mux.HandleFunc("GET /api/escrow/{id}", s.escrow)
+	mux.HandleFunc("GET /api/panel", s.panel)
 	mux.HandleFunc("POST /api/faucet", s.faucet)
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) { answer(w, s.Stats()) })
 	mux.HandleFunc("POST /rpc", s.rpc)
@@ -299,6 +303,34 @@ func (s *Server) escrow(w http.ResponseWriter, r *http.Request) {
 	answer(w, map[string]any{"id": info.ID, "payer": info.Payer, "payee": info.Payee, "fund": info.Fund,
 		"amount": info.Amount.String(), "feeBps": info.FeeBps, "deadline": info.Deadline.Unix(), "arbiters": info.Arbiters,
 		"status": info.Status.String()})
+}
+
+// panel answers the arbiters a deal must be opened with, so that a dispute
+// on it becomes a governance case every replica draws the same panel for.
+func (s *Server) panel(w http.ResponseWriter, r *http.Request) {
+	p := s.node.Payments()
+	if p == nil || p.EscrowContract() == (common.Address{}) {
+		fail(w, http.StatusServiceUnavailable, errors.New("no escrow contract"))
+		return
+	}
+	q := r.URL.Query()
+	var payer, payee common.Address
+	var salt common.Hash
+	for _, f := range []struct {
+		name string
+		dst  interface{ UnmarshalText([]byte) error }
+	}{{"payer", &payer}, {"payee", &payee}, {"salt", &salt}} {
+		if err := f.dst.UnmarshalText([]byte(q.Get(f.name))); err != nil {
+			fail(w, http.StatusBadRequest, fmt.Errorf("%s: %w", f.name, err))
+			return
+		}
+	}
+	id, list, k, err := s.Panel(r.Context(), payer, payee, salt)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	answer(w, map[string]any{"id": id, "arbiters": list, "panelSize": k})
 }
 
 func (s *Server) faucet(w http.ResponseWriter, r *http.Request) {

@@ -449,6 +449,37 @@ func (s *Server) Terms(ctx context.Context) (Terms, error) {
 	return t, nil
 }
 
+// Panel is what a payer opening a deal with salt needs: the deal's ID, the
+// ordered arbiter list governance draws from that ID among the members
+// (neither party on it, weighted by their reputation here), and the panel
+// size k (governance's arbiters.k, at most the list's length).
+func (s *Server) Panel(ctx context.Context, payer, payee common.Address, salt [32]byte) (payment.DealID, []common.Address, int, error) {
+	p := s.node.Payments()
+	if p == nil {
+		return payment.DealID{}, nil, 0, errors.New("rides server: no chain")
+	}
+	g := s.node.Governance()
+	members, err := g.Members(ctx)
+	if err != nil {
+		return payment.DealID{}, nil, 0, err
+	}
+	k := governance.DefaultArbiters
+	if err := g.Param(ctx, governance.ParamArbiters, &k); err != nil && !errors.Is(err, governance.ErrNoParam) {
+		return payment.DealID{}, nil, 0, err
+	}
+	weight := make(map[common.Address]*big.Int, len(members))
+	for _, m := range members {
+		rep := s.Reputation(m)
+		weight[m] = big.NewInt(int64(rep.Driver.Score + rep.Passenger.Score))
+	}
+	id := payment.EscrowDealID(p.ChainID(), p.EscrowContract(), payer, salt)
+	list := governance.ArbiterList(id, members, weight, payer, payee)
+	if len(list) == 0 {
+		return id, nil, 0, errors.New("rides server: no member can arbitrate this deal (the parties are the only members)")
+	}
+	return id, list, min(k, len(list)), nil
+}
+
 func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()

@@ -7,9 +7,9 @@ const E = window.ethers;
 const ZERO = '0x' + '0'.repeat(64);
 const TOKEN_ABI = ['function approve(address,uint256) returns (bool)', 'function balanceOf(address) view returns (uint256)'];
 const ESCROW_ABI = [
-  'function open(address payee, uint256 amount, uint16 feeBps, address fund, uint64 deadline, address[] arbiters) returns (bytes32)',
+  'function open(address payee, uint256 amount, uint16 feeBps, address fund, uint64 deadline, address[] arbiters, uint8 panelSize, bytes32 salt) returns (bytes32)',
   'function release(bytes32 id)', 'function refund(bytes32 id)', 'function dispute(bytes32 id)',
-  'event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 amount, address fund, uint16 feeBps, uint64 deadline, address[] arbiters)',
+  'event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 amount, address fund, uint16 feeBps, uint64 deadline, address[] arbiters, uint8 panelSize)',
 ];
 const S = {
   base: location.origin, mirrors: [], info: null, wallet: null, rides: new Map(), es: null,
@@ -205,7 +205,13 @@ async function requestRide(from, to) {
   throw new Error(`at most ${S.info.rateLimit} requests a minute: wait a little`);
 }
 
-function arbitersFor(r) { return S.info.terms.arbiters.filter((a) => !same(a, r.passenger) && !same(a, r.driver)); }
+// panelFor asks governance, through the server, for the arbiters of the deal
+// a fresh salt makes: the same list every replica draws if it goes to a case.
+async function panelFor(r) {
+  const salt = E.hexlify(E.randomBytes(32));
+  const q = new URLSearchParams({ payer: r.passenger, payee: r.driver, salt });
+  return { salt, ...(await api('/api/panel?' + q)) };
+}
 
 async function confirmAndPay(r) {
   const signer = chainSigner();
@@ -217,7 +223,8 @@ async function confirmAndPay(r) {
   await (await token.approve(t.escrow, fare)).wait();
   msg('p', 'opening the escrow deal…', true);
   const deadline = Math.floor(Date.now() / 1000) + 3600;
-  const rc = await (await escrow.open(r.driver, fare, t.feeBps, t.fund, deadline, arbitersFor(r))).wait();
+  const p = await panelFor(r);
+  const rc = await (await escrow.open(r.driver, fare, t.feeBps, t.fund, deadline, p.arbiters, p.panelSize, p.salt)).wait();
   let id = null;
   for (const l of rc.logs) { try { const ev = escrow.interface.parseLog(l); if (ev && ev.name === 'Opened') id = ev.args.id; } catch (_) { /* not ours */ } }
   if (!id) throw new Error('no Opened event');
