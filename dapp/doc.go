@@ -105,7 +105,12 @@
 // per epoch (Config.Mirror.Epoch, one hour) in attestations signed by the
 // prober and stored in the replicated collection
 // "_replicas.attestations", whose validator on every replica accepts only
-// the prober's own signed attestation, put whole. An instance's score is
+// the prober's own signed attestation, put whole. Since every replica
+// checks the signature of every attestation written, a prober writes one
+// when it is new, when a probe's outcome differs from the one before, on
+// the last round of its epoch and otherwise at most twelve times an
+// epoch; the counts in between are carried by the next write (a prober
+// that dies loses at most those). An instance's score is
 // the median over its probers of each one's share of passed probes, so a
 // minority of lying probers moves nothing; Standings gives every
 // instance's per-epoch score, group and build, a pure function of the

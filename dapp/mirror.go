@@ -73,14 +73,15 @@ type mirrorEngine struct {
 	coll  *store.Collection
 	build atomic.Pointer[mirror.Build]
 
-	kick chan struct{} // send a heartbeat soon
+	kick    chan struct{} // send a heartbeat soon
+	started time.Time
 
 	mu       sync.Mutex
 	rnd      *rand.Rand
 	dir      map[peer.ID]*dirEntry
 	atts     map[string]mirror.Attestation // the collection, by document ID
 	raws     map[string][]byte             // the same, signed
-	mine     map[attKey]mirror.Attestation // this instance's cumulative counts
+	mine     map[attKey]*attState          // this instance's cumulative counts
 	rtt      map[peer.ID]time.Duration
 	lastSent time.Time
 	ownRaw   []byte // the last heartbeat sent
@@ -96,17 +97,18 @@ type mirrorEngine struct {
 
 func (n *Node) startMirror(ctx context.Context) error {
 	m := &mirrorEngine{
-		n:     n,
-		cfg:   n.cfg.Mirror,
-		appID: n.cfg.appID.String(),
-		proto: protocol.ID("/dpaas/" + n.cfg.appID.String() + "/replicas/1.0.0"),
-		coll:  n.store.Collection(AttestationsCollection),
-		kick:  make(chan struct{}, 1),
-		dir:   make(map[peer.ID]*dirEntry),
-		atts:  make(map[string]mirror.Attestation),
-		raws:  make(map[string][]byte),
-		mine:  make(map[attKey]mirror.Attestation),
-		rtt:   make(map[peer.ID]time.Duration),
+		n:       n,
+		cfg:     n.cfg.Mirror,
+		appID:   n.cfg.appID.String(),
+		proto:   protocol.ID("/dpaas/" + n.cfg.appID.String() + "/replicas/1.0.0"),
+		coll:    n.store.Collection(AttestationsCollection),
+		kick:    make(chan struct{}, 1),
+		started: time.Now(),
+		dir:     make(map[peer.ID]*dirEntry),
+		atts:    make(map[string]mirror.Attestation),
+		raws:    make(map[string][]byte),
+		mine:    make(map[attKey]*attState),
+		rtt:     make(map[peer.ID]time.Duration),
 	}
 	var seed [16]byte
 	_, _ = crand.Read(seed[:])
@@ -305,12 +307,21 @@ func (m *mirrorEngine) receive(ctx context.Context, sub *pubsub.Subscription) {
 		if msg.From == m.n.ID() {
 			continue
 		}
-		hb, err := mirror.OpenHeartbeat(m.appID, msg.Data)
+		// validateHeartbeat opened these very bytes: decoding is enough
+		hb, err := mirror.DecodeHeartbeat(msg.Data)
 		if err != nil || hb.Peer != msg.From {
 			continue // the validator counted it
 		}
 		m.learn(hb, msg.Data, time.Now())
 	}
+}
+
+// newer reports whether hb is newer than the directory's entry of its peer.
+func (m *mirrorEngine) newer(hb mirror.Heartbeat) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.dir[hb.Peer]
+	return !ok || e.hb.Time < hb.Time
 }
 
 // learn records hb in the directory if it is newer than what is there.
@@ -340,8 +351,13 @@ func (m *mirrorEngine) expire(now time.Time) {
 }
 
 // newcomers asks every instance of the DApp that connects for its
-// directory, and kicks a heartbeat so that it learns of this one: a new
-// instance is in every directory within a round trip or two.
+// directory, which holds that instance's own heartbeat: a new instance
+// learns of the others, and they of it, within a round trip or two. In
+// its first Interval an instance also kicks a heartbeat on each new
+// connection, so that its own spreads through the topic as its mesh
+// forms; an established instance does not (with peer exchange moving
+// connections about, that would be a heartbeat every 100 ms, checked by
+// every instance).
 func (m *mirrorEngine) newcomers(ctx context.Context, events event.Subscription) {
 	defer events.Close()
 	for {
@@ -356,7 +372,9 @@ func (m *mirrorEngine) newcomers(ctx context.Context, events event.Subscription)
 			if !ok || !slices.Contains(id.Protocols, m.proto) {
 				continue
 			}
-			signal(m.kick)
+			if time.Since(m.started) < m.cfg.Interval {
+				signal(m.kick)
+			}
 			m.n.tasks.Go(func(ctx context.Context) { m.askDirectory(ctx, id.Peer) })
 		}
 	}
@@ -373,8 +391,17 @@ func (m *mirrorEngine) askDirectory(ctx context.Context, p peer.ID) {
 	now := time.Now()
 	oldest := now.Add(-time.Duration(m.cfg.Expire) * m.cfg.Interval)
 	for _, raw := range a.Heartbeats {
-		hb, err := mirror.OpenHeartbeat(m.appID, raw)
+		// Decoding is cheap, checking the signature is not: only a
+		// heartbeat that would change the directory is checked.
+		hb, err := mirror.DecodeHeartbeat(raw)
 		if err != nil {
+			m.malformed.Add(1)
+			continue
+		}
+		if hb.Peer == m.n.ID() || !m.newer(hb) || time.Unix(0, hb.Time).Before(oldest) {
+			continue
+		}
+		if hb, err = mirror.OpenHeartbeat(m.appID, raw); err != nil {
 			m.malformed.Add(1)
 			continue
 		}
@@ -620,38 +647,88 @@ func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror
 	return m.n.blobs.ProveRange(ctx, c, req.Offset, req.Length, req.Nonce)
 }
 
-// attest adds a round's outcomes to this epoch's attestations, signs them
-// and writes them to the replicated collection in one batch.
+// attest adds a round's outcomes to this epoch's attestations and writes
+// those due to the replicated collection, signed, in one batch.
+//
+// Every replica verifies every attestation written, so writing each one
+// every round would cost the DApp a signature check per instance, per
+// probe, per replica: with tens of instances, more than everything else
+// they do. An attestation is written when it is new, when the probe's
+// outcome differs from the one before (a failure shows at once), at most
+// every attestEvery otherwise, and on the last round of its epoch; the
+// counts in between stay here and are in the next write. Attestations of
+// a past epoch still unwritten are written on the first round after it.
 func (m *mirrorEngine) attest(ctx context.Context, results []probeResult) {
-	if len(results) == 0 {
+	now := time.Now()
+	e := m.epochAt(now)
+	last := m.epochAt(now.Add(m.cfg.Interval)) != e
+	every := max(m.cfg.Interval, m.cfg.Epoch/attestWrites)
+	m.mu.Lock()
+	for _, r := range results {
+		m.countLocked(attKey{e, r.hb.Peer}, r, now)
+	}
+	var due []*attState
+	for k, st := range m.mine {
+		if !st.dirty {
+			continue
+		}
+		if k.epoch < e || last || st.written.IsZero() || st.outcome != st.writtenOutcome || now.Sub(st.written) >= every {
+			st.dirty, st.written, st.writtenOutcome = false, now, st.outcome
+			due = append(due, st)
+		}
+	}
+	for old := range m.mine {
+		if old.epoch+1 < e {
+			delete(m.mine, old)
+		}
+	}
+	atts := make([]mirror.Attestation, len(due))
+	for i, st := range due {
+		atts[i] = st.a
+	}
+	m.mu.Unlock()
+	if len(atts) == 0 {
 		return
 	}
-	now := time.Now()
 	batch := m.n.store.Batch()
-	for _, r := range results {
-		k := attKey{m.epochAt(now), r.hb.Peer}
-		raw, err := m.count(k, r, now)
+	for _, a := range atts {
+		raw, err := mirror.SealAttestation(m.priv, m.appID, a)
 		if err != nil {
 			m.n.log.Error("dapp: attestation", "err", err)
 			continue
 		}
-		batch.Put(m.coll, attestationID(k.epoch, m.n.ID(), r.hb.Peer), attestationDoc{Epoch: k.epoch, A: raw})
+		batch.Put(m.coll, attestationID(a.Epoch, m.n.ID(), a.Probed), attestationDoc{Epoch: a.Epoch, A: raw})
 	}
 	if err := batch.Commit(ctx); err != nil && ctx.Err() == nil {
 		m.n.log.Warn("dapp: record attestations", "err", err)
 	}
 }
 
-// count adds one probe's outcome to the attestation k and signs it.
-func (m *mirrorEngine) count(k attKey, r probeResult, now time.Time) ([]byte, error) {
+// attestWrites is how many times per epoch, at least, an attestation that
+// changes is written (see attest).
+const attestWrites = 12
+
+// attState is one of this instance's attestations of the current or the
+// last epoch: its cumulative counts, and what was last written of it.
+type attState struct {
+	a              mirror.Attestation
+	outcome        int  // of the last probe
+	dirty          bool // counts not written yet
+	written        time.Time
+	writtenOutcome int
+}
+
+// countLocked adds one probe's outcome to the attestation k. m.mu is held.
+func (m *mirrorEngine) countLocked(k attKey, r probeResult, now time.Time) {
 	hb, outcome, challenged, rtt, observed := r.hb, r.outcome, r.challenged, r.rtt, r.observed
-	m.mu.Lock()
-	a, ok := m.mine[k]
+	st, ok := m.mine[k]
 	if !ok {
 		// Resume the counts from the collection after a restart.
-		a = m.atts[attestationID(k.epoch, m.n.ID(), hb.Peer)]
-		a.Prober, a.Probed, a.Epoch = m.n.ID(), hb.Peer, k.epoch
+		st = &attState{a: m.atts[attestationID(k.epoch, m.n.ID(), hb.Peer)]}
+		st.a.Prober, st.a.Probed, st.a.Epoch = m.n.ID(), hb.Peer, k.epoch
+		m.mine[k] = st
 	}
+	a := &st.a
 	a.Probes++
 	switch outcome {
 	case 0:
@@ -675,14 +752,7 @@ func (m *mirrorEngine) count(k attKey, r probeResult, now time.Time) ([]byte, er
 	a.Time = now.UnixNano()
 	a.SHA256, a.Platform = hb.Build.SHA256, hb.Build.Platform()
 	a.Location = hb.Location
-	m.mine[k] = a
-	for old := range m.mine {
-		if old.epoch+1 < k.epoch {
-			delete(m.mine, old)
-		}
-	}
-	m.mu.Unlock()
-	return mirror.SealAttestation(m.priv, m.appID, a)
+	st.outcome, st.dirty = outcome, true
 }
 
 // attestationDoc is an attestation as a document of the collection.
@@ -789,7 +859,9 @@ func (m *mirrorEngine) decodeDoc(data []byte) (mirror.Attestation, []byte, bool)
 		m.malformed.Add(1)
 		return mirror.Attestation{}, nil, false
 	}
-	a, err := mirror.OpenAttestation(m.appID, d.A)
+	// The collection's validator opened it, signature included, before the
+	// store took it: decoding is enough.
+	a, err := mirror.DecodeAttestation(d.A)
 	if err != nil {
 		m.malformed.Add(1)
 		return mirror.Attestation{}, nil, false

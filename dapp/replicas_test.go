@@ -466,3 +466,50 @@ func TestAttestationsRefuseForgery(t *testing.T) {
 		t.Fatal("the attestations collection's validator was replaced")
 	}
 }
+
+// TestAttestationsWrittenSparingly: an instance probing steady peers
+// writes its attestations when they are new, not every round: every
+// replica checks the signature of every attestation written.
+func TestAttestationsWrittenSparingly(t *testing.T) {
+	const n = 3
+	c := dapptest.New(t, n, dapptest.Options{
+		ListenIP:  diverseIPs(n),
+		Configure: func(i int, cfg *dapp.Config) { cfg.Mirror = fastMirror(time.Hour) },
+	})
+	c.WaitConnected()
+	ctx := context.Background()
+	node := c.Node(0)
+	app := node.AppID().String()
+	e := node.Replicas().Epoch()
+	written := func() map[peer.ID]mirror.Attestation {
+		raws, err := node.Replicas().Attestations(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[peer.ID]mirror.Attestation{}
+		for _, raw := range raws {
+			a, err := mirror.OpenAttestation(app, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Prober == node.ID() {
+				out[a.Probed] = a
+			}
+		}
+		return out
+	}
+	c.WaitFor("node 0's attestations of both others", func() bool { return len(written()) == n-1 })
+	created := node.Store().Stats().DeltasCreated
+	probes, _ := dapp.MirrorCounts(node)
+	const rounds = 12
+	c.WaitFor(fmt.Sprintf("%d more rounds of probes", rounds), func() bool {
+		p, _ := dapp.MirrorCounts(node)
+		return p >= probes+rounds*(n-1)
+	})
+	// A round whose outcome differs from the one before is written at once,
+	// so a probe timing out under load may add a write or two; a write per
+	// round would add twelve.
+	if d := node.Store().Stats().DeltasCreated - created; d > rounds/3 {
+		t.Fatalf("%d deltas written in %d rounds of steady probes", d, rounds)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -220,10 +221,29 @@ func (cl *tcluster) escrow(i int, p *user, driver common.Address, fare int64) co
 	if cl.get(i, "/api/info", &info) != http.StatusOK {
 		cl.t.Fatal("no info")
 	}
+	// The panel as the page asks for it: governance's list for the deal
+	// ID a salt makes.
+	salt := common.Hash{byte(fare), byte(len(cl.srv))}
+	salt[31] = byte(time.Now().UnixNano())
+	var panel struct {
+		ID        common.Hash      `json:"id"`
+		Arbiters  []common.Address `json:"arbiters"`
+		PanelSize int              `json:"panelSize"`
+	}
+	if code := cl.get(i, "/api/panel?payer="+p.addr.Hex()+"&payee="+driver.Hex()+"&salt="+salt.Hex(), &panel); code != http.StatusOK {
+		cl.t.Fatalf("panel: HTTP %d", code)
+	}
+	if slices.Contains(panel.Arbiters, p.addr) || slices.Contains(panel.Arbiters, driver) || panel.PanelSize < 1 || panel.PanelSize > len(panel.Arbiters) {
+		cl.t.Fatalf("panel %+v for parties %s, %s", panel, p.addr, driver)
+	}
 	id, err := p.pay.OpenEscrow(context.Background(), payment.EscrowDeal{Payee: driver, Amount: big.NewInt(fare),
-		FeeBps: info.Terms.FeeBps, Fund: info.Terms.Fund, Deadline: time.Now().Add(time.Hour), Arbiters: info.Terms.Arbiters})
+		FeeBps: info.Terms.FeeBps, Fund: info.Terms.Fund, Deadline: time.Now().Add(time.Hour),
+		Arbiters: panel.Arbiters, PanelSize: panel.PanelSize, Salt: salt})
 	if err != nil {
 		cl.t.Fatal(err)
+	}
+	if id != panel.ID {
+		cl.t.Fatalf("deal %s opened, the panel was drawn for %s", id, panel.ID)
 	}
 	return id
 }

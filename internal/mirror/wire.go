@@ -324,46 +324,8 @@ func SealHeartbeat(key crypto.PrivKey, appID string, h Heartbeat) ([]byte, error
 // OpenHeartbeat decodes a signed heartbeat and checks it: its bounds, that
 // its peer signed it, and that its account is its peer's key.
 func OpenHeartbeat(appID string, b []byte) (Heartbeat, error) {
-	e, err := open(b, KindHeartbeat)
+	h, e, err := decodeHeartbeat(b)
 	if err != nil {
-		return Heartbeat{}, err
-	}
-	var w heartbeatWire
-	if err := dec.Unmarshal(e.Body, &w); err != nil {
-		return Heartbeat{}, fmt.Errorf("mirror: decode heartbeat: %v: %w", err, ErrMalformed)
-	}
-	h := Heartbeat{Gateway: w.Gateway, Build: w.Build, Release: w.Release, Location: w.Location, Time: w.Time}
-	if h.Peer, err = peer.IDFromBytes(w.Peer); err != nil {
-		return Heartbeat{}, fmt.Errorf("mirror: heartbeat peer: %v: %w", err, ErrMalformed)
-	}
-	if len(w.Account) != common.AddressLength {
-		return Heartbeat{}, fmt.Errorf("mirror: heartbeat account of %d bytes: %w", len(w.Account), ErrMalformed)
-	}
-	h.Account = common.BytesToAddress(w.Account)
-	if len(w.Addrs) > MaxAddrs || len(w.Blobs) > MaxBlobs {
-		return Heartbeat{}, fmt.Errorf("mirror: heartbeat with %d addresses and %d blobs: %w", len(w.Addrs), len(w.Blobs), ErrMalformed)
-	}
-	for _, a := range w.Addrs {
-		if len(a) > MaxAddrLen {
-			return Heartbeat{}, fmt.Errorf("mirror: address of %d bytes: %w", len(a), ErrMalformed)
-		}
-		m, err := multiaddr.NewMultiaddrBytes(a)
-		if err != nil {
-			return Heartbeat{}, fmt.Errorf("mirror: heartbeat address: %v: %w", err, ErrMalformed)
-		}
-		h.Addrs = append(h.Addrs, m)
-	}
-	for _, c := range w.Blobs {
-		if len(c) > MaxCIDLen {
-			return Heartbeat{}, fmt.Errorf("mirror: CID of %d bytes: %w", len(c), ErrMalformed)
-		}
-		id, err := cid.Cast(c)
-		if err != nil {
-			return Heartbeat{}, fmt.Errorf("mirror: heartbeat blob: %v: %w", err, ErrMalformed)
-		}
-		h.Blobs = append(h.Blobs, id)
-	}
-	if err := h.check(); err != nil {
 		return Heartbeat{}, err
 	}
 	if err := e.check(appID, h.Peer); err != nil {
@@ -377,6 +339,60 @@ func OpenHeartbeat(appID string, b []byte) (Heartbeat, error) {
 		return Heartbeat{}, fmt.Errorf("mirror: heartbeat of %s names account %s, its key's is %s: %w", h.Peer, h.Account, acct, ErrMalformed)
 	}
 	return h, nil
+}
+
+// DecodeHeartbeat decodes a heartbeat that OpenHeartbeat accepted before
+// (a topic validator ran it on these very bytes): it checks the bounds,
+// not the signature, which costs more than everything else.
+func DecodeHeartbeat(b []byte) (Heartbeat, error) {
+	h, _, err := decodeHeartbeat(b)
+	return h, err
+}
+
+func decodeHeartbeat(b []byte) (Heartbeat, envelope, error) {
+	e, err := open(b, KindHeartbeat)
+	if err != nil {
+		return Heartbeat{}, envelope{}, err
+	}
+	var w heartbeatWire
+	if err := dec.Unmarshal(e.Body, &w); err != nil {
+		return Heartbeat{}, envelope{}, fmt.Errorf("mirror: decode heartbeat: %v: %w", err, ErrMalformed)
+	}
+	h := Heartbeat{Gateway: w.Gateway, Build: w.Build, Release: w.Release, Location: w.Location, Time: w.Time}
+	if h.Peer, err = peer.IDFromBytes(w.Peer); err != nil {
+		return Heartbeat{}, envelope{}, fmt.Errorf("mirror: heartbeat peer: %v: %w", err, ErrMalformed)
+	}
+	if len(w.Account) != common.AddressLength {
+		return Heartbeat{}, envelope{}, fmt.Errorf("mirror: heartbeat account of %d bytes: %w", len(w.Account), ErrMalformed)
+	}
+	h.Account = common.BytesToAddress(w.Account)
+	if len(w.Addrs) > MaxAddrs || len(w.Blobs) > MaxBlobs {
+		return Heartbeat{}, envelope{}, fmt.Errorf("mirror: heartbeat with %d addresses and %d blobs: %w", len(w.Addrs), len(w.Blobs), ErrMalformed)
+	}
+	for _, a := range w.Addrs {
+		if len(a) > MaxAddrLen {
+			return Heartbeat{}, envelope{}, fmt.Errorf("mirror: address of %d bytes: %w", len(a), ErrMalformed)
+		}
+		m, err := multiaddr.NewMultiaddrBytes(a)
+		if err != nil {
+			return Heartbeat{}, envelope{}, fmt.Errorf("mirror: heartbeat address: %v: %w", err, ErrMalformed)
+		}
+		h.Addrs = append(h.Addrs, m)
+	}
+	for _, c := range w.Blobs {
+		if len(c) > MaxCIDLen {
+			return Heartbeat{}, envelope{}, fmt.Errorf("mirror: CID of %d bytes: %w", len(c), ErrMalformed)
+		}
+		id, err := cid.Cast(c)
+		if err != nil {
+			return Heartbeat{}, envelope{}, fmt.Errorf("mirror: heartbeat blob: %v: %w", err, ErrMalformed)
+		}
+		h.Blobs = append(h.Blobs, id)
+	}
+	if err := h.check(); err != nil {
+		return Heartbeat{}, envelope{}, err
+	}
+	return h, e, nil
 }
 
 func (a Attestation) check() error {
@@ -432,13 +448,32 @@ func SealAttestation(key crypto.PrivKey, appID string, a Attestation) ([]byte, e
 // OpenAttestation decodes a signed attestation and checks its bounds and
 // that its prober signed it.
 func OpenAttestation(appID string, b []byte) (Attestation, error) {
-	e, err := open(b, KindAttestation)
+	a, e, err := decodeAttestation(b)
 	if err != nil {
 		return Attestation{}, err
 	}
+	if err := e.check(appID, a.Prober); err != nil {
+		return Attestation{}, err
+	}
+	return a, nil
+}
+
+// DecodeAttestation decodes an attestation that OpenAttestation accepted
+// before (a store validator ran it on these very bytes): it checks the
+// bounds, not the signature, which costs more than everything else.
+func DecodeAttestation(b []byte) (Attestation, error) {
+	a, _, err := decodeAttestation(b)
+	return a, err
+}
+
+func decodeAttestation(b []byte) (Attestation, envelope, error) {
+	e, err := open(b, KindAttestation)
+	if err != nil {
+		return Attestation{}, envelope{}, err
+	}
 	var w attestationWire
 	if err := dec.Unmarshal(e.Body, &w); err != nil {
-		return Attestation{}, fmt.Errorf("mirror: decode attestation: %v: %w", err, ErrMalformed)
+		return Attestation{}, envelope{}, fmt.Errorf("mirror: decode attestation: %v: %w", err, ErrMalformed)
 	}
 	a := Attestation{
 		Epoch: w.Epoch, Probes: w.Probes, OK: w.OK, Unreachable: w.Unreachable, Behind: w.Behind,
@@ -446,23 +481,20 @@ func OpenAttestation(appID string, b []byte) (Attestation, error) {
 		SHA256: w.SHA256, Platform: w.Platform, Location: w.Location,
 	}
 	if a.Prober, err = peer.IDFromBytes(w.Prober); err != nil {
-		return Attestation{}, fmt.Errorf("mirror: attestation prober: %v: %w", err, ErrMalformed)
+		return Attestation{}, envelope{}, fmt.Errorf("mirror: attestation prober: %v: %w", err, ErrMalformed)
 	}
 	if a.Probed, err = peer.IDFromBytes(w.Probed); err != nil {
-		return Attestation{}, fmt.Errorf("mirror: attestation probed: %v: %w", err, ErrMalformed)
+		return Attestation{}, envelope{}, fmt.Errorf("mirror: attestation probed: %v: %w", err, ErrMalformed)
 	}
 	if w.Observed != nil {
 		ip, ok := netip.AddrFromSlice(w.Observed)
 		if !ok {
-			return Attestation{}, fmt.Errorf("mirror: observed address of %d bytes: %w", len(w.Observed), ErrMalformed)
+			return Attestation{}, envelope{}, fmt.Errorf("mirror: observed address of %d bytes: %w", len(w.Observed), ErrMalformed)
 		}
 		a.Observed = ip
 	}
 	if err := a.check(); err != nil {
-		return Attestation{}, err
+		return Attestation{}, envelope{}, err
 	}
-	if err := e.check(appID, a.Prober); err != nil {
-		return Attestation{}, err
-	}
-	return a, nil
+	return a, e, nil
 }

@@ -224,3 +224,49 @@ func FuzzOpenAttestation(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeSkipsOnlyTheSignature: Decode gives what Open gives, checks
+// the same bounds, and is the one that does not check who signed: it is
+// for bytes Open accepted before.
+func TestDecodeSkipsOnlyTheSignature(t *testing.T) {
+	k1, id1 := testKey(t, 1)
+	_, id2 := testKey(t, 2)
+	hb := testHeartbeat(t, id1)
+	b, err := SealHeartbeat(k1, testApp, hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := OpenHeartbeat(testApp, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := DecodeHeartbeat(b)
+	if err != nil || decoded.Peer != opened.Peer || decoded.Time != opened.Time || decoded.Gateway != opened.Gateway || len(decoded.Addrs) != len(opened.Addrs) {
+		t.Fatalf("decoded %+v, %v; opened %+v", decoded, err, opened)
+	}
+	forged, _ := SealHeartbeat(k1, testApp, testHeartbeat(t, id2))
+	if _, err := OpenHeartbeat(testApp, forged); !errors.Is(err, ErrSignature) {
+		t.Fatalf("open forged: %v", err)
+	}
+	if _, err := DecodeHeartbeat(forged); err != nil {
+		t.Fatalf("decode forged: %v (decoding checks no signature)", err)
+	}
+	if _, err := DecodeHeartbeat(b[:len(b)/2]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decode truncated heartbeat: %v, want ErrMalformed", err)
+	}
+
+	a := testAttestation(id1, id2)
+	ab, err := SealAttestation(k1, testApp, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeAttestation(ab); err != nil || got != a {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, a)
+	}
+	if _, err := DecodeAttestation(b); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a heartbeat decoded as an attestation: %v, want ErrMalformed", err)
+	}
+	if _, err := DecodeAttestation(ab[:len(ab)-3]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decode truncated attestation: %v, want ErrMalformed", err)
+	}
+}
