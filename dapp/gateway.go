@@ -102,7 +102,7 @@ func (n *Node) startGateway() error {
 		Self:    n.ID().String(),
 		UI:      releaseUI{n},
 		IPFS:    n.ipfsHandler(),
-		Mirrors: peerMirrors{n},
+		Mirrors: replicaMirrors{n},
 		API:     c.API,
 		Logger:  n.log,
 	})
@@ -110,7 +110,6 @@ func (n *Node) startGateway() error {
 		return fmt.Errorf("dapp: open: %w", err)
 	}
 	n.http.gw = gw
-	n.http.url = c.GatewayURL
 	if reg := c.Metrics; reg != nil {
 		col := gatewayCollector{n}
 		if err := reg.Register(col); err != nil {
@@ -118,21 +117,28 @@ func (n *Node) startGateway() error {
 		}
 		n.closers = append(n.closers, func() error { reg.Unregister(col); return nil })
 	}
-	if c.HTTPAddr != "" {
-		if err := n.serveHTTP(); err != nil {
-			return err
-		}
+	if n.http.ln != nil {
+		n.serveHTTP()
 	}
 	n.host.SetStreamHandler(n.http.proto, n.serveGatewayURL)
 	return nil
 }
 
-func (n *Node) serveHTTP() error {
+// listenHTTP opens Config.HTTPAddr's listener, if set, and settles the
+// gateway's URL (Config.GatewayURL, or the listener's address), which the
+// heartbeats announce. startGateway serves on the listener.
+func (n *Node) listenHTTP() error {
+	n.http.url = n.cfg.GatewayURL
+	if n.cfg.HTTPAddr == "" {
+		return nil
+	}
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("dapp: open: HTTP gateway: %w", err)
 	}
 	n.http.ln = ln
+	// Closed here if Open fails before serving; Shutdown closes it too.
+	n.closers = append(n.closers, ignoreClosed(ln.Close, net.ErrClosed))
 	if n.http.url == "" {
 		if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
 			n.log.Warn("dapp: the HTTP gateway listens on every interface: set Config.GatewayURL so that users can find it through the other instances", "addr", ln.Addr().String())
@@ -140,6 +146,11 @@ func (n *Node) serveHTTP() error {
 			n.http.url = "http://" + ln.Addr().String()
 		}
 	}
+	return nil
+}
+
+func (n *Node) serveHTTP() {
+	ln := n.http.ln
 	srv := &http.Server{
 		Handler:           n.http.gw,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -162,7 +173,6 @@ func (n *Node) serveHTTP() error {
 		}
 	})
 	n.log.Info("dapp: HTTP gateway", "addr", ln.Addr().String(), "url", n.http.url)
-	return nil
 }
 
 // Gateway is the instance's HTTP gateway, to mount on a server of the
@@ -266,31 +276,53 @@ func (n *Node) askGatewayURL(ctx context.Context, p peer.ID) (string, error) {
 	return string(b), err
 }
 
-// peerMirrors lists the connected instances of the DApp as this one sees
-// them: online (connected), with their announced gateway URLs and the
-// measured round trip. Nothing here is self-reported except the URL, and
-// nothing is attested yet: Verified is false and Availability unknown for
-// every instance, and the instance itself is not listed.
-type peerMirrors struct{ n *Node }
+// replicaMirrors lists the other instances of the DApp from the
+// directory (Node.Replicas): what their probers verified (Verified,
+// Availability), the gateway URL their signed heartbeats announce, the
+// round trip from here. Online is connected now or heard from within two
+// heartbeat intervals. An instance whose heartbeat names no gateway but
+// that is connected is asked for its URL directly; with Mirror.Disabled,
+// the directory is empty and the connected instances are listed so, with
+// nothing verified.
+type replicaMirrors struct{ n *Node }
 
-func (m peerMirrors) Mirrors(ctx context.Context) ([]gateway.Mirror, error) {
+func (m replicaMirrors) Mirrors(ctx context.Context) ([]gateway.Mirror, error) {
 	n := m.n
-	if n.isClosed() {
-		return nil, fmt.Errorf("dapp: mirrors: %w", ErrClosed)
+	rs, err := n.Replicas().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dapp: mirrors: %w", err)
 	}
-	peers := n.Peers()
-	out := make([]gateway.Mirror, len(peers))
 	now := time.Now()
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		out[i] = gateway.Mirror{
-			ID:           p.String(),
-			Availability: -1,
-			RTT:          n.host.Peerstore().LatencyEWMA(p),
-			LastSeen:     now,
-			Online:       true,
+	fresh := 2 * n.cfg.Mirror.Interval
+	listed := make(map[peer.ID]bool, len(rs))
+	var out []gateway.Mirror
+	for _, r := range rs {
+		if r.Self {
+			continue
 		}
-		wg.Go(func() { out[i].Gateway = n.peerGatewayURL(ctx, p) })
+		listed[r.ID] = true
+		mr := gateway.Mirror{
+			ID: r.ID.String(), Gateway: r.Gateway, Verified: r.Verified, Availability: r.Availability,
+			RTT: r.RTT, LastSeen: r.LastSeen,
+			Online: n.host.Network().Connectedness(r.ID) == network.Connected || now.Sub(r.LastSeen) < fresh,
+		}
+		if r.Probers == 0 {
+			mr.Availability = -1
+		}
+		out = append(out, mr)
+	}
+	for _, p := range n.Peers() {
+		if !listed[p] {
+			out = append(out, gateway.Mirror{ID: p.String(), Availability: -1,
+				RTT: n.host.Peerstore().LatencyEWMA(p), LastSeen: now, Online: true})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		if p, err := peer.Decode(out[i].ID); err == nil && out[i].Gateway == "" &&
+			n.host.Network().Connectedness(p) == network.Connected {
+			wg.Go(func() { out[i].Gateway = n.peerGatewayURL(ctx, p) })
+		}
 	}
 	wg.Wait()
 	return out, nil

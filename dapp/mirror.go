@@ -110,6 +110,9 @@ func (n *Node) startMirror(ctx context.Context) error {
 		mine:    make(map[attKey]*attState),
 		rtt:     make(map[peer.ID]time.Duration),
 	}
+	if m.cfg.GatewayURL == "" {
+		m.cfg.GatewayURL = n.http.url // the gateway's, announced unless told otherwise
+	}
 	var seed [16]byte
 	_, _ = crand.Read(seed[:])
 	m.rnd = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))

@@ -161,6 +161,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startGovernance(ctx); err != nil {
 		return nil, err
 	}
+	// The gateway's listener first: its URL goes in the heartbeats.
+	if err := n.listenHTTP(); err != nil {
+		return nil, err
+	}
 	if err := n.startMirror(ctx); err != nil {
 		return nil, err
 	}
