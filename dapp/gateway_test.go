@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpaas/dpaas/dapp"
+	"github.com/dpaas/dpaas/dapp/dapptest"
 	"github.com/dpaas/dpaas/governance"
 )
 
@@ -280,5 +281,70 @@ func TestGatewayMetrics(t *testing.T) {
 	}
 	if families, _ := reg.Gather(); len(families) != 0 {
 		t.Fatalf("%d metric families still registered after Close", len(families))
+	}
+}
+
+// TestGatewayMirrorsFromDirectory: the mirror list is the directory, with
+// what probers attested (availability), the gateway URL each instance's
+// heartbeat announces, and the others' badges drawn from it.
+func TestGatewayMirrorsFromDirectory(t *testing.T) {
+	const n = 3
+	c := dapptest.New(t, n, dapptest.Options{
+		ListenIP: diverseIPs(n),
+		Configure: func(i int, cfg *dapp.Config) {
+			cfg.HTTPAddr = "127.0.0.1:0"
+			cfg.Mirror = fastMirror(time.Hour)
+		},
+	})
+	c.WaitConnected()
+	a := c.Node(0)
+	want := map[string]string{}
+	for _, node := range c.Nodes()[1:] {
+		want[node.ID().String()] = node.GatewayURL()
+	}
+	var last string
+	c.WaitFor("instance 0's mirror list to hold the others, probed, with their heartbeats' URLs", func() bool {
+		res, body := httpGet(t, a.GatewayURL()+"/dpaas/mirrors", nil)
+		last = body
+		if res.StatusCode != http.StatusOK {
+			return false
+		}
+		var list struct {
+			Mirrors []struct {
+				ID           string   `json:"id"`
+				Gateway      string   `json:"gateway"`
+				Availability *float64 `json:"availability"`
+				Online       bool     `json:"online"`
+			} `json:"mirrors"`
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("mirrors: %v: %s", err, body)
+		}
+		seen := 0
+		for _, m := range list.Mirrors {
+			if m.ID == a.ID().String() {
+				t.Fatalf("the instance lists itself: %s", body)
+			}
+			if u, ok := want[m.ID]; ok && m.Gateway == u && m.Online && m.Availability != nil && *m.Availability > 0.5 {
+				seen++
+			}
+		}
+		return seen == n-1
+	})
+	t.Logf("mirrors: %s", last)
+	// The directory's URL is what the heartbeat said: the others learnt it
+	// without asking (the heartbeat carries the gateway's URL by default).
+	rs, err := a.Replicas().List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if !r.Self && r.Gateway != want[r.ID.String()] {
+			t.Fatalf("directory entry %s: gateway %q, want %q", r.ID, r.Gateway, want[r.ID.String()])
+		}
+	}
+	res, body := httpGet(t, a.GatewayURL()+"/dpaas/badge/"+c.Node(1).ID().String()+"/availability.svg", nil)
+	if res.StatusCode != http.StatusOK || strings.Contains(body, "unknown") {
+		t.Fatalf("availability badge of node 1: %d %s", res.StatusCode, body)
 	}
 }
