@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dpaas/dpaas/blobs"
 	"github.com/dpaas/dpaas/internal/gateway"
 )
 
@@ -352,14 +353,24 @@ func (u releaseUI) Open(ctx context.Context, root, p string) (io.ReadSeekCloser,
 	return u.n.openUIFile(ctx, c, p)
 }
 
-// openUIFile opens p inside the UI c. blobs reads files only, so a UI is
-// one file, served as index.html; a directory CID fails with
-// blobs.ErrNotFile.
+// openUIFile opens p inside the UI c: a UnixFS directory (index.html,
+// assets, subdirectories), or a single file served as index.html.
+// Missing paths wrap fs.ErrNotExist and directories gateway.ErrIsDir, as
+// the gateway expects.
 func (n *Node) openUIFile(ctx context.Context, c cid.Cid, p string) (io.ReadSeekCloser, error) {
-	if p != "index.html" {
+	f, err := n.blobs.OpenPath(ctx, c, p)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, blobs.ErrNotDir) && p == "index.html":
+		// The UI is one file: it is the page.
+		return n.blobs.Open(ctx, c)
+	case errors.Is(err, blobs.ErrNotFound), errors.Is(err, blobs.ErrNotDir):
 		return nil, fmt.Errorf("dapp: web UI %s: %s: %w", c, p, fs.ErrNotExist)
+	case errors.Is(err, blobs.ErrIsDir):
+		return nil, fmt.Errorf("dapp: web UI %s: %s: %w", c, p, gateway.ErrIsDir)
 	}
-	return n.blobs.Open(ctx, c)
+	return nil, err
 }
 
 // ipfsHandler serves /ipfs/{cid} with the blob store's handler (Range,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -137,50 +138,14 @@ func (c *testClock) Advance(d time.Duration) {
 // TestGatewayServesApprovedUI approves a release whose web UI is a blob,
 // by a vote of the DApp's one member, and checks the gateway serves it.
 func TestGatewayServesApprovedUI(t *testing.T) {
-	key, err := crypto.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := &testClock{t: time.UnixMilli(1_800_000_000_000)}
-	n := open(t, dapp.Config{
-		App:        dapp.Manifest{Name: "gw-ui", Members: []common.Address{crypto.PubkeyToAddress(key.PublicKey)}},
-		Key:        key,
-		HTTPAddr:   "127.0.0.1:0",
-		Governance: governance.Config{Now: clock.Now, CloseDelay: 100 * time.Millisecond},
-	})
+	n, approve := uiNode(t)
 	ctx := context.Background()
 	page := "<!doctype html><title>rides</title>"
 	ui, err := n.Blobs().Add(ctx, strings.NewReader(page))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := n.Governance().Propose(ctx, governance.Proposal{
-		Title: "release 1.0.0",
-		End:   clock.Now().Add(time.Hour),
-		Actions: []governance.Action{governance.ApproveRelease(governance.Release{
-			Version: "1.0.0", Executables: map[string]string{"linux/amd64": "ab12"}, UI: ui.String()})},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Governance().Vote(ctx, id, governance.For()); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(time.Hour + time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		rs, err := n.Governance().Releases(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rs) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("release not approved after 30 s: %v", rs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	approve(ui.String())
 	base := n.GatewayURL()
 	for _, p := range []string{"/", "/index.html", "/rides/42"} {
 		res, body := httpGet(t, base+p, nil)
@@ -197,6 +162,94 @@ func TestGatewayServesApprovedUI(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &list); err != nil || res.StatusCode != 200 || list.Self != n.ID().String() {
 		t.Fatalf("mirrors: %d %q", res.StatusCode, body)
+	}
+}
+
+// TestGatewayServesUIDirectory: a release's UI is a UnixFS directory
+// (blobs.AddDir): its files by path with their types, index.html of a
+// subdirectory, a redirect to add the slash, the SPA fallback for routes,
+// 404 for a missing asset.
+func TestGatewayServesUIDirectory(t *testing.T) {
+	n, approve := uiNode(t)
+	files := fstest.MapFS{
+		"index.html":      {Data: []byte("<!doctype html><script src=app.js></script>")},
+		"app.js":          {Data: []byte("console.log('rides')")},
+		"css/site.css":    {Data: []byte("body{margin:0}")},
+		"help/index.html": {Data: []byte("<!doctype html><title>help</title>")},
+		"img/logo.svg":    {Data: []byte("<svg xmlns='http://www.w3.org/2000/svg'/>")},
+	}
+	root, err := n.Blobs().AddDir(context.Background(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approve(root.String())
+	base := n.GatewayURL()
+	for _, tc := range []struct{ path, body, ctype string }{
+		{"/", string(files["index.html"].Data), "text/html; charset=utf-8"},
+		{"/app.js", string(files["app.js"].Data), "text/javascript; charset=utf-8"},
+		{"/css/site.css", string(files["css/site.css"].Data), "text/css; charset=utf-8"},
+		{"/help/", string(files["help/index.html"].Data), "text/html; charset=utf-8"},
+		{"/help", string(files["help/index.html"].Data), "text/html; charset=utf-8"}, // redirected to /help/
+		{"/rides/42", string(files["index.html"].Data), "text/html; charset=utf-8"},  // the app's route
+	} {
+		res, body := httpGet(t, base+tc.path, nil)
+		if res.StatusCode != 200 || body != tc.body || res.Header.Get("Content-Type") != tc.ctype {
+			t.Errorf("%s: %d %q %q", tc.path, res.StatusCode, body, res.Header.Get("Content-Type"))
+		}
+	}
+	for _, p := range []string{"/missing.js", "/css/missing.css", "/app.js/x.js"} {
+		if res, _ := httpGet(t, base+p, nil); res.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404", p, res.StatusCode)
+		}
+	}
+}
+
+// uiNode opens an instance whose one member is its own key, with an HTTP
+// gateway, and returns a function that approves a release with the given
+// UI by a vote and waits until it is approved.
+func uiNode(t *testing.T) (*dapp.Node, func(ui string)) {
+	t.Helper()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &testClock{t: time.UnixMilli(1_800_000_000_000)}
+	n := open(t, dapp.Config{
+		App:        dapp.Manifest{Name: "gw-ui", Members: []common.Address{crypto.PubkeyToAddress(key.PublicKey)}},
+		Key:        key,
+		HTTPAddr:   "127.0.0.1:0",
+		Governance: governance.Config{Now: clock.Now, CloseDelay: 100 * time.Millisecond},
+	})
+	return n, func(ui string) {
+		t.Helper()
+		ctx := context.Background()
+		id, err := n.Governance().Propose(ctx, governance.Proposal{
+			Title: "release 1.0.0",
+			End:   clock.Now().Add(time.Hour),
+			Actions: []governance.Action{governance.ApproveRelease(governance.Release{
+				Version: "1.0.0", Executables: map[string]string{"linux/amd64": "ab12"}, UI: ui})},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Governance().Vote(ctx, id, governance.For()); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Hour + time.Second)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rs, err := n.Governance().Releases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("release not approved after 30 s: %v", rs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
 
