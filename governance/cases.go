@@ -347,6 +347,84 @@ func (g *Governance) AddEvidence(ctx context.Context, deal payment.DealID, e Evi
 	return digest, nil
 }
 
+// submitCase records a case a party's wallet signed (Submit): the deal
+// must be disputed on-chain already (the party's wallet calls the escrow
+// contract's dispute itself) and the signer one of its parties.
+func (g *Governance) submitCase(ctx context.Context, m *govmsg.Case, sig []byte) (common.Hash, error) {
+	if _, err := g.escrow("submit case"); err != nil {
+		return common.Hash{}, err
+	}
+	digest := m.Digest(g.domain)
+	if err := govmsg.Verify(digest, sig, m.Party); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit case: %w: %v", ErrBadSignature, err)
+	}
+	info, err := g.dealInfo(ctx, m.Deal, true)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit case: %w", err)
+	}
+	if m.Party != info.Payer && m.Party != info.Payee {
+		return common.Hash{}, fmt.Errorf("governance: submit case on %s: %w: %s", m.Deal, ErrNotParty, m.Party)
+	}
+	switch info.Status {
+	case payment.EscrowClosed:
+		return common.Hash{}, fmt.Errorf("governance: submit case on %s: %w", m.Deal, payment.ErrDealClosed)
+	case payment.EscrowOpen:
+		return common.Hash{}, fmt.Errorf("governance: submit case on %s: %w: the deal is not disputed on-chain; its party disputes it first", m.Deal, ErrInvalid)
+	}
+	coll := g.cfg.Store.Collection(CasesCollection)
+	if _, err := coll.GetRaw(ctx, pairID(m.Deal, m.Party)); err == nil {
+		return digest, nil // the party's first opening counts
+	}
+	if err := coll.Put(ctx, pairID(m.Deal, m.Party), caseDoc{Deal: m.Deal, Party: m.Party, Time: m.Time, Sig: sig}); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit case on %s: %w", m.Deal, err)
+	}
+	g.pokeCases()
+	return digest, nil
+}
+
+// submitEvidence records evidence a party's wallet signed (Submit).
+func (g *Governance) submitEvidence(ctx context.Context, m *govmsg.Evidence, sig []byte) (common.Hash, error) {
+	if _, err := g.escrow("submit evidence"); err != nil {
+		return common.Hash{}, err
+	}
+	if err := checkEvidence(m.Text, m.Docs, m.Blobs); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit evidence: %w", err)
+	}
+	digest := m.Digest(g.domain)
+	if err := govmsg.Verify(digest, sig, m.Party); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit evidence: %w: %v", ErrBadSignature, err)
+	}
+	info, err := g.dealInfo(ctx, m.Deal, false)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit evidence: %w", err)
+	}
+	if m.Party != info.Payer && m.Party != info.Payee {
+		return common.Hash{}, fmt.Errorf("governance: submit evidence on %s: %w: %s", m.Deal, ErrNotParty, m.Party)
+	}
+	doc := evidenceDoc{Deal: m.Deal, Party: m.Party, Text: m.Text, Docs: nonNil(m.Docs), Blobs: nonNil(m.Blobs), Time: m.Time, Sig: sig}
+	if err := g.cfg.Store.Collection(EvidenceCollection).Put(ctx, digest.Hex()[2:], doc); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit evidence on %s: %w", m.Deal, err)
+	}
+	g.pokeCases()
+	return digest, nil
+}
+
+// CaseTypedData is the typed data a party's wallet signs (with
+// eth_signTypedData_v4) to open a case on deal, stamped now; Submit takes
+// it back with the signature.
+func (g *Governance) CaseTypedData(deal payment.DealID, party common.Address) []byte {
+	td, _ := json.Marshal((&govmsg.Case{Deal: deal, Party: party, Time: millis(g.cfg.Now())}).TypedData(g.domain))
+	return td
+}
+
+// EvidenceTypedData is the typed data a party's wallet signs to attach e
+// to deal's case, stamped now.
+func (g *Governance) EvidenceTypedData(deal payment.DealID, party common.Address, e Evidence) []byte {
+	m := &govmsg.Evidence{Deal: deal, Party: party, Text: e.Text, Docs: nonNil(e.Docs), Blobs: nonNil(e.Blobs), Time: millis(g.cfg.Now())}
+	td, _ := json.Marshal(m.TypedData(g.domain))
+	return td
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}

@@ -1,10 +1,14 @@
 package governance_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
@@ -441,5 +445,99 @@ func TestCaseTwoArbitersReplaced(t *testing.T) {
 	}
 	if got, want := balanceOf(t, p, members[0]), new(big.Int).Add(before, milliTokens(5_400)); got.Cmp(want) != 0 {
 		t.Errorf("payer holds %v, want %v", got, want)
+	}
+}
+
+// TestCaseSubmittedFromWallet: the parties are users with wallets, not
+// instances (as in a ride-hailing page). The payee disputes the deal
+// on-chain, then opens the case and attaches evidence by signing the typed
+// data the Handler gives (eth_signTypedData_v4) and posting it to /submit;
+// every instance then holds the case with its panel. A non-party's, a
+// badly signed or a not-yet-disputed submission is refused.
+func TestCaseSubmittedFromWallet(t *testing.T) {
+	gc, members := newCaseCluster(t, 3, nil)
+	ctx := context.Background()
+	wallet := func() (*ecdsa.PrivateKey, *payment.Payments) {
+		k, _ := crypto.GenerateKey()
+		if err := gc.dev.Fund(ctx, crypto.PubkeyToAddress(k.PublicKey), milliTokens(1000_000)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := payment.Open(ctx, payment.Config{Dev: gc.dev, Key: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return k, p
+	}
+	payerKey, payer := wallet()
+	payeeKey, payee := wallet()
+	outsiderKey, _ := wallet()
+	payerAddr, payeeAddr := payer.Account(), payee.Account()
+	salt := [32]byte{7}
+	id := payer.EscrowDealID(salt)
+	list := governance.ArbiterList(id, members, nil, payerAddr, payeeAddr)
+	if got, err := payer.OpenEscrow(ctx, payment.EscrowDeal{Payee: payeeAddr, Amount: milliTokens(5_000),
+		Deadline: gc.dev.Now().Add(time.Hour), Arbiters: list, PanelSize: 3, Salt: salt}); err != nil || got != id {
+		t.Fatalf("open: %s, %v (want %s)", got, err, id)
+	}
+	srv := httptest.NewServer(gc.gov(0).Handler())
+	defer srv.Close()
+	// sign fetches typed data from path, signs it with key as a wallet
+	// does, and posts both to /submit.
+	sign := func(key *ecdsa.PrivateKey, path string) (int, string) {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		td, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return res.StatusCode, string(td)
+		}
+		digest, err := governance.Digest(gc.Node(0).AppID(), governance.Genesis{}, td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := crypto.Sign(digest[:], key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig[64] += 27 // as wallets give it
+		body, _ := json.Marshal(map[string]any{"typedData": json.RawMessage(td), "signature": hexutil.Bytes(sig)})
+		res, err = http.Post(srv.URL+"/submit", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(out)
+	}
+	casePath := func(party common.Address) string {
+		return "/case?deal=" + id.Hex() + "&party=" + party.Hex()
+	}
+	if code, out := sign(payeeKey, casePath(payeeAddr)); code != http.StatusBadRequest || !strings.Contains(out, "not disputed") {
+		t.Fatalf("a case on a deal not disputed on-chain: %d %s", code, out)
+	}
+	if _, err := payee.Dispute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := sign(outsiderKey, casePath(crypto.PubkeyToAddress(outsiderKey.PublicKey))); code != http.StatusBadRequest || !strings.Contains(out, "not a party") {
+		t.Fatalf("a non-party's case: %d %s", code, out)
+	}
+	// Signed by the payer in the payee's name.
+	if code, out := sign(payerKey, casePath(payeeAddr)); code != http.StatusBadRequest {
+		t.Fatalf("a case signed by another key: %d %s", code, out)
+	}
+	if code, out := sign(payeeKey, casePath(payeeAddr)); code != http.StatusOK {
+		t.Fatalf("the payee's case: %d %s", code, out)
+	}
+	if code, out := sign(payerKey, "/evidence?deal="+id.Hex()+"&party="+payerAddr.Hex()+"&text=the+ride+never+came&doc=rides/42"); code != http.StatusOK {
+		t.Fatalf("the payer's evidence: %d %s", code, out)
+	}
+	c := gc.waitCase("the wallet-opened case with its panel and evidence on every node", id, func(c governance.Case) bool {
+		return c.OpenedBy == payeeAddr && reflect.DeepEqual(c.Panel, list) && len(c.Evidence) == 1
+	})
+	if e := c.Evidence[0]; e.Party != payerAddr || e.Text != "the ride never came" || !reflect.DeepEqual(e.Docs, []string{"rides/42"}) {
+		t.Fatalf("evidence %+v", e)
 	}
 }

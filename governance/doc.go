@@ -113,6 +113,15 @@
 // the ballots settle on-chain as they are, and the arbiter's latest
 // ballot counts.
 //
+// Parties who are users with wallets rather than instances open cases
+// and attach evidence the way they vote: CaseTypedData and
+// EvidenceTypedData (GET /case and /evidence of the Handler) give the
+// typed data their wallet signs, and Submit (POST /submit) checks the
+// signature, that the signer is a party of the deal and, for a case, that
+// the deal is already disputed on-chain (the wallet calls the escrow
+// contract's dispute itself), then records it as OpenCase and AddEvidence
+// would.
+//
 // Replacement rule: time runs in rounds of the case window
 // (ParamCaseWindow, "arbiters.window", default one hour) from the case's
 // open time. At the end of each round, each panel member whose first

@@ -84,6 +84,10 @@ func TestEthersCheck(t *testing.T) {
 			Actions: []govmsg.Action{{Kind: "set-param", Name: "x", Value: []byte(`{"a":1}`)}, {Kind: "custom", Value: nil}}, Created: 1},
 		&govmsg.Delegation{Delegator: who, Delegate: common.Address{9}, Time: 77},
 		&govmsg.Closing{Proposal: common.Hash{2}, Root: common.Hash{3}},
+		&govmsg.Case{Deal: common.Hash{4}, Party: who, Time: 1_800_000_000_002},
+		&govmsg.Evidence{Deal: common.Hash{5}, Party: who, Text: "the driver took a detour 🚕", Docs: []string{"rides/42", "ratings/x"},
+			Blobs: []string{"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}, Time: 1_800_000_000_003},
+		&govmsg.Evidence{Deal: common.Hash{6}, Party: who, Text: "", Docs: []string{}, Blobs: []string{}, Time: 1},
 	}
 	type item struct {
 		TypedData govmsg.TypedData `json:"typedData"`

@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/dpaas/dpaas/internal/govmsg"
+	"github.com/dpaas/dpaas/payment"
 )
 
 // Handler serves governance to web pages, whose users sign with their own
@@ -23,9 +24,15 @@ import (
 //	GET  /ballot?proposal=&voter=&choice=1,2&reason=
 //	                                   the typed data the voter's wallet signs
 //	                                   (eth_signTypedData_v4)
+//	GET  /case?deal=&party=            the typed data a party's wallet signs to
+//	                                   open a case on a deal it disputed on-chain
+//	GET  /evidence?deal=&party=&text=&doc=&blob=
+//	                                   the typed data a party signs to attach
+//	                                   evidence (doc and blob may repeat)
 //	POST /submit {"typedData": {...}, "signature": "0x..."}
-//	                                   a wallet-signed proposal, ballot or
-//	                                   delegation; answers {"id": "0x..."}
+//	                                   a wallet-signed proposal, ballot,
+//	                                   delegation, case or evidence; answers
+//	                                   {"id": "0x..."}
 //	GET  /params, GET /members         the current parameters and members
 //	GET  /deals                        the escrow deals known to the DApp (Deals)
 //	GET  /cases                        every dispute case (Cases)
@@ -93,6 +100,30 @@ func (g *Governance) Handler() http.Handler {
 		id, err := g.Submit(r.Context(), body.TypedData, body.Signature)
 		answer(w, map[string]string{"id": id.String()}, err)
 	})
+	mux.HandleFunc("GET /case", func(w http.ResponseWriter, r *http.Request) {
+		deal, party, err := dealParty(r)
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(g.CaseTypedData(deal, party))
+	})
+	mux.HandleFunc("GET /evidence", func(w http.ResponseWriter, r *http.Request) {
+		deal, party, err := dealParty(r)
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		q := r.URL.Query()
+		e := Evidence{Text: q.Get("text"), Docs: q["doc"], Blobs: q["blob"]}
+		if err := checkEvidence(e.Text, nonNil(e.Docs), nonNil(e.Blobs)); err != nil {
+			answer(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(g.EvidenceTypedData(deal, party, e))
+	})
 	mux.HandleFunc("GET /params", func(w http.ResponseWriter, r *http.Request) {
 		res, err := g.Params(r.Context())
 		answer(w, res, err)
@@ -130,7 +161,8 @@ func answer(w http.ResponseWriter, v any, err error) {
 			status = http.StatusNotFound
 		case errors.Is(err, ErrInvalid), errors.Is(err, ErrBadSignature), errors.Is(err, ErrInvalidChoice),
 			errors.Is(err, ErrNotMember), errors.Is(err, ErrNotOpen), errors.Is(err, govmsg.ErrMalformed),
-			errors.Is(err, govmsg.ErrWrongDomain), errors.Is(err, govmsg.ErrBadSignature):
+			errors.Is(err, govmsg.ErrWrongDomain), errors.Is(err, govmsg.ErrBadSignature),
+			errors.Is(err, ErrNotParty), errors.Is(err, payment.ErrDealClosed), errors.Is(err, payment.ErrUnknownDeal):
 			status = http.StatusBadRequest
 		case errors.Is(err, ErrClosed), errors.Is(err, ErrNoEscrow):
 			status = http.StatusServiceUnavailable
@@ -140,4 +172,17 @@ func answer(w http.ResponseWriter, v any, err error) {
 		return
 	}
 	json.NewEncoder(w).Encode(v)
+}
+
+// dealParty reads the deal and party query parameters.
+func dealParty(r *http.Request) (payment.DealID, common.Address, error) {
+	q := r.URL.Query()
+	var deal payment.DealID
+	if err := deal.UnmarshalText([]byte(q.Get("deal"))); err != nil {
+		return deal, common.Address{}, fmt.Errorf("%w: deal %.80q: %v", ErrInvalid, q.Get("deal"), err)
+	}
+	if !common.IsHexAddress(q.Get("party")) {
+		return deal, common.Address{}, fmt.Errorf("%w: party %.50q is not an address", ErrInvalid, q.Get("party"))
+	}
+	return deal, common.HexToAddress(q.Get("party")), nil
 }

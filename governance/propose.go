@@ -356,15 +356,21 @@ func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, err
 		return ID{}, fmt.Errorf("governance: submit: %w", err)
 	}
 	var coll string
-	switch m.(type) {
+	switch m := m.(type) {
 	case *govmsg.Proposal:
 		coll = ProposalsCollection
 	case *govmsg.Ballot:
 		coll = BallotsCollection
 	case *govmsg.Delegation:
 		coll = DelegationsCollection
+	case *govmsg.Case:
+		id, err := g.submitCase(ctx, m, sig)
+		return ID(id), err
+	case *govmsg.Evidence:
+		id, err := g.submitEvidence(ctx, m, sig)
+		return ID(id), err
 	default:
-		return ID{}, fmt.Errorf("governance: submit: %w: only proposals, ballots and delegations are submitted", ErrInvalid)
+		return ID{}, fmt.Errorf("governance: submit: %w: only proposals, ballots, delegations, cases and evidence are submitted", ErrInvalid)
 	}
 	// Store the canonical form, which hashes the same as what was signed.
 	td, _ := json.Marshal(m.TypedData(g.domain))

@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/dpaas/dpaas/examples/rides/ride"
+	"github.com/dpaas/dpaas/governance"
 )
 
 // browser starts headless Chromium for the test, or skips it when there
@@ -143,6 +144,48 @@ func TestBrowserRide(t *testing.T) {
 	screenshot(t, dp, "driver-paid.png")
 	run(t, pp, chromedp.Click("#tab-dapp", chromedp.ByQuery), poll(`document.getElementById('mirrors').children.length === 3`))
 	screenshot(t, pp, "dapp.png")
+}
+
+// TestBrowserDispute: a paid ride goes wrong; the passenger's page
+// disputes it. The deal is frozen on-chain, the ride is disputed on every
+// replica, and the deal is a governance case, opened and given evidence
+// with the passenger's own signatures, whose panel every instance draws.
+func TestBrowserDispute(t *testing.T) {
+	cl := newCluster(t)
+	b := browser(t)
+	p, d := cl.user(5000), cl.user(0)
+	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
+	dp := page(t, b, cl.srv[1].URL(), d, "driver")
+	run(t, pp, clickMap(150, 300), clickMap(850, 900), poll(`!document.getElementById('request').disabled`),
+		chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+	run(t, dp, poll(`!!document.querySelector('#requests button.accept')`),
+		chromedp.Click("#requests button.accept", chromedp.ByQuery), poll(`document.getElementById('d-status').textContent.includes('You won')`))
+	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), chromedp.Click("#p-confirm", chromedp.ByQuery),
+		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
+	run(t, pp, poll(`!document.getElementById('p-dispute-box').hidden`),
+		chromedp.SendKeys("#p-reason", "the driver never came", chromedp.ByQuery),
+		chromedp.Click("#p-dispute", chromedp.ByQuery),
+		poll(`document.getElementById('p-msg').textContent.includes('before the arbiters')`))
+	ctx := context.Background()
+	var c governance.Case
+	cl.c.WaitFor("the passenger's case on every instance", func() bool {
+		for _, n := range cl.c.Nodes() {
+			cs, err := n.Governance().Cases(ctx)
+			if err != nil || len(cs) != 1 || cs[0].OpenedBy != p.addr || len(cs[0].Evidence) != 1 || len(cs[0].Panel) == 0 {
+				return false
+			}
+			c = cs[0]
+		}
+		return true
+	})
+	if c.Deal.Status != "disputed" || c.Deal.Payer != p.addr || c.Deal.Payee != d.addr || c.Evidence[0].Text != "the driver never came" {
+		t.Fatalf("case %+v", c)
+	}
+	for _, a := range c.Panel {
+		if a == p.addr || a == d.addr {
+			t.Fatalf("a party on the panel: %v", c.Panel)
+		}
+	}
 }
 
 func TestBrowserConcurrentAccepts(t *testing.T) {

@@ -43,7 +43,7 @@ func fields(encoded string) map[string][]Field {
 }
 
 // Types returns the EIP-712 types of the primary type primary ("Ballot",
-// "Proposal", "Delegation", "Closing"), EIP712Domain included: the "types"
+// "Proposal", "Delegation", "Closing", "Case", "Evidence"), EIP712Domain included: the "types"
 // member of the typed data a wallet signs.
 func Types(primary string) (map[string][]Field, error) {
 	types, ok := typesOf[primary]
@@ -70,7 +70,7 @@ var typesJSON = func() map[string][]byte {
 var typesOf = func() map[string]map[string][]Field {
 	out := map[string]map[string][]Field{}
 	for primary, encoded := range map[string]string{"Ballot": ballotType, "Proposal": proposalType,
-		"Delegation": delegationType, "Closing": closingType} {
+		"Delegation": delegationType, "Closing": closingType, "Case": caseType, "Evidence": evidenceType} {
 		types := fields(encoded)
 		types["EIP712Domain"] = fields(domainType)["EIP712Domain"]
 		out[primary] = types
@@ -135,6 +135,19 @@ type (
 	jsonClosing struct {
 		Proposal common.Hash `json:"proposal"`
 		Root     common.Hash `json:"root"`
+	}
+	jsonCase struct {
+		Deal  common.Hash    `json:"deal"`
+		Party common.Address `json:"party"`
+		Time  uintString     `json:"time"`
+	}
+	jsonEvidence struct {
+		Deal  common.Hash    `json:"deal"`
+		Party common.Address `json:"party"`
+		Text  string         `json:"text"`
+		Docs  []string       `json:"docs"`
+		Blobs []string       `json:"blobs"`
+		Time  uintString     `json:"time"`
 	}
 )
 
@@ -264,7 +277,25 @@ func (c *Closing) TypedData(d Domain) TypedData {
 	return typedData(d, "Closing", jsonClosing{Proposal: c.Proposal, Root: c.Root})
 }
 
-// Message is one of *Ballot, *Proposal, *Delegation, *Closing.
+// TypedData returns the typed data a party's wallet signs for c in domain d.
+func (c *Case) TypedData(d Domain) TypedData {
+	return typedData(d, "Case", jsonCase{Deal: c.Deal, Party: c.Party, Time: uintString(c.Time)})
+}
+
+// TypedData returns the typed data a party's wallet signs for e in domain d.
+func (e *Evidence) TypedData(d Domain) TypedData {
+	j := jsonEvidence{Deal: e.Deal, Party: e.Party, Text: e.Text, Docs: e.Docs, Blobs: e.Blobs, Time: uintString(e.Time)}
+	if j.Docs == nil {
+		j.Docs = []string{}
+	}
+	if j.Blobs == nil {
+		j.Blobs = []string{}
+	}
+	return typedData(d, "Evidence", j)
+}
+
+// Message is one of *Ballot, *Proposal, *Delegation, *Closing, *Case,
+// *Evidence.
 type Message interface {
 	Digest(Domain) common.Hash
 	TypedData(Domain) TypedData
@@ -347,6 +378,18 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 			return nil, fmt.Errorf("%w: closing: %v", ErrMalformed, err)
 		}
 		msg = &Closing{Proposal: j.Proposal, Root: j.Root}
+	case "Case":
+		var j jsonCase
+		if err := strictUnmarshal(td.Message, &j); err != nil {
+			return nil, fmt.Errorf("%w: case: %v", ErrMalformed, err)
+		}
+		msg = &Case{Deal: j.Deal, Party: j.Party, Time: uint64(j.Time)}
+	case "Evidence":
+		var j jsonEvidence
+		if err := strictUnmarshal(td.Message, &j); err != nil {
+			return nil, fmt.Errorf("%w: evidence: %v", ErrMalformed, err)
+		}
+		msg = &Evidence{Deal: j.Deal, Party: j.Party, Text: j.Text, Docs: j.Docs, Blobs: j.Blobs, Time: uint64(j.Time)}
 	}
 	return msg, nil
 }

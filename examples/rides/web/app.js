@@ -369,6 +369,28 @@ async function renderDapp() {
   } catch (_) { /* next time */ }
 }
 
+// submitSigned signs the typed data the instance's governance gives for
+// path with the user's own key and submits it.
+async function submitSigned(path) {
+  const td = await api(path);
+  const types = { ...td.types };
+  delete types.EIP712Domain;
+  const signature = await S.wallet.signTypedData(td.domain, types, td.message);
+  return api('/api/gov/submit', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ typedData: td, signature }) });
+}
+
+// disputeRide freezes the escrow deal on-chain, records the dispute in the
+// ride, and puts the deal before the arbiters: a governance case the user
+// signs, with the reason as evidence.
+async function disputeRide(who, r, reason) {
+  await escrowCall(r, 'dispute');
+  await act('dispute', r.id, r.acceptId, JSON.stringify({ reason }));
+  const q = `deal=${r.escrow}&party=${me()}`;
+  await submitSigned(`/api/gov/case?${q}`);
+  await submitSigned(`/api/gov/evidence?${q}&text=${encodeURIComponent(reason)}`);
+  msg(who, 'disputed: the case is before the arbiters', true);
+}
+
 async function vote(id, choice) {
   const td = await api(`/api/gov/ballot?proposal=${id}&voter=${me()}&choice=${choice}`);
   const types = { ...td.types };
@@ -440,12 +462,12 @@ async function main() {
   $('p-confirm').onclick = () => run('p', () => confirmAndPay(cur()));
   $('p-cancel').onclick = () => run('p', () => act('cancel', cur().id, cur().requestId));
   $('p-release').onclick = () => run('p', async () => { await escrowCall(cur(), 'release'); msg('p', 'driver paid', true); });
-  $('p-dispute').onclick = () => run('p', async () => { const r = cur(); await escrowCall(r, 'dispute'); await act('dispute', r.id, r.acceptId, JSON.stringify({ reason: $('p-reason').value || 'no reason given' })); });
+  $('p-dispute').onclick = () => run('p', () => disputeRide('p', cur(), $('p-reason').value || 'no reason given'));
   $('p-new-ride').onclick = () => { S.myRide = null; S.pick = []; sessionStorage.removeItem('rides.myRide'); drawRoute($('map')); $('request').disabled = true; render(); };
   stars(document.querySelector('.stars[data-who=p]'), (n) => run('p', () => act('rate', cur().id, cur().acceptId, JSON.stringify({ stars: n }))));
   stars(document.querySelector('.stars[data-who=d]'), (n) => run('d', () => act('rate', job().id, job().acceptId, JSON.stringify({ stars: n }))));
   for (const k of ['arrive', 'start', 'complete']) $('d-' + k).onclick = () => run('d', () => act(k, job().id, job().acceptId, ''));
-  $('d-dispute').onclick = () => run('d', async () => { const r = job(); await escrowCall(r, 'dispute'); await act('dispute', r.id, r.acceptId, JSON.stringify({ reason: $('d-reason').value || 'no reason given' })); });
+  $('d-dispute').onclick = () => run('d', () => disputeRide('d', job(), $('d-reason').value || 'no reason given'));
   $('online').onchange = (e) => { S.online = e.target.checked; render(); };
   $('propose').onclick = () => run('g', async () => { await api('/api/propose-fee', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ feeBps: Number($('new-fee').value), minutes: 2 }) }); msg('g', 'proposed', true); });
   for (const b of document.querySelectorAll('nav button')) b.onclick = () => showTab(b.dataset.tab);
