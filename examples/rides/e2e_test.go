@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/dpaas/dpaas/dapp"
@@ -21,6 +23,7 @@ import (
 	rides "github.com/dpaas/dpaas/examples/rides/cluster"
 	"github.com/dpaas/dpaas/examples/rides/ride"
 	"github.com/dpaas/dpaas/examples/rides/server"
+	"github.com/dpaas/dpaas/governance"
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/store"
 )
@@ -451,6 +454,99 @@ func TestRideDispute(t *testing.T) {
 	if st := cl.waitRide(req.Ride, "holding 7 actions", func(s ride.State) bool { return s.Actions == 7 }); st.State != ride.StateDisputed {
 		t.Fatalf("complete after dispute: %s", st.State)
 	}
+
+	// The passenger's wallet puts the deal before the arbiters, as the page
+	// does; the panel (the three instances' members) rules 60% to the
+	// driver, and the deal is settled on-chain with exact balances.
+	ctx := context.Background()
+	q := "deal=" + deal.Hex() + "&party=" + p.addr.Hex()
+	cl.submitSigned(0, p, "/api/gov/case?"+q)
+	cl.submitSigned(0, p, "/api/gov/evidence?"+q+"&text=took+a+long+detour")
+	var panel []common.Address
+	cl.c.WaitFor("the case with its panel on every instance", func() bool {
+		for _, n := range cl.c.Nodes() {
+			c, err := n.Governance().Case(ctx, deal)
+			if err != nil || c.OpenedBy != p.addr || len(c.Evidence) != 1 || len(c.Panel) != 3 {
+				return false
+			}
+			panel = c.Panel
+		}
+		return true
+	})
+	// The arbiters' instances send the settlement: they need gas.
+	for _, a := range panel {
+		if err := cl.chain.Fund(ctx, a, big.NewInt(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	passengerBefore, driverBefore, fundBefore := cl.balance(p.addr), cl.balance(d.addr), cl.balance(cl.fund)
+	for _, arbiter := range panel[:2] {
+		n := cl.node(arbiter)
+		if err := n.Governance().Rule(ctx, deal, 6000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.c.WaitFor("the settlement on every instance", func() bool {
+		for _, n := range cl.c.Nodes() {
+			c, err := n.Governance().Case(ctx, deal)
+			if err != nil || c.Settlement == nil || c.Deal.Status != "closed" {
+				return false
+			}
+		}
+		return true
+	})
+	share := int64(800 * 6000 / 10000)
+	fee := share * 250 / 10000
+	if got := new(big.Int).Sub(cl.balance(d.addr), driverBefore); got.Int64() != share-fee {
+		t.Errorf("driver got %v, want %d", got, share-fee)
+	}
+	if got := new(big.Int).Sub(cl.balance(p.addr), passengerBefore); got.Int64() != 800-share {
+		t.Errorf("passenger got back %v, want %d", got, 800-share)
+	}
+	if got := new(big.Int).Sub(cl.balance(cl.fund), fundBefore); got.Int64() != fee {
+		t.Errorf("fund got %v, want %d", got, fee)
+	}
+}
+
+// submitSigned has u's wallet sign the typed data instance i's governance
+// gives for path and submits it there, as the page does.
+func (cl *tcluster) submitSigned(i int, u *user, path string) {
+	cl.t.Helper()
+	var td json.RawMessage
+	if code := cl.get(i, path, &td); code != http.StatusOK {
+		cl.t.Fatalf("%s: HTTP %d", path, code)
+	}
+	digest, err := governance.Digest(cl.c.Node(i).AppID(), governance.Genesis{ChainID: cl.chain.ChainID().Uint64()}, td)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	sig, err := crypto.Sign(digest[:], u.key)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	sig[64] += 27
+	body, _ := json.Marshal(map[string]any{"typedData": td, "signature": hexutil.Bytes(sig)})
+	resp, err := http.Post(cl.srv[i].URL()+"/api/gov/submit", "application/json", bytes.NewReader(body))
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		out, _ := io.ReadAll(resp.Body)
+		cl.t.Fatalf("submit %s: %d %s", path, resp.StatusCode, out)
+	}
+}
+
+// node is the instance whose account is a.
+func (cl *tcluster) node(a common.Address) *dapp.Node {
+	cl.t.Helper()
+	for _, n := range cl.c.Nodes() {
+		if n.Account() == a {
+			return n
+		}
+	}
+	cl.t.Fatalf("no instance has account %s", a)
+	return nil
 }
 
 // TestDemo starts what `go run ./examples/rides` starts: a dev chain and

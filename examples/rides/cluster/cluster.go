@@ -153,6 +153,13 @@ func StartDemo(ctx context.Context, c DemoConfig) (_ *Demo, err error) {
 		}
 		accounts = append(accounts, crypto.PubkeyToAddress(keys[i].PublicKey))
 	}
+	// Instances are arbiters (members): their accounts pay the gas of
+	// the settlements they send.
+	for _, a := range accounts {
+		if err := d.Chain.Fund(ctx, a, big.NewInt(0)); err != nil {
+			return nil, fmt.Errorf("fund instance %s: %w", a, err)
+		}
+	}
 	if d.Council, err = crypto.GenerateKey(); err != nil {
 		return nil, err
 	}
