@@ -191,7 +191,7 @@ func TestBrowserDispute(t *testing.T) {
 func TestBrowserConcurrentAccepts(t *testing.T) {
 	cl := newCluster(t)
 	b := browser(t)
-	p, d1, d2 := cl.user(0), cl.user(0), cl.user(0)
+	p, d1, d2 := cl.user(5000), cl.user(0), cl.user(0)
 	pages := []context.Context{page(t, b, cl.srv[0].URL(), d1, "driver"), page(t, b, cl.srv[1].URL(), d2, "driver")}
 	req := cl.request(p, 400)
 	cl.must(2, req)

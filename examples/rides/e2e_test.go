@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -310,9 +311,33 @@ func TestRideHappyPath(t *testing.T) {
 	}
 }
 
+// TestRideSpamNeedsFundsOrReputation: a new key whose wallet cannot pay
+// the fare is refused (402), on any instance, and nothing is written; the
+// same key with the fare in its wallet is admitted, and not for a fare
+// above its balance.
+func TestRideSpamNeedsFundsOrReputation(t *testing.T) {
+	cl := newCluster(t)
+	broke := cl.user(0)
+	for i := range cl.srv {
+		if code, _, body := cl.post(i, cl.request(broke, 500)); code != http.StatusPaymentRequired || !strings.Contains(body, "must hold the fare") {
+			t.Fatalf("instance %d: an unfunded newcomer's request: %d %s", i, code, body)
+		}
+	}
+	if got := cl.srv[0].Rides(); len(got) != 0 {
+		t.Fatalf("refused requests were written: %v", got)
+	}
+	if err := cl.chain.Fund(context.Background(), broke.addr, big.NewInt(500)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := cl.post(1, cl.request(broke, 600)); code != http.StatusPaymentRequired {
+		t.Fatalf("a fare over the balance: %d %s", code, body)
+	}
+	cl.must(1, cl.request(broke, 500))
+}
+
 func TestRideCancel(t *testing.T) {
 	cl := newCluster(t)
-	p, d := cl.user(0), cl.user(0)
+	p, d := cl.user(5000), cl.user(0)
 	req := cl.request(p, 500)
 	cl.must(2, req)
 	cl.waitRide(req.Ride, "requested", inState(ride.StateRequested), 0)
@@ -334,7 +359,7 @@ func TestRideCancel(t *testing.T) {
 
 func TestRideConcurrentAccepts(t *testing.T) {
 	cl := newCluster(t)
-	p, d1, d2 := cl.user(0), cl.user(0), cl.user(0)
+	p, d1, d2 := cl.user(5000), cl.user(0), cl.user(0)
 	req := cl.request(p, 700)
 	cl.must(0, req)
 	cl.waitRide(req.Ride, "requested", inState(ride.StateRequested))
@@ -375,7 +400,7 @@ func TestRideConcurrentAccepts(t *testing.T) {
 
 func TestRideForgedActionRefused(t *testing.T) {
 	cl := newCluster(t)
-	p, d, mallory := cl.user(0), cl.user(0), cl.user(0)
+	p, d, mallory := cl.user(5000), cl.user(0), cl.user(0)
 	req := cl.request(p, 300)
 	cl.must(0, req)
 	cl.waitRide(req.Ride, "requested", inState(ride.StateRequested))

@@ -43,7 +43,8 @@ import (
 //	     /api/gov/...               governance.Handler: proposals, ballots, params, members
 //
 // Errors are {"error": "..."}: 400 for a refused action, 409 for a taken
-// slot, 404 for an unknown ride.
+// slot, 402 for a request from a passenger with no completed ride whose
+// wallet does not hold the fare (TrustedRides), 404 for an unknown ride.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/info", s.info)
@@ -158,6 +159,8 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, id, kind string)
 	switch {
 	case errors.Is(err, ErrSlotTaken):
 		fail(w, http.StatusConflict, err)
+	case errors.Is(err, ErrUnfunded):
+		fail(w, http.StatusPaymentRequired, err)
 	case errors.Is(err, ride.ErrInvalid), errors.Is(err, ride.ErrNotAllowed), errors.Is(err, ride.ErrSignature):
 		fail(w, http.StatusBadRequest, err)
 	case err != nil:

@@ -373,6 +373,12 @@ func (s *Server) Submit(ctx context.Context, a ride.Action) (ride.State, error) 
 		s.count(false)
 		return ride.State{}, err
 	}
+	if a.Kind == ride.KindRequest {
+		if err := s.admit(ctx, a); err != nil {
+			s.count(false)
+			return ride.State{}, err
+		}
+	}
 	if a.Kind == ride.KindRequest && before != nil {
 		if st, err := ride.Fold(a.Ride, before); err == nil && st.State != "" && st.RequestID != s.domain.Digest(a) {
 			s.count(false)
@@ -392,6 +398,47 @@ func (s *Server) Submit(ctx context.Context, a ride.Action) (ride.State, error) 
 
 // ErrSlotTaken: the passenger already requested a ride in that slot.
 var ErrSlotTaken = errors.New("rides server: slot taken")
+
+// ErrUnfunded: a passenger without reputation requested a ride whose fare
+// their wallet cannot pay.
+var ErrUnfunded = errors.New("rides server: request refused: a passenger with no completed ride must hold the fare")
+
+// TrustedRides is how many completed rides as a passenger let a user
+// request rides without holding the fare: below it, a request shows that
+// the wallet can fund the escrow (its token balance covers the fare).
+// Together with the validator's rate limit (ride.RateLimit requests per
+// key and window), throwaway keys cannot flood drivers with requests.
+const TrustedRides = 1
+
+// admit is the spam rule for requests, checked by the instance a request
+// is posted to (a balance is not something every replica can agree on
+// at the same instant, so it is not the validator's): a passenger with
+// TrustedRides completed rides is admitted; another must hold the fare.
+func (s *Server) admit(ctx context.Context, a ride.Action) error {
+	if s.Reputation(a.User).Passenger.Rides >= TrustedRides {
+		return nil
+	}
+	var rd ride.RequestData
+	if err := json.Unmarshal([]byte(a.Data), &rd); err != nil {
+		return fmt.Errorf("%w: request data: %v", ride.ErrInvalid, err)
+	}
+	fare, ok := new(big.Int).SetString(rd.Fare, 10)
+	if !ok {
+		return fmt.Errorf("%w: fare %.40q", ride.ErrInvalid, rd.Fare)
+	}
+	p := s.node.Payments()
+	if p == nil {
+		return nil // no chain: nothing to check the fare against
+	}
+	bal, err := p.Balance(ctx, a.User)
+	if err != nil {
+		return fmt.Errorf("rides server: balance of %s: %w", a.User, err)
+	}
+	if bal.Cmp(fare) < 0 {
+		return fmt.Errorf("%w (fare %s, balance %s)", ErrUnfunded, fare, bal)
+	}
+	return nil
+}
 
 func (s *Server) count(ok bool) {
 	s.mu.Lock()

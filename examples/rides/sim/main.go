@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -125,6 +126,13 @@ func run(ctx context.Context, c config, out io.Writer) error {
 		return us
 	}
 	s.pass, s.drivers = mk(c.passengers), mk(c.drivers)
+	// A passenger with no completed ride must hold the fare to request one
+	// (server.TrustedRides): the dev chain's faucet funds them.
+	for _, p := range s.pass {
+		if err := d.Chain.Fund(ctx, p.addr, big.NewInt(1_000_000)); err != nil {
+			return fmt.Errorf("fund passenger %s: %w", p.addr, err)
+		}
+	}
 	if err := s.waitMirrors(ctx); err != nil {
 		return err
 	}
