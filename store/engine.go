@@ -463,13 +463,18 @@ func (w *workset) snapshot(keys []*workDoc) (map[*workDoc][]byte, error) {
 	return out, nil
 }
 
-func restore(snap map[*workDoc][]byte) {
+// restore puts back the states snapshot took. They were encoded a moment
+// ago, so a decode error is a bug; it is returned, and the caller drops
+// the whole batch rather than go on with a document it could not undo.
+func restore(snap map[*workDoc][]byte) error {
 	for d, b := range snap {
 		st, err := crdt.Decode(b)
-		if err == nil {
-			d.state = st
+		if err != nil {
+			return fmt.Errorf("store: undo a refused write to %s: %w", docName(d.coll, d.id), err)
 		}
+		d.state = st
 	}
+	return nil
 }
 
 // flush writes every changed document's record and index entries.
@@ -678,7 +683,10 @@ func (s *Store) commitLocal(reqs []*writeReq) int {
 			ops = append(ops, op)
 		}
 		if r.err != nil {
-			restore(undo)
+			if err := restore(undo); err != nil {
+				fail(err)
+				return 0
+			}
 			ops = ops[:mark]
 			cuts.rollback(cutMark)
 		}
@@ -1316,7 +1324,9 @@ func (s *Store) applyOne(w *workset, b *pebble.Batch, x *incoming) error {
 		d := touched[i]
 		if v := s.validator(op.Collection); v != nil {
 			if err := v(writeOf(x.d.Author, op, d.state.View())); err != nil {
-				restore(undo)
+				if rerr := restore(undo); rerr != nil {
+					return rerr
+				}
 				return &rejection{reason: fmt.Sprintf("op %d on %s: %v", i, docName(op.Collection, op.ID), err)}
 			}
 		}
