@@ -94,7 +94,13 @@ type network struct {
 	closed    bool
 }
 
+// startNetwork joins the store's topic and starts its goroutines. ctx is
+// Open's: a cancelled Open starts nothing; once started, the network runs
+// until Close, whatever becomes of ctx.
 func startNetwork(ctx context.Context, s *Store) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: open: %w", err)
+	}
 	// The store's topic is reserved: applications cannot join it.
 	topic, err := systopic.Join[*pubsub.Topic](s.cfg.PubSub, TopicName)
 	if err != nil {
