@@ -73,7 +73,8 @@ type mirrorEngine struct {
 	coll  *store.Collection
 	build atomic.Pointer[mirror.Build]
 
-	kick    chan struct{} // send a heartbeat soon
+	kick    chan struct{} // send a heartbeat soon: a new peer
+	hashed  chan struct{} // send a heartbeat now: the build is hashed
 	started time.Time
 
 	mu       sync.Mutex
@@ -103,6 +104,7 @@ func (n *Node) startMirror(ctx context.Context) error {
 		proto:   protocol.ID("/dpaas/" + n.cfg.appID.String() + "/replicas/1.0.0"),
 		coll:    n.store.Collection(AttestationsCollection),
 		kick:    make(chan struct{}, 1),
+		hashed:  make(chan struct{}, 1),
 		started: time.Now(),
 		dir:     make(map[peer.ID]*dirEntry),
 		atts:    make(map[string]mirror.Attestation),
@@ -180,7 +182,7 @@ func (m *mirrorEngine) hashBuild(ctx context.Context) {
 	b := *m.build.Load()
 	b.SHA256 = sum
 	m.build.Store(&b)
-	signal(m.kick)
+	signal(m.hashed)
 }
 
 func signal(ch chan struct{}) {
@@ -197,22 +199,35 @@ func (m *mirrorEngine) epochAt(t time.Time) uint64 {
 	return uint64(t.UnixNano() / int64(m.cfg.Epoch))
 }
 
+// kickedBeats bounds the heartbeats a new instance sends ahead of its
+// interval as its first connections come up (see newcomers).
+const kickedBeats = 3
+
 // loop sends heartbeats and probes every interval, and heartbeats sooner
-// when kicked (a new peer, the build hashed).
+// when kicked (a new peer in the first interval, the build hashed).
 func (m *mirrorEngine) loop(ctx context.Context) {
 	tick := time.NewTicker(m.cfg.Interval)
 	defer tick.Stop()
 	lastEpoch := m.epochAt(time.Now())
 	m.prune(ctx, lastEpoch)
 	m.heartbeat(ctx)
+	kicked := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.hashed:
+			m.heartbeat(ctx)
 		case <-m.kick:
-			// Newcomers arrive in bursts: one heartbeat per 100 ms at most.
+			// A new instance's connections come in bursts: kickedBeats
+			// heartbeats at most, spaced by a twentieth of the interval
+			// (100 ms at least), each checked by every instance.
+			if kicked >= kickedBeats {
+				continue
+			}
+			kicked++
 			m.mu.Lock()
-			wait := 100*time.Millisecond - time.Since(m.lastSent)
+			wait := max(100*time.Millisecond, m.cfg.Interval/20) - time.Since(m.lastSent)
 			m.mu.Unlock()
 			if wait > 0 {
 				select {
@@ -357,10 +372,10 @@ func (m *mirrorEngine) expire(now time.Time) {
 // directory, which holds that instance's own heartbeat: a new instance
 // learns of the others, and they of it, within a round trip or two. In
 // its first Interval an instance also kicks a heartbeat on each new
-// connection, so that its own spreads through the topic as its mesh
-// forms; an established instance does not (with peer exchange moving
-// connections about, that would be a heartbeat every 100 ms, checked by
-// every instance).
+// connection (kickedBeats at most), so that its own spreads through the
+// topic as its mesh forms; an established instance does not (with peer
+// exchange moving connections about, that would be a heartbeat every
+// 100 ms, checked by every instance).
 func (m *mirrorEngine) newcomers(ctx context.Context, events event.Subscription) {
 	defer events.Close()
 	for {

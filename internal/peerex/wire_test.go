@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -160,5 +161,39 @@ func TestChooseSpreadsOverGroups(t *testing.T) {
 	}
 	if got := Choose(due, nil, 10); len(got) != len(due) {
 		t.Fatalf("chose %d of %d", len(got), len(due))
+	}
+}
+
+// TestParseRecordCache: a record checked once is known by its bytes; any
+// other bytes, a flipped one included, are checked again and refused when
+// bad; the cache stays bounded.
+func TestParseRecordCache(t *testing.T) {
+	x := &Exchange{verified: make(map[[32]byte]addrbook.Record)}
+	r := sealed(t, "/ip4/10.0.0.1/tcp/1")
+	for range 2 {
+		got, err := x.parseRecord(r.Envelope)
+		if err != nil || got.ID != r.ID || got.Seq != r.Seq || len(got.Addrs) != 1 {
+			t.Fatalf("parse: %+v, %v", got, err)
+		}
+	}
+	if len(x.verified) != 1 {
+		t.Fatalf("%d cached records, want 1", len(x.verified))
+	}
+	bad := bytes.Clone(r.Envelope)
+	bad[len(bad)-1] ^= 1 // in the signature
+	if _, err := x.parseRecord(bad); !errors.Is(err, addrbook.ErrBadRecord) {
+		t.Fatalf("a tampered record: %v, want ErrBadRecord", err)
+	}
+	if len(x.verified) != 1 {
+		t.Fatal("a refused record was cached")
+	}
+	for i := range maxVerified + 1 {
+		r := sealed(t, fmt.Sprintf("/ip4/10.0.%d.%d/tcp/1", i/256, i%256))
+		if _, err := x.parseRecord(r.Envelope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(x.verified) > maxVerified {
+		t.Fatalf("%d cached records, over %d", len(x.verified), maxVerified)
 	}
 }
