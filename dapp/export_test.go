@@ -20,3 +20,7 @@ func ClaimEveryBlob(n *Node) { n.mirror.claimAll.Store(true) }
 func MirrorCounts(n *Node) (probes, malformed uint64) {
 	return n.mirror.probes.Load(), n.mirror.malformed.Load()
 }
+
+// PayoutSignaturesRefused reports how many payout signature documents
+// n's validator refused.
+func PayoutSignaturesRefused(n *Node) uint64 { return n.payouts.refused.Load() }

@@ -84,6 +84,8 @@ type Node struct {
 	px    *peerex.Exchange // peers.go
 	// mirror runs heartbeats, probes and attestations (mirror.go).
 	mirror *mirrorEngine
+	// payouts signs and submits the fund's payouts (payouts.go).
+	payouts payoutEngine
 	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
 	http   gatewayState                       // gateway.go
 
@@ -164,6 +166,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startMirror(ctx); err != nil {
 		return nil, err
 	}
+	n.startPayouts()
 	if err := n.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -265,6 +268,7 @@ func (n *Node) startData(ctx context.Context) error {
 	}
 	sc.Validators[blobSetCollection] = validateBlobSet
 	sc.Validators[AttestationsCollection] = validateAttestation(c.appID.String())
+	sc.Validators[PayoutSignaturesCollection] = validatePayoutSignature(&n.payouts.refused)
 	for coll, v := range governance.Validators(c.appID, c.App.genesis()) {
 		sc.Validators[coll] = v
 	}
@@ -313,7 +317,7 @@ func (n *Node) registerMetrics() error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{n.store, n.ps, paymentsCollector{n}}
+	cs := []prometheus.Collector{n.store, n.ps, paymentsCollector{n}, payoutsCollector{n}}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("dapp: open: register metrics: %w", err)
