@@ -86,8 +86,8 @@ type Node struct {
 	mirror *mirrorEngine
 	// payouts signs and submits the fund's payouts (payouts.go).
 	payouts payoutEngine
-	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
-	http   gatewayState                       // gateway.go
+	groups  atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
+	http    gatewayState                       // gateway.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
