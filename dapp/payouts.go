@@ -687,9 +687,17 @@ func (pe *payoutEngine) epoch(ctx context.Context, e uint64, f *openFund, st pay
 	case err == nil:
 		pe.submitted.Add(1)
 		n.log.Info("dapp: payouts: paid", "epoch", e, "table", t.hash, "total", t.total, "tx", tx)
-	case errors.Is(err, payment.ErrStaleEpoch), errors.Is(err, payment.ErrReverted):
+	case errors.Is(err, payment.ErrStaleEpoch):
 		// Another member paid it first (or a later epoch was paid).
 		n.log.Debug("dapp: payouts: already paid", "epoch", e, "err", err)
+	case errors.Is(err, payment.ErrReverted):
+		// Sent while another member's payment was pending: done if the
+		// fund shows the epoch paid, otherwise tried again later.
+		if now, serr := f.fund.State(ctx); serr == nil && now.LastEpoch >= e {
+			n.log.Debug("dapp: payouts: already paid", "epoch", e, "err", err)
+		} else if ctx.Err() == nil {
+			pe.warn("submit", "dapp: payouts: submit", "epoch", e, "err", err)
+		}
 	default:
 		if ctx.Err() == nil {
 			pe.warn("submit", "dapp: payouts: submit", "epoch", e, "err", err)
