@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -341,5 +342,13 @@ func TestPayoutsEndToEnd(t *testing.T) {
 	}
 	if !st.Paid || st.Majority != hash || 2*len(st.Signatures) <= n || st.Fund != fundAddr {
 		t.Fatalf("status %+v, want paid with majority %s", st, hash)
+	}
+}
+
+// TestPayoutsConfigValidated: a negative Grace is an invalid config.
+func TestPayoutsConfigValidated(t *testing.T) {
+	_, err := dapp.Open(context.Background(), dapp.Config{App: dapp.Manifest{Name: "x"}, Payouts: dapp.PayoutsConfig{Grace: -time.Second}})
+	if !errors.Is(err, dapp.ErrInvalidConfig) {
+		t.Fatalf("Open with a negative Grace: %v, want ErrInvalidConfig", err)
 	}
 }
