@@ -320,6 +320,7 @@ func TestPayoutsEndToEnd(t *testing.T) {
 		total.Add(total, row.Amount)
 		amount[row.Account] = row.Amount
 	}
+	t.Logf("epoch %d table %s: %v", e, hash, rows)
 	if total.Cmp(budget) != 0 {
 		t.Fatalf("the table pays %v, want the governance budget %v", total, budget)
 	}
