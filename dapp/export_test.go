@@ -24,3 +24,7 @@ func MirrorCounts(n *Node) (probes, malformed uint64) {
 // PayoutSignaturesRefused reports how many payout signature documents
 // n's validator refused.
 func PayoutSignaturesRefused(n *Node) uint64 { return n.payouts.refused.Load() }
+
+// LieInPayouts makes n sign, for every epoch, a table that pays it the
+// whole total rather than the table it computed.
+func LieInPayouts(n *Node) { n.payouts.lie.Store(true) }

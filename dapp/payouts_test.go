@@ -114,7 +114,9 @@ func TestPayoutSignaturesRefuseForgery(t *testing.T) {
 // paid through payment channels in one epoch, sign that epoch's table
 // and have the fund pay it: each instance's balance rises by exactly its
 // row of the table every instance recomputes, and the table is the one
-// payout.Compute gives from the standings and the redemptions.
+// payout.Compute gives from the standings and the redemptions. One
+// member, picked by the seed, signs a table paying itself everything:
+// the two honest signatures are the majority that pays.
 func TestPayoutsEndToEnd(t *testing.T) {
 	const n = 3
 	const epochLen = 10 * time.Second
@@ -174,9 +176,15 @@ func TestPayoutsEndToEnd(t *testing.T) {
 			cfg.Mirror = fastMirror(epochLen)
 			cfg.Mirror.Release = "1.0.0"
 			cfg.Governance.CloseDelay = 200 * time.Millisecond
+			// Late attestations have time to arrive: the two honest
+			// members must compute the same table.
+			cfg.Payouts.Grace = 2 * time.Second
 		},
 	})
 	c.WaitConnected()
+	liar := rnd.IntN(n)
+	dapp.LieInPayouts(c.Node(liar))
+	t.Logf("node %d signs false tables", liar)
 
 	// Governance approves the test binary as release 1.0.0.
 	exe, err := os.Executable()
@@ -341,7 +349,16 @@ func TestPayoutsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Paid || st.Majority != hash || 2*len(st.Signatures) <= n || st.Fund != fundAddr {
+	honest := 0
+	for acc, h := range st.Signatures {
+		if acc == accounts[liar] && h == hash {
+			t.Fatalf("the liar's signature is of the honest table %s", h)
+		}
+		if h == hash {
+			honest++
+		}
+	}
+	if !st.Paid || st.Majority != hash || 2*honest <= n || st.Fund != fundAddr {
 		t.Fatalf("status %+v, want paid with majority %s", st, hash)
 	}
 }
