@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -25,6 +26,8 @@ import (
 	"github.com/dpaas/dpaas/payment"
 	"github.com/dpaas/dpaas/store"
 )
+
+var payoutSeed = flag.Uint64("payout-seed", 0, "seed of TestPayoutsEndToEnd (0 = time)")
 
 func payoutKeys(t *testing.T, n int) ([]*ecdsa.PrivateKey, []common.Address) {
 	t.Helper()
@@ -120,8 +123,11 @@ func TestPayoutSignaturesRefuseForgery(t *testing.T) {
 func TestPayoutsEndToEnd(t *testing.T) {
 	const n = 3
 	const epochLen = 10 * time.Second
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := *payoutSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -payout-seed=%d)", seed, seed)
 	rnd := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
