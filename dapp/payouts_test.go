@@ -376,3 +376,34 @@ func TestPayoutsConfigValidated(t *testing.T) {
 		t.Fatalf("Open with a negative Grace: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// TestPayoutParamsChecked: with no fund set there are no payouts
+// (ErrNoFund), and a payout parameter governance set to something
+// unusable is ErrBadPayoutParam, not a panic or a zero.
+func TestPayoutParamsChecked(t *testing.T) {
+	fund := common.HexToAddress("0x00000000000000000000000000000000000f00d5").Hex()
+	for _, tc := range []struct {
+		name   string
+		params map[string]string
+		want   error
+	}{
+		{"unset", nil, dapp.ErrNoFund},
+		{"fund not an address", map[string]string{dapp.ParamPayoutFund: "nowhere"}, dapp.ErrBadPayoutParam},
+		{"zero fund", map[string]string{dapp.ParamPayoutFund: (common.Address{}).Hex()}, dapp.ErrBadPayoutParam},
+		{"negative budget", map[string]string{dapp.ParamPayoutFund: fund, dapp.ParamPayoutBudget: "-5"}, dapp.ErrBadPayoutParam},
+		{"budget not a number", map[string]string{dapp.ParamPayoutFund: fund, dapp.ParamPayoutBudget: "lots"}, dapp.ErrBadPayoutParam},
+		{"availability above 100%", map[string]string{dapp.ParamPayoutFund: fund, dapp.ParamPayoutMinAvailability: "1000001"}, dapp.ErrBadPayoutParam},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dapptest.New(t, 1, dapptest.Options{App: dapp.Manifest{Name: t.Name(), Params: tc.params}})
+			ctx := context.Background()
+			e := c.Node(0).Replicas().Epoch() - 1
+			if _, _, err := c.Node(0).Payouts().Table(ctx, e); !errors.Is(err, tc.want) {
+				t.Fatalf("Table: %v, want %v", err, tc.want)
+			}
+			if _, err := c.Node(0).Payouts().Status(ctx, e); !errors.Is(err, tc.want) {
+				t.Fatalf("Status: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
