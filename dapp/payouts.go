@@ -305,6 +305,9 @@ type payoutEngine struct {
 	// lie is a test hook (export_test.go): the instance signs a table
 	// that pays it the whole total instead of the one it computed.
 	lie atomic.Bool
+	// mute is a test hook (export_test.go): the instance signs but never
+	// submits, as one that crashed after signing.
+	mute atomic.Bool
 
 	mu   sync.Mutex
 	fund *openFund // the fund last opened, for its address
@@ -676,7 +679,7 @@ func (pe *payoutEngine) epoch(ctx context.Context, e uint64, f *openFund, st pay
 	// The lowest account among the signers submits first; each next one
 	// a Grace later, if the epoch is still unpaid.
 	rank := slices.Index(signers, self)
-	if rank < 0 {
+	if rank < 0 || pe.mute.Load() {
 		return
 	}
 	now := time.Now()
