@@ -214,6 +214,24 @@ func (f *Fund) State(ctx context.Context) (FundState, error) {
 	if err != nil {
 		return FundState{}, fmt.Errorf("payment: fund state: %w", f.p.chainErr(err))
 	}
+	return f.stateAt(ctx, head)
+}
+
+// StateAt reads the fund as it was at the end of block number block,
+// every field at that block. The chain must still hold that block's
+// state: a dev chain does; a public chain's endpoint must be an archive
+// node for blocks older than its state window (128 blocks on geth).
+func (f *Fund) StateAt(ctx context.Context, block uint64) (FundState, error) {
+	ctx, cancel, err := f.p.opCtx(ctx)
+	if err != nil {
+		return FundState{}, fmt.Errorf("payment: fund state: %w", err)
+	}
+	defer cancel()
+	return f.stateAt(ctx, block)
+}
+
+func (f *Fund) stateAt(ctx context.Context, head uint64) (FundState, error) {
+	var err error
 	opts := &bind.CallOpts{Context: ctx, BlockNumber: new(big.Int).SetUint64(head)}
 	st := FundState{Address: f.addr}
 	fail := func(what string, err error) (FundState, error) {

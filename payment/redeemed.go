@@ -32,20 +32,9 @@ func (p *Payments) RedeemedTo(ctx context.Context, from, to time.Time) (map[comm
 		return nil, fmt.Errorf("payment: redeemed: %w", err)
 	}
 	defer cancel()
-	head, err := p.be.BlockNumber(ctx)
+	head, err := p.confirmedPast(ctx, to)
 	if err != nil {
-		return nil, fmt.Errorf("payment: redeemed: %w", p.chainErr(err))
-	}
-	if head+1 < p.cfg.Confirmations {
-		return nil, fmt.Errorf("payment: redeemed to %v: %w", to, ErrChainBehind)
-	}
-	head -= p.cfg.Confirmations - 1
-	headTime, err := p.blockTime(ctx, head)
-	if err != nil {
-		return nil, fmt.Errorf("payment: redeemed: %w", err)
-	}
-	if headTime.Before(to) {
-		return nil, fmt.Errorf("payment: redeemed to %v: confirmed head %d at %v: %w", to, head, headTime, ErrChainBehind)
+		return nil, fmt.Errorf("payment: redeemed to %v: %w", to, err)
 	}
 	first, err := p.firstBlockAt(ctx, from, head)
 	if err != nil {
@@ -87,6 +76,51 @@ func (p *Payments) RedeemedTo(ctx context.Context, from, to time.Time) (map[comm
 		sum.Add(sum, e.Paid)
 	}
 	return out, nil
+}
+
+// LastBlockBefore returns the number of the last block whose timestamp
+// is before t: the chain as it stood at t, the same for every caller. It
+// fails with ErrChainBehind until a confirmed block (Config.Confirmations)
+// has a timestamp at or after t, and when no block is before t.
+func (p *Payments) LastBlockBefore(ctx context.Context, t time.Time) (uint64, error) {
+	ctx, cancel, err := p.opCtx(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("payment: last block before %v: %w", t, err)
+	}
+	defer cancel()
+	head, err := p.confirmedPast(ctx, t)
+	if err != nil {
+		return 0, fmt.Errorf("payment: last block before %v: %w", t, err)
+	}
+	first, err := p.firstBlockAt(ctx, t, head)
+	if err != nil {
+		return 0, fmt.Errorf("payment: last block before %v: %w", t, err)
+	}
+	if first == 0 {
+		return 0, fmt.Errorf("payment: last block before %v: the chain starts later: %w", t, ErrChainBehind)
+	}
+	return first - 1, nil
+}
+
+// confirmedPast returns the confirmed head, or ErrChainBehind if its
+// timestamp is before t.
+func (p *Payments) confirmedPast(ctx context.Context, t time.Time) (uint64, error) {
+	head, err := p.be.BlockNumber(ctx)
+	if err != nil {
+		return 0, p.chainErr(err)
+	}
+	if head+1 < p.cfg.Confirmations {
+		return 0, ErrChainBehind
+	}
+	head -= p.cfg.Confirmations - 1
+	headTime, err := p.blockTime(ctx, head)
+	if err != nil {
+		return 0, err
+	}
+	if headTime.Before(t) {
+		return 0, fmt.Errorf("confirmed head %d at %v: %w", head, headTime, ErrChainBehind)
+	}
+	return head, nil
 }
 
 // blockTime is the timestamp of block n.
