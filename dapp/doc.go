@@ -136,7 +136,8 @@
 // committee = the governance members' accounts), named by governance
 // parameters: ParamPayoutFund ("payout.fund", unset: no payouts),
 // ParamPayoutBudget ("payout.budget", smallest units per epoch, capped by
-// the fund's on-chain budget and balance) and ParamPayoutMinAvailability
+// the fund's on-chain budget and balance at the epoch's end) and
+// ParamPayoutMinAvailability
 // ("payout.min_availability_ppm", default 90%).
 //
 //	rows, hash, _ := node.Payouts().Table(ctx, e)  // anyone can recompute
@@ -157,8 +158,11 @@
 // signature document alone (ID "<epoch>/<account>", put whole by that
 // account, its signature over the fund and chain it names recovers to
 // it); refusals are counted (dpaas_dapp_payout_signatures_refused_total).
-// Instances agree on a table when they hold the same attestations and
-// the fund's budget and balance do not change between their computations.
+// Instances agree on a table when they hold the same attestations: the
+// rest is read from the chain as it stood at the epoch's end (an
+// endpoint that no longer holds that block's state, past a geth full
+// node's 128 blocks, cannot compute it; use an archive node or compute
+// within the Grace).
 //
 // # Serving users
 //

@@ -33,8 +33,8 @@ const (
 	ParamPayoutFund = "payout.fund"
 	// ParamPayoutBudget is what one epoch pays out in all, a decimal
 	// string (or number) in the token's smallest unit. It is capped by
-	// the fund's on-chain epoch budget and by its balance; unset means the
-	// on-chain budget.
+	// the fund's on-chain epoch budget and by its balance, both as they
+	// stood at the epoch's end; unset means the on-chain budget.
 	ParamPayoutBudget = "payout.budget"
 	// ParamPayoutMinAvailability is the least availability, in parts per
 	// million, an instance needs to be paid; default 900000 (90%).
@@ -329,7 +329,6 @@ type openFund struct {
 
 type payoutTable struct {
 	fund    *openFund
-	state   payment.FundState
 	entries []payment.PayoutEntry
 	hash    common.Hash
 	total   *big.Int
@@ -466,16 +465,27 @@ func (n *Node) payoutTable(ctx context.Context, e uint64) (*payoutTable, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.fund.State(ctx)
+	// The fund's budget and balance as they stood at the epoch's end, so
+	// that every member computes the same table whenever it computes it.
+	endBlock, err := f.pay.LastBlockBefore(ctx, r.EpochStart(e+1))
 	if err != nil {
 		return nil, err
 	}
-	budget := new(big.Int).Set(st.Budget)
-	if params.budget != nil && params.budget.Cmp(budget) < 0 {
-		budget.Set(params.budget)
-	}
-	if st.Balance.Cmp(budget) < 0 {
-		budget.Set(st.Balance)
+	budget := new(big.Int)
+	st, err := f.fund.StateAt(ctx, endBlock)
+	switch {
+	case errors.Is(err, payment.ErrNotFund):
+		// Deployed after the epoch: nothing to pay for it.
+	case err != nil:
+		return nil, err
+	default:
+		budget.Set(st.Budget)
+		if params.budget != nil && params.budget.Cmp(budget) < 0 {
+			budget.Set(params.budget)
+		}
+		if st.Balance.Cmp(budget) < 0 {
+			budget.Set(st.Balance)
+		}
 	}
 	instances := make([]payout.Instance, 0, len(standings))
 	for _, s := range standings {
@@ -488,7 +498,7 @@ func (n *Node) payoutTable(ctx context.Context, e uint64) (*payoutTable, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &payoutTable{fund: f, state: st, entries: make([]payment.PayoutEntry, len(rows)), total: payout.Total(rows)}
+	t := &payoutTable{fund: f, entries: make([]payment.PayoutEntry, len(rows)), total: payout.Total(rows)}
 	for i, row := range rows {
 		t.entries[i] = payment.PayoutEntry{Account: row.Account, Amount: row.Amount}
 	}
