@@ -95,6 +95,10 @@ type Config struct {
 	// and says what it declares of itself (gateway URL, location, release);
 	// see Replicas.
 	Mirror MirrorConfig
+	// Payouts tunes how the instance, when its account is on the DApp
+	// fund's committee, signs and submits each epoch's payout table (see
+	// Payouts).
+	Payouts PayoutsConfig
 	// HTTPAddr, if set, is a TCP address ("127.0.0.1:8080", ":0") where
 	// Open serves the instance's HTTP gateway (Node.Gateway: the web UI,
 	// /ipfs/, mirrors, badges) until Close. Node.HTTPAddr says which port
@@ -200,7 +204,13 @@ func (c Config) validate() (*config, error) {
 	if _, ok := c.Store.Validators[AttestationsCollection]; ok {
 		return nil, fmt.Errorf("dapp: collection %q is reserved for attestations", AttestationsCollection)
 	}
+	if _, ok := c.Store.Validators[PayoutSignaturesCollection]; ok {
+		return nil, fmt.Errorf("dapp: collection %q is reserved for payout signatures", PayoutSignaturesCollection)
+	}
 	if err := v.Mirror.validate(); err != nil {
+		return nil, err
+	}
+	if err := v.Payouts.validate(v.Mirror); err != nil {
 		return nil, err
 	}
 	v.Store.Validators = maps.Clone(c.Store.Validators)

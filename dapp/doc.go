@@ -130,6 +130,40 @@
 // store lag and storage are checked by others. A prober challenges only on
 // blobs it holds itself, so with a replication factor an instance is
 // challenged by the co-holders of its blobs only.
+// # Payouts
+//
+// A DApp pays its instances from its Fund contract (payment.DeployFund,
+// committee = the governance members' accounts), named by governance
+// parameters: ParamPayoutFund ("payout.fund", unset: no payouts),
+// ParamPayoutBudget ("payout.budget", smallest units per epoch, capped by
+// the fund's on-chain budget and balance at the epoch's end) and
+// ParamPayoutMinAvailability
+// ("payout.min_availability_ppm", default 90%).
+//
+//	rows, hash, _ := node.Payouts().Table(ctx, e)  // anyone can recompute
+//	st, _ := node.Payouts().Status(ctx, e)         // signatures, majority, paid
+//
+// An epoch's table is internal/payout's rule over the epoch's standings
+// (verified build, availability) and what the Channels contract paid each
+// instance in the epoch's blocks (payment.Payments.RedeemedTo): traffic
+// backed by users' vouchers, never declared. An instance whose account is
+// on the fund's committee waits Config.Payouts.Grace after each epoch
+// (and for the chain to pass its end), computes the table, and writes its
+// signature of it (payment.PayoutDigest) to PayoutSignaturesCollection.
+// Once a strict majority of the committee signed one table hash, the
+// signer with the lowest account submits it; the next ones a Grace
+// later each, if it is still unpaid. Epochs with nothing to pay are
+// neither signed nor submitted, and only the last three ended epochs
+// above the fund's last paid one are considered. Every replica checks a
+// signature document alone (ID "<epoch>/<account>", put whole by that
+// account, its signature over the fund and chain it names recovers to
+// it); refusals are counted (dpaas_dapp_payout_signatures_refused_total).
+// Instances agree on a table when they hold the same attestations: the
+// rest is read from the chain as it stood at the epoch's end (an
+// endpoint that no longer holds that block's state, past a geth full
+// node's 128 blocks, cannot compute it; use an archive node or compute
+// within the Grace).
+//
 // # Serving users
 //
 // Gateway is the instance's HTTP face: the web UI of the latest approved

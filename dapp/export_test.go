@@ -20,3 +20,17 @@ func ClaimEveryBlob(n *Node) { n.mirror.claimAll.Store(true) }
 func MirrorCounts(n *Node) (probes, malformed uint64) {
 	return n.mirror.probes.Load(), n.mirror.malformed.Load()
 }
+
+// PayoutSignaturesRefused reports how many payout signature documents
+// n's validator refused.
+func PayoutSignaturesRefused(n *Node) uint64 { return n.payouts.refused.Load() }
+
+// LieInPayouts makes n sign, for every epoch, a table that pays it the
+// whole total rather than the table it computed.
+func LieInPayouts(n *Node) { n.payouts.lie.Store(true) }
+
+// MuteInPayouts makes n sign payout tables but never submit them.
+func MuteInPayouts(n *Node) { n.payouts.mute.Store(true) }
+
+// PayoutsSubmitted reports how many payouts n submitted and had mined.
+func PayoutsSubmitted(n *Node) uint64 { return n.payouts.submitted.Load() }

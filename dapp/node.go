@@ -84,8 +84,10 @@ type Node struct {
 	px    *peerex.Exchange // peers.go
 	// mirror runs heartbeats, probes and attestations (mirror.go).
 	mirror *mirrorEngine
-	groups atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
-	http   gatewayState                       // gateway.go
+	// payouts signs and submits the fund's payouts (payouts.go).
+	payouts payoutEngine
+	groups  atomic.Pointer[map[peer.ID]string] // diversity groups, for blobs
+	http    gatewayState                       // gateway.go
 
 	helloProto protocol.ID
 	// wake is signalled when a bootstrap peer disconnects, so it is
@@ -168,6 +170,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startMirror(ctx); err != nil {
 		return nil, err
 	}
+	n.startPayouts()
 	if err := n.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -269,6 +272,7 @@ func (n *Node) startData(ctx context.Context) error {
 	}
 	sc.Validators[blobSetCollection] = validateBlobSet
 	sc.Validators[AttestationsCollection] = validateAttestation(c.appID.String())
+	sc.Validators[PayoutSignaturesCollection] = validatePayoutSignature(&n.payouts.refused)
 	for coll, v := range governance.Validators(c.appID, c.App.genesis()) {
 		sc.Validators[coll] = v
 	}
@@ -317,7 +321,7 @@ func (n *Node) registerMetrics() error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{n.store, n.ps, paymentsCollector{n}}
+	cs := []prometheus.Collector{n.store, n.ps, paymentsCollector{n}, payoutsCollector{n}}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("dapp: open: register metrics: %w", err)

@@ -160,6 +160,13 @@
 //	sig, _ := fund.SignPayout(epoch, table) // each member, with its own key
 //	fund.SubmitPayout(ctx, epoch, table, nil, sigs) // anyone, once a majority signed
 //
+// RedeemedTo sums, per payee, what the Channels contract's Redeemed
+// events paid over the blocks of a time period (found by their
+// timestamps): the traffic an instance served in an epoch, backed by its
+// users' vouchers, which payout tables weigh. It fails with
+// ErrChainBehind until the chain is past the period, and then gives
+// every caller the same answer.
+//
 // A payout is EIP-712 typed data Payout(uint64 epoch,bytes32 tableHash)
 // in the domain "dpaas Fund" version 1 of the chain and the fund, where
 // tableHash (PayoutTableHash) is keccak256(abi.encode(address[] accounts,

@@ -214,9 +214,32 @@ func (f *Fund) State(ctx context.Context) (FundState, error) {
 	if err != nil {
 		return FundState{}, fmt.Errorf("payment: fund state: %w", f.p.chainErr(err))
 	}
+	return f.stateAt(ctx, head)
+}
+
+// StateAt reads the fund as it was at the end of block number block,
+// every field at that block. The chain must still hold that block's
+// state: a dev chain does; a public chain's endpoint must be an archive
+// node for blocks older than its state window (128 blocks on geth). A
+// block before the fund was deployed is ErrNotFund.
+func (f *Fund) StateAt(ctx context.Context, block uint64) (FundState, error) {
+	ctx, cancel, err := f.p.opCtx(ctx)
+	if err != nil {
+		return FundState{}, fmt.Errorf("payment: fund state: %w", err)
+	}
+	defer cancel()
+	return f.stateAt(ctx, block)
+}
+
+func (f *Fund) stateAt(ctx context.Context, head uint64) (FundState, error) {
+	var err error
 	opts := &bind.CallOpts{Context: ctx, BlockNumber: new(big.Int).SetUint64(head)}
 	st := FundState{Address: f.addr}
 	fail := func(what string, err error) (FundState, error) {
+		if errors.Is(err, bind.ErrNoCode) {
+			// Asked of a block before the fund was deployed.
+			return FundState{}, fmt.Errorf("payment: fund state %s at block %d: %w", f.addr, head, ErrNotFund)
+		}
 		return FundState{}, fmt.Errorf("payment: fund state %s: %s: %w", f.addr, what, f.p.chainErr(err))
 	}
 	if st.Token, err = bind.Call(f.c, opts, fundABI.PackToken(), fundABI.UnpackToken); err != nil {
