@@ -100,6 +100,39 @@ type Store struct {
 	next    uint64 // next value sequence number (counts down); flushMu
 
 	writers sync.WaitGroup // background writes of full buffers
+
+	// Calls in flight, so that Close waits for them and refuses later ones:
+	// a caller may give up on a read (boxo's blockservice reads from a
+	// goroutine of its own that outlives its caller) while the database is
+	// being closed under it.
+	lifeMu  sync.Mutex
+	idle    *sync.Cond // on lifeMu: no call in flight
+	calls   int
+	closing bool
+}
+
+// ErrClosed is returned by calls made once Close has begun.
+var ErrClosed = errors.New("blockstore: closed")
+
+// enter admits one call, or returns ErrClosed once Close has begun; an
+// admitted call must exit.
+func (s *Store) enter() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
+	s.calls++
+	return nil
+}
+
+func (s *Store) exit() {
+	s.lifeMu.Lock()
+	s.calls--
+	if s.calls == 0 {
+		s.idle.Broadcast()
+	}
+	s.lifeMu.Unlock()
 }
 
 // maxSealed is how many full buffers may wait to be written before PutMany
@@ -162,6 +195,7 @@ func New(space *kv.Space, cfg Config) (*Store, error) {
 		pending:     newBuffer(),
 		next:        math.MaxUint64,
 	}
+	s.idle = sync.NewCond(&s.lifeMu)
 	if err := s.recover(); err != nil {
 		return nil, fmt.Errorf("blockstore: open: %w", err)
 	}
@@ -349,6 +383,10 @@ func (s *Store) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	if !c.Defined() {
 		return nil, fmt.Errorf("blockstore: get: %w", ipld.ErrNotFound{Cid: c})
 	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
 	mh := c.Hash()
 	if d, ok := s.buffered(string(mh)); ok {
 		return blocks.NewBlockWithCid(d, c)
@@ -455,6 +493,10 @@ func (s *Store) WriteBlock(c cid.Cid, w io.Writer, before func(size int) error) 
 	if !c.Defined() {
 		return false, nil
 	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.exit()
 	mh := c.Hash()
 	if d, ok := s.buffered(string(mh)); ok {
 		return true, writeWhole(d, w, before)
@@ -497,6 +539,10 @@ func (s *Store) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	if !c.Defined() {
 		return -1, fmt.Errorf("blockstore: get size: %w", ipld.ErrNotFound{Cid: c})
 	}
+	if err := s.enter(); err != nil {
+		return -1, err
+	}
+	defer s.exit()
 	if d, ok := s.buffered(string(c.Hash())); ok {
 		return len(d), nil
 	}
@@ -522,6 +568,10 @@ func (s *Store) Put(ctx context.Context, b blocks.Block) error {
 // error. The blocks' bytes are kept, not copied: blocks are
 // immutable.
 func (s *Store) PutMany(_ context.Context, bs []blocks.Block) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
 	if err := s.db.Failed(); err != nil {
 		// Nothing more can be written out: buffering would only hold
 		// every block offered from now on in memory.
@@ -584,6 +634,14 @@ func (s *Store) seal() *buffer {
 // are in the database. Call it before committing a record that needs them
 // to survive a crash; that record's synced commit makes them durable.
 func (s *Store) Flush() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	return s.flush()
+}
+
+func (s *Store) flush() error {
 	s.mu.Lock()
 	var mine *buffer
 	if len(s.pending.data) > 0 {
@@ -608,10 +666,21 @@ func (s *Store) Flush() error {
 	return nil
 }
 
-// Close writes out every buffered block, like Flush, and waits for the
-// background writes. The Store must not be used afterwards.
+// Close refuses new calls with ErrClosed, waits for those in flight, then
+// writes out every buffered block, like Flush, and waits for the background
+// writes. Calling it again returns ErrClosed.
 func (s *Store) Close() error {
-	err := s.Flush()
+	s.lifeMu.Lock()
+	if s.closing {
+		s.lifeMu.Unlock()
+		return ErrClosed
+	}
+	s.closing = true
+	for s.calls > 0 {
+		s.idle.Wait()
+	}
+	s.lifeMu.Unlock()
+	err := s.flush()
 	s.writers.Wait()
 	return err
 }
@@ -761,6 +830,10 @@ func (s *Store) DeleteBlock(_ context.Context, c cid.Cid) error {
 // DeleteMany removes the blocks with the given multihashes in one atomic
 // batch; with sync it returns once the deletion is durable.
 func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
@@ -812,7 +885,11 @@ func (s *Store) DeleteMany(mhs []multihash.Multihash, sync bool) error {
 // stored block, in key order, until fn returns an error or ctx ends. The
 // multihash is a fresh copy that fn may keep.
 func (s *Store) Each(ctx context.Context, fn func(mh multihash.Multihash, size int) error) error {
-	if err := s.Flush(); err != nil {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	if err := s.flush(); err != nil {
 		return fmt.Errorf("blockstore: each: %w", err)
 	}
 	p := s.key(tagIndex, nil)

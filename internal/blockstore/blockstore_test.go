@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -181,10 +184,24 @@ func TestWriteOut(t *testing.T) {
 	if err := s.DeleteBlock(ctx, gone.Cid()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
+	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	check(s, "flushed")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Once closed, calls are refused rather than reaching a database that
+	// may be closed under them.
+	if _, err := s.Get(ctx, all[0].Cid()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Put(ctx, all[0]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
 	s2, err := New(sp, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -347,5 +364,61 @@ func TestWriteBlock(t *testing.T) {
 	var buf bytes.Buffer
 	if _, err := s.WriteBlock(big.Cid(), &buf, func(int) error { return stop }); !errors.Is(err, stop) || buf.Len() != 0 {
 		t.Fatalf("before failed: err %v, %d bytes written", err, buf.Len())
+	}
+}
+
+// A reader that outlives its caller (boxo's blockservice reads from a
+// goroutine of its own) may still call Get while the Store and then its
+// database close: it gets ErrClosed, never a closed database.
+func TestReadersAcrossClose(t *testing.T) {
+	db, err := kv.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := db.Space("blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(sp, Config{Prefix: []byte("b/"), FlushBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var bs []blocks.Block
+	for i := range 64 {
+		bs = append(bs, block(t, cid.Raw, fmt.Sprintf("block %d %s", i, strings.Repeat("x", 200))))
+	}
+	if err := s.PutMany(ctx, bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	refused := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i++ {
+				if _, err := s.Get(ctx, bs[i%len(bs)].Cid()); err != nil {
+					refused <- err
+					return
+				}
+			}
+		}()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Every reader keeps going until it is refused.
+	wg.Wait()
+	for range 4 {
+		if err := <-refused; !errors.Is(err, ErrClosed) {
+			t.Errorf("Get during Close: %v, want ErrClosed", err)
+		}
 	}
 }
