@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,17 +143,32 @@ func standing(t *testing.T, node *dapp.Node, e uint64, id peer.ID) (dapp.Standin
 // waitEpochOver waits until epoch e is over and node holds, from at least
 // probers distinct probers, attestations of it signed in its second half,
 // so that its standings are (nearly) final.
-func waitEpochOver(c *dapptest.Cluster, node *dapp.Node, e uint64, probers int) {
+func waitEpochOver(t *testing.T, c *dapptest.Cluster, node *dapp.Node, e uint64, probers int) {
+	t.Helper()
 	end := node.Replicas().EpochStart(e + 1)
 	half := end.Sub(node.Replicas().EpochStart(e)) / 2
+	// What was last seen, logged if the wait times out.
+	var seen []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("attestations of epoch %d seen by %s: %s", e, node.ID(), strings.Join(seen, "; "))
+		}
+	}()
 	c.WaitFor(fmt.Sprintf("epoch %d over, with late attestations from %d probers", e, probers), func() bool {
 		if node.Replicas().Epoch() <= e {
 			return false
 		}
 		raws, _ := node.Replicas().Attestations(context.Background(), e)
 		late := map[peer.ID]bool{}
+		seen = seen[:0]
 		for _, raw := range raws {
-			if a, err := mirror.OpenAttestation(node.AppID().String(), raw); err == nil && end.Sub(time.Unix(0, a.Time)) < half {
+			a, err := mirror.OpenAttestation(node.AppID().String(), raw)
+			if err != nil {
+				seen = append(seen, err.Error())
+				continue
+			}
+			seen = append(seen, fmt.Sprintf("%s→%s probes %d ok %d, %v from the end", a.Prober.ShortString(), a.Probed.ShortString(), a.Probes, a.OK, time.Unix(0, a.Time).Sub(end)))
+			if end.Sub(time.Unix(0, a.Time)) < half {
 				late[a.Prober] = true
 			}
 		}
@@ -252,7 +268,7 @@ func TestReplicasLyingProberChangesNoScore(t *testing.T) {
 	dapp.ReportEveryoneDown(liar)
 	c.WaitConnected()
 	e := c.Node(0).Replicas().Epoch() + 1
-	waitEpochOver(c, c.Node(0), e, n-1)
+	waitEpochOver(t, c, c.Node(0), e, n-1)
 	raws, err := c.Node(0).Replicas().Attestations(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +368,7 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 	}
 	dapp.ClaimEveryBlob(liar)
 	e := c.Node(0).Replicas().Epoch() + 1
-	waitEpochOver(c, c.Node(1), e, n-2)
+	waitEpochOver(t, c, c.Node(1), e, n-2)
 	s, ok := standing(t, c.Node(1), e, liar.ID())
 	raws, _ := c.Node(1).Replicas().Attestations(ctx, e)
 	if !ok || s.Probers < 3 || s.AvailabilityPPM != 0 {
@@ -386,17 +402,19 @@ func TestReplicasKilledInstanceScoreFalls(t *testing.T) {
 	c := dapptest.New(t, n, dapptest.Options{
 		ListenIP:  diverseIPs(n),
 		Configure: func(i int, cfg *dapp.Config) { cfg.Mirror = fastMirror(5 * time.Second) },
+		// Two epochs at least, on a machine busy with other tests.
+		Timeout: 90 * time.Second,
 	})
 	c.WaitConnected()
 	victim := c.Node(n - 1).ID()
 	e0 := c.Node(0).Replicas().Epoch() + 1
-	waitEpochOver(c, c.Node(0), e0, n-1)
+	waitEpochOver(t, c, c.Node(0), e0, n-1)
 	if s, ok := standing(t, c.Node(0), e0, victim); !ok || s.AvailabilityPPM < 500_000 {
 		t.Fatalf("before: %+v", s)
 	}
 	c.Stop(n - 1)
 	k := c.Node(0).Replicas().Epoch()
-	waitEpochOver(c, c.Node(0), k+1, n-2)
+	waitEpochOver(t, c, c.Node(0), k+1, n-2)
 	s, ok := standing(t, c.Node(0), k+1, victim)
 	if !ok || s.Probers < 3 || s.AvailabilityPPM != 0 {
 		t.Fatalf("epoch %d after stopping in %d: %+v (found %v)", k+1, k, s, ok)

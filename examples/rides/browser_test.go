@@ -88,6 +88,14 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
+// click clicks the element sel selects once it is there and enabled. It
+// finds and clicks it in one step of the page's own script: a list the page
+// redraws between a lookup and a click by node ID (chromedp.Click) fails
+// with "Could not find node with given id".
+func click(sel string) chromedp.Action {
+	return poll(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e || e.disabled || e.hidden) return false; e.click(); return true; })()`, sel))
+}
+
 // clickMap clicks the passenger's map at map coordinates (x, y).
 func clickMap(x, y int) chromedp.Action {
 	return chromedp.Evaluate(fmt.Sprintf(`(() => { const m = document.getElementById('map'); const r = m.getBoundingClientRect();
@@ -116,21 +124,21 @@ func TestBrowserRide(t *testing.T) {
 	run(t, pp, clickMap(150, 300), clickMap(850, 900), poll(`!document.getElementById('request').disabled`))
 	fare := text(t, pp, "#fare")
 	screenshot(t, pp, "passenger-request.png")
-	run(t, pp, chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+	run(t, pp, click("#request"), poll(stateIs("p", ride.StateRequested)))
 	run(t, dp, poll(`!!document.querySelector('#requests button.accept')`))
 	screenshot(t, dp, "driver-requests.png")
-	run(t, dp, chromedp.Click("#requests button.accept", chromedp.ByQuery), poll(`document.getElementById('d-status').textContent.includes('You won')`))
+	run(t, dp, click("#requests button.accept"), poll(`document.getElementById('d-status').textContent.includes('You won')`))
 	run(t, pp, poll(stateIs("p", ride.StateAccepted)), poll(`!document.getElementById('p-confirm').hidden`))
 	screenshot(t, pp, "passenger-offer.png")
-	run(t, pp, chromedp.Click("#p-confirm", chromedp.ByQuery), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
+	run(t, pp, click("#p-confirm"), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
 	run(t, dp, poll(`document.getElementById('d-status').textContent.includes('in escrow')`),
-		chromedp.Click("#d-arrive", chromedp.ByQuery), poll(`!document.getElementById('d-start').hidden && !document.getElementById('d-start').disabled`),
-		chromedp.Click("#d-start", chromedp.ByQuery), poll(stateIs("d", ride.StateInProgress)))
+		click("#d-arrive"), poll(`!document.getElementById('d-start').hidden && !document.getElementById('d-start').disabled`),
+		click("#d-start"), poll(stateIs("d", ride.StateInProgress)))
 	screenshot(t, dp, "driver-in-progress.png")
 	run(t, pp, poll(stateIs("p", ride.StateInProgress)))
 	screenshot(t, pp, "passenger-in-progress.png")
-	run(t, dp, chromedp.Click("#d-complete", chromedp.ByQuery), poll(stateIs("d", ride.StateCompleted)))
-	run(t, pp, poll(`!document.getElementById('p-release').hidden`), chromedp.Click("#p-release", chromedp.ByQuery),
+	run(t, dp, click("#d-complete"), poll(stateIs("d", ride.StateCompleted)))
+	run(t, pp, poll(`!document.getElementById('p-release').hidden`), click("#p-release"),
 		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'closed'`))
 	// The payment as both pages see it: the passenger paid the fare, the
 	// driver got it less the fee.
@@ -138,11 +146,11 @@ func TestBrowserRide(t *testing.T) {
 	fmt.Sscan(fare, &want)
 	run(t, pp, poll(fmt.Sprintf(`document.getElementById('balance').textContent === '%d'`, 5000-want)))
 	run(t, dp, poll(fmt.Sprintf(`document.getElementById('balance').textContent === '%d'`, want-want*250/10000)))
-	run(t, pp, chromedp.Click(`.stars[data-who=p] button[data-stars="5"]`, chromedp.ByQuery), poll(`document.getElementById('p-rate').hidden`))
-	run(t, dp, chromedp.Click(`.stars[data-who=d] button[data-stars="4"]`, chromedp.ByQuery), poll(`document.getElementById('d-rate').hidden`))
+	run(t, pp, click(`.stars[data-who=p] button[data-stars="5"]`), poll(`document.getElementById('p-rate').hidden`))
+	run(t, dp, click(`.stars[data-who=d] button[data-stars="4"]`), poll(`document.getElementById('d-rate').hidden`))
 	screenshot(t, pp, "passenger-paid.png")
 	screenshot(t, dp, "driver-paid.png")
-	run(t, pp, chromedp.Click("#tab-dapp", chromedp.ByQuery), poll(`document.getElementById('mirrors').children.length === 3`))
+	run(t, pp, click("#tab-dapp"), poll(`document.getElementById('mirrors').children.length === 3`))
 	screenshot(t, pp, "dapp.png")
 }
 
@@ -157,14 +165,14 @@ func TestBrowserDispute(t *testing.T) {
 	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
 	dp := page(t, b, cl.srv[1].URL(), d, "driver")
 	run(t, pp, clickMap(150, 300), clickMap(850, 900), poll(`!document.getElementById('request').disabled`),
-		chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+		click("#request"), poll(stateIs("p", ride.StateRequested)))
 	run(t, dp, poll(`!!document.querySelector('#requests button.accept')`),
-		chromedp.Click("#requests button.accept", chromedp.ByQuery), poll(`document.getElementById('d-status').textContent.includes('You won')`))
-	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), chromedp.Click("#p-confirm", chromedp.ByQuery),
+		click("#requests button.accept"), poll(`document.getElementById('d-status').textContent.includes('You won')`))
+	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), click("#p-confirm"),
 		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
 	run(t, pp, poll(`!document.getElementById('p-dispute-box').hidden`),
 		chromedp.SendKeys("#p-reason", "the driver never came", chromedp.ByQuery),
-		chromedp.Click("#p-dispute", chromedp.ByQuery),
+		click("#p-dispute"),
 		poll(`document.getElementById('p-msg').textContent.includes('before the arbiters')`))
 	ctx := context.Background()
 	var c governance.Case
@@ -202,7 +210,7 @@ func TestBrowserConcurrentAccepts(t *testing.T) {
 	// drivers clicked, as when two drivers tap within the same instant.
 	cl.c.Partition([]int{0}, []int{1, 2})
 	for _, pg := range pages {
-		run(t, pg, chromedp.Click(fmt.Sprintf(`#requests li[data-ride=%q] button.accept`, req.Ride), chromedp.ByQuery),
+		run(t, pg, click(fmt.Sprintf(`#requests li[data-ride=%q] button.accept`, req.Ride)),
 			poll(`document.getElementById('d-status').textContent.includes('You won')`))
 	}
 	cl.c.Heal()
@@ -226,13 +234,13 @@ func TestBrowserFailover(t *testing.T) {
 	p, d := cl.user(5000), cl.user(0)
 	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
 	run(t, pp, poll(`document.getElementById('mirrors').children.length === 3`))
-	run(t, pp, clickMap(200, 200), clickMap(700, 500), chromedp.Click("#request", chromedp.ByQuery), poll(stateIs("p", ride.StateRequested)))
+	run(t, pp, clickMap(200, 200), clickMap(700, 500), click("#request"), poll(stateIs("p", ride.StateRequested)))
 	var id string
 	run(t, pp, chromedp.Evaluate(`sessionStorage.getItem('rides.myRide')`, &id))
 	reqState := cl.waitRide(id, "requested on B", inState(ride.StateRequested), 1)
 	acc := cl.sign(d, ride.Action{Kind: ride.KindAccept, Ride: id, Parent: reqState.RequestID})
 	cl.must(1, acc)
-	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), chromedp.Click("#p-confirm", chromedp.ByQuery),
+	run(t, pp, poll(`!document.getElementById('p-confirm').hidden`), click("#p-confirm"),
 		poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'open'`))
 	cl.waitRide(id, "confirmed on B", func(s ride.State) bool { return s.Confirmed }, 1)
 	cl.must(1, cl.sign(d, ride.Action{Kind: ride.KindArrive, Ride: id, Parent: cl.domain.Digest(acc)}))
@@ -247,6 +255,6 @@ func TestBrowserFailover(t *testing.T) {
 	if serving := text(t, pp, "#serving"); strings.Contains(a, serving) {
 		t.Fatalf("the page still says it is served by %s", serving)
 	}
-	run(t, pp, chromedp.Click("#p-release", chromedp.ByQuery), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'closed'`))
+	run(t, pp, click("#p-release"), poll(`(document.querySelector('#p-escrow .escrow-status')||{}).textContent === 'closed'`))
 	screenshot(t, pp, "passenger-failover.png")
 }
