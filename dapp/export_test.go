@@ -1,5 +1,12 @@
 package dapp
 
+import (
+	"slices"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
 // PrivateChain reports whether the process's private development chain
 // runs, how many instances use it, and how many chains were started.
 func PrivateChain() (running bool, users int, started int64) {
@@ -34,3 +41,11 @@ func MuteInPayouts(n *Node) { n.payouts.mute.Store(true) }
 
 // PayoutsSubmitted reports how many payouts n submitted and had mined.
 func PayoutsSubmitted(n *Node) uint64 { return n.payouts.submitted.Load() }
+
+// HeardClaim reports whether the heartbeat n holds of p claims blob c.
+func HeardClaim(n *Node, p peer.ID, c cid.Cid) bool {
+	n.mirror.mu.Lock()
+	defer n.mirror.mu.Unlock()
+	e := n.mirror.dir[p]
+	return e != nil && slices.Contains(e.hb.Blobs, c)
+}

@@ -83,6 +83,7 @@ type mirrorEngine struct {
 	atts     map[string]mirror.Attestation // the collection, by document ID
 	raws     map[string][]byte             // the same, signed
 	mine     map[attKey]*attState          // this instance's cumulative counts
+	probing  map[peer.ID]bool              // probes under way
 	rtt      map[peer.ID]time.Duration
 	lastSent time.Time
 	ownRaw   []byte // the last heartbeat sent
@@ -107,6 +108,7 @@ func (n *Node) startMirror(ctx context.Context) error {
 		hashed:  make(chan struct{}, 1),
 		started: time.Now(),
 		dir:     make(map[peer.ID]*dirEntry),
+		probing: make(map[peer.ID]bool),
 		atts:    make(map[string]mirror.Attestation),
 		raws:    make(map[string][]byte),
 		mine:    make(map[attKey]*attState),
@@ -559,34 +561,64 @@ func storeSeqs(s *store.Store) uint64 {
 	return sum
 }
 
-// probeRound probes up to Probes random instances of the directory, at
-// once, and waits for them.
+// probeRound starts probes of up to Probes random instances of the
+// directory that are not being probed already, waits for them at most half
+// an interval, then writes the attestations due. A probe still running
+// then (an instance gone without closing its connections answers only at
+// ProbeTimeout) is counted when it ends and written by a later round: a
+// dead instance never delays the heartbeats, nor the probes of the others.
 func (m *mirrorEngine) probeRound(ctx context.Context) {
 	m.mu.Lock()
-	var targets []*dirEntry
-	for _, e := range m.dir {
-		targets = append(targets, e)
+	var targets []mirror.Heartbeat
+	for p, e := range m.dir {
+		if !m.probing[p] {
+			targets = append(targets, e.hb)
+		}
 	}
-	slices.SortFunc(targets, func(a, b *dirEntry) int { return strings.Compare(string(a.hb.Peer), string(b.hb.Peer)) })
+	slices.SortFunc(targets, func(a, b mirror.Heartbeat) int { return strings.Compare(string(a.Peer), string(b.Peer)) })
 	m.rnd.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
 	if len(targets) > m.cfg.Probes {
 		targets = targets[:m.cfg.Probes]
 	}
+	for _, hb := range targets {
+		m.probing[hb.Peer] = true
+	}
 	m.mu.Unlock()
-	results := make([]probeResult, len(targets))
-	var wg sync.WaitGroup
-	for i, e := range targets {
-		wg.Add(1)
-		go func() { // waited for below, within the loop's task
-			defer wg.Done()
-			results[i] = m.probe(ctx, e.hb)
-		}()
+	ended := make(chan struct{}, len(targets))
+	started := 0
+	for _, hb := range targets {
+		ok := m.n.tasks.Go(func(ctx context.Context) {
+			r := m.probe(ctx, hb)
+			now := time.Now()
+			m.mu.Lock()
+			delete(m.probing, hb.Peer)
+			if ctx.Err() == nil { // closing: the probe was cut short, not failed
+				m.countLocked(attKey{m.epochAt(now), hb.Peer}, r, now)
+			}
+			m.mu.Unlock()
+			ended <- struct{}{}
+		})
+		if ok {
+			started++
+			continue
+		}
+		m.mu.Lock()
+		delete(m.probing, hb.Peer)
+		m.mu.Unlock()
 	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return // closing: the probes were cut short, not failed
+	wait := time.NewTimer(m.cfg.Interval / 2)
+	defer wait.Stop()
+	for range started {
+		select {
+		case <-ended:
+			continue
+		case <-wait.C:
+		case <-ctx.Done():
+			return
+		}
+		break
 	}
-	m.attest(ctx, results)
+	m.attest(ctx)
 }
 
 // probeResult is the outcome of one probe.
@@ -665,8 +697,8 @@ func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror
 	return m.n.blobs.ProveRange(ctx, c, req.Offset, req.Length, req.Nonce)
 }
 
-// attest adds a round's outcomes to this epoch's attestations and writes
-// those due to the replicated collection, signed, in one batch.
+// attest writes the attestations due to the replicated collection, signed,
+// in one batch; the probes' outcomes are counted as they end (countLocked).
 //
 // Every replica verifies every attestation written, so writing each one
 // every round would cost the DApp a signature check per instance, per
@@ -676,15 +708,12 @@ func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror
 // every attestEvery otherwise, and on the last round of its epoch; the
 // counts in between stay here and are in the next write. Attestations of
 // a past epoch still unwritten are written on the first round after it.
-func (m *mirrorEngine) attest(ctx context.Context, results []probeResult) {
+func (m *mirrorEngine) attest(ctx context.Context) {
 	now := time.Now()
 	e := m.epochAt(now)
 	last := m.epochAt(now.Add(m.cfg.Interval)) != e
 	every := max(m.cfg.Interval, m.cfg.Epoch/attestWrites)
 	m.mu.Lock()
-	for _, r := range results {
-		m.countLocked(attKey{e, r.hb.Peer}, r, now)
-	}
 	var due []*attState
 	for k, st := range m.mine {
 		if !st.dirty {

@@ -367,6 +367,16 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 		t.Fatal("the liar was assigned nearly every blob")
 	}
 	dapp.ClaimEveryBlob(liar)
+	// The epoch scored begins after every prober holds a heartbeat with
+	// the false claims: a probe on an older one has nothing to challenge.
+	c.WaitFor("the liar's claims heard by every honest instance", func() bool {
+		for _, node := range c.Nodes()[:n-1] {
+			if !dapp.HeardClaim(node, liar.ID(), notHeld[0]) {
+				return false
+			}
+		}
+		return true
+	})
 	e := c.Node(0).Replicas().Epoch() + 1
 	waitEpochOver(t, c, c.Node(1), e, n-2)
 	s, ok := standing(t, c.Node(1), e, liar.ID())
