@@ -3,6 +3,8 @@ package dapp_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,29 @@ func BenchmarkScale(b *testing.B) {
 				benchScale(b, n)
 			}
 		})
+	}
+}
+
+// profileIdle starts a CPU profile of the idle phase when DPAAS_IDLE_PROFILE
+// names a file prefix (the file is PREFIX-n=N.pprof); it returns the
+// function that stops it.
+func profileIdle(b *testing.B, n int) func() {
+	prefix := os.Getenv("DPAAS_IDLE_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s-n=%d.pprof", prefix, n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -71,9 +96,11 @@ func benchScale(b *testing.B, n int) {
 	heap1, g1 := settledHeap()
 	b.ReportMetric(float64(heap1-heap0)/float64(n)/(1<<20), "MiB-heap/instance")
 	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/instance")
+	stopProfile := profileIdle(b, n)
 	cpu0, t0 := processCPU(), time.Now()
 	time.Sleep(5 * time.Second)
 	cpu, took := processCPU()-cpu0, time.Since(t0)
+	stopProfile()
 	b.ReportMetric(float64(cpu.Microseconds())/1000/took.Seconds()/float64(n), "idle-cpu-ms/s/instance")
 
 	// Delivery: 200 Puts at 50/s on instance 0, until all others hold each.

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	rides "github.com/dpaas/dpaas/examples/rides/cluster"
 	"github.com/dpaas/dpaas/examples/rides/ride"
 	"github.com/dpaas/dpaas/governance"
 )
@@ -115,12 +116,26 @@ func stateIs(prefix, state string) string {
 	return fmt.Sprintf(`document.getElementById('%s-state').textContent === %q`, prefix, strings.ReplaceAll(state, "_", " "))
 }
 
+// TestBrowserRide: a passenger page on instance A and a driver page on B,
+// both loaded from the DApp's approved release (its UI directory, through
+// each instance's gateway), complete a ride and see the payment.
 func TestBrowserRide(t *testing.T) {
 	cl := newCluster(t)
 	b := browser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rides.PublishUI(ctx, cl.c.Nodes(), Web(), "1", time.Second); err != nil {
+		t.Fatal(err)
+	}
 	p, d := cl.user(5000), cl.user(0)
 	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
 	dp := page(t, b, cl.srv[1].URL(), d, "driver")
+	for i := range 2 {
+		// index.html, style.css, app.js and the vendored library at least.
+		if n := cl.c.Node(i).GatewayStats().UIServed; n < 4 {
+			t.Fatalf("instance %d's gateway served %d files of the release's UI", i, n)
+		}
+	}
 	run(t, pp, clickMap(150, 300), clickMap(850, 900), poll(`!document.getElementById('request').disabled`))
 	fare := text(t, pp, "#fare")
 	screenshot(t, pp, "passenger-request.png")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net/http"
 	"slices"
@@ -616,6 +617,57 @@ func TestDemo(t *testing.T) {
 		b, err := d.Instances[0].Node.Payments().Balance(ctx, crypto.PubkeyToAddress(u.Key.PublicKey))
 		if err != nil || b.Int64() != 10_000 {
 			t.Fatalf("%s holds %v tokens (%v)", u.Name, b, err)
+		}
+	}
+	// The demo then ships its UI as a release: every instance serves it
+	// from the release's directory, through its gateway, and runs a
+	// verified build (the release names this executable's hash).
+	nodes := make([]*dapp.Node, len(d.Instances))
+	for i, in := range d.Instances {
+		nodes[i] = in.Node
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	root, err := rides.PublishUI(pctx, nodes, Web(), "1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, err := fs.ReadFile(Web(), "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, in := range d.Instances {
+		before := in.Node.GatewayStats().UIServed
+		resp, err := http.Get(in.Server.URL() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(page, index) || in.Node.GatewayStats().UIServed != before+1 {
+			t.Fatalf("instance %d: / is %d, %d bytes, served by the gateway %d times, want release %s's index.html", i, resp.StatusCode, len(page), in.Node.GatewayStats().UIServed-before, root)
+		}
+	}
+	for i, in := range d.Instances {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			rs, err := in.Node.Replicas().List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verified := 0
+			for _, r := range rs {
+				if r.Verified && r.VerifiedRelease == "1" {
+					verified++
+				}
+			}
+			if verified == len(d.Instances) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("instance %d lists %d verified instances: %+v", i, verified, rs)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }

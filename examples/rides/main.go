@@ -33,11 +33,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/examples/rides/cluster"
 	"github.com/dpaas/dpaas/payment"
 )
@@ -172,6 +174,26 @@ func demo(ctx context.Context, out *os.File) error {
 		fmt.Fprintf(out, "  %-8s %-9s %s/#role=%s&key=0x%x\n", u.Name, u.Role, in.Server.URL(), u.Role, crypto.FromECDSA(u.Key))
 	}
 	fmt.Fprintln(out, "Ctrl-C stops the demo.")
+	// The instances ship the web UI as a release: a UnixFS directory they
+	// approve by a short vote. Until it passes they serve the built-in
+	// files; from then on, the release's, through their gateways.
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		nodes := make([]*dapp.Node, len(d.Instances))
+		for i, in := range d.Instances {
+			nodes[i] = in.Node
+		}
+		root, err := cluster.PublishUI(ctx, nodes, Web(), "1", 3*time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "rides: web UI release:", err)
+			}
+			return
+		}
+		fmt.Fprintf(out, "web UI release 1 approved (/ipfs/%s): every instance serves it from there, its build verified\n", root)
+	}()
 	<-ctx.Done()
+	<-published
 	return ctx.Err()
 }

@@ -78,10 +78,41 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /rpc", s.rpc)
 	mux.HandleFunc("POST /api/propose-fee", s.proposeFee)
 	mux.Handle("/api/gov/", http.StripPrefix("/api/gov", s.node.Governance().Handler()))
-	if s.cfg.Web != nil {
-		mux.Handle("/", http.FileServerFS(s.cfg.Web))
-	}
+	gw := s.node.Gateway()
+	mux.Handle("/dpaas/", gw) // mirrors, badges, the failover client
+	mux.Handle("/ipfs/", gw)
+	mux.Handle("/", s.ui(gw))
 	return cors(mux)
+}
+
+// ui serves the web UI: the approved release's, through the gateway, once
+// there is one; before that the built-in files, if any.
+func (s *Server) ui(gw http.Handler) http.Handler {
+	if s.cfg.Web == nil {
+		return gw
+	}
+	files := http.FileServerFS(s.cfg.Web)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.releasedUI(r.Context()) {
+			gw.ServeHTTP(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// releasedUI reports whether an approved release has a web UI.
+func (s *Server) releasedUI(ctx context.Context) bool {
+	rs, err := s.node.Governance().Releases(ctx)
+	if err != nil {
+		return false
+	}
+	for _, r := range rs {
+		if r.UI != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // cors lets a page served by one instance call the API of another, which

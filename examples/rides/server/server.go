@@ -91,7 +91,10 @@ type Config struct {
 	// with gas and FaucetTokens: for development chains only.
 	Faucet       func(ctx context.Context, to common.Address, tokens *big.Int) error
 	FaucetTokens *big.Int
-	// Web is the web UI served at /; nil serves none.
+	// Web is the web UI served at / until the DApp approves a release
+	// with a UI (cluster.PublishUI); from then on / serves the release's
+	// UI through the node's gateway. With Web nil, / is always the
+	// gateway's (a page saying no UI is approved yet, until one is).
 	Web    fs.FS
 	Logger *slog.Logger
 }
