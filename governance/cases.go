@@ -462,18 +462,88 @@ func (g *Governance) Rule(ctx context.Context, deal payment.DealID, payeeBps uin
 		return fmt.Errorf("governance: rule: %w", err)
 	}
 	m := &govmsg.CaseBallot{Deal: deal, Arbiter: g.self, PayeeBps: payeeBps, Ruling: ruling, Time: millis(g.cfg.Now())}
-	digest := m.Digest(g.domain)
-	sig, err := govmsg.Sign(g.cfg.Key, digest)
+	sig, err := govmsg.Sign(g.cfg.Key, m.Digest(g.domain))
 	if err != nil {
 		return err
 	}
-	doc := ballotDoc{Deal: deal, Arbiter: g.self, PayeeBps: payeeBps, Ruling: ruling, ChainID: (*hexutil.Big)(chainID),
-		Escrow: contract, Time: m.Time, Sig: sig}
-	if err := g.cfg.Store.Collection(RulingsCollection).Put(ctx, digest.Hex()[2:], doc); err != nil {
+	if err := g.putRuling(ctx, m, sig, chainID, contract); err != nil {
 		return fmt.Errorf("governance: rule on %s: %w", deal, err)
+	}
+	return nil
+}
+
+// putRuling records an arbiter's signed ballot on a case; the collection's
+// validator checks both signatures on every replica.
+func (g *Governance) putRuling(ctx context.Context, m *govmsg.CaseBallot, sig []byte, chainID *big.Int, contract common.Address) error {
+	doc := ballotDoc{Deal: m.Deal, Arbiter: m.Arbiter, PayeeBps: m.PayeeBps, Ruling: m.Ruling, ChainID: (*hexutil.Big)(chainID),
+		Escrow: contract, Time: m.Time, Sig: sig}
+	if err := g.cfg.Store.Collection(RulingsCollection).Put(ctx, m.Digest(g.domain).Hex()[2:], doc); err != nil {
+		return err
 	}
 	g.pokeCases()
 	return nil
+}
+
+// RulingTypedData is the first of the two typed data an arbiter's wallet
+// signs to rule on deal's case: the escrow contract's ruling, giving the
+// payee payeeBps basis points (payment.RulingTypedData). Its signature
+// goes into CaseBallotTypedData.
+func (g *Governance) RulingTypedData(ctx context.Context, deal payment.DealID, payeeBps uint16) ([]byte, error) {
+	esc, err := g.escrow("ruling typed data")
+	if err != nil {
+		return nil, err
+	}
+	if payeeBps > payment.MaxBps {
+		return nil, fmt.Errorf("governance: ruling on %s: %w: payee share %d bps", deal, ErrInvalid, payeeBps)
+	}
+	chainID, contract, err := esc.EscrowContract(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("governance: ruling typed data: %w", err)
+	}
+	return payment.RulingTypedData(chainID, contract, deal, payeeBps), nil
+}
+
+// CaseBallotTypedData is the second: the arbiter's ballot on deal's case,
+// carrying ruling, the signature of RulingTypedData's, stamped now. Give
+// it and the wallet's signature of it to Submit, which records the ballot
+// once the arbiter sits on the case's panel and ruling is theirs.
+func (g *Governance) CaseBallotTypedData(deal payment.DealID, arbiter common.Address, payeeBps uint16, ruling []byte) []byte {
+	m := &govmsg.CaseBallot{Deal: deal, Arbiter: arbiter, PayeeBps: payeeBps, Ruling: ruling, Time: millis(g.cfg.Now())}
+	td, _ := json.Marshal(m.TypedData(g.domain))
+	return td
+}
+
+// submitCaseBallot records a ballot an arbiter's wallet signed (Submit).
+func (g *Governance) submitCaseBallot(ctx context.Context, m *govmsg.CaseBallot, sig []byte) (common.Hash, error) {
+	esc, err := g.escrow("submit ruling")
+	if err != nil {
+		return common.Hash{}, err
+	}
+	digest := m.Digest(g.domain)
+	if err := govmsg.Verify(digest, sig, m.Arbiter); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling: %w: %v", ErrBadSignature, err)
+	}
+	if m.PayeeBps > payment.MaxBps {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling on %s: %w: payee share %d bps", m.Deal, ErrInvalid, m.PayeeBps)
+	}
+	c, err := g.Case(ctx, m.Deal)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling: %w", err)
+	}
+	if !slices.Contains(c.Panel, m.Arbiter) {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling on %s: %w: %s", m.Deal, ErrNotArbiter, m.Arbiter)
+	}
+	chainID, contract, err := esc.EscrowContract(ctx)
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling: %w", err)
+	}
+	if err := govmsg.Verify(payment.RulingDigest(chainID, contract, m.Deal, m.PayeeBps), m.Ruling, m.Arbiter); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling on %s: %w: escrow ruling: %v", m.Deal, ErrBadSignature, err)
+	}
+	if err := g.putRuling(ctx, m, sig, chainID, contract); err != nil {
+		return common.Hash{}, fmt.Errorf("governance: submit ruling on %s: %w", m.Deal, err)
+	}
+	return digest, nil
 }
 
 // Case returns the case on a deal as this replica sees it now. No case

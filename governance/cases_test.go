@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/dpaas/dpaas/dapp"
 	"github.com/dpaas/dpaas/governance"
@@ -539,5 +541,52 @@ func TestCaseSubmittedFromWallet(t *testing.T) {
 	})
 	if e := c.Evidence[0]; e.Party != payerAddr || e.Text != "the ride never came" || !reflect.DeepEqual(e.Docs, []string{"rides/42"}) {
 		t.Fatalf("evidence %+v", e)
+	}
+	// Arbiters rule from wallets too: each signs the escrow ruling, then
+	// its ballot carrying that signature.
+	ruling := func(key *ecdsa.PrivateKey, bps int) string {
+		res, err := http.Get(srv.URL + fmt.Sprintf("/ruling?deal=%s&payeeBps=%d", id.Hex(), bps))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		var td apitypes.TypedData
+		if err := json.Unmarshal(raw, &td); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("/ruling: %d %s (%v)", res.StatusCode, raw, err)
+		}
+		digest, _, err := apitypes.TypedDataAndHash(td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := crypto.Sign(digest, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig[64] += 27
+		return hexutil.Encode(sig)
+	}
+	ballotPath := func(arbiter common.Address, bps int, ruling string) string {
+		return fmt.Sprintf("/case-ballot?deal=%s&arbiter=%s&payeeBps=%d&ruling=%s", id.Hex(), arbiter.Hex(), bps, ruling)
+	}
+	a0, a1 := gc.keys[gc.index(t, list[0])], gc.keys[gc.index(t, list[1])]
+	outsider := crypto.PubkeyToAddress(outsiderKey.PublicKey)
+	if code, out := sign(outsiderKey, ballotPath(outsider, 2500, ruling(outsiderKey, 2500))); code != http.StatusBadRequest || !strings.Contains(out, "panel") {
+		t.Fatalf("a ballot by someone off the panel: %d %s", code, out)
+	}
+	// A ballot for 25% carrying a ruling for 90%.
+	if code, out := sign(a0, ballotPath(list[0], 2500, ruling(a0, 9000))); code != http.StatusBadRequest || !strings.Contains(out, "escrow ruling") {
+		t.Fatalf("a ballot whose ruling is for another share: %d %s", code, out)
+	}
+	for _, k := range []*ecdsa.PrivateKey{a0, a1} {
+		if code, out := sign(k, ballotPath(crypto.PubkeyToAddress(k.PublicKey), 2500, ruling(k, 2500))); code != http.StatusOK {
+			t.Fatalf("an arbiter's ballot: %d %s", code, out)
+		}
+	}
+	c = gc.waitCase("the case decided by wallet ballots and settled on-chain", id, func(c governance.Case) bool {
+		return c.Settlement != nil && c.Settlement.OnChain && c.Deal.Status == "closed"
+	})
+	if !c.Decided || c.PayeeBps != 2500 || c.Settlement.PayeeBps != 2500 {
+		t.Fatalf("settled case: %+v", c)
 	}
 }

@@ -29,10 +29,15 @@ import (
 //	GET  /evidence?deal=&party=&text=&doc=&blob=
 //	                                   the typed data a party signs to attach
 //	                                   evidence (doc and blob may repeat)
+//	GET  /ruling?deal=&payeeBps=       the escrow ruling an arbiter's wallet
+//	                                   signs first (RulingTypedData)
+//	GET  /case-ballot?deal=&arbiter=&payeeBps=&ruling=0x...
+//	                                   the ballot it signs second, carrying
+//	                                   that signature (CaseBallotTypedData)
 //	POST /submit {"typedData": {...}, "signature": "0x..."}
 //	                                   a wallet-signed proposal, ballot,
-//	                                   delegation, case or evidence; answers
-//	                                   {"id": "0x..."}
+//	                                   delegation, case, evidence or case
+//	                                   ballot; answers {"id": "0x..."}
 //	GET  /params, GET /members         the current parameters and members
 //	GET  /deals                        the escrow deals known to the DApp (Deals)
 //	GET  /cases                        every dispute case (Cases)
@@ -124,6 +129,39 @@ func (g *Governance) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(g.EvidenceTypedData(deal, party, e))
 	})
+	mux.HandleFunc("GET /ruling", func(w http.ResponseWriter, r *http.Request) {
+		deal, bps, err := dealShare(r)
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		td, err := g.RulingTypedData(r.Context(), deal, bps)
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(td)
+	})
+	mux.HandleFunc("GET /case-ballot", func(w http.ResponseWriter, r *http.Request) {
+		deal, bps, err := dealShare(r)
+		if err != nil {
+			answer(w, nil, err)
+			return
+		}
+		q := r.URL.Query()
+		if !common.IsHexAddress(q.Get("arbiter")) {
+			answer(w, nil, fmt.Errorf("%w: arbiter %.50q is not an address", ErrInvalid, q.Get("arbiter")))
+			return
+		}
+		ruling, err := hexutil.Decode(q.Get("ruling"))
+		if err != nil || len(ruling) != 65 {
+			answer(w, nil, fmt.Errorf("%w: ruling %.150q: want the 65-byte signature of /ruling's typed data, 0x hex", ErrInvalid, q.Get("ruling")))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(g.CaseBallotTypedData(deal, common.HexToAddress(q.Get("arbiter")), bps, ruling))
+	})
 	mux.HandleFunc("GET /params", func(w http.ResponseWriter, r *http.Request) {
 		res, err := g.Params(r.Context())
 		answer(w, res, err)
@@ -162,7 +200,8 @@ func answer(w http.ResponseWriter, v any, err error) {
 		case errors.Is(err, ErrInvalid), errors.Is(err, ErrBadSignature), errors.Is(err, ErrInvalidChoice),
 			errors.Is(err, ErrNotMember), errors.Is(err, ErrNotOpen), errors.Is(err, govmsg.ErrMalformed),
 			errors.Is(err, govmsg.ErrWrongDomain), errors.Is(err, govmsg.ErrBadSignature),
-			errors.Is(err, ErrNotParty), errors.Is(err, payment.ErrDealClosed), errors.Is(err, payment.ErrUnknownDeal):
+			errors.Is(err, ErrNotParty), errors.Is(err, ErrNotArbiter), errors.Is(err, payment.ErrDealClosed),
+			errors.Is(err, payment.ErrUnknownDeal):
 			status = http.StatusBadRequest
 		case errors.Is(err, ErrClosed), errors.Is(err, ErrNoEscrow):
 			status = http.StatusServiceUnavailable
@@ -172,6 +211,20 @@ func answer(w http.ResponseWriter, v any, err error) {
 		return
 	}
 	json.NewEncoder(w).Encode(v)
+}
+
+// dealShare reads the deal and payeeBps query parameters.
+func dealShare(r *http.Request) (payment.DealID, uint16, error) {
+	q := r.URL.Query()
+	var deal payment.DealID
+	if err := deal.UnmarshalText([]byte(q.Get("deal"))); err != nil {
+		return deal, 0, fmt.Errorf("%w: deal %.80q: %v", ErrInvalid, q.Get("deal"), err)
+	}
+	bps, err := strconv.ParseUint(q.Get("payeeBps"), 10, 16)
+	if err != nil || bps > payment.MaxBps {
+		return deal, 0, fmt.Errorf("%w: payeeBps %.20q: want 0 to %d", ErrInvalid, q.Get("payeeBps"), payment.MaxBps)
+	}
+	return deal, uint16(bps), nil
 }
 
 // dealParty reads the deal and party query parameters.

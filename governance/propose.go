@@ -343,9 +343,10 @@ func (g *Governance) store(ctx context.Context, coll string, digest common.Hash,
 	return digest, nil
 }
 
-// Submit stores a proposal, ballot or delegation that a wallet signed: typedData is
-// the JSON the wallet was given (eth_signTypedData_v4), sig its signature.
-// It returns the message's ID (for a proposal, the proposal's ID).
+// Submit stores a proposal, ballot, delegation, case, evidence or case
+// ballot that a wallet signed: typedData is the JSON the wallet was given
+// (eth_signTypedData_v4), sig its signature. It returns the message's ID
+// (for a proposal, the proposal's ID).
 func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, error) {
 	if err := g.checkOpen("submit"); err != nil {
 		return ID{}, err
@@ -369,8 +370,11 @@ func (g *Governance) Submit(ctx context.Context, typedData, sig []byte) (ID, err
 	case *govmsg.Evidence:
 		id, err := g.submitEvidence(ctx, m, sig)
 		return ID(id), err
+	case *govmsg.CaseBallot:
+		id, err := g.submitCaseBallot(ctx, m, sig)
+		return ID(id), err
 	default:
-		return ID{}, fmt.Errorf("governance: submit: %w: only proposals, ballots, delegations, cases and evidence are submitted", ErrInvalid)
+		return ID{}, fmt.Errorf("governance: submit: %w: only proposals, ballots, delegations, cases, evidence and case ballots are submitted", ErrInvalid)
 	}
 	// Store the canonical form, which hashes the same as what was signed.
 	td, _ := json.Marshal(m.TypedData(g.domain))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -326,6 +328,34 @@ func RulingDigest(chainID *big.Int, escrow common.Address, deal DealID, payeeBps
 	st = append(st, deal[:]...)
 	st = append(st, common.LeftPadBytes(big.NewInt(int64(payeeBps)).Bytes(), 32)...)
 	return crypto.Keccak256Hash([]byte("\x19\x01"), sep, crypto.Keccak256(st))
+}
+
+// RulingTypedData is the ruling RulingDigest hashes as the JSON a wallet
+// signs with eth_signTypedData_v4 (ethers: signer.signTypedData with its
+// domain, types less EIP712Domain, and message), so that an arbiter
+// holding their key in a browser can rule: the signature settles the deal
+// like SignRuling's.
+func RulingTypedData(chainID *big.Int, escrow common.Address, deal DealID, payeeBps uint16) []byte {
+	type field struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	td := struct {
+		Types       map[string][]field `json:"types"`
+		PrimaryType string             `json:"primaryType"`
+		Domain      map[string]string  `json:"domain"`
+		Message     map[string]string  `json:"message"`
+	}{
+		Types: map[string][]field{
+			"EIP712Domain": {{"name", "string"}, {"version", "string"}, {"chainId", "uint256"}, {"verifyingContract", "address"}},
+			"Ruling":       {{"deal", "bytes32"}, {"payeeBps", "uint16"}},
+		},
+		PrimaryType: "Ruling",
+		Domain:      map[string]string{"name": "dpaas Escrow", "version": "1", "chainId": chainID.String(), "verifyingContract": escrow.Hex()},
+		Message:     map[string]string{"deal": deal.Hex(), "payeeBps": strconv.Itoa(int(payeeBps))},
+	}
+	raw, _ := json.Marshal(td) // strings and slices of them always marshal
+	return raw
 }
 
 // SignRuling is an arbiter's signature (65 bytes, low-s, v 27 or 28) of

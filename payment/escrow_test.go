@@ -2,6 +2,7 @@ package payment
 
 import (
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"math/big"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/dpaas/dpaas/payment/contracts"
 	"github.com/dpaas/dpaas/payment/internal/testtoken"
@@ -606,4 +609,24 @@ func TestEscrowDealIDFromSalt(t *testing.T) {
 		t.Fatalf("a panel of 4 from 3 arbiters = %v, want ErrBadDeal", err)
 	}
 	wantBalance(t, f.payer, f.payer.Account(), tokens(99), "payer")
+}
+
+// TestRulingTypedDataHashesToDigest: the typed data a wallet signs for a
+// ruling hashes, by go-ethereum's generic EIP-712 encoder, to RulingDigest.
+func TestRulingTypedDataHashesToDigest(t *testing.T) {
+	for _, bps := range []uint16{0, 1, 6000, MaxBps} {
+		deal := DealID(crypto.Keccak256Hash([]byte{byte(bps), byte(bps >> 8)}))
+		chain, escrow := big.NewInt(1337), common.HexToAddress("0x00000000000000000000000000000000000E5C40")
+		var td apitypes.TypedData
+		if err := json.Unmarshal(RulingTypedData(chain, escrow, deal, bps), &td); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := apitypes.TypedDataAndHash(td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := RulingDigest(chain, escrow, deal, bps); common.BytesToHash(got) != want {
+			t.Fatalf("%d bps: typed data hashes to %x, RulingDigest %x", bps, got, want)
+		}
+	}
 }

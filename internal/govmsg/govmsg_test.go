@@ -53,7 +53,10 @@ func randomMessages(rng *rand.Rand) []Message {
 	}
 	g := &Delegation{Delegator: addr, Delegate: common.BytesToAddress(randomBytes(rng, 20)), Time: rng.Uint64()}
 	c := &Closing{Proposal: hash, Root: common.BytesToHash(randomBytes(rng, 32))}
-	return []Message{b, p, g, c}
+	k := &Case{Deal: hash, Party: addr, Time: rng.Uint64()}
+	e := &Evidence{Deal: hash, Party: addr, Text: randomString(rng), Docs: []string{randomString(rng)}, Blobs: []string{}, Time: rng.Uint64()}
+	cb := &CaseBallot{Deal: hash, Arbiter: addr, PayeeBps: uint16(rng.Uint32()), Ruling: randomBytes(rng, rng.IntN(70)), Time: rng.Uint64()}
+	return []Message{b, p, g, c, k, e, cb}
 }
 
 func testDomain(rng *rand.Rand) Domain {

@@ -43,7 +43,7 @@ func fields(encoded string) map[string][]Field {
 }
 
 // Types returns the EIP-712 types of the primary type primary ("Ballot",
-// "Proposal", "Delegation", "Closing", "Case", "Evidence"), EIP712Domain included: the "types"
+// "Proposal", "Delegation", "Closing", "Case", "Evidence", "CaseBallot"), EIP712Domain included: the "types"
 // member of the typed data a wallet signs.
 func Types(primary string) (map[string][]Field, error) {
 	types, ok := typesOf[primary]
@@ -70,7 +70,8 @@ var typesJSON = func() map[string][]byte {
 var typesOf = func() map[string]map[string][]Field {
 	out := map[string]map[string][]Field{}
 	for primary, encoded := range map[string]string{"Ballot": ballotType, "Proposal": proposalType,
-		"Delegation": delegationType, "Closing": closingType, "Case": caseType, "Evidence": evidenceType} {
+		"Delegation": delegationType, "Closing": closingType, "Case": caseType, "Evidence": evidenceType,
+		"CaseBallot": caseBallotType} {
 		types := fields(encoded)
 		types["EIP712Domain"] = fields(domainType)["EIP712Domain"]
 		out[primary] = types
@@ -148,6 +149,13 @@ type (
 		Docs  []string       `json:"docs"`
 		Blobs []string       `json:"blobs"`
 		Time  uintString     `json:"time"`
+	}
+	jsonCaseBallot struct {
+		Deal     common.Hash    `json:"deal"`
+		Arbiter  common.Address `json:"arbiter"`
+		PayeeBps uintString     `json:"payeeBps"`
+		Ruling   hexutil.Bytes  `json:"ruling"`
+		Time     uintString     `json:"time"`
 	}
 )
 
@@ -294,8 +302,19 @@ func (e *Evidence) TypedData(d Domain) TypedData {
 	return typedData(d, "Evidence", j)
 }
 
+// TypedData returns the typed data an arbiter's wallet signs for b in
+// domain d.
+func (b *CaseBallot) TypedData(d Domain) TypedData {
+	ruling := hexutil.Bytes(b.Ruling)
+	if ruling == nil {
+		ruling = hexutil.Bytes{}
+	}
+	return typedData(d, "CaseBallot", jsonCaseBallot{Deal: b.Deal, Arbiter: b.Arbiter, PayeeBps: uintString(b.PayeeBps),
+		Ruling: ruling, Time: uintString(b.Time)})
+}
+
 // Message is one of *Ballot, *Proposal, *Delegation, *Closing, *Case,
-// *Evidence.
+// *Evidence, *CaseBallot.
 type Message interface {
 	Digest(Domain) common.Hash
 	TypedData(Domain) TypedData
@@ -390,6 +409,15 @@ func ParseTypedData(data []byte, d Domain) (Message, error) {
 			return nil, fmt.Errorf("%w: evidence: %v", ErrMalformed, err)
 		}
 		msg = &Evidence{Deal: j.Deal, Party: j.Party, Text: j.Text, Docs: j.Docs, Blobs: j.Blobs, Time: uint64(j.Time)}
+	case "CaseBallot":
+		var j jsonCaseBallot
+		if err := strictUnmarshal(td.Message, &j); err != nil {
+			return nil, fmt.Errorf("%w: case ballot: %v", ErrMalformed, err)
+		}
+		if j.PayeeBps > 1<<16-1 {
+			return nil, fmt.Errorf("%w: payee share %d does not fit 16 bits", ErrMalformed, j.PayeeBps)
+		}
+		msg = &CaseBallot{Deal: j.Deal, Arbiter: j.Arbiter, PayeeBps: uint16(j.PayeeBps), Ruling: j.Ruling, Time: uint64(j.Time)}
 	}
 	return msg, nil
 }
