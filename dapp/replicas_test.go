@@ -46,7 +46,7 @@ func diverseIPs(n int) func(i int) string {
 // epochs, every instance probed by every other each interval, and a probe
 // timeout generous enough for a loaded machine.
 func fastMirror(epoch time.Duration) dapp.MirrorConfig {
-	return dapp.MirrorConfig{Interval: 250 * time.Millisecond, Epoch: epoch, Probes: 10, ProbeTimeout: 3 * time.Second, Expire: 40}
+	return dapp.MirrorConfig{Interval: 500 * time.Millisecond, Epoch: epoch, Probes: 10, ProbeTimeout: 3 * time.Second, Expire: 20}
 }
 
 func replicaMap(t *testing.T, n *dapp.Node) map[peer.ID]dapp.Replica {
@@ -140,53 +140,50 @@ func standing(t *testing.T, node *dapp.Node, e uint64, id peer.ID) (dapp.Standin
 	return dapp.Standing{}, false
 }
 
-// waitEpochOver waits for the first epoch from e on that is over and of
-// which node holds, from at least probers distinct probers, attestations
-// signed in its second half, so that its standings are (nearly) final; it
-// returns that epoch. An epoch that a loaded machine let pass without them
-// (no probe ended in its second half) is skipped once the next one is over
-// too, as its last attestations are written by then.
+// waitEpochOver waits for an epoch from e on that is over and of which
+// node holds, from at least probers distinct probers, attestations signed
+// in its second half, so that its standings are (nearly) final; it returns
+// the first such epoch. On a loaded machine an epoch can pass with no probe
+// ended in its second half, and the other probers' attestations can reach
+// node epochs later: every epoch from e on is looked at again on each try.
 func waitEpochOver(t *testing.T, c *dapptest.Cluster, node *dapp.Node, e uint64, probers int) uint64 {
 	t.Helper()
-	x := e
-	// What was last seen, logged if the wait times out.
-	var seen []string
+	var found uint64
+	// What was last seen of each epoch, logged if the wait times out.
+	seen := map[uint64][]string{}
 	defer func() {
 		if t.Failed() {
-			t.Logf("attestations of epoch %d seen by %s: %s", x, node.ID(), strings.Join(seen, "; "))
+			for x := e + uint64(max(len(seen)-3, 0)); x < e+uint64(len(seen)); x++ { // the last three
+				t.Logf("attestations of epoch %d seen by %s: %s", x, node.ID().ShortString(), strings.Join(seen[x], "; "))
+			}
 		}
 	}()
 	c.WaitFor(fmt.Sprintf("an epoch from %d on over, with late attestations from %d probers", e, probers), func() bool {
-		cur := node.Replicas().Epoch()
-		if cur <= x {
-			return false
-		}
-		end := node.Replicas().EpochStart(x + 1)
-		half := end.Sub(node.Replicas().EpochStart(x)) / 2
-		raws, _ := node.Replicas().Attestations(context.Background(), x)
-		late := map[peer.ID]bool{}
-		seen = seen[:0]
-		for _, raw := range raws {
-			a, err := mirror.OpenAttestation(node.AppID().String(), raw)
-			if err != nil {
-				seen = append(seen, err.Error())
-				continue
+		for x := e; x < node.Replicas().Epoch(); x++ {
+			end := node.Replicas().EpochStart(x + 1)
+			half := end.Sub(node.Replicas().EpochStart(x)) / 2
+			raws, _ := node.Replicas().Attestations(context.Background(), x)
+			late := map[peer.ID]bool{}
+			seen[x] = seen[x][:0]
+			for _, raw := range raws {
+				a, err := mirror.OpenAttestation(node.AppID().String(), raw)
+				if err != nil {
+					seen[x] = append(seen[x], err.Error())
+					continue
+				}
+				seen[x] = append(seen[x], fmt.Sprintf("%s→%s probes %d ok %d, %v from the end", a.Prober.ShortString(), a.Probed.ShortString(), a.Probes, a.OK, time.Unix(0, a.Time).Sub(end)))
+				if end.Sub(time.Unix(0, a.Time)) < half {
+					late[a.Prober] = true
+				}
 			}
-			seen = append(seen, fmt.Sprintf("%s→%s probes %d ok %d, %v from the end", a.Prober.ShortString(), a.Probed.ShortString(), a.Probes, a.OK, time.Unix(0, a.Time).Sub(end)))
-			if end.Sub(time.Unix(0, a.Time)) < half {
-				late[a.Prober] = true
+			if len(late) >= probers {
+				found = x
+				return true
 			}
-		}
-		if len(late) >= probers {
-			return true
-		}
-		if cur > x+1 {
-			t.Logf("epoch %d passed with late attestations from %d probers only; waiting for the next", x, len(late))
-			x++
 		}
 		return false
 	})
-	return x
+	return found
 }
 
 // TestReplicasVerifiedBuild: once governance approves a release whose
@@ -368,8 +365,17 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 			}
 			return true
 		})
-		// Not held: no block of it in the liar's block store at all.
-		if _, err := liar.Blobs().ProveRange(ctx, blob, 0, 1, nil); err == nil {
+		// Not held: not the liar's to keep (decided once its record is
+		// there), and no block of it in the liar's block store at all.
+		c.WaitFor("the blob's record on the liar", func() bool {
+			st, err := liar.Blobs().Stat(ctx, blob)
+			return err == nil && st.Size > 0
+		})
+		st, err := liar.Blobs().Stat(ctx, blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := liar.Blobs().ProveRange(ctx, blob, 0, 1, nil); err == nil || st.Pinned {
 			if err := c.Node(0).Blobs().Burn(ctx, blob); err != nil {
 				t.Fatal(err)
 			}

@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/dpaas/dpaas/dapp"
 	rides "github.com/dpaas/dpaas/examples/rides/cluster"
 	"github.com/dpaas/dpaas/examples/rides/ride"
 	"github.com/dpaas/dpaas/governance"
@@ -173,8 +177,16 @@ func TestBrowserRide(t *testing.T) {
 // disputes it. The deal is frozen on-chain, the ride is disputed on every
 // replica, and the deal is a governance case, opened and given evidence
 // with the passenger's own signatures, whose panel every instance draws.
+// An arbiter who is a browser user (a member of the DApp, not an
+// instance) rules from the DApp tab with their own key; with a second
+// arbiter's ruling from its instance, the deal is settled on-chain and
+// the arbiter's page shows it.
 func TestBrowserDispute(t *testing.T) {
-	cl := newCluster(t)
+	arbKey, _ := crypto.GenerateKey()
+	arb := &user{key: arbKey, addr: crypto.PubkeyToAddress(arbKey.PublicKey)}
+	// Three members, so all three sit on the panel: two instances and the
+	// browser arbiter.
+	cl := newClusterWith(t, func(in []common.Address) []common.Address { return []common.Address{in[0], in[1], arb.addr} })
 	b := browser(t)
 	p, d := cl.user(5000), cl.user(0)
 	pp := page(t, b, cl.srv[0].URL(), p, "passenger")
@@ -209,6 +221,44 @@ func TestBrowserDispute(t *testing.T) {
 			t.Fatalf("a party on the panel: %v", c.Panel)
 		}
 	}
+	if !slices.Contains(c.Panel, arb.addr) {
+		t.Fatalf("the browser arbiter is not on the panel %v", c.Panel)
+	}
+	ap := page(t, b, cl.srv[2].URL(), arb, "dapp")
+	deal := c.Deal.ID.Hex()
+	run(t, ap, click(fmt.Sprintf(`#disputes li[data-deal=%q] button.rule[data-bps="10000"]`, deal)),
+		poll(`document.getElementById('g-msg').textContent.includes('ruling submitted')`))
+	cl.c.WaitFor("the browser arbiter's ballot on every instance", func() bool {
+		for _, n := range cl.c.Nodes() {
+			x, err := n.Governance().Case(ctx, c.Deal.ID)
+			if err != nil || !slices.ContainsFunc(x.Ballots, func(b governance.CaseBallot) bool { return b.Arbiter == arb.addr && b.Counted && b.PayeeBps == 10000 }) {
+				return false
+			}
+		}
+		return true
+	})
+	// A second arbiter agrees from its instance: a majority of three. The
+	// instances send the settlement: they need gas.
+	for _, n := range cl.c.Nodes() {
+		if err := cl.chain.Fund(ctx, n.Account(), big.NewInt(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := slices.IndexFunc(cl.c.Nodes(), func(n *dapp.Node) bool { return n.Account() != arb.addr && slices.Contains(c.Panel, n.Account()) })
+	if err := cl.c.Node(second).Governance().Rule(ctx, c.Deal.ID, 10000); err != nil {
+		t.Fatal(err)
+	}
+	cl.c.WaitFor("the settlement on every instance", func() bool {
+		for _, n := range cl.c.Nodes() {
+			x, err := n.Governance().Case(ctx, c.Deal.ID)
+			if err != nil || x.Settlement == nil || !x.Settlement.OnChain || x.Settlement.PayeeBps != 10000 {
+				return false
+			}
+		}
+		return true
+	})
+	run(t, ap, poll(fmt.Sprintf(`((document.querySelector('#disputes li[data-deal=%q] .case-state')||{}).textContent||'').includes('settled on-chain')`, deal)))
+	screenshot(t, ap, "arbiter-ruled.png")
 }
 
 func TestBrowserConcurrentAccepts(t *testing.T) {

@@ -43,7 +43,11 @@ type tcluster struct {
 	fund   common.Address
 }
 
-func newCluster(t *testing.T) *tcluster {
+func newCluster(t *testing.T) *tcluster { return newClusterWith(t, nil) }
+
+// newClusterWith starts the test cluster with the members members gives
+// for the instances' accounts (nil: the instances' accounts).
+func newClusterWith(t *testing.T, members func(instances []common.Address) []common.Address) *tcluster {
 	ctx := context.Background()
 	chain, err := payment.NewDevChain(ctx)
 	if err != nil {
@@ -61,7 +65,11 @@ func newCluster(t *testing.T) *tcluster {
 		accounts = append(accounts, crypto.PubkeyToAddress(keys[i].PublicKey))
 	}
 	fund := common.HexToAddress("0xF00D000000000000000000000000000000000001")
-	app := rides.Manifest(chain.ChainID().Uint64(), accounts, nil, fund, 250)
+	ms := accounts
+	if members != nil {
+		ms = members(accounts)
+	}
+	app := rides.Manifest(chain.ChainID().Uint64(), ms, nil, fund, 250)
 	cl := &tcluster{t: t, chain: chain, url: url, app: app, domain: server.DomainOf(app), fund: fund}
 	cl.c = dapptest.New(t, 3, dapptest.Options{App: app, Configure: func(i int, cfg *dapp.Config) {
 		cfg.Key = keys[i]

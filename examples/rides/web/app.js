@@ -348,8 +348,7 @@ async function renderDapp() {
   $('terms').innerHTML = `<dt>AppID</dt><dd><code>${S.info.appId.slice(0, 32)}</code></dd><dt>fee</dt><dd id="fee-bps">${t.feeBps} bps</dd>` +
     `<dt>fund</dt><dd><code>${t.fund}</code></dd><dt>arbiters</dt><dd>${t.arbiters.map((a) => '<code>' + short(a) + '</code>').join(' ')}</dd>` +
     `<dt>rate limit</dt><dd>${S.info.rateLimit} requests a minute per key</dd><dt>instance</dt><dd><code>${S.info.instance}</code></dd>`;
-  const ds = [...S.rides.values()].filter((r) => r.state === 'disputed');
-  $('disputes').innerHTML = ds.length ? ds.map((r) => `<li><span>ride <code>${short(r.id)}</code>: ${escapeHTML(r.reason)} (by <code>${short(r.disputedBy)}</code>, escrow <code>${short(r.escrow)}</code>)</span></li>`).join('') : '<li class="hint">None.</li>';
+  renderDisputes();
   try {
     const ps = await api('/api/gov/proposals');
     const ul = $('proposals');
@@ -367,6 +366,52 @@ async function renderDapp() {
       ul.appendChild(li);
     }
   } catch (_) { /* next time */ }
+}
+
+// renderDisputes lists the disputed rides with their cases: panel,
+// ballots, ruling, settlement. An arbiter on a case's panel who has not
+// ruled gets buttons to rule: the payee (the driver) gets 0, 50 or 100%.
+async function renderDisputes() {
+  const ds = [...S.rides.values()].filter((r) => r.state === 'disputed');
+  const ul = $('disputes');
+  if (!ds.length) { ul.innerHTML = '<li class="hint">None.</li>'; return; }
+  const cases = await Promise.all(ds.map((r) => api('/api/gov/cases/' + r.escrow).catch(() => null)));
+  ul.innerHTML = '';
+  ds.forEach((r, i) => {
+    const c = cases[i];
+    const li = document.createElement('li');
+    li.dataset.deal = r.escrow;
+    let state = 'no case yet';
+    if (c) {
+      const counted = c.ballots.filter((b) => b.counted);
+      state = `panel ${c.panel.map((a) => '<code>' + short(a) + '</code>').join(' ')} · ${counted.length}/${c.panel.length} ruled`;
+      if (c.decided) state += ` · decided: ${c.payeeBps / 100}% to the driver`;
+      if (c.settlement) state += ` · <span class="settled">settled${c.settlement.onChain ? ' on-chain' : ''}</span> <code>${short(c.settlement.tx)}</code>`;
+    }
+    li.innerHTML = `<span>ride <code>${short(r.id)}</code>: ${escapeHTML(r.reason)} (by <code>${short(r.disputedBy)}</code>) · <span class="case-state">${state}</span></span>`;
+    const mine = c && !c.settlement && c.panel.some((a) => same(a, me())) && !c.ballots.some((b) => b.counted && same(b.arbiter, me()));
+    if (mine) {
+      for (const [label, bps] of [['refund passenger', 0], ['split', 5000], ['pay driver', 10000]]) {
+        const b = document.createElement('button');
+        b.className = 'small rule'; b.textContent = label; b.dataset.bps = bps;
+        b.onclick = () => run('g', () => rule(r.escrow, bps));
+        li.appendChild(b);
+      }
+    }
+    ul.appendChild(li);
+  });
+}
+
+// rule is an arbiter's ruling from the browser: the user's key signs the
+// escrow contract's ruling, then the governance ballot carrying it; once a
+// majority of the panel agrees, an instance settles the deal on-chain.
+async function rule(deal, bps) {
+  const td = await api(`/api/gov/ruling?deal=${deal}&payeeBps=${bps}`);
+  const types = { ...td.types };
+  delete types.EIP712Domain;
+  const ruling = await S.wallet.signTypedData(td.domain, types, td.message);
+  await submitSigned(`/api/gov/case-ballot?deal=${deal}&arbiter=${me()}&payeeBps=${bps}&ruling=${ruling}`);
+  msg('g', 'ruling submitted', true);
 }
 
 // submitSigned signs the typed data the instance's governance gives for
