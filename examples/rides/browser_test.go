@@ -169,7 +169,9 @@ func TestBrowserRide(t *testing.T) {
 	run(t, dp, click(`.stars[data-who=d] button[data-stars="4"]`), poll(`document.getElementById('d-rate').hidden`))
 	screenshot(t, pp, "passenger-paid.png")
 	screenshot(t, dp, "driver-paid.png")
-	run(t, pp, click("#tab-dapp"), poll(`document.getElementById('mirrors').children.length === 3`))
+	// Each mirror with the gateway's three badges, loaded from that mirror.
+	run(t, pp, click("#tab-dapp"), poll(`document.getElementById('mirrors').children.length === 3`),
+		poll(`(() => { const bs = [...document.querySelectorAll('#mirrors img.gw-badge')]; return bs.length === 9 && bs.every((b) => b.complete && b.naturalWidth > 0); })()`))
 	screenshot(t, pp, "dapp.png")
 }
 

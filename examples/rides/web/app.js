@@ -445,8 +445,12 @@ async function vote(id, choice) {
   msg('g', 'ballot submitted (it counts if you are a member)', true);
 }
 
+// renderMirrors lists the instances with the SDK gateway's badges, which
+// show what the other instances attested of each (online, verified build,
+// availability), never what it says of itself.
 function renderMirrors() {
-  $('mirrors').innerHTML = S.mirrors.map((m) => `<li><span><code>${m.url.replace('http://', '')}</code> instance <code>${short(m.account)}</code></span><i class="badge ${m.url === S.base ? 'ok' : ''}">${m.url === S.base ? 'serving you' : 'mirror'}</i></li>`).join('');
+  const badges = (m) => ['online', 'verified', 'availability'].map((k) => `<img class="gw-badge" alt="${k}" src="${m.url}/dpaas/badge/self/${k}.svg">`).join('');
+  $('mirrors').innerHTML = S.mirrors.map((m) => `<li><span><code>${m.url.replace('http://', '')}</code> instance <code>${short(m.account)}</code><br>${badges(m)}</span><i class="badge ${m.url === S.base ? 'ok' : ''}">${m.url === S.base ? 'serving you' : 'mirror'}</i></li>`).join('');
 }
 
 function escapeHTML(s) { return String(s || '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c])); }
