@@ -73,7 +73,11 @@ func (n *Node) startDHT() error {
 
 // keepBootstrapped dials every bootstrap peer that is not connected,
 // backing off per peer while it stays unreachable, and wakes at once when
-// one drops.
+// one drops; but not while the instance is connected to PeerTarget
+// instances of the DApp: the bootstrap peers are a way in, not peers to
+// keep. A bootstrap peer over its bound closes connections; redialling
+// them at once would make every instance that joined through it dial it
+// again and again.
 func (n *Node) keepBootstrapped(ctx context.Context) {
 	type state struct {
 		next    time.Time
@@ -89,7 +93,11 @@ func (n *Node) keepBootstrapped(ctx context.Context) {
 		now := time.Now()
 		var due []peer.ID
 		wait := n.cfg.DiscoveryInterval
+		enough := n.px != nil && n.px.Satisfied()
 		for p, s := range states {
+			if enough {
+				break
+			}
 			if n.host.Network().Connectedness(p) == network.Connected {
 				s.backoff = firstRetry
 				continue

@@ -96,11 +96,24 @@ func benchScale(b *testing.B, n int) {
 	heap1, g1 := settledHeap()
 	b.ReportMetric(float64(heap1-heap0)/float64(n)/(1<<20), "MiB-heap/instance")
 	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/instance")
+	churn := func() (dials, trims uint64) {
+		for _, node := range c.Nodes() {
+			st := node.DiscoveryStats()
+			dials, trims = dials+st.Dials, trims+st.Trimmed
+		}
+		return dials, trims
+	}
+	dials0, trims0 := churn()
 	stopProfile := profileIdle(b, n)
 	cpu0, t0 := processCPU(), time.Now()
 	time.Sleep(5 * time.Second)
 	cpu, took := processCPU()-cpu0, time.Since(t0)
 	stopProfile()
+	dials1, trims1 := churn()
+	// Connection churn while idle: peer-exchange dials and trims, per
+	// instance and second.
+	b.ReportMetric(float64(dials1-dials0)/took.Seconds()/float64(n), "idle-dials/s/instance")
+	b.ReportMetric(float64(trims1-trims0)/took.Seconds()/float64(n), "idle-trims/s/instance")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/took.Seconds()/float64(n), "idle-cpu-ms/s/instance")
 
 	// Delivery: 200 Puts at 50/s on instance 0, until all others hold each.

@@ -159,6 +159,10 @@ func (x *Exchange) Close() error {
 	return x.cfg.Book.Flush()
 }
 
+// Satisfied reports whether the last round counted Target instances or
+// more connected.
+func (x *Exchange) Satisfied() bool { return int(x.peers.Load()) >= x.cfg.Target }
+
 // Stats reports what the exchange did.
 func (x *Exchange) Stats() Stats {
 	return Stats{
