@@ -7,8 +7,7 @@ import "sync/atomic"
 // pushes the delta to peers. For a commit that holds one write, that made
 // the syncer a hop between the disk and the writer: Pebble's log writer
 // woke the syncer, which woke the writer, and on a loaded machine each
-// wake-up waits for a processor (a trace put the syncer's wake-to-run
-// delay at 17–26 µs median, 45–50 µs mean, on every sequential Put).
+// wake-up waits for a processor, on every sequential Put.
 //
 // So the applier hands such a commit to its writer too, and whichever of
 // the writer and the syncer claims it first waits for the fsync. The

@@ -98,7 +98,7 @@ func (s *Store) applyInbox() {
 		s.log.Debug("store: applying pushed deltas", "deltas", len(in), "err", res.err)
 		return // catch-up fetches them again
 	}
-	if res.waiting == 0 || len(s.pending) == 0 {
+	if res.waiting == 0 || s.causal.Parked() == 0 {
 		return
 	}
 	// A parent is usually missing only because it is still being
@@ -106,7 +106,7 @@ func (s *Store) applyInbox() {
 	// be here in a moment: ask the sender for a catch-up only if the
 	// delta still waits at the applier's next tick (askForOrphans).
 	for _, x := range in {
-		if s.pending[x.id] == x && len(s.orphans) < maxInbox {
+		if s.causal.Parks(x.id, x) && len(s.orphans) < maxInbox {
 			s.orphans = append(s.orphans, x)
 		}
 	}
@@ -127,7 +127,7 @@ func (s *Store) askForOrphans() {
 	}
 	asked := make(map[peer.ID]bool)
 	for _, x := range orphans {
-		if s.pending[x.id] == x && !asked[x.from] {
+		if s.causal.Parks(x.id, x) && !asked[x.from] {
 			asked[x.from] = true
 			n.wantSync(x.from)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/dpaas/dpaas/internal/causal"
 	"github.com/dpaas/dpaas/internal/delta"
 	"github.com/dpaas/dpaas/internal/hlc"
 	"github.com/dpaas/dpaas/internal/kv"
@@ -213,10 +214,8 @@ type Store struct {
 	bucketSeed maphash.Seed
 	visible    atomic.Uint64 // commits readers see
 	order      uint64
-	pending    map[cid.Cid]*incoming // waiting for parents
-	waiters    map[cid.Cid][]cid.Cid // missing parent → children
-	future     map[cid.Cid]*incoming // stamped too far ahead
-	orphans    []*incoming           // from the inbox, waiting for a parent since the last tick (inbox.go)
+	causal     *causal.Queue[*incoming] // remote deltas parked for a parent or held for their time
+	orphans    []*incoming              // from the inbox, waiting for a parent since the last tick (inbox.go)
 
 	snap atomic.Pointer[snapshot] // what readers and the network see
 
@@ -302,9 +301,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		headsDirty: make(map[cid.Cid]bool),
 		vvDirty:    make(map[common.Address]struct{}),
 		bucketSeed: maphash.MakeSeed(),
-		pending:    make(map[cid.Cid]*incoming),
-		waiters:    make(map[cid.Cid][]cid.Cid),
-		future:     make(map[cid.Cid]*incoming),
+		causal:     causal.New[*incoming](maxPending),
 		colls:      make(map[string]*Collection),
 		indexes:    make(map[string]map[string]bool),
 		watchers:   make(map[*watcher]struct{}),
