@@ -232,12 +232,7 @@ func open(b []byte, kind uint8) (envelope, error) {
 
 // check verifies that signer signed e.
 func (e envelope) check(appID string, signer peer.ID) error {
-	pub, err := signer.ExtractPublicKey()
-	if err != nil {
-		return fmt.Errorf("mirror: signer %s: %v: %w", signer, err, ErrSignature)
-	}
-	ok, err := pub.Verify(payload(appID, e.Kind, e.Body), e.Sig)
-	if err != nil || !ok {
+	if !verify(signer, payload(appID, e.Kind, e.Body), e.Sig) {
 		return fmt.Errorf("mirror: signature of %s does not verify: %w", signer, ErrSignature)
 	}
 	return nil
