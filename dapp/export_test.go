@@ -39,6 +39,10 @@ func LieInPayouts(n *Node) { n.payouts.lie.Store(true) }
 // MuteInPayouts makes n sign payout tables but never submit them.
 func MuteInPayouts(n *Node) { n.payouts.mute.Store(true) }
 
+// PayoutLookback is how many ended epochs, counting back from the current
+// one, an instance still signs and submits.
+const PayoutLookback = payoutLookback
+
 // PayoutsSubmitted reports how many payouts n submitted and had mined.
 func PayoutsSubmitted(n *Node) uint64 { return n.payouts.submitted.Load() }
 

@@ -331,12 +331,7 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 		Configure: func(i int, cfg *dapp.Config) {
 			cfg.Mirror = fastMirror(5 * time.Second)
 			if i == n-1 {
-				// Holds only the blobs assigned to it by rendezvous, over
-				// groups that do not change: with the groups probers
-				// observe, which settle over the first rounds, its share
-				// could move to it after the test found it empty-handed.
-				cfg.Blobs.ReplicationFactor = 1
-				cfg.Blobs.Group = func(p peer.ID) string { return p.String() }
+				holdOnlyAssignedBlobs(cfg)
 			}
 		},
 		Timeout: 2 * time.Minute, // several 5 s epochs on a loaded machine
@@ -346,57 +341,7 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 	ctx := context.Background()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	var notHeld []cid.Cid
-	for i := 0; len(notHeld) < 2 && i < 20; i++ {
-		data := make([]byte, 100<<10)
-		for j := range data {
-			data[j] = byte(r.Uint32())
-		}
-		blob, err := c.Node(0).Blobs().Add(ctx, bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.WaitFor("the blob on every honest instance", func() bool {
-			for _, node := range c.Nodes()[:n-1] {
-				if ok, _ := node.Blobs().Has(ctx, blob); !ok {
-					return false
-				}
-			}
-			return true
-		})
-		// Not held: not the liar's to keep (decided once its record is
-		// there), and no block of it in the liar's block store at all.
-		c.WaitFor("the blob's record on the liar", func() bool {
-			st, err := liar.Blobs().Stat(ctx, blob)
-			return err == nil && st.Size > 0
-		})
-		st, err := liar.Blobs().Stat(ctx, blob)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := liar.Blobs().ProveRange(ctx, blob, 0, 1, nil); err == nil || st.Pinned {
-			if err := c.Node(0).Blobs().Burn(ctx, blob); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		notHeld = append(notHeld, blob)
-	}
-	if len(notHeld) < 2 {
-		t.Fatal("the liar was assigned nearly every blob")
-	}
-	dapp.ClaimEveryBlob(liar)
-	// The epoch scored begins after every prober holds a heartbeat with
-	// the false claims: a probe on an older one has nothing to challenge.
-	c.WaitFor("the liar's claims heard by every honest instance", func() bool {
-		for _, node := range c.Nodes()[:n-1] {
-			if !dapp.HeardClaim(node, liar.ID(), notHeld[0]) {
-				return false
-			}
-		}
-		return true
-	})
+	claimBlobsNotHeld(t, c, 0, n-1, rand.New(rand.NewPCG(seed, 1)))
 	e := waitEpochOver(t, c, c.Node(1), c.Node(0).Replicas().Epoch()+1, n-2)
 	s, ok := standing(t, c.Node(1), e, liar.ID())
 	raws, _ := c.Node(1).Replicas().Attestations(ctx, e)
@@ -408,13 +353,7 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 		}
 		t.Fatalf("the liar's standing in epoch %d: %+v (found %v)", e, s, ok)
 	}
-	failed := 0
-	for _, raw := range raws {
-		if a, err := mirror.OpenAttestation(liar.AppID().String(), raw); err == nil && a.Probed == liar.ID() {
-			failed += int(a.Failed)
-		}
-	}
-	if failed == 0 {
+	if failed := challengesFailed(t, c.Node(1), e, liar.ID()); failed == 0 {
 		t.Fatal("no challenge of the liar failed")
 	}
 	for i := range n - 1 {
@@ -422,6 +361,103 @@ func TestReplicasStorageLiarFailsChallenges(t *testing.T) {
 			t.Fatalf("honest node %d: %+v", i, s)
 		}
 	}
+}
+
+// holdOnlyAssignedBlobs makes an instance hold only the blobs assigned to
+// it by rendezvous, over groups that do not change: with the groups
+// probers observe, which settle over the first rounds, a blob could move
+// to it after a test found it empty-handed.
+func holdOnlyAssignedBlobs(cfg *dapp.Config) {
+	cfg.Blobs.ReplicationFactor = 1
+	cfg.Blobs.Group = func(p peer.ID) string { return p.String() }
+}
+
+// claimBlobsNotHeld makes node liar (configured with
+// holdOnlyAssignedBlobs) claim, in its heartbeats, blobs it does not hold:
+// node from adds random blobs until two are not the liar's to keep and
+// have no block in its block store, burning the others, so that every
+// blob of the set is one the liar cannot prove. It returns once every
+// other running instance holds a heartbeat of the liar with the false
+// claims: a probe made on an older one has nothing to challenge.
+func claimBlobsNotHeld(t *testing.T, c *dapptest.Cluster, from, liar int, r *rand.Rand) []cid.Cid {
+	t.Helper()
+	ctx := context.Background()
+	others := func() []*dapp.Node {
+		var out []*dapp.Node
+		for i := range c.Len() {
+			if i != liar && c.Node(i) != nil {
+				out = append(out, c.Node(i))
+			}
+		}
+		return out
+	}
+	l := c.Node(liar)
+	var notHeld []cid.Cid
+	for i := 0; len(notHeld) < 2 && i < 20; i++ {
+		data := make([]byte, 100<<10)
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		blob, err := c.Node(from).Blobs().Add(ctx, bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WaitFor("the blob on every instance but the liar", func() bool {
+			for _, node := range others() {
+				if ok, _ := node.Blobs().Has(ctx, blob); !ok {
+					return false
+				}
+			}
+			return true
+		})
+		// Not held: not the liar's to keep (decided once its record is
+		// there), and no block of it in the liar's block store at all.
+		c.WaitFor("the blob's record on the liar", func() bool {
+			st, err := l.Blobs().Stat(ctx, blob)
+			return err == nil && st.Size > 0
+		})
+		st, err := l.Blobs().Stat(ctx, blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Blobs().ProveRange(ctx, blob, 0, 1, nil); err == nil || st.Pinned {
+			if err := c.Node(from).Blobs().Burn(ctx, blob); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		notHeld = append(notHeld, blob)
+	}
+	if len(notHeld) < 2 {
+		t.Fatal("the liar was assigned nearly every blob")
+	}
+	dapp.ClaimEveryBlob(l)
+	c.WaitFor("the liar's claims heard by every other instance", func() bool {
+		for _, node := range others() {
+			if !dapp.HeardClaim(node, l.ID(), notHeld[0]) {
+				return false
+			}
+		}
+		return true
+	})
+	return notHeld
+}
+
+// challengesFailed is how many storage challenges of id failed in epoch
+// e, in the attestations node holds.
+func challengesFailed(t *testing.T, node *dapp.Node, e uint64, id peer.ID) int {
+	t.Helper()
+	raws, err := node.Replicas().Attestations(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, raw := range raws {
+		if a, err := mirror.OpenAttestation(node.AppID().String(), raw); err == nil && a.Probed == id {
+			failed += int(a.Failed)
+		}
+	}
+	return failed
 }
 
 // TestReplicasKilledInstanceScoreFalls: an instance that stops is scored 0
