@@ -200,7 +200,7 @@ type Store struct {
 	hasProto protocol.ID
 
 	blocksProto protocol.ID
-	directSrv   directServer
+	direct      *blockxfer.Direct // the blocks protocol and the readers' fetches
 
 	// gcMu orders garbage collection against writes: GC holds it
 	// exclusively; Add, Import and every block write from the network hold
@@ -209,16 +209,6 @@ type Store struct {
 
 	// pinMu serialises changes to pin records.
 	pinMu sync.Mutex
-
-	// fetchMu guards fetching: the blocks being fetched from peers, by
-	// CID, shared by every reader (direct.go).
-	fetchMu  sync.Mutex
-	fetching map[cid.Cid]*blockFetch
-
-	// readersMu guards readers: the block sources of the open readers, by
-	// root, so that one without a holder stream borrows another's.
-	readersMu sync.Mutex
-	readers   map[cid.Cid][]*getter
 
 	mu      sync.Mutex
 	closed  bool
@@ -238,12 +228,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:      cfg,
-		leases:   make(map[cid.Cid]int),
-		gcKick:   make(chan struct{}, 1),
-		fetching: make(map[cid.Cid]*blockFetch),
-		readers:  make(map[cid.Cid][]*getter),
-		tasks:    group.New(context.Background()),
+		cfg:    cfg,
+		leases: make(map[cid.Cid]int),
+		gcKick: make(chan struct{}, 1),
+		tasks:  group.New(context.Background()),
 	}
 	if cfg.Space != nil {
 		sp, ok := cfg.Space.(*kv.Space)
@@ -287,7 +275,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.Routing != nil {
 			finder = cfg.Routing
 		}
-		detector := newLiarDetector(s)
+		detector := blockxfer.NewLiarDetector(s.xferHooks())
 		s.liars = detector
 		cfg.Host.Network().Notify(detector)
 		net := &blockxfer.WatchedNetwork{BitSwapNetwork: bsnet.NewFromIpfsHost(cfg.Host, netOpts...), Detector: detector}
@@ -305,6 +293,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.bserv = blockservice.New(s.guarded, exch)
 	s.dag = merkledag.NewDAGService(s.bserv)
+	s.direct = newDirect(s)
 
 	if err := s.startup(ctx); err != nil {
 		s.shutdown()

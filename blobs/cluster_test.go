@@ -481,17 +481,3 @@ func TestPinStatesAreHoldings(t *testing.T) {
 		}
 	}
 }
-
-// FuzzReadCID feeds arbitrary holdings requests to the decoder.
-func FuzzReadCID(f *testing.F) {
-	c := rawCID([]byte("x"))
-	f.Add(append([]byte{byte(len(c.Bytes()))}, c.Bytes()...))
-	f.Add([]byte{0x80, 0x80, 0x80})
-	f.Add([]byte{0})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := readCID(bytes.NewReader(in))
-		if err == nil && !got.Defined() {
-			t.Fatal("accepted an undefined CID")
-		}
-	})
-}

@@ -88,8 +88,8 @@
 // holds it and Config.Routing is set, the providers it names are asked
 // too. Every block is
 // hashed against its CID on arrival; any block that peer does not hold, or
-// everything after its stream breaks, comes over bitswap. See direct.go
-// for the wire format and limits.
+// everything after its stream breaks, comes over bitswap. See
+// internal/blockxfer for the wire format and limits.
 //
 // The readers of one Store, background replication included, share their
 // fetches: a block that one of them is fetching is waited for by the

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dpaas/dpaas/internal/blockxfer"
 	"github.com/dpaas/dpaas/internal/unixfs"
 	"github.com/ipfs/boxo/blockservice"
 	blocks "github.com/ipfs/go-block-format"
@@ -86,7 +87,7 @@ func (s *Store) open(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*reade
 // and the root block.
 type session struct {
 	s       *Store
-	g       *getter
+	g       *blockxfer.Source
 	get     unixfs.BlockGetter // g, or a fake in tests
 	ctx     context.Context    // bounds every fetch; ends at close
 	root    blocks.Block
@@ -134,8 +135,7 @@ func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*s
 	rctx, cancel := s.opContext(ctx)
 	// One bitswap session per reader: it learns which peers answer and
 	// asks them first for the blocks that follow.
-	g := &getter{s: s, sess: blockservice.NewSession(rctx, s.bserv), root: c}
-	s.addReader(g)
+	g := s.direct.NewSource(c, blockservice.NewSession(rctx, s.bserv))
 	// The wait for the root ends early, with noHolder as its cause, when
 	// the search finds nobody that claims the blob.
 	gctx, gcancel := context.WithCancelCause(rootCtx)
@@ -147,21 +147,20 @@ func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*s
 	}
 	searched := make(chan struct{})
 	if p, ok, err := s.getPin(c); s.repl != nil && err == nil && (!ok || p.state != pinComplete) {
-		// Look for replicas holding the whole file (direct.go).
+		// Look for replicas holding the whole file (internal/blockxfer).
 		done := sync.OnceFunc(func() { close(searched) })
-		if !s.goTracked(func() { g.findHolder(rctx, c, done, nobody) }) {
+		if !s.goTracked(func() { g.FindHolders(rctx, done, nobody) }) {
 			done() // closing: nobody to look for
 		}
 	} else {
 		close(searched)
 	}
-	stopDirect := context.AfterFunc(rctx, g.close)
+	stopDirect := context.AfterFunc(rctx, g.Close)
 	cancel = func(cancel context.CancelFunc) context.CancelFunc {
 		return func() {
-			s.removeReader(g)
 			cancel()
 			stopDirect()
-			g.close()
+			g.Close()
 		}
 	}(cancel)
 	// Let the root and the first window of leaves come from the holders
@@ -205,7 +204,7 @@ func (s *Store) openRoot(ctx, rootCtx context.Context, c cid.Cid, wait bool) (*s
 type reader struct {
 	s       *Store
 	fr      *unixfs.Reader
-	g       *getter
+	g       *blockxfer.Source
 	cid     cid.Cid
 	cancel  context.CancelFunc
 	release func()

@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dpaas/dpaas/internal/blockxfer"
-	"github.com/dpaas/dpaas/internal/frame"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -66,7 +64,7 @@ func newReplicator(s *Store) (*replicator, error) {
 
 func (r *replicator) start() {
 	r.s.cfg.Host.SetStreamHandler(r.s.hasProto, r.serveHolds)
-	r.s.cfg.Host.SetStreamHandler(r.s.blocksProto, r.s.serveBlocks)
+	r.s.cfg.Host.SetStreamHandler(r.s.blocksProto, r.s.direct.Serve)
 	r.s.goTracked(r.events)
 	r.s.goTracked(r.loop)
 	r.s.goTracked(r.fetchLoop)
@@ -403,7 +401,7 @@ func (r *replicator) fetch(ctx context.Context, c cid.Cid) {
 
 // fetchFile brings the blocks of the UnixFS file or directory c here by
 // reading it: the reader takes them from a replica holding the whole DAG
-// when there is one (direct.go), with its read-ahead; a directory's files
+// when there is one (internal/blockxfer), with its read-ahead; a directory's files
 // are read so, a few at a time (tree.go). read counts the bytes read.
 func (r *replicator) fetchFile(ctx context.Context, c cid.Cid, read *atomic.Int64) error {
 	// The blob is in the DApp's set: someone added it, and its holders may
@@ -444,20 +442,6 @@ func (r *replicator) serveHolds(st network.Stream) {
 		s.cfg.Logger.Debug("blobs: bad holdings request", "peer", st.Conn().RemotePeer(), "err", err)
 		_ = st.Reset()
 	}
-}
-
-// readCID reads a CID in one frame (blockxfer.ReadCID): io.EOF when the
-// stream ends before it, errMalformed for an empty or overlong one,
-// ErrInvalidCID for bytes that are not a CID.
-func readCID(rd frame.Reader) (cid.Cid, error) {
-	c, err := blockxfer.ReadCID(rd)
-	switch {
-	case errors.Is(err, blockxfer.ErrMalformed):
-		return cid.Undef, fmt.Errorf("%w: %w", errMalformed, err)
-	case errors.Is(err, blockxfer.ErrBadCID):
-		return cid.Undef, fmt.Errorf("%w: %w", ErrInvalidCID, err)
-	}
-	return c, err
 }
 
 // peerHolds asks p whether it holds the whole of c. Self is asked locally.

@@ -3,7 +3,6 @@ package blockxfer
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,7 +10,6 @@ import (
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bsnetwork "github.com/ipfs/boxo/bitswap/network"
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -60,25 +58,11 @@ type LiarDetector struct {
 	watching atomic.Int32
 }
 
-// Hooks connect a LiarDetector to the component it serves.
-type Hooks struct {
-	// Host is the host whose connections to a banned peer are closed.
-	Host host.Host
-	// Logger receives a warning per ban.
-	Logger *slog.Logger
-	// BadBlocks counts blocks received unasked; Banned counts bans.
-	BadBlocks func(n uint64)
-	Banned    func()
-	// Enter admits the goroutine that disconnects a peer, Exit ends it: the
-	// component's Close waits for what Enter admitted, and Enter refuses
-	// once Close has begun.
-	Enter func() bool
-	Exit  func()
-}
-
 // NewLiarDetector returns a detector; register it with the host's network
-// (Notify) and wrap bitswap's network in a WatchedNetwork.
+// (Notify) and wrap bitswap's network in a WatchedNetwork. Of h it uses
+// Host, Logger, BadBlocks, Banned, Enter and Exit.
 func NewLiarDetector(h Hooks) *LiarDetector {
+	h.ensureDefaults()
 	return &LiarDetector{hooks: h, asked: make(map[peer.ID]*askedSet), forged: make(map[peer.ID]int),
 		bans: make(map[peer.ID]time.Time), haves: make(map[string][]chan struct{})}
 }
@@ -164,6 +148,12 @@ func (d *LiarDetector) ban(p peer.ID) {
 	d.bans[p] = now.Add(banTime)
 }
 
+// bannedLocked reports whether a ban of p is in force. d.mu is held.
+func (d *LiarDetector) bannedLocked(p peer.ID) bool {
+	end, ok := d.bans[p]
+	return ok && time.Now().Before(end)
+}
+
 // askedSet is a two-generation set of multihashes.
 type askedSet struct {
 	cur, old map[string]struct{}
@@ -228,6 +218,13 @@ func (d *LiarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
 		d.mu.Unlock()
 		return
 	}
+	if d.bannedLocked(p) {
+		// Caught already: blocks it sent before its connection closed
+		// are counted, and do not ban it a second time.
+		d.mu.Unlock()
+		d.hooks.BadBlocks(uint64(bad))
+		return
+	}
 	d.forged[p] += bad
 	drop := d.forged[p] >= MaxForgedBlocks
 	if drop || len(d.forged) >= maxTrackedPeers {
@@ -252,7 +249,7 @@ func (d *LiarDetector) MessageReceived(p peer.ID, msg bsmsg.BitSwapMessage) {
 // do not hash to the CID asked for), and disconnects it.
 func (d *LiarDetector) BanNow(p peer.ID, why string) {
 	d.mu.Lock()
-	if end, ok := d.bans[p]; ok && time.Now().Before(end) {
+	if d.bannedLocked(p) {
 		d.mu.Unlock() // caught already, by another of its answers
 		return
 	}
