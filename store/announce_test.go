@@ -62,3 +62,33 @@ func TestAnnouncementsOfAReplicaAhead(t *testing.T) {
 		t.Fatalf("a replica alone skipped %d announcements", k)
 	}
 }
+
+// A replica that writes all the time is always a few deltas ahead of the
+// others, whose announcements never cover its latest versions; they cover
+// what it held at its last turn, and that is what its announcement would
+// have told (newer deltas are still being pushed by gossip). So it skips
+// turns too.
+func TestAnnouncementsOfAWriterSuppressed(t *testing.T) {
+	const n = 5
+	rs := make([]*replicaNode, n)
+	for i := range rs {
+		rs[i] = startReplica(t, Config{AnnounceInterval: 50 * time.Millisecond})
+	}
+	for i := range rs {
+		for j := i + 1; j < n; j++ {
+			connect(t, rs[i], rs[j])
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; ctx.Err() == nil; k++ {
+			_ = rs[0].s.Collection("c").Put(ctx, "d", map[string]int{"v": k})
+		}
+	}()
+	defer func() { stop(); <-done }()
+	eventually(t, time.Minute, "the writer never skipped an announcement", func() bool {
+		return rs[0].s.Stats().AnnouncementsSkipped >= 3
+	})
+}

@@ -63,9 +63,10 @@
 // the validator's verdict. Replicas gossip their
 // version vectors (highest sequence number per author) once per
 // Config.AnnounceInterval each, except that a replica skips its turn when
-// it has heard three others announce versions that hold all it holds
-// since its last: however many replicas agree, about three of them
-// announce per interval (Stats.Announcements, AnnouncementsSkipped). A replica that learns it is behind (it still
+// it has heard three others, since its last turn, announce versions that
+// hold all it held at that turn: however many replicas agree, and while
+// the DApp keeps writing, about three of them announce per interval
+// (Stats.Announcements, AnnouncementsSkipped). A replica that learns it is behind (it still
 // lacks what a peer announced the time before: what the peer announces
 // now may be on its way), holds a delta whose parents have not arrived
 // within a fifth of a second, or connects to a peer, opens a catch-up

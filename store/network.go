@@ -80,7 +80,10 @@ type network struct {
 
 	want  chan peer.ID
 	out   chan []byte   // durable local deltas to push
-	heard atomic.Uint64 // announcements covering this replica's versions heard since its last turn
+	heard atomic.Uint64 // announcements covering base heard since this replica's last turn
+	// base is what this replica held at its last announcement turn: the
+	// versions an announcement must cover to count in heard.
+	base atomic.Pointer[map[common.Address]uint64]
 
 	mu        sync.Mutex
 	queued    map[peer.ID]bool
@@ -111,6 +114,7 @@ func startNetwork(ctx context.Context, s *Store) error {
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
 		announced: make(map[peer.ID][]storesync.Version),
 	}
+	n.base.Store(&s.snap.Load().vv)
 	unvalidate, err := topic.SetValidator(n.validate)
 	if err != nil {
 		sub.Close()
@@ -294,10 +298,12 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 var errRefused = errors.New("store: delta refused by a validator")
 
 // covers reports whether a peer announced versions that hold everything
-// this replica holds (and maybe more): then this replica's own
-// announcement would tell no one anything that one did not.
+// this replica held at its last turn (and maybe more): then this
+// replica's own announcement would tell no one anything that one did not,
+// but the deltas it received or wrote since, which gossip is still
+// pushing.
 func (n *network) covers(vs []storesync.Version) bool {
-	mine := n.s.snap.Load().vv
+	mine := *n.base.Load()
 	if len(vs) < len(mine) {
 		return false
 	}
@@ -331,14 +337,18 @@ func (n *network) behind(vs []storesync.Version) bool {
 const announceRedundancy = 3
 
 // announce gossips the replica's versions once per AnnounceInterval, at a
-// random point of the interval's second half, unless it has heard
-// announceRedundancy others announce versions that hold everything it
-// holds since its last turn (suppression in the manner of the Trickle
-// algorithm, RFC 6206). Replicas that agree then announce about
+// random point of the interval's second half, unless it has heard, since
+// its last turn, announceRedundancy others announce versions that hold
+// everything it held at that turn (suppression in the manner of the
+// Trickle algorithm, RFC 6206). Replicas that agree then announce about
 // announceRedundancy times per interval between them, however many they
-// are, instead of once each. A replica that holds what others lack hears
-// no announcement covering its own, so it announces every interval, and
-// a lagging one learns it is behind from whichever replicas announce.
+// are, instead of once each. Comparing with the versions of the last turn
+// rather than the latest keeps that true while the DApp writes: a delta
+// received a moment ago is not yet everywhere, but gossip is pushing it,
+// and an announcement would only race it. A replica that has held for a
+// whole interval what others lack hears no announcement covering it, so
+// it announces at its next turn, and a lagging one learns it is behind
+// from whichever replicas announce.
 func (n *network) announce() {
 	defer n.s.netWG.Done()
 	iv := n.s.cfg.AnnounceInterval
@@ -352,11 +362,12 @@ func (n *network) announce() {
 		}
 		// the next turn is in the second half of the next interval
 		t.Reset(iv - iv/2 + rand.N(iv/2+1))
+		sn := n.s.snap.Load()
+		n.base.Store(&sn.vv)
 		if n.heard.Swap(0) >= announceRedundancy {
 			n.s.announcesSkipped.Add(1)
 			continue
 		}
-		sn := n.s.snap.Load()
 		a := &storesync.Announce{Versions: versionsOf(sn.vv)}
 		for i, h := range sn.heads {
 			if i == storesync.MaxHeads {

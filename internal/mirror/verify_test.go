@@ -2,10 +2,12 @@ package mirror
 
 import (
 	"crypto/rand"
+	"errors"
 	"testing"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -121,4 +123,45 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// AccountOf reads the key a peer ID inlines; the account is the one
+// go-ethereum derives from the key libp2p extracts, and IDs of other key
+// types or of no key are refused.
+func TestAccountOfAgreesWithLibp2p(t *testing.T) {
+	for range 20 {
+		_, pub, err := crypto.GenerateSecp256k1Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := pub.Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := ethcrypto.DecompressPubkey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AccountOf(id)
+		if err != nil || got != ethcrypto.PubkeyToAddress(*k) {
+			t.Fatalf("AccountOf(%s) = %s, %v; want %s", id, got, err, ethcrypto.PubkeyToAddress(*k))
+		}
+	}
+	_, edPub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edID, err := peer.IDFromPublicKey(edPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []peer.ID{edID, "", "not a peer id"} {
+		if _, err := AccountOf(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("AccountOf(%q) = %v, want ErrMalformed", bad, err)
+		}
+	}
 }

@@ -241,16 +241,15 @@ func (e envelope) check(appID string, signer peer.ID) error {
 // AccountOf returns the Ethereum account of a secp256k1 peer ID: the same
 // key, as an instance uses it.
 func AccountOf(p peer.ID) (common.Address, error) {
-	pub, err := p.ExtractPublicKey()
-	if err != nil {
-		return common.Address{}, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
-	}
-	if pub.Type() != crypto.Secp256k1 {
-		return common.Address{}, fmt.Errorf("mirror: peer %s: not a secp256k1 key: %w", p, ErrMalformed)
-	}
-	raw, err := pub.Raw()
-	if err != nil {
-		return common.Address{}, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
+	// Every heartbeat names its peer: read the key the ID inlines and
+	// decompress it in libsecp256k1, rather than libp2p's pure Go.
+	raw, ok := secp256k1Key(p)
+	if !ok {
+		pub, err := p.ExtractPublicKey()
+		if err != nil {
+			return common.Address{}, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
+		}
+		return common.Address{}, fmt.Errorf("mirror: peer %s: %s key, not secp256k1: %w", p, pub.Type(), ErrMalformed)
 	}
 	k, err := ethcrypto.DecompressPubkey(raw)
 	if err != nil {
