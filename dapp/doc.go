@@ -85,15 +85,17 @@
 //
 // # Self-replication
 //
-// Every instance announces itself every Config.Mirror.Interval (10 s) in a
+// Every instance announces itself every Config.Mirror.Interval (10 s; in a
+// DApp of more than 32 instances, every few Intervals, so that the DApp
+// carries about 32 heartbeats per Interval whatever its size) in a
 // heartbeat signed with its key, on the reserved topic "dapp/replicas":
 // peer ID, account, addresses, gateway URL, build (the SHA-256 of its
 // executable, hashed once in the background at start, and the Go build
 // info), the release it claims, its declared location and a sample of the
 // blobs it holds. A new peer is also asked for its directory at once, so
 // a newcomer is in every directory within a second (BENCHMARKS.md).
-// Replicas().List gives every instance heard from within Expire intervals
-// (default 6), with what the others verified: Verified (its hash matches
+// Replicas().List gives every instance heard from within Expire heartbeat
+// periods (default 6), with what the others verified: Verified (its hash matches
 // a release approved by governance for its platform), Availability,
 // Group, RTT from here.
 //
@@ -107,10 +109,12 @@
 // "_replicas.attestations", whose validator on every replica accepts only
 // the prober's own signed attestation, put whole. Since every replica
 // checks the signature of every attestation written, a prober writes one
-// when it is new, when a probe's outcome differs from the one before, on
-// the last round of its epoch and otherwise at most twelve times an
-// epoch; the counts in between are carried by the next write (a prober
-// that dies loses at most those). An instance's score is
+// at once when a probe's outcome differs from the one before, when it is
+// among the first three of the probed instance that epoch (a newcomer is
+// attested within a round) and on the last round of its epoch; the
+// others wait for its periodic write, twelve times an epoch, which takes
+// all of them in one delta (a prober that dies loses at most the counts
+// since). An instance's score is
 // the median over its probers of each one's share of passed probes, so a
 // minority of lying probers moves nothing; Standings gives every
 // instance's per-epoch score, group and build, a pure function of the

@@ -294,7 +294,7 @@ func (m replicaMirrors) Mirrors(ctx context.Context) ([]gateway.Mirror, error) {
 		return nil, fmt.Errorf("dapp: mirrors: %w", err)
 	}
 	now := time.Now()
-	fresh := 2 * n.cfg.Mirror.Interval
+	fresh := 2 * n.mirror.beatPeriod()
 	listed := make(map[peer.ID]bool, len(rs))
 	var out []gateway.Mirror
 	for _, r := range rs {

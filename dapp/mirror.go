@@ -82,6 +82,8 @@ type mirrorEngine struct {
 	dir      map[peer.ID]*dirEntry
 	atts     map[string]mirror.Attestation // the collection, by document ID
 	raws     map[string][]byte             // the same, signed
+	probers  map[attKey]int                // how many attestations atts holds of each instance, by epoch
+	periodic time.Time                     // the last write of the attestations that only counted more
 	mine     map[attKey]*attState          // this instance's cumulative counts
 	probing  map[peer.ID]bool              // probes under way
 	rtt      map[peer.ID]time.Duration
@@ -99,20 +101,22 @@ type mirrorEngine struct {
 
 func (n *Node) startMirror(ctx context.Context) error {
 	m := &mirrorEngine{
-		n:       n,
-		cfg:     n.cfg.Mirror,
-		appID:   n.cfg.appID.String(),
-		proto:   protocol.ID("/dpaas/" + n.cfg.appID.String() + "/replicas/1.0.0"),
-		coll:    n.store.Collection(AttestationsCollection),
-		kick:    make(chan struct{}, 1),
-		hashed:  make(chan struct{}, 1),
-		started: time.Now(),
-		dir:     make(map[peer.ID]*dirEntry),
-		probing: make(map[peer.ID]bool),
-		atts:    make(map[string]mirror.Attestation),
-		raws:    make(map[string][]byte),
-		mine:    make(map[attKey]*attState),
-		rtt:     make(map[peer.ID]time.Duration),
+		n:        n,
+		cfg:      n.cfg.Mirror,
+		appID:    n.cfg.appID.String(),
+		proto:    protocol.ID("/dpaas/" + n.cfg.appID.String() + "/replicas/1.0.0"),
+		coll:     n.store.Collection(AttestationsCollection),
+		kick:     make(chan struct{}, 1),
+		hashed:   make(chan struct{}, 1),
+		started:  time.Now(),
+		periodic: time.Now(),
+		dir:      make(map[peer.ID]*dirEntry),
+		probing:  make(map[peer.ID]bool),
+		atts:     make(map[string]mirror.Attestation),
+		probers:  make(map[attKey]int),
+		raws:     make(map[string][]byte),
+		mine:     make(map[attKey]*attState),
+		rtt:      make(map[peer.ID]time.Duration),
 	}
 	if m.cfg.GatewayURL == "" {
 		m.cfg.GatewayURL = n.http.url // the gateway's, announced unless told otherwise
@@ -213,7 +217,7 @@ func (m *mirrorEngine) loop(ctx context.Context) {
 	lastEpoch := m.epochAt(time.Now())
 	m.prune(ctx, lastEpoch)
 	m.heartbeat(ctx)
-	kicked := 0
+	kicked, ticks := 0, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,7 +244,10 @@ func (m *mirrorEngine) loop(ctx context.Context) {
 			}
 			m.heartbeat(ctx)
 		case now := <-tick.C:
-			m.heartbeat(ctx)
+			if ticks++; ticks >= m.beatTicks() {
+				ticks = 0
+				m.heartbeat(ctx)
+			}
 			m.expire(now)
 			m.probeRound(ctx)
 			if e := m.epochAt(now); e != lastEpoch {
@@ -250,6 +257,32 @@ func (m *mirrorEngine) loop(ctx context.Context) {
 			m.refreshGroups()
 		}
 	}
+}
+
+// beatsPerInterval is how many heartbeats a DApp carries per Interval, at
+// most, once it has more instances than that (see beatTicks).
+const beatsPerInterval = 32
+
+// beatTicks is how many Intervals apart this instance sends its
+// heartbeats: 1 while the directory lists at most beatsPerInterval
+// instances, and beyond that as many as keep the DApp at about
+// beatsPerInterval heartbeats per Interval. Every instance checks every
+// heartbeat, so one each per Interval would cost each instance N checks
+// per Interval; this way the cost stays flat, and expiry (Expire
+// heartbeat periods) stretches with the period. Instances whose
+// directories differ in size by less than a factor Expire agree well
+// enough: each expires the others after Expire of its own periods.
+func (m *mirrorEngine) beatTicks() int {
+	m.mu.Lock()
+	known := len(m.dir) + 1
+	m.mu.Unlock()
+	return max(1, (known+beatsPerInterval-1)/beatsPerInterval)
+}
+
+// beatPeriod is the time between two heartbeats of an instance, as this
+// one estimates it from its directory.
+func (m *mirrorEngine) beatPeriod() time.Duration {
+	return time.Duration(m.beatTicks()) * m.cfg.Interval
 }
 
 // heartbeat signs and publishes the instance's heartbeat.
@@ -357,9 +390,9 @@ func (m *mirrorEngine) learn(hb mirror.Heartbeat, raw []byte, seen time.Time) {
 	m.dir[hb.Peer] = &dirEntry{hb: hb, raw: raw, seen: seen}
 }
 
-// expire drops the instances not heard from for Expire intervals.
+// expire drops the instances not heard from for Expire heartbeat periods.
 func (m *mirrorEngine) expire(now time.Time) {
-	limit := time.Duration(m.cfg.Expire) * m.cfg.Interval
+	limit := time.Duration(m.cfg.Expire) * m.beatPeriod()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for p, e := range m.dir {
@@ -409,7 +442,7 @@ func (m *mirrorEngine) askDirectory(ctx context.Context, p peer.ID) {
 		return
 	}
 	now := time.Now()
-	oldest := now.Add(-time.Duration(m.cfg.Expire) * m.cfg.Interval)
+	oldest := now.Add(-time.Duration(m.cfg.Expire) * m.beatPeriod())
 	for _, raw := range a.Heartbeats {
 		// Decoding is cheap, checking the signature is not: only a
 		// heartbeat that would change the directory is checked.
@@ -700,35 +733,20 @@ func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror
 // attest writes the attestations due to the replicated collection, signed,
 // in one batch; the probes' outcomes are counted as they end (countLocked).
 //
-// Every replica verifies every attestation written, so writing each one
-// every round would cost the DApp a signature check per instance, per
-// probe, per replica: with tens of instances, more than everything else
-// they do. An attestation is written when it is new, when the probe's
-// outcome differs from the one before (a failure shows at once), at most
-// every attestEvery otherwise, and on the last round of its epoch; the
-// counts in between stay here and are in the next write. Attestations of
-// a past epoch still unwritten are written on the first round after it.
+// Every replica verifies every attestation written, and applies every
+// delta, so writing each one every round would cost the DApp a signature
+// check per instance, per probe, per replica: with tens of instances, more
+// than everything else they do. An attestation is written at once when
+// the probe's outcome differs from the one before (a failure shows at
+// once), when it is the first of the probed instance's first quickProbers
+// (a newcomer is attested as soon as it is probed), for a past epoch, and
+// on the last round of its epoch. Otherwise, its counts stay here until
+// the instance's next periodic write, every attestEvery, which takes all
+// of them in one delta: one delta per instance per attestEvery in a
+// steady DApp, instead of one per probe round.
 func (m *mirrorEngine) attest(ctx context.Context) {
-	now := time.Now()
-	e := m.epochAt(now)
-	last := m.epochAt(now.Add(m.cfg.Interval)) != e
-	every := max(m.cfg.Interval, m.cfg.Epoch/attestWrites)
 	m.mu.Lock()
-	var due []*attState
-	for k, st := range m.mine {
-		if !st.dirty {
-			continue
-		}
-		if k.epoch < e || last || st.written.IsZero() || st.outcome != st.writtenOutcome || now.Sub(st.written) >= every {
-			st.dirty, st.written, st.writtenOutcome = false, now, st.outcome
-			due = append(due, st)
-		}
-	}
-	for old := range m.mine {
-		if old.epoch+1 < e {
-			delete(m.mine, old)
-		}
-	}
+	due := m.dueLocked(time.Now())
 	atts := make([]mirror.Attestation, len(due))
 	for i, st := range due {
 		atts[i] = st.a
@@ -751,9 +769,42 @@ func (m *mirrorEngine) attest(ctx context.Context) {
 	}
 }
 
+// dueLocked marks written and returns the attestations to write now (see
+// attest), and forgets those of epochs before the last. m.mu is held.
+func (m *mirrorEngine) dueLocked(now time.Time) []*attState {
+	e := m.epochAt(now)
+	last := m.epochAt(now.Add(m.cfg.Interval)) != e
+	every := max(m.cfg.Interval, m.cfg.Epoch/attestWrites)
+	periodic := now.Sub(m.periodic) >= every
+	if periodic {
+		m.periodic = now
+	}
+	var due []*attState
+	for k, st := range m.mine {
+		if !st.dirty {
+			continue
+		}
+		quick := st.written.IsZero() && m.probers[k] < quickProbers
+		if periodic || k.epoch < e || last || quick || st.outcome != st.writtenOutcome {
+			st.dirty, st.written, st.writtenOutcome = false, now, st.outcome
+			due = append(due, st)
+		}
+	}
+	for old := range m.mine {
+		if old.epoch+1 < e {
+			delete(m.mine, old)
+		}
+	}
+	return due
+}
+
 // attestWrites is how many times per epoch, at least, an attestation that
 // changes is written (see attest).
 const attestWrites = 12
+
+// quickProbers is how many instances' first attestations of an instance
+// are written as soon as they are made, each epoch (see attest).
+const quickProbers = 3
 
 // attState is one of this instance's attestations of the current or the
 // last epoch: its cumulative counts, and what was last written of it.
@@ -896,6 +947,10 @@ func (m *mirrorEngine) reload(ctx context.Context) {
 	}
 	m.mu.Lock()
 	m.atts, m.raws = atts, raws
+	clear(m.probers)
+	for _, a := range atts {
+		m.probers[attKey{a.Epoch, a.Probed}]++
+	}
 	m.mu.Unlock()
 	m.refreshGroups()
 }
@@ -925,17 +980,32 @@ func (m *mirrorEngine) watch(ctx context.Context, ch <-chan store.Change) {
 		}
 		if c.Deleted {
 			m.mu.Lock()
-			delete(m.atts, c.ID)
-			delete(m.raws, c.ID)
+			m.forgetLocked(c.ID)
 			m.mu.Unlock()
 			continue
 		}
 		if a, raw, ok := m.decodeDoc(c.Doc); ok {
 			m.mu.Lock()
+			m.forgetLocked(c.ID)
 			m.atts[c.ID], m.raws[c.ID] = a, raw
+			m.probers[attKey{a.Epoch, a.Probed}]++
 			m.mu.Unlock()
 		}
 	}
+}
+
+// forgetLocked drops the attestation id from the cache. m.mu is held.
+func (m *mirrorEngine) forgetLocked(id string) {
+	a, ok := m.atts[id]
+	if !ok {
+		return
+	}
+	k := attKey{a.Epoch, a.Probed}
+	if m.probers[k]--; m.probers[k] <= 0 {
+		delete(m.probers, k)
+	}
+	delete(m.atts, id)
+	delete(m.raws, id)
 }
 
 // prune deletes this instance's attestations of epochs more than
@@ -952,8 +1022,7 @@ func (m *mirrorEngine) prune(ctx context.Context, e uint64) {
 			if a.Prober == m.n.ID() {
 				own = append(own, id)
 			}
-			delete(m.atts, id)
-			delete(m.raws, id)
+			m.forgetLocked(id)
 		}
 	}
 	m.mu.Unlock()

@@ -10,7 +10,10 @@ import (
 // records (see Replicas). The zero value of every field means its default.
 type MirrorConfig struct {
 	// Interval is the time between two heartbeats, and between two rounds
-	// of probes; default 10 s.
+	// of probes; default 10 s. In a DApp of more than 32 instances the
+	// heartbeats are spaced by whole Intervals so that the DApp carries
+	// about 32 per Interval (every instance checks every heartbeat):
+	// every 4 Intervals at 100 instances.
 	Interval time.Duration
 	// Epoch is the length of an availability epoch; default one hour.
 	// Epochs are numbered from the Unix epoch (Unix time / Epoch), so
@@ -23,8 +26,9 @@ type MirrorConfig struct {
 	// ProbeTimeout bounds one probe, storage challenge included; default
 	// Interval/2, at most 5 s.
 	ProbeTimeout time.Duration
-	// Expire is how many Intervals an instance may go unheard before it
-	// leaves the directory (and is no longer probed); default 6.
+	// Expire is how many heartbeat periods (Intervals, or more in a large
+	// DApp, see Interval) an instance may go unheard before it leaves the
+	// directory (and is no longer probed); default 6.
 	Expire int
 	// KeepEpochs is how many epochs of attestations are kept: each prober
 	// deletes its own attestations of older epochs, and every instance

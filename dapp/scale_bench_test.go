@@ -3,6 +3,8 @@ package dapp_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpaas/dpaas/dapp/dapptest"
+	"github.com/dpaas/dpaas/pubsub"
 )
 
 // BenchmarkScale: n instances of one DApp in one process, on disk, each
@@ -58,13 +61,37 @@ func profileIdle(b *testing.B, n int) func() {
 	}
 }
 
+// tracePhases, when DPAAS_SCALE_PPROF names an address, serves
+// net/http/pprof there and returns a function printing each phase of the
+// run to standard error as it starts (benchmark logs only show at the end).
+func tracePhases(b *testing.B, n int) func(string) {
+	addr := os.Getenv("DPAAS_SCALE_PPROF")
+	if addr == "" {
+		return func(string) {}
+	}
+	srv := &http.Server{Addr: addr}
+	go func() { _ = srv.ListenAndServe() }()
+	b.Cleanup(func() { _ = srv.Close() })
+	t0 := time.Now()
+	return func(phase string) {
+		fmt.Fprintf(os.Stderr, "scale n=%d +%.1fs: %s\n", n, time.Since(t0).Seconds(), phase)
+	}
+}
+
+// mirrorInterval is the default MirrorConfig.Interval: heartbeats and
+// probe rounds.
+const mirrorInterval = 10 * time.Second
+
 func benchScale(b *testing.B, n int) {
 	ctx := context.Background()
+	phase := tracePhases(b, n)
+	phase("start")
 	heap0, g0 := settledHeap()
 	start := time.Now()
 	c := dapptest.New(b, n, dapptest.Options{Topology: dapptest.Star, Timeout: 3 * time.Minute})
 	defer c.Close()
 	b.ReportMetric(time.Since(start).Seconds(), "start-s")
+	phase("started; waiting for connection targets")
 	want := min(8, n-1) // the default PeerTarget
 	below := func() int {
 		k := 0
@@ -78,9 +105,14 @@ func benchScale(b *testing.B, n int) {
 	// Wait for every instance to reach its target, or a minute; what was
 	// reached is reported either way.
 	for deadline := time.Now().Add(time.Minute); below() > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(time.Duration(n) * 5 * time.Millisecond) // Links costs n² peerstore lookups
 	}
-	time.Sleep(3 * time.Second) // a benchmark: let trimming and late dials settle
+	// A benchmark: let trimming and late dials settle, and the mirror's
+	// first rounds pass (a heartbeat kicked on every new connection, every
+	// probe's first attestation): idle is measured from two mirror
+	// intervals after the start, over one whole interval, so it holds the
+	// heartbeats, probes and attestations of a steady state.
+	time.Sleep(max(3*time.Second, time.Until(start.Add(2*mirrorInterval))))
 	g := symmetric(c.Links())
 	total, most := 0, 0
 	for _, js := range g {
@@ -92,7 +124,8 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(float64(diameter(g, -1)), "diameter")
 	b.ReportMetric(float64(below()), "below-target")
 
-	// Idle: heap, goroutines and CPU over 5 s, per instance.
+	// Idle: heap, goroutines and CPU over one mirror interval, per instance.
+	phase("idle")
 	heap1, g1 := settledHeap()
 	b.ReportMetric(float64(heap1-heap0)/float64(n)/(1<<20), "MiB-heap/instance")
 	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/instance")
@@ -103,13 +136,50 @@ func benchScale(b *testing.B, n int) {
 		}
 		return dials, trims
 	}
+	traffic := func() (t [6]uint64) {
+		for _, node := range c.Nodes() {
+			ps, st := node.PubSub().Stats(), node.Store().Stats()
+			t[0] += ps.Published
+			t[1] += ps.Delivered
+			t[2] += st.Announcements
+			t[3] += st.DeltasCreated
+			t[4] += ps.Invalid + ps.Throttled + ps.Dropped + ps.DroppedOutbound + ps.FromGraylisted
+			t[5] += st.CatchUps
+		}
+		return t
+	}
 	dials0, trims0 := churn()
+	traffic0 := traffic()
 	stopProfile := profileIdle(b, n)
 	cpu0, t0 := processCPU(), time.Now()
-	time.Sleep(5 * time.Second)
+	time.Sleep(mirrorInterval)
 	cpu, took := processCPU()-cpu0, time.Since(t0)
 	stopProfile()
 	dials1, trims1 := churn()
+	traffic1 := traffic()
+	// What the DApp gossips while idle, per instance and second: messages
+	// published and delivered (all topics), store announcements and deltas
+	// written (heartbeats and attestations are the mirror's), messages lost
+	// (refused unchecked, throttled, dropped in or out) and catch-ups.
+	for i, name := range []string{"idle-published", "idle-delivered", "idle-announces", "idle-deltas", "idle-lost", "idle-catchups"} {
+		v := float64(traffic1[i]-traffic0[i]) / took.Seconds() / float64(n)
+		b.ReportMetric(v, name+"/s/instance")
+		phase(fmt.Sprintf("%s/s/instance %.2f", name, v))
+	}
+	if os.Getenv("DPAAS_SCALE_PPROF") != "" {
+		var lost pubsub.Stats
+		for _, node := range c.Nodes() {
+			ps := node.PubSub().Stats()
+			lost.Invalid += ps.Invalid
+			lost.Throttled += ps.Throttled
+			lost.Dropped += ps.Dropped
+			lost.DroppedOutbound += ps.DroppedOutbound
+			lost.FromGraylisted += ps.FromGraylisted
+			lost.Graylisted += ps.Graylisted
+		}
+		phase(fmt.Sprintf("lost since the start: %+v", lost))
+	}
+	phase(fmt.Sprintf("idle cpu %.1f ms/s/instance", float64(cpu.Microseconds())/1000/took.Seconds()/float64(n)))
 	// Connection churn while idle: peer-exchange dials and trims, per
 	// instance and second.
 	b.ReportMetric(float64(dials1-dials0)/took.Seconds()/float64(n), "idle-dials/s/instance")
@@ -141,6 +211,7 @@ func benchScale(b *testing.B, n int) {
 			}
 		}()
 	}
+	phase("puts")
 	live := c.Node(0).Store().Collection("live")
 	tick := time.NewTicker(20 * time.Millisecond)
 	for k := range puts {
@@ -173,6 +244,7 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(quantile(lat, 0.99), "put-p99-ms")
 
 	// A newcomer catching up on 10,000 documents.
+	phase("10,000 documents")
 	const docs = 10_000
 	rides := c.Node(0).Store().Collection("rides")
 	for i := 0; i < docs; i += 1000 {
@@ -199,6 +271,7 @@ func benchScale(b *testing.B, n int) {
 		}
 		return true
 	})
+	phase("newcomer")
 	start = time.Now()
 	j := c.Join(n / 2)
 	opened := time.Since(start)
