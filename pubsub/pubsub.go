@@ -403,6 +403,11 @@ type Message struct {
 	// ReceivedFrom is the neighbour that handed the message over; it
 	// equals the instance's own ID for its own messages.
 	ReceivedFrom peer.ID
+	// Decoded is what the topic's validator stored there, nil if nothing:
+	// a validator that parses the message can hand the parsed form to the
+	// subscribers, which then need not parse it again. Subscribers of one
+	// topic share it: they must not modify it.
+	Decoded any
 }
 
 // Topic is one DApp topic. It is safe for concurrent use.

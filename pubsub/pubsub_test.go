@@ -425,3 +425,26 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 		t.Fatalf("victim delivered %q", m.Data)
 	}
 }
+
+// What a validator stores in Message.Decoded reaches the subscriber with
+// the message.
+func TestValidatorHandsDecodedToSubscriber(t *testing.T) {
+	ha, a := newPeer(t, "app", pubsub.Config{})
+	hb, b := newPeer(t, "app", pubsub.Config{})
+	connect(t, ha, hb)
+	ta, _ := join(t, a, "rides")
+	tb, subB := join(t, b, "rides")
+	waitPeer(t, ta, hb.ID())
+	if _, err := tb.SetValidator(func(_ context.Context, m *pubsub.Message) error {
+		m.Decoded = strings.ToUpper(string(m.Data))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.Publish(context.Background(), []byte("ride")); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, subB); m.Decoded != "RIDE" {
+		t.Fatalf("Decoded = %v, want RIDE", m.Decoded)
+	}
+}

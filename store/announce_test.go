@@ -92,3 +92,28 @@ func TestAnnouncementsOfAWriterSuppressed(t *testing.T) {
 		return rs[0].s.Stats().AnnouncementsSkipped >= 3
 	})
 }
+
+// announceTurn: skip when covered; otherwise announce, with probability
+// announceBudget/all once more than announceBudget were heard.
+func TestAnnounceTurn(t *testing.T) {
+	cases := []struct {
+		covering, all uint64
+		r             float64
+		want          bool
+	}{
+		{0, 0, 0.99, true},
+		{2, 2, 0.99, true},
+		{3, 3, 0, false},
+		{3, 100, 0, false},
+		{0, announceBudget, 0.99, true},
+		{0, 100, 0.07, true},  // 8/100 = 0.08
+		{0, 100, 0.09, false}, //
+		{1, 16, 0.49, true},
+		{1, 16, 0.5, false},
+	}
+	for _, c := range cases {
+		if got := announceTurn(c.covering, c.all, c.r); got != c.want {
+			t.Errorf("announceTurn(%d, %d, %v) = %v, want %v", c.covering, c.all, c.r, got, c.want)
+		}
+	}
+}

@@ -78,9 +78,10 @@ type network struct {
 
 	unvalidate func()
 
-	want  chan peer.ID
-	out   chan []byte   // durable local deltas to push
-	heard atomic.Uint64 // announcements covering base heard since this replica's last turn
+	want     chan peer.ID
+	out      chan []byte   // durable local deltas to push
+	heard    atomic.Uint64 // announcements covering base heard since this replica's last turn
+	heardAll atomic.Uint64 // all announcements heard since then
 	// base is what this replica held at its last announcement turn: the
 	// versions an announcement must cover to count in heard.
 	base atomic.Pointer[map[common.Address]uint64]
@@ -226,13 +227,17 @@ func (n *network) receive() {
 		if m.From == n.h.ID() {
 			continue
 		}
-		msg, err := storesync.DecodeMessage(m.Data)
-		if err != nil {
-			n.s.rejected.Add(1)
-			n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
-			continue
+		msg, ok := m.Decoded.(*storesync.Message) // by validate
+		if !ok {
+			var err error
+			if msg, err = storesync.DecodeMessage(m.Data); err != nil {
+				n.s.rejected.Add(1)
+				n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
+				continue
+			}
 		}
 		if msg.Announce != nil {
+			n.heardAll.Add(1)
 			if n.covers(msg.Announce.Versions) {
 				n.heard.Add(1)
 			}
@@ -259,6 +264,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		return err
 	}
 	if msg.Announce != nil {
+		m.Decoded = msg // receive reads it
 		return nil
 	}
 	// A delta already here (often: one that a catch-up brought first) was
@@ -336,6 +342,29 @@ func (n *network) behind(vs []storesync.Version) bool {
 // replica must have heard since its last turn to skip its own.
 const announceRedundancy = 3
 
+// announceBudget is how many announcements per interval the replicas of a
+// DApp make between them, about, while they disagree (see announceTurn).
+const announceBudget = 8
+
+// announceTurn decides whether a replica announces at its turn, having
+// heard covering announcements that cover what it held at its last turn,
+// out of all heard since; r is uniform in [0, 1). It skips when enough
+// others covered it. While replicas disagree (after a partition heals, or
+// while many start at once) each would announce every interval, N
+// announcements that every replica decodes: N² work per interval, enough
+// to keep a loaded DApp from ever catching up. Then each announces with
+// probability announceBudget/all, so the DApp makes about announceBudget
+// per interval whatever N. A laggard still hears several replicas ahead of
+// it each interval and catches up from them (a catch-up brings everything
+// the peer holds that it lacks), and a replica alone with a delta gossip
+// lost announces within all/announceBudget intervals on average.
+func announceTurn(covering, all uint64, r float64) bool {
+	if covering >= announceRedundancy {
+		return false
+	}
+	return all <= announceBudget || r < announceBudget/float64(all)
+}
+
 // announce gossips the replica's versions once per AnnounceInterval, at a
 // random point of the interval's second half, unless it has heard, since
 // its last turn, announceRedundancy others announce versions that hold
@@ -364,7 +393,7 @@ func (n *network) announce() {
 		t.Reset(iv - iv/2 + rand.N(iv/2+1))
 		sn := n.s.snap.Load()
 		n.base.Store(&sn.vv)
-		if n.heard.Swap(0) >= announceRedundancy {
+		if !announceTurn(n.heard.Swap(0), n.heardAll.Swap(0), rand.Float64()) {
 			n.s.announcesSkipped.Add(1)
 			continue
 		}
