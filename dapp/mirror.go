@@ -77,18 +77,19 @@ type mirrorEngine struct {
 	hashed  chan struct{} // send a heartbeat now: the build is hashed
 	started time.Time
 
-	mu       sync.Mutex
-	rnd      *rand.Rand
-	dir      map[peer.ID]*dirEntry
-	atts     map[string]mirror.Attestation // the collection, by document ID
-	raws     map[string][]byte             // the same, signed
-	probers  map[attKey]int                // how many attestations atts holds of each instance, by epoch
-	periodic time.Time                     // the last write of the attestations that only counted more
-	mine     map[attKey]*attState          // this instance's cumulative counts
-	probing  map[peer.ID]bool              // probes under way
-	rtt      map[peer.ID]time.Duration
-	lastSent time.Time
-	ownRaw   []byte // the last heartbeat sent
+	mu        sync.Mutex
+	rnd       *rand.Rand
+	dir       map[peer.ID]*dirEntry
+	atts      map[string]mirror.Attestation // the collection, by document ID
+	raws      map[string][]byte             // the same, signed
+	probers   map[attKey]int                // how many attestations atts holds of each instance, by epoch
+	periodic  time.Time                     // the last write of the attestations that only counted more
+	lastWrite time.Time                     // the last write of any
+	mine      map[attKey]*attState          // this instance's cumulative counts
+	probing   map[peer.ID]bool              // probes under way
+	rtt       map[peer.ID]time.Duration
+	lastSent  time.Time
+	ownRaw    []byte // the last heartbeat sent
 
 	malformed atomic.Uint64 // heartbeats, attestations and requests refused
 	probes    atomic.Uint64 // probes made
@@ -274,8 +275,13 @@ const beatsPerInterval = 32
 // enough: each expires the others after Expire of its own periods.
 func (m *mirrorEngine) beatTicks() int {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.beatTicksLocked()
+}
+
+// beatTicksLocked is beatTicks with m.mu held.
+func (m *mirrorEngine) beatTicksLocked() int {
 	known := len(m.dir) + 1
-	m.mu.Unlock()
 	return max(1, (known+beatsPerInterval-1)/beatsPerInterval)
 }
 
@@ -743,7 +749,14 @@ func (m *mirrorEngine) expectedDigest(ctx context.Context, c cid.Cid, req mirror
 // on the last round of its epoch. Otherwise, its counts stay here until
 // the instance's next periodic write, every attestEvery, which takes all
 // of them in one delta: one delta per instance per attestEvery in a
-// steady DApp, instead of one per probe round.
+// steady DApp, instead of one per probe round. Writes at once are spaced
+// like heartbeats, by the heartbeat period (beatTicks): in a large DApp
+// they would otherwise come every round from every instance while many
+// start, or while an overloaded DApp's probes time out and succeed in
+// turn, each one more delta for every instance to check and apply, and
+// the DApp would not recover. So the DApp carries about beatsPerInterval
+// of them per Interval whatever its size, and a failure shows within a
+// heartbeat period.
 func (m *mirrorEngine) attest(ctx context.Context) {
 	m.mu.Lock()
 	due := m.dueLocked(time.Now())
@@ -779,16 +792,22 @@ func (m *mirrorEngine) dueLocked(now time.Time) []*attState {
 	if periodic {
 		m.periodic = now
 	}
+	// spaced by the heartbeat period, but a round's timer firing a little
+	// early does not put a write off for a whole round
+	soon := now.Sub(m.lastWrite) >= time.Duration(m.beatTicksLocked())*m.cfg.Interval-m.cfg.Interval/2
 	var due []*attState
 	for k, st := range m.mine {
 		if !st.dirty {
 			continue
 		}
-		quick := st.written.IsZero() && m.probers[k] < quickProbers
-		if periodic || k.epoch < e || last || quick || st.outcome != st.writtenOutcome {
+		quick := soon && (st.written.IsZero() && m.probers[k] < quickProbers || st.outcome != st.writtenOutcome)
+		if periodic || k.epoch < e || last || quick {
 			st.dirty, st.written, st.writtenOutcome = false, now, st.outcome
 			due = append(due, st)
 		}
+	}
+	if len(due) > 0 {
+		m.lastWrite = now
 	}
 	for old := range m.mine {
 		if old.epoch+1 < e {

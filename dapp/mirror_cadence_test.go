@@ -97,3 +97,60 @@ func TestAttestationsWrittenTogether(t *testing.T) {
 		t.Fatalf("the periodic write took %v, want a and b", names(due))
 	}
 }
+
+// In a DApp of 100 instances (a heartbeat every 4 Intervals) writes at once
+// are spaced by the heartbeat period too: a failure, a newcomer's first
+// attestations wait for it; the periodic write and the epoch's last round
+// do not.
+func TestAttestationsAtOnceSpacedInALargeDApp(t *testing.T) {
+	const iv = 10 * time.Second
+	m := &mirrorEngine{
+		cfg:     MirrorConfig{Interval: iv, Epoch: time.Hour},
+		dir:     make(map[peer.ID]*dirEntry),
+		mine:    make(map[attKey]*attState),
+		probers: make(map[attKey]int),
+	}
+	for i := range 99 {
+		m.dir[peer.ID(fmt.Sprint(i))] = &dirEntry{}
+	}
+	t0 := time.Unix(0, 0).Add(time.Duration(time.Now().Unix()/3600*3600+60) * time.Second)
+	m.periodic = t0
+	e := m.epochAt(t0)
+	probe := func(p string, outcome int) {
+		k := attKey{e, peer.ID(p)}
+		st := m.mine[k]
+		if st == nil {
+			st = &attState{a: mirror.Attestation{Probed: peer.ID(p), Epoch: e}}
+			m.mine[k] = st
+		}
+		st.dirty, st.outcome = true, outcome
+	}
+	at := func(r int) time.Time { return t0.Add(time.Duration(r)*iv - time.Second) } // timers a little early
+	probe("a", 0)
+	if due := m.dueLocked(at(1)); len(due) != 1 {
+		t.Fatalf("round 1 wrote %d, want the first attestation of a", len(due))
+	}
+	// b is new and a fails: both wait for round 5, four Intervals after
+	// the last write.
+	for r := 2; r <= 4; r++ {
+		probe("b", 0)
+		probe("a", mirror.FailUnreachable)
+		if due := m.dueLocked(at(r)); len(due) != 0 {
+			t.Fatalf("round %d wrote %d, want nothing before the heartbeat period", r, len(due))
+		}
+	}
+	probe("a", mirror.FailUnreachable)
+	if due := m.dueLocked(at(5)); len(due) != 2 {
+		t.Fatalf("round 5 wrote %d, want a's failure and b's first", len(due))
+	}
+	// The epoch's last round writes whatever is left, spaced or not.
+	probe("a", 0)
+	end := t0.Add(time.Hour - time.Minute - iv/2)
+	if m.epochAt(end.Add(iv)) == e {
+		t.Fatal("not the epoch's last round")
+	}
+	m.lastWrite = end
+	if due := m.dueLocked(end); len(due) != 1 {
+		t.Fatalf("the epoch's last round wrote %d, want a", len(due))
+	}
+}

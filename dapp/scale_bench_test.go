@@ -78,6 +78,54 @@ func tracePhases(b *testing.B, n int) func(string) {
 	}
 }
 
+// monitor prints, every 5 s until stopped, what the cluster did per second
+// since the last print: CPU, gossip published, delivered and lost, store
+// announcements, deltas written, applied and duplicated, catch-ups and
+// deltas served, and the deltas pending now.
+func monitor(c *dapptest.Cluster, n int) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	sample := func() (t [9]uint64) {
+		for _, node := range c.Nodes() {
+			ps, st := node.PubSub().Stats(), node.Store().Stats()
+			t[0] += ps.Published
+			t[1] += ps.Delivered
+			t[2] += ps.Invalid + ps.Throttled + ps.Dropped + ps.DroppedOutbound + ps.FromGraylisted
+			t[3] += st.Announcements
+			t[4] += st.DeltasCreated
+			t[5] += st.DeltasApplied
+			t[6] += st.Duplicates
+			t[7] += st.CatchUps
+			t[8] += st.Served
+		}
+		return t
+	}
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		prev, cpu0, t0 := sample(), processCPU(), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			cur, cpu, now := sample(), processCPU(), time.Now()
+			dt := now.Sub(t0).Seconds()
+			rate := func(i int) float64 { return float64(cur[i]-prev[i]) / dt }
+			pending := 0
+			for _, node := range c.Nodes() {
+				pending += node.Store().Stats().Pending
+			}
+			fmt.Fprintf(os.Stderr, "  n=%d cpu %.1f ms/s/instance; per s: published %.0f delivered %.0f lost %.0f announces %.1f deltas %.1f applied %.0f dups %.0f catch-ups %.1f served %.0f; pending %d\n",
+				n, float64((cpu-cpu0).Microseconds())/1000/dt/float64(n), rate(0), rate(1), rate(2), rate(3), rate(4), rate(5), rate(6), rate(7), rate(8), pending)
+			prev, cpu0, t0 = cur, cpu, now
+		}
+	}()
+	return func() { close(done); <-exited }
+}
+
 // mirrorInterval is the default MirrorConfig.Interval: heartbeats and
 // probe rounds.
 const mirrorInterval = 10 * time.Second
@@ -90,6 +138,9 @@ func benchScale(b *testing.B, n int) {
 	start := time.Now()
 	c := dapptest.New(b, n, dapptest.Options{Topology: dapptest.Star, Timeout: 3 * time.Minute})
 	defer c.Close()
+	if os.Getenv("DPAAS_SCALE_PPROF") != "" {
+		defer monitor(c, n)()
+	}
 	b.ReportMetric(time.Since(start).Seconds(), "start-s")
 	phase("started; waiting for connection targets")
 	want := min(8, n-1) // the default PeerTarget

@@ -2,118 +2,88 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
 
-// Replicas that hold the same deltas take turns announcing them: with six
-// in a full mesh, each hears up to five announcements covering its own
-// versions per interval, so turns are skipped; a write on one still
-// reaches every other.
-func TestAnnouncementsSuppressedWhenReplicasAgree(t *testing.T) {
-	const n = 6
-	rs := make([]*replicaNode, n)
-	for i := range rs {
-		rs[i] = startReplica(t, Config{AnnounceInterval: 50 * time.Millisecond})
-	}
-	for i := range rs {
-		for j := i + 1; j < n; j++ {
-			connect(t, rs[i], rs[j])
-		}
-	}
-	skipped := func() (k uint64) {
-		for _, r := range rs {
-			k += r.s.Stats().AnnouncementsSkipped
-		}
-		return k
-	}
-	eventually(t, time.Minute, "no replica skipped an announcement", func() bool { return skipped() >= n })
+// Deltas that reached one replica without gossip (here delivered to it
+// directly, as a push lost on the way would leave them) spread along a
+// line of replicas, each comparing versions with a neighbour per
+// interval: the last one, connected only to the one before it, ends up
+// holding them all.
+func TestExchangesSpreadDeltasGossipMissed(t *testing.T) {
 	ctx := context.Background()
-	if err := rs[0].s.Collection("c").Put(ctx, "d", map[string]int{"v": 1}); err != nil {
+	gen, err := Open(ctx, Config{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "the write did not reach every replica", func() bool {
+	defer gen.Close()
+	for i := range 5 {
+		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 5
+	rs := make([]*replicaNode, n)
+	for i := range rs {
+		rs[i] = startReplica(t, Config{AnnounceInterval: 30 * time.Millisecond})
+	}
+	for i := 1; i < n; i++ {
+		connect(t, rs[i-1], rs[i])
+	}
+	// Catch-ups on connecting are over once every replica has compared
+	// versions with a neighbour.
+	eventually(t, time.Minute, "no exchanges", func() bool {
 		for _, r := range rs {
-			var v map[string]int
-			if r.s.Collection("c").Get(ctx, "d", &v) != nil || v["v"] != 1 {
+			if r.s.Stats().Announcements == 0 {
 				return false
 			}
 		}
 		return true
 	})
-	var announced uint64
-	for _, r := range rs {
-		announced += r.s.Stats().Announcements
-	}
-	if announced == 0 {
-		t.Fatal("no replica announced")
-	}
-}
-
-// A replica alone hears no announcement covering its versions and so
-// never skips its turn.
-func TestAnnouncementsOfAReplicaAhead(t *testing.T) {
-	a := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
-	if err := a.s.Collection("c").Put(context.Background(), "d", map[string]int{"v": 1}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, time.Minute, "no announcement", func() bool { return a.s.Stats().Announcements >= 5 })
-	if k := a.s.Stats().AnnouncementsSkipped; k != 0 {
-		t.Fatalf("a replica alone skipped %d announcements", k)
+	deliver(t, rs[0].s, newBlocks(t, gen, gen.Author(), 0))
+	eventually(t, time.Minute, "the deltas did not reach the end of the line", func() bool {
+		return rs[n-1].s.Versions()[gen.Author()] == 5
+	})
+	if digest(t, rs[n-1].s) != digest(t, gen) {
+		t.Fatal("replicas differ")
 	}
 }
 
-// A replica that writes all the time is always a few deltas ahead of the
-// others, whose announcements never cover its latest versions; they cover
-// what it held at its last turn, and that is what its announcement would
-// have told (newer deltas are still being pushed by gossip). So it skips
-// turns too.
-func TestAnnouncementsOfAWriterSuppressed(t *testing.T) {
-	const n = 5
+// Idle replicas gossip nothing: versions go over streams between
+// neighbours, not to the whole DApp.
+func TestIdleReplicasGossipNothing(t *testing.T) {
+	const n = 4
 	rs := make([]*replicaNode, n)
 	for i := range rs {
-		rs[i] = startReplica(t, Config{AnnounceInterval: 50 * time.Millisecond})
+		rs[i] = startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
 	}
 	for i := range rs {
 		for j := i + 1; j < n; j++ {
 			connect(t, rs[i], rs[j])
 		}
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for k := 0; ctx.Err() == nil; k++ {
-			_ = rs[0].s.Collection("c").Put(ctx, "d", map[string]int{"v": k})
+	eventually(t, time.Minute, "fewer than 10 exchanges each", func() bool {
+		for _, r := range rs {
+			if r.s.Stats().Announcements < 10 {
+				return false
+			}
 		}
-	}()
-	defer func() { stop(); <-done }()
-	eventually(t, time.Minute, "the writer never skipped an announcement", func() bool {
-		return rs[0].s.Stats().AnnouncementsSkipped >= 3
+		return true
 	})
+	for i, r := range rs {
+		if p := r.ps.Stats().Published; p != 0 {
+			t.Fatalf("idle replica %d published %d messages", i, p)
+		}
+	}
 }
 
-// announceTurn: skip when covered; otherwise announce, with probability
-// announceBudget/all once more than announceBudget were heard.
-func TestAnnounceTurn(t *testing.T) {
-	cases := []struct {
-		covering, all uint64
-		r             float64
-		want          bool
-	}{
-		{0, 0, 0.99, true},
-		{2, 2, 0.99, true},
-		{3, 3, 0, false},
-		{3, 100, 0, false},
-		{0, announceBudget, 0.99, true},
-		{0, 100, 0.07, true},  // 8/100 = 0.08
-		{0, 100, 0.09, false}, //
-		{1, 16, 0.49, true},
-		{1, 16, 0.5, false},
-	}
-	for _, c := range cases {
-		if got := announceTurn(c.covering, c.all, c.r); got != c.want {
-			t.Errorf("announceTurn(%d, %d, %v) = %v, want %v", c.covering, c.all, c.r, got, c.want)
-		}
+// A replica alone has no one to compare with: every turn is skipped.
+func TestExchangeTurnsOfAReplicaAloneSkipped(t *testing.T) {
+	a := startReplica(t, Config{AnnounceInterval: 10 * time.Millisecond})
+	eventually(t, time.Minute, "no turn", func() bool { return a.s.Stats().AnnouncementsSkipped >= 5 })
+	if k := a.s.Stats().Announcements; k != 0 {
+		t.Fatalf("a replica alone made %d exchanges", k)
 	}
 }

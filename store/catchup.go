@@ -19,7 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Catch-up: a replica that is behind (announce) asks a peer for every
+// Catch-up: a replica that is behind (exchange) asks a peer for every
 // delta it lacks, on a stream of internal/storesync's frames, and applies
 // them as they come; the peer serves them from its log in the order it
 // applied them, a causal order.
@@ -64,8 +64,11 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	if err := str.CloseWrite(); err != nil {
 		return fmt.Errorf("store: catch-up from %s: %w", p, err)
 	}
-	r := bufio.NewReaderSize(str, 256<<10)
-	hb, err := storesync.ReadFrame(r)
+	// Most catch-ups are a neighbour's answer that it has nothing this
+	// replica lacks (exchange): the header is read with a small buffer,
+	// and the large one is only made for a stream of deltas.
+	small := bufio.NewReaderSize(str, 512)
+	hb, err := storesync.ReadFrame(small)
 	if err != nil {
 		return fmt.Errorf("store: catch-up from %s: header: %w", p, err)
 	}
@@ -82,7 +85,7 @@ func (n *network) catchUp(p peer.ID) (err error) {
 		n.s.setSync(p, func(st *SyncStatus) { st.Finished, st.Err = time.Now(), err })
 	}()
 	n.s.log.Info("store: catching up", "peer", p, "deltas", hdr.Total)
-	applied, err := n.receiveStream(ctx, p, r)
+	applied, err := n.receiveStream(ctx, p, bufio.NewReaderSize(small, 256<<10))
 	if err != nil {
 		return err
 	}
@@ -263,8 +266,14 @@ func (n *network) serve(str lpnet.Stream) {
 		str.Reset()
 		return
 	}
-	w := bufio.NewWriterSize(str, 256<<10)
 	hdr, _ := storesync.Encode(&storesync.Header{Total: uint64(len(todo))})
+	if len(todo) == 0 { // the usual answer to a neighbour's exchange
+		if err := storesync.WriteFrame(str, hdr); err != nil {
+			str.Reset()
+		}
+		return
+	}
+	w := bufio.NewWriterSize(str, 256<<10)
 	if err := storesync.WriteFrame(w, hdr); err != nil {
 		str.Reset()
 		return

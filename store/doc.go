@@ -60,16 +60,19 @@
 // then accepted at once and applied with whatever else arrived meanwhile,
 // in one batch and one commit, so that applying peers' deltas takes little
 // from the replica's own writers; one that a validator guards waits for
-// the validator's verdict. Replicas gossip their
-// version vectors (highest sequence number per author) once per
-// Config.AnnounceInterval each, except that a replica skips its turn when
-// it has heard three others, since its last turn, announce versions that
-// hold all it held at that turn: however many replicas agree, and while
-// the DApp keeps writing, about three of them announce per interval
-// (Stats.Announcements, AnnouncementsSkipped). A replica that learns it is behind (it still
-// lacks what a peer announced the time before: what the peer announces
-// now may be on its way), holds a delta whose parents have not arrived
-// within a fifth of a second, or connects to a peer, opens a catch-up
+// the validator's verdict. Each replica compares versions (highest
+// sequence number per author) with one neighbour, a peer of the topic
+// picked at random, about once per Config.AnnounceInterval: it asks the
+// neighbour for what it lacks, and the neighbour answers with nothing
+// when it lacks nothing, so an idle DApp gossips nothing and each replica
+// opens and serves about one small stream per interval however many
+// replicas there are (Stats.Announcements, AnnouncementsSkipped). A delta
+// that gossip lost reaches a replica from any neighbour that holds it, and
+// spreads from neighbour to neighbour; a delta too large for a pubsub
+// message is announced on the topic instead (its author and sequence
+// number). A replica that finds it is behind that way, holds a delta
+// whose parents have not arrived within a fifth of a second, or connects
+// to a peer, opens a catch-up
 // stream (ProtocolID) to that peer and receives every delta it lacks in
 // one stream, in causal order, verified on all cores and applied in
 // batches of about 8,192 documents, each read from Pebble at once in key
@@ -149,7 +152,7 @@
 //	document                                  a JSON object (ErrInvalid otherwise); its size is bounded by
 //	                                            the write that makes it, Updates may grow it further
 //	delta block on the wire                   8 MiB; deltas over the pubsub message limit
-//	                                            reach peers by catch-up instead (within AnnounceInterval)
+//	                                            are announced and reach peers by catch-up instead
 //
 // A too-big or invalid write fails with nothing written, and the message
 // gives the limit and the size. Errors quote at most 64 bytes of a name.

@@ -156,10 +156,10 @@ func TestPushedDeltaWithMissingParentFetched(t *testing.T) {
 	}
 }
 
-// TestAnnouncedLagFetched: deltas a peer holds but never pushed (here:
+// TestLagFetchedByExchange: deltas a peer holds but never pushed (here:
 // another author's, which it received while this replica was away) are
-// found through the peer's announcements and fetched.
-func TestAnnouncedLagFetched(t *testing.T) {
+// found when this replica compares versions with it, and fetched.
+func TestLagFetchedByExchange(t *testing.T) {
 	ctx := context.Background()
 	gen, err := Open(ctx, Config{})
 	if err != nil {
@@ -172,13 +172,13 @@ func TestAnnouncedLagFetched(t *testing.T) {
 		}
 	}
 	blocks := newBlocks(t, gen, gen.Author(), 0)
-	src := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
-	dst := startReplica(t, Config{AnnounceInterval: time.Hour})
+	src := startReplica(t, Config{AnnounceInterval: time.Hour})
+	dst := startReplica(t, Config{AnnounceInterval: 20 * time.Millisecond})
 	deliver(t, src.s, blocks[:1])
 	connect(t, dst, src)
 	eventually(t, 10*time.Second, "catch-up on connecting", func() bool { return dst.s.Versions()[gen.Author()] == 1 })
 	deliver(t, src.s, blocks[1:])
-	eventually(t, 10*time.Second, "announced deltas not fetched", func() bool { return dst.s.Versions()[gen.Author()] == 3 })
+	eventually(t, 10*time.Second, "deltas not fetched by the exchange with src", func() bool { return dst.s.Versions()[gen.Author()] == 3 })
 	if digest(t, dst.s) != digest(t, gen) {
 		t.Fatal("replicas differ")
 	}

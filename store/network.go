@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dpaas/dpaas/internal/delta"
@@ -78,19 +77,13 @@ type network struct {
 
 	unvalidate func()
 
-	want     chan peer.ID
-	out      chan []byte   // durable local deltas to push
-	heard    atomic.Uint64 // announcements covering base heard since this replica's last turn
-	heardAll atomic.Uint64 // all announcements heard since then
-	// base is what this replica held at its last announcement turn: the
-	// versions an announcement must cover to count in heard.
-	base atomic.Pointer[map[common.Address]uint64]
+	want chan peer.ID
+	out  chan []byte // durable local deltas to push
 
-	mu        sync.Mutex
-	queued    map[peer.ID]bool
-	announced map[peer.ID][]storesync.Version // each peer's last announcement (lag.go)
-	handlers  sync.WaitGroup
-	closed    bool
+	mu       sync.Mutex
+	queued   map[peer.ID]bool
+	handlers sync.WaitGroup
+	closed   bool
 }
 
 // startNetwork joins the store's topic and starts its goroutines. ctx is
@@ -113,9 +106,7 @@ func startNetwork(ctx context.Context, s *Store) error {
 	n := &network{
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
-		announced: make(map[peer.ID][]storesync.Version),
 	}
-	n.base.Store(&s.snap.Load().vv)
 	unvalidate, err := topic.SetValidator(n.validate)
 	if err != nil {
 		sub.Close()
@@ -130,7 +121,7 @@ func startNetwork(ctx context.Context, s *Store) error {
 	s.netWG.Add(4)
 	go n.publish()
 	go n.receive()
-	go n.announce()
+	go n.exchange()
 	go n.catchUps()
 	for _, p := range n.h.Network().Peers() {
 		n.wantSync(p)
@@ -192,61 +183,66 @@ func (n *network) publishDelta(block []byte) {
 	if err != nil {
 		return
 	}
-	if err := n.topic.Publish(n.ctx, msg); err != nil && !errors.Is(err, pubsub.ErrTooLarge) && n.ctx.Err() == nil {
+	err = n.topic.Publish(n.ctx, msg)
+	if errors.Is(err, pubsub.ErrTooLarge) {
+		err = n.announceTooLarge(block)
+	}
+	if err != nil && n.ctx.Err() == nil {
 		n.s.log.Debug("store: push delta", "err", err)
 	}
 }
 
-func (n *network) wantSync(p peer.ID) {
+// announceTooLarge gossips, in place of a delta too large for a pubsub
+// message, its author's version: whoever lacks it catches up from this
+// replica at once, instead of when a neighbour next compares versions
+// with it (exchange).
+func (n *network) announceTooLarge(block []byte) error {
+	d, _, err := delta.Decode(block)
+	if err != nil {
+		return err
+	}
+	v := storesync.Version{Author: d.Author.Bytes(), Seq: d.Seq}
+	msg, err := storesync.Encode(&storesync.Message{Announce: &storesync.Announce{Versions: []storesync.Version{v}}})
+	if err != nil {
+		return err
+	}
+	return n.topic.Publish(n.ctx, msg)
+}
+
+// wantSync queues a catch-up from p, unless one is queued already; it
+// reports whether it queued one.
+func (n *network) wantSync(p peer.ID) bool {
 	if p == n.h.ID() {
-		return
+		return false
 	}
 	n.mu.Lock()
 	if n.closed || n.queued[p] {
 		n.mu.Unlock()
-		return
+		return false
 	}
 	n.queued[p] = true
 	n.mu.Unlock()
 	select {
 	case n.want <- p:
+		return true
 	default:
 		n.mu.Lock()
 		delete(n.queued, p)
 		n.mu.Unlock()
+		return false
 	}
 }
 
+// receive drains the store's subscription. Deltas were verified by
+// validate, before GossipSub forwarded them, and applied there or queued
+// for the applier (inbox.go); versions are compared with neighbours over
+// streams (exchange).
 func (n *network) receive() {
 	defer n.s.netWG.Done()
 	for {
-		m, err := n.sub.Next(n.ctx)
-		if err != nil {
+		if _, err := n.sub.Next(n.ctx); err != nil {
 			return
 		}
-		if m.From == n.h.ID() {
-			continue
-		}
-		msg, ok := m.Decoded.(*storesync.Message) // by validate
-		if !ok {
-			var err error
-			if msg, err = storesync.DecodeMessage(m.Data); err != nil {
-				n.s.rejected.Add(1)
-				n.s.log.Warn("store: malformed gossip message", "from", m.From, "err", err)
-				continue
-			}
-		}
-		if msg.Announce != nil {
-			n.heardAll.Add(1)
-			if n.covers(msg.Announce.Versions) {
-				n.heard.Add(1)
-			}
-			if n.behindAnnounced(m.From, msg.Announce.Versions) {
-				n.wantSync(m.From)
-			}
-		}
-		// deltas were verified by validate, before GossipSub forwarded
-		// them, and applied there or queued for the applier (inbox.go)
 	}
 }
 
@@ -264,7 +260,10 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		return err
 	}
 	if msg.Announce != nil {
-		m.Decoded = msg // receive reads it
+		// a delta too large to push (announceTooLarge)
+		if n.behind(msg.Announce.Versions) {
+			n.wantSync(m.From)
+		}
 		return nil
 	}
 	// A delta already here (often: one that a catch-up brought first) was
@@ -303,31 +302,48 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 
 var errRefused = errors.New("store: delta refused by a validator")
 
-// covers reports whether a peer announced versions that hold everything
-// this replica held at its last turn (and maybe more): then this
-// replica's own announcement would tell no one anything that one did not,
-// but the deltas it received or wrote since, which gossip is still
-// pushing.
-func (n *network) covers(vs []storesync.Version) bool {
-	mine := *n.base.Load()
-	if len(vs) < len(mine) {
-		return false
-	}
-	theirs := make(map[common.Address]uint64, len(vs))
-	for _, v := range vs {
-		if len(v.Author) == common.AddressLength {
-			theirs[common.BytesToAddress(v.Author)] = v.Seq
+// exchange compares the replica's versions with one neighbour each
+// AnnounceInterval, on average (at a random point between half and one and
+// a half intervals, so that replicas started together do not keep in
+// step): it asks a random peer of the store's topic for the deltas it
+// lacks, as a catch-up does (catchup.go), and the peer answers with
+// nothing when it lacks none of them, in a stream of two small frames.
+//
+// Versions used to be gossiped to the whole DApp each interval. Every
+// replica then decoded every announcement, each naming every author, and
+// a DApp of N cost each replica O(N) per interval however announcements
+// were thinned out; when an overloaded DApp's gossip dropped messages,
+// thinning failed and it never recovered. Exchanging with one neighbour
+// costs each replica one stream it opens and about one it serves per
+// interval whatever N: a replica that missed a delta (gossip lost it, or
+// its queue was full) has it from any neighbour within an interval or
+// two, on average, and a delta that only its writer holds reaches a
+// neighbour as soon as one picks the writer, then spreads from
+// neighbour to neighbour, in a number of intervals that grows with the
+// logarithm of N. A delta still on its way by gossip is sometimes fetched
+// this way too; it then arrives twice and is applied once.
+func (n *network) exchange() {
+	defer n.s.netWG.Done()
+	iv := n.s.cfg.AnnounceInterval
+	t := time.NewTimer(iv/2 + rand.N(iv+1))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(iv/2 + rand.N(iv+1))
+		peers := n.topic.Peers()
+		if len(peers) > 0 && n.wantSync(peers[rand.N(len(peers))]) {
+			n.s.announces.Add(1)
+		} else {
+			n.s.announcesSkipped.Add(1)
 		}
 	}
-	for a, seq := range mine {
-		if theirs[a] < seq {
-			return false
-		}
-	}
-	return true
 }
 
-// behind reports whether a peer's versions hold anything this replica lacks.
+// behind reports whether versions hold anything this replica lacks.
 func (n *network) behind(vs []storesync.Version) bool {
 	mine := n.s.snap.Load().vv
 	for _, v := range vs {
@@ -336,85 +352,6 @@ func (n *network) behind(vs []storesync.Version) bool {
 		}
 	}
 	return false
-}
-
-// announceRedundancy is how many announcements covering its versions a
-// replica must have heard since its last turn to skip its own.
-const announceRedundancy = 3
-
-// announceBudget is how many announcements per interval the replicas of a
-// DApp make between them, about, while they disagree (see announceTurn).
-const announceBudget = 8
-
-// announceTurn decides whether a replica announces at its turn, having
-// heard covering announcements that cover what it held at its last turn,
-// out of all heard since; r is uniform in [0, 1). It skips when enough
-// others covered it. While replicas disagree (after a partition heals, or
-// while many start at once) each would announce every interval, N
-// announcements that every replica decodes: N² work per interval, enough
-// to keep a loaded DApp from ever catching up. Then each announces with
-// probability announceBudget/all, so the DApp makes about announceBudget
-// per interval whatever N. A laggard still hears several replicas ahead of
-// it each interval and catches up from them (a catch-up brings everything
-// the peer holds that it lacks), and a replica alone with a delta gossip
-// lost announces within all/announceBudget intervals on average.
-func announceTurn(covering, all uint64, r float64) bool {
-	if covering >= announceRedundancy {
-		return false
-	}
-	return all <= announceBudget || r < announceBudget/float64(all)
-}
-
-// announce gossips the replica's versions once per AnnounceInterval, at a
-// random point of the interval's second half, unless it has heard, since
-// its last turn, announceRedundancy others announce versions that hold
-// everything it held at that turn (suppression in the manner of the
-// Trickle algorithm, RFC 6206). Replicas that agree then announce about
-// announceRedundancy times per interval between them, however many they
-// are, instead of once each. Comparing with the versions of the last turn
-// rather than the latest keeps that true while the DApp writes: a delta
-// received a moment ago is not yet everywhere, but gossip is pushing it,
-// and an announcement would only race it. A replica that has held for a
-// whole interval what others lack hears no announcement covering it, so
-// it announces at its next turn, and a lagging one learns it is behind
-// from whichever replicas announce.
-func (n *network) announce() {
-	defer n.s.netWG.Done()
-	iv := n.s.cfg.AnnounceInterval
-	t := time.NewTimer(iv/2 + rand.N(iv/2+1))
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		// the next turn is in the second half of the next interval
-		t.Reset(iv - iv/2 + rand.N(iv/2+1))
-		sn := n.s.snap.Load()
-		n.base.Store(&sn.vv)
-		if !announceTurn(n.heard.Swap(0), n.heardAll.Swap(0), rand.Float64()) {
-			n.s.announcesSkipped.Add(1)
-			continue
-		}
-		a := &storesync.Announce{Versions: versionsOf(sn.vv)}
-		for i, h := range sn.heads {
-			if i == storesync.MaxHeads {
-				break
-			}
-			a.Heads = append(a.Heads, h.Bytes())
-		}
-		msg, err := storesync.Encode(&storesync.Message{Announce: a})
-		if err == nil {
-			err = n.topic.Publish(n.ctx, msg)
-		}
-		if err == nil {
-			n.s.announces.Add(1)
-		}
-		if err != nil && n.ctx.Err() == nil {
-			n.s.log.Debug("store: announce", "err", err)
-		}
-	}
 }
 
 func versionsOf(vv map[common.Address]uint64) []storesync.Version {

@@ -92,8 +92,9 @@ type Config struct {
 	// MaxClockSkew is how far in the future a delta's timestamp may be
 	// before it is held back until the local clock reaches it; default 1m.
 	MaxClockSkew time.Duration
-	// AnnounceInterval is how often the replica gossips its version vector
-	// so that peers find out they are behind; default 1s.
+	// AnnounceInterval is how often, on average, the replica compares its
+	// versions with a neighbour's, so that it finds out it is behind;
+	// default 1s.
 	AnnounceInterval time.Duration
 	// MaxDeltaOps bounds the operations in one delta; larger local batches
 	// are split into several deltas committed together. Default 512, at
@@ -160,9 +161,10 @@ type Stats struct {
 	Heads          int    // current heads (now)
 	CatchUps       uint64 // catch-up streams completed as requester
 	Served         uint64 // deltas served to peers catching up
-	// Announcements counts the version announcements this replica
-	// gossiped, and AnnouncementsSkipped its turns skipped because enough
-	// other replicas had just announced the same versions.
+	// Announcements counts the times this replica compared versions with
+	// a neighbour (one each AnnounceInterval, on average), and
+	// AnnouncementsSkipped its turns without one: no peer on the topic, or
+	// a catch-up from the one picked already queued.
 	Announcements, AnnouncementsSkipped uint64
 	// DeltasInvalid counts the remote deltas, among DeltasRejected, that
 	// were signed by their author but that the validity rule refuses (a name
