@@ -91,6 +91,7 @@ type mirrorEngine struct {
 	lastSent  time.Time
 	ownRaw    []byte // the last heartbeat sent
 
+	dirAsked  atomic.Int32  // directories merged (newcomers)
 	malformed atomic.Uint64 // heartbeats, attestations and requests refused
 	probes    atomic.Uint64 // probes made
 
@@ -245,12 +246,14 @@ func (m *mirrorEngine) loop(ctx context.Context) {
 			}
 			m.heartbeat(ctx)
 		case now := <-tick.C:
+			probes := 0
 			if ticks++; ticks >= m.beatTicks() {
 				ticks = 0
 				m.heartbeat(ctx)
+				probes = m.cfg.Probes
 			}
 			m.expire(now)
-			m.probeRound(ctx)
+			m.probeRound(ctx, probes)
 			if e := m.epochAt(now); e != lastEpoch {
 				lastEpoch = e
 				m.prune(ctx, e)
@@ -409,10 +412,13 @@ func (m *mirrorEngine) expire(now time.Time) {
 	}
 }
 
-// newcomers asks every instance of the DApp that connects for its
-// directory, which holds that instance's own heartbeat: a new instance
-// learns of the others, and they of it, within a round trip or two. In
-// its first Interval an instance also kicks a heartbeat on each new
+// newcomers asks the first directorySources instances of the DApp that
+// connect for their directories: a new instance learns of the others
+// within a round trip or two, instead of a heartbeat period. Later
+// connections are not asked: each answer lists every instance (a hundred
+// heartbeats in a DApp of a hundred), and probes and peer exchange open
+// connections all the time. The others learn of a new instance from its
+// heartbeats: in its first Interval an instance kicks one on each new
 // connection (kickedBeats at most), so that its own spreads through the
 // topic as its mesh forms; an established instance does not (with peer
 // exchange moving connections about, that would be a heartbeat every
@@ -434,19 +440,28 @@ func (m *mirrorEngine) newcomers(ctx context.Context, events event.Subscription)
 			if time.Since(m.started) < m.cfg.Interval {
 				signal(m.kick)
 			}
-			m.n.tasks.Go(func(ctx context.Context) { m.askDirectory(ctx, id.Peer) })
+			if m.dirAsked.Load() < directorySources {
+				m.n.tasks.Go(func(ctx context.Context) { m.askDirectory(ctx, id.Peer) })
+			}
 		}
 	}
 }
+
+// directorySources is how many instances' directories an instance merges
+// into its own (see newcomers).
+const directorySources = 4
 
 // askDirectory merges p's directory into this one.
 func (m *mirrorEngine) askDirectory(ctx context.Context, p peer.ID) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
 	defer cancel()
-	a, _, err := m.ask(ctx, p, mirror.Request{Directory: true}, nil)
+	// over the connection that made p a newcomer, not a new one if that
+	// one closed meanwhile
+	a, _, err := m.ask(network.WithNoDial(ctx, "mirror directory"), p, mirror.Request{Directory: true}, nil)
 	if err != nil {
 		return
 	}
+	m.dirAsked.Add(1)
 	now := time.Now()
 	oldest := now.Add(-time.Duration(m.cfg.Expire) * m.beatPeriod())
 	for _, raw := range a.Heartbeats {
@@ -600,13 +615,17 @@ func storeSeqs(s *store.Store) uint64 {
 	return sum
 }
 
-// probeRound starts probes of up to Probes random instances of the
-// directory that are not being probed already, waits for them at most half
-// an interval, then writes the attestations due. A probe still running
+// probeRound starts probes of up to probes random instances of the
+// directory that are not being probed already (Probes in the rounds that
+// send a heartbeat, none in the others: in a large DApp an instance
+// probes once per heartbeat period, so that the DApp's probes, each a
+// connection opened and an attestation every instance checks, stay
+// about as many per Interval whatever its size), waits for them at most
+// half an interval, then writes the attestations due. A probe still running
 // then (an instance gone without closing its connections answers only at
 // ProbeTimeout) is counted when it ends and written by a later round: a
 // dead instance never delays the heartbeats, nor the probes of the others.
-func (m *mirrorEngine) probeRound(ctx context.Context) {
+func (m *mirrorEngine) probeRound(ctx context.Context, probes int) {
 	m.mu.Lock()
 	var targets []mirror.Heartbeat
 	for p, e := range m.dir {
@@ -616,8 +635,8 @@ func (m *mirrorEngine) probeRound(ctx context.Context) {
 	}
 	slices.SortFunc(targets, func(a, b mirror.Heartbeat) int { return strings.Compare(string(a.Peer), string(b.Peer)) })
 	m.rnd.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
-	if len(targets) > m.cfg.Probes {
-		targets = targets[:m.cfg.Probes]
+	if len(targets) > probes {
+		targets = targets[:probes]
 	}
 	for _, hb := range targets {
 		m.probing[hb.Peer] = true
@@ -699,9 +718,13 @@ func (m *mirrorEngine) probe(ctx context.Context, hb mirror.Heartbeat) probeResu
 		}
 	}
 	mine := storeSeqs(m.n.store)
+	dialled := m.n.host.Network().Connectedness(hb.Peer) != network.Connected
 	start := time.Now()
 	a, observed, err := m.ask(ctx, hb.Peer, req, hb.Addrs)
 	rtt := time.Since(start)
+	if dialled {
+		m.hangUp(hb.Peer)
+	}
 	m.probes.Add(1)
 	outcome := 0
 	switch {
@@ -729,6 +752,29 @@ func (m *mirrorEngine) probe(ctx context.Context, hb mirror.Heartbeat) probeResu
 		m.mu.Unlock()
 	}
 	return probeResult{hb: hb, outcome: outcome, challenged: req.Blob != nil, rtt: rtt, observed: observed}
+}
+
+// hangUp closes the connection a probe opened to p, unless the instance
+// wants more peers than it has (peer exchange then keeps it) or p is
+// probing this instance over it. In a DApp of more instances than an
+// instance keeps connections to, most probes dial: left open, each would
+// push the two instances over their bound, and peer exchange would trim
+// another connection, from the mesh, in its place.
+func (m *mirrorEngine) hangUp(p peer.ID) {
+	if m.n.px == nil || !m.n.px.Satisfied() {
+		return
+	}
+	conns := m.n.host.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		for _, s := range c.GetStreams() {
+			if s.Protocol() == m.proto && s.Stat().Direction == network.DirInbound {
+				return
+			}
+		}
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // expectedDigest computes the challenge's answer from the copy held here.

@@ -21,7 +21,8 @@ type MirrorConfig struct {
 	// instance of the DApp must use the same Epoch.
 	Epoch time.Duration
 	// Probes is how many other instances the instance probes each
-	// Interval, picked at random among those it knows; default 3.
+	// heartbeat period (Interval, or more in a large DApp, see Interval),
+	// picked at random among those it knows; default 3.
 	Probes int
 	// ProbeTimeout bounds one probe, storage challenge included; default
 	// Interval/2, at most 5 s.

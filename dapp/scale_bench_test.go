@@ -9,11 +9,13 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dpaas/dpaas/dapp/dapptest"
 	"github.com/dpaas/dpaas/pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 )
 
 // BenchmarkScale: n instances of one DApp in one process, on disk, each
@@ -85,8 +87,21 @@ func tracePhases(b *testing.B, n int) func(string) {
 func monitor(c *dapptest.Cluster, n int) (stop func()) {
 	done := make(chan struct{})
 	exited := make(chan struct{})
-	sample := func() (t [9]uint64) {
+	var dialled atomic.Uint64 // connections this side opened
+	for _, node := range c.Nodes() {
+		node.Host().Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, cn network.Conn) {
+			if cn.Stat().Direction == network.DirOutbound {
+				dialled.Add(1)
+			}
+		}})
+	}
+	sample := func() (t [13]uint64) {
+		t[9] = dialled.Load()
 		for _, node := range c.Nodes() {
+			ds := node.DiscoveryStats()
+			t[10] += ds.Trimmed
+			t[11] += ds.Dials + ds.WalkDials
+			t[12] += ds.Exchanges
 			ps, st := node.PubSub().Stats(), node.Store().Stats()
 			t[0] += ps.Published
 			t[1] += ps.Delivered
@@ -118,8 +133,8 @@ func monitor(c *dapptest.Cluster, n int) (stop func()) {
 			for _, node := range c.Nodes() {
 				pending += node.Store().Stats().Pending
 			}
-			fmt.Fprintf(os.Stderr, "  n=%d cpu %.1f ms/s/instance; per s: published %.0f delivered %.0f lost %.0f announces %.1f deltas %.1f applied %.0f dups %.0f catch-ups %.1f served %.0f; pending %d\n",
-				n, float64((cpu-cpu0).Microseconds())/1000/dt/float64(n), rate(0), rate(1), rate(2), rate(3), rate(4), rate(5), rate(6), rate(7), rate(8), pending)
+			fmt.Fprintf(os.Stderr, "  n=%d cpu %.1f ms/s/instance; per s: published %.0f delivered %.0f lost %.0f announces %.1f deltas %.1f applied %.0f dups %.0f catch-ups %.1f served %.0f; connections %.1f trims %.1f px-dials %.1f px-exchanges %.1f; pending %d\n",
+				n, float64((cpu-cpu0).Microseconds())/1000/dt/float64(n), rate(0), rate(1), rate(2), rate(3), rate(4), rate(5), rate(6), rate(7), rate(8), rate(9), rate(10), rate(11), rate(12), pending)
 			prev, cpu0, t0 = cur, cpu, now
 		}
 	}()

@@ -47,7 +47,8 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	str, err := n.h.NewStream(lpnet.WithAllowLimitedConn(ctx, "store sync"), p, n.proto)
+	// only over a connection already open (see source)
+	str, err := n.h.NewStream(lpnet.WithNoDial(lpnet.WithAllowLimitedConn(ctx, "store sync"), "store sync"), p, n.proto)
 	if err != nil {
 		return fmt.Errorf("store: catch-up from %s: %w", p, err)
 	}

@@ -129,7 +129,7 @@ func (s *Store) askForOrphans() {
 	for _, x := range orphans {
 		if s.causal.Parks(x.id, x) && !asked[x.from] {
 			asked[x.from] = true
-			n.wantSync(x.from)
+			n.wantSync(n.source(x.from))
 		}
 	}
 }

@@ -209,6 +209,22 @@ func (n *network) announceTooLarge(block []byte) error {
 	return n.topic.Publish(n.ctx, msg)
 }
 
+// source is the peer to catch up from for what p published: p when this
+// replica is connected to it, else a random neighbour on the topic (gossip
+// brought p's message through one). Catch-ups never dial (catchUp): a
+// replica of a large DApp hears from many it is not connected to, and a
+// connection opened for a catch-up would be over the bound of peer
+// exchange, and trimmed, and opened again by the next.
+func (n *network) source(p peer.ID) peer.ID {
+	if n.h.Network().Connectedness(p) == lpnet.Connected {
+		return p
+	}
+	if peers := n.topic.Peers(); len(peers) > 0 {
+		return peers[rand.N(len(peers))]
+	}
+	return p
+}
+
 // wantSync queues a catch-up from p, unless one is queued already; it
 // reports whether it queued one.
 func (n *network) wantSync(p peer.ID) bool {
@@ -262,7 +278,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 	if msg.Announce != nil {
 		// a delta too large to push (announceTooLarge)
 		if n.behind(msg.Announce.Versions) {
-			n.wantSync(m.From)
+			n.wantSync(n.source(m.From))
 		}
 		return nil
 	}
@@ -295,7 +311,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		return errRefused
 	}
 	if res.waiting > 0 && n.s.Stats().Pending > 0 {
-		n.wantSync(m.From)
+		n.wantSync(n.source(m.From))
 	}
 	return nil
 }

@@ -385,15 +385,29 @@ func (x *Exchange) dial(ctx context.Context, e addrbook.Entry) {
 	x.log.Debug("peerex: connected to an instance from the address book", "peer", e.ID, "verified", e.Verified)
 }
 
+// trimGrace is how long a connection stays before it may be trimmed.
+// Connections come and go for more than the exchange: another instance's
+// probe, a catch-up, a walk; one closed as soon as it is over the bound
+// would fail what opened it, and trimming the instances kept instead
+// would churn the mesh. Most go within seconds; the others are trimmed
+// once older than this.
+const trimGrace = 15 * time.Second
+
 // trim closes connections to instances over Max, from the most crowded
-// network groups first, so the instances kept stay diverse.
+// network groups first, so the instances kept stay diverse; those
+// connected for less than trimGrace are left for later rounds.
 func (x *Exchange) trim(members []peer.ID) {
 	byGroup := make(map[string][]peer.ID)
+	old := 0
 	for _, p := range members {
+		if !x.connectedFor(p, trimGrace) {
+			continue
+		}
 		g := netGroup(x.cfg.Host.Peerstore().Addrs(p))
 		byGroup[g] = append(byGroup[g], p)
+		old++
 	}
-	for range len(members) - x.cfg.Max {
+	for range min(old, len(members)-x.cfg.Max) {
 		var top string
 		for g, ps := range byGroup {
 			if len(ps) > len(byGroup[top]) {
@@ -409,6 +423,17 @@ func (x *Exchange) trim(members []peer.ID) {
 		_ = x.cfg.Host.Network().ClosePeer(p)
 		x.trimmedCnt.Add(1)
 	}
+}
+
+// connectedFor reports whether a connection to p has been open for at
+// least d.
+func (x *Exchange) connectedFor(p peer.ID, d time.Duration) bool {
+	for _, c := range x.cfg.Host.Network().ConnsToPeer(p) {
+		if time.Since(c.Stat().Opened) >= d {
+			return true
+		}
+	}
+	return false
 }
 
 // Choose picks up to n entries of due (in the order given, which the
