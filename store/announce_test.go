@@ -87,3 +87,31 @@ func TestExchangeTurnsOfAReplicaAloneSkipped(t *testing.T) {
 		t.Fatalf("a replica alone made %d exchanges", k)
 	}
 }
+
+// A neighbour comparing versions is sent only what this replica had
+// processed an interval before (what gossip may still be bringing it is
+// left out): settledOrder gives the log position as of age ago.
+func TestSettledOrderLagsTheLog(t *testing.T) {
+	ctx := context.Background()
+	gen, err := Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	for i := range 5 {
+		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startReplica(t, Config{AnnounceInterval: time.Hour})
+	n := r.s.net.Load()
+	const age = 50 * time.Millisecond
+	if got := n.settledOrder(age); got != 0 {
+		t.Fatalf("no mark yet: settled at %d", got)
+	}
+	deliver(t, r.s, newBlocks(t, gen, gen.Author(), 0))
+	if got := n.settledOrder(age); got != 0 {
+		t.Fatalf("just after the deltas came: settled at %d, want 0", got)
+	}
+	eventually(t, time.Minute, "the deltas never settled", func() bool { return n.settledOrder(age) == 5 })
+}

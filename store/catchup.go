@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -32,18 +34,20 @@ func (n *network) catchUps() {
 			return
 		case p := <-n.want:
 			n.mu.Lock()
+			settled := n.queued[p]
 			delete(n.queued, p)
 			n.mu.Unlock()
-			if err := n.catchUp(p); err != nil && n.ctx.Err() == nil {
+			if err := n.catchUp(p, settled); err != nil && n.ctx.Err() == nil {
 				n.s.log.Debug("store: catch-up", "peer", p, "err", err)
 			}
 		}
 	}
 }
 
-// catchUp asks p for everything this replica lacks and applies it as it
-// streams in: frames are verified in parallel, batches applied in order.
-func (n *network) catchUp(p peer.ID) (err error) {
+// catchUp asks p for everything this replica lacks (settled: that p held
+// an AnnounceInterval ago) and applies it as it streams in: frames are
+// verified in parallel, batches applied in order.
+func (n *network) catchUp(p peer.ID, settled bool) (err error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -55,7 +59,11 @@ func (n *network) catchUp(p peer.ID) (err error) {
 	defer str.Close()
 	stopReset := context.AfterFunc(ctx, func() { str.Reset() })
 	defer stopReset()
-	req, err := storesync.Encode(&storesync.Request{Versions: versionsOf(n.s.snap.Load().vv)})
+	r := &storesync.Request{Versions: versionsOf(n.s.snap.Load().vv)}
+	if settled {
+		r.Settled = uint32(min(n.s.cfg.AnnounceInterval.Milliseconds(), math.MaxUint32))
+	}
+	req, err := storesync.Encode(r)
 	if err != nil {
 		return err
 	}
@@ -266,6 +274,13 @@ func (n *network) serve(str lpnet.Stream) {
 		n.s.log.Warn("store: catch-up request", "peer", str.Conn().RemotePeer(), "err", err)
 		str.Reset()
 		return
+	}
+	if req.Settled > 0 {
+		// A neighbour comparing versions (exchange): what this replica
+		// processed since is probably on its way to it by gossip. The log
+		// is in causal order, so a prefix of it is a whole history.
+		last := n.settledOrder(time.Duration(req.Settled) * time.Millisecond)
+		todo = todo[:sort.Search(len(todo), func(i int) bool { return todo[i] > last })]
 	}
 	hdr, _ := storesync.Encode(&storesync.Header{Total: uint64(len(todo))})
 	if len(todo) == 0 { // the usual answer to a neighbour's exchange

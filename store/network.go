@@ -81,7 +81,9 @@ type network struct {
 	out  chan []byte // durable local deltas to push
 
 	mu       sync.Mutex
-	queued   map[peer.ID]bool
+	queued   map[peer.ID]bool // catch-ups queued; true: an exchange's (settled)
+	marks    [16]logMark      // recent log positions, for settled answers
+	markNext int              // where the next mark goes in marks
 	handlers sync.WaitGroup
 	closed   bool
 }
@@ -227,16 +229,25 @@ func (n *network) source(p peer.ID) peer.ID {
 
 // wantSync queues a catch-up from p, unless one is queued already; it
 // reports whether it queued one.
-func (n *network) wantSync(p peer.ID) bool {
+func (n *network) wantSync(p peer.ID) bool { return n.queueSync(p, false) }
+
+// queueSync queues a catch-up from p; settled asks p only for what it held
+// an AnnounceInterval ago (exchange). A catch-up for everything replaces
+// a settled one queued.
+func (n *network) queueSync(p peer.ID, settled bool) bool {
 	if p == n.h.ID() {
 		return false
 	}
 	n.mu.Lock()
-	if n.closed || n.queued[p] {
+	was, queued := n.queued[p]
+	if queued && was && !settled {
+		n.queued[p] = false
+	}
+	if n.closed || queued {
 		n.mu.Unlock()
 		return false
 	}
-	n.queued[p] = true
+	n.queued[p] = settled
 	n.mu.Unlock()
 	select {
 	case n.want <- p:
@@ -351,12 +362,42 @@ func (n *network) exchange() {
 		}
 		t.Reset(iv/2 + rand.N(iv+1))
 		peers := n.topic.Peers()
-		if len(peers) > 0 && n.wantSync(peers[rand.N(len(peers))]) {
+		if len(peers) > 0 && n.queueSync(peers[rand.N(len(peers))], true) {
 			n.s.announces.Add(1)
 		} else {
 			n.s.announcesSkipped.Add(1)
 		}
 	}
+}
+
+// logMark is the last log position at a moment.
+type logMark struct {
+	at    time.Time
+	order uint64
+}
+
+// settledOrder is the last log position this replica had reached age ago,
+// as far as it knows: it records where the log is now, and returns the
+// newest position recorded at least age ago (0 if none is that old). Every
+// answer records one, so a replica asked about once an interval knows
+// positions to within an interval.
+func (n *network) settledOrder(age time.Duration) uint64 {
+	now := time.Now()
+	cur := n.s.snap.Load().order
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var best logMark
+	for _, m := range n.marks {
+		if !m.at.IsZero() && now.Sub(m.at) >= age && m.at.After(best.at) {
+			best = m
+		}
+	}
+	// a mark every quarter of age at most, so the ring spans four ages
+	if last := n.marks[(n.markNext+len(n.marks)-1)%len(n.marks)]; last.at.IsZero() || now.Sub(last.at) >= age/4 {
+		n.marks[n.markNext] = logMark{at: now, order: cur}
+		n.markNext = (n.markNext + 1) % len(n.marks)
+	}
+	return best.order
 }
 
 // behind reports whether versions hold anything this replica lacks.

@@ -238,6 +238,7 @@ type Store struct {
 type snapshot struct {
 	heads []cid.Cid
 	vv    map[common.Address]uint64
+	order uint64 // the last log position
 }
 
 // Key layout inside the space (one leading byte names the table).
@@ -555,7 +556,7 @@ func cutZero(b []byte) (string, string, bool) {
 }
 
 func (s *Store) publishSnapshot() {
-	sn := &snapshot{heads: make([]cid.Cid, 0, len(s.heads)), vv: make(map[common.Address]uint64, len(s.vv))}
+	sn := &snapshot{heads: make([]cid.Cid, 0, len(s.heads)), vv: make(map[common.Address]uint64, len(s.vv)), order: s.order}
 	for h := range s.heads {
 		sn.heads = append(sn.heads, h)
 	}

@@ -64,9 +64,13 @@ type Message struct {
 	Announce *Announce `cbor:"a,omitempty"`
 }
 
-// Request opens a catch-up: the requester's version vector.
+// Request opens a catch-up: the requester's version vector, and how long
+// ago, in milliseconds, the peer must have processed a delta to send it
+// (0: everything it holds). A replica comparing versions with a neighbour
+// asks only for what gossip should have brought by then.
 type Request struct {
 	Versions []Version `cbor:"v"`
+	Settled  uint32    `cbor:"s,omitempty"`
 }
 
 // Header precedes the delta frames of a catch-up answer.
