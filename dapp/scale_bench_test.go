@@ -22,7 +22,8 @@ import (
 // naming only the first in Bootstrap (Star: discovery and peer exchange
 // do the rest), default Config. Once every instance has reached its
 // connection target, it reports the connections per instance, the idle
-// CPU, heap and goroutines of each instance, then the delivery of 200 Puts
+// CPU (over a heartbeat period, beatPeriod), heap and goroutines of each
+// instance, then the delivery of 200 Puts
 // made at 50 a second on one instance to all the others (p50 and p99 of
 // the time until the last holds each), and finally the time a new
 // instance, naming one of the others in Bootstrap, takes from Open to
@@ -141,6 +142,15 @@ func monitor(c *dapptest.Cluster, n int) (stop func()) {
 	return func() { close(done); <-exited }
 }
 
+// beatPeriod is the time between two heartbeats, and two probe rounds, of
+// one instance of a DApp of n with the default MirrorConfig: one Interval
+// up to 32 instances, one more per 32 beyond (see MirrorConfig.Interval).
+// Idle is measured over one, so that it holds each instance's share of
+// the heartbeats, probes and attestations.
+func beatPeriod(n int) time.Duration {
+	return time.Duration(max(1, (n+31)/32)) * mirrorInterval
+}
+
 // mirrorInterval is the default MirrorConfig.Interval: heartbeats and
 // probe rounds.
 const mirrorInterval = 10 * time.Second
@@ -176,8 +186,8 @@ func benchScale(b *testing.B, n int) {
 	// A benchmark: let trimming and late dials settle, and the mirror's
 	// first rounds pass (a heartbeat kicked on every new connection, every
 	// probe's first attestation): idle is measured from two mirror
-	// intervals after the start, over one whole interval, so it holds the
-	// heartbeats, probes and attestations of a steady state.
+	// intervals after the start, over one whole heartbeat period, so it
+	// holds the heartbeats, probes and attestations of a steady state.
 	time.Sleep(max(3*time.Second, time.Until(start.Add(2*mirrorInterval))))
 	g := symmetric(c.Links())
 	total, most := 0, 0
@@ -218,7 +228,7 @@ func benchScale(b *testing.B, n int) {
 	traffic0 := traffic()
 	stopProfile := profileIdle(b, n)
 	cpu0, t0 := processCPU(), time.Now()
-	time.Sleep(mirrorInterval)
+	time.Sleep(beatPeriod(n))
 	cpu, took := processCPU()-cpu0, time.Since(t0)
 	stopProfile()
 	dials1, trims1 := churn()
