@@ -115,3 +115,26 @@ func TestSettledOrderLagsTheLog(t *testing.T) {
 	}
 	eventually(t, time.Minute, "the deltas never settled", func() bool { return n.settledOrder(age) == 5 })
 }
+
+// Exchanges that find nothing come further and further apart, up to
+// maxExchangeWait intervals; one that finds deltas, or a turn with no one
+// to ask, brings them back to one interval.
+func TestExchangeWaitBacksOff(t *testing.T) {
+	const iv = time.Second
+	wait := iv
+	var seen []time.Duration
+	for range 5 {
+		wait = nextExchangeWait(wait, iv, false, true)
+		seen = append(seen, wait)
+	}
+	want := []time.Duration{2 * iv, 4 * iv, 8 * iv, 8 * iv, 8 * iv}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("waits %v, want %v", seen, want)
+	}
+	if w := nextExchangeWait(8*iv, iv, true, true); w != iv {
+		t.Fatalf("after an exchange that found deltas: %v, want %v", w, iv)
+	}
+	if w := nextExchangeWait(8*iv, iv, false, false); w != iv {
+		t.Fatalf("after a turn with no one to ask: %v, want %v", w, iv)
+	}
+}

@@ -88,6 +88,9 @@ func (n *network) catchUp(p peer.ID, settled bool) (err error) {
 	if hdr.Total == 0 {
 		return nil
 	}
+	if settled {
+		n.found.Store(true) // exchange keeps its pace
+	}
 	// a catch-up that has work replaces the peer's status
 	n.s.setSync(p, func(st *SyncStatus) { *st = SyncStatus{Peer: p, Started: start, Total: hdr.Total} })
 	defer func() {

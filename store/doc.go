@@ -62,11 +62,13 @@
 // from the replica's own writers; one that a validator guards waits for
 // the validator's verdict. Each replica compares versions (highest
 // sequence number per author) with one neighbour, a peer of the topic
-// picked at random, about once per Config.AnnounceInterval: it asks the
-// neighbour for what it lacks, and the neighbour answers with nothing
-// when it lacks nothing, so an idle DApp gossips nothing and each replica
-// opens and serves about one small stream per interval however many
-// replicas there are (Stats.Announcements, AnnouncementsSkipped). A delta
+// picked at random, about once per Config.AnnounceInterval while that
+// finds deltas, and up to eight times less often while it does not: it
+// asks the neighbour for what it lacks of what the neighbour held an
+// interval before, and the neighbour answers with nothing when it has
+// nothing more, so an idle DApp gossips nothing and each replica opens
+// and serves about one small stream per turn however many replicas there
+// are (Stats.Announcements, AnnouncementsSkipped). A delta
 // that gossip lost reaches a replica from any neighbour that holds it, and
 // spreads from neighbour to neighbour; a delta too large for a pubsub
 // message is announced on the topic instead (its author and sequence

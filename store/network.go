@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpaas/dpaas/internal/delta"
@@ -82,6 +83,7 @@ type network struct {
 
 	mu       sync.Mutex
 	queued   map[peer.ID]bool // catch-ups queued; true: an exchange's (settled)
+	found    atomic.Bool      // an exchange brought deltas since the last turn
 	marks    [16]logMark      // recent log positions, for settled answers
 	markNext int              // where the next mark goes in marks
 	handlers sync.WaitGroup
@@ -329,30 +331,35 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 
 var errRefused = errors.New("store: delta refused by a validator")
 
-// exchange compares the replica's versions with one neighbour each
-// AnnounceInterval, on average (at a random point between half and one and
-// a half intervals, so that replicas started together do not keep in
-// step): it asks a random peer of the store's topic for the deltas it
-// lacks, as a catch-up does (catchup.go), and the peer answers with
-// nothing when it lacks none of them, in a stream of two small frames.
+// exchange compares the replica's versions with one neighbour, a random
+// peer of the store's topic, at each of its turns: it asks the neighbour
+// for the deltas it lacks, as a catch-up does (catchup.go), but only
+// those the neighbour held an AnnounceInterval before (what gossip should
+// have brought by now), and the neighbour answers with nothing when it
+// has nothing more, in a stream of two small frames. Turns come every
+// AnnounceInterval, on average, while exchanges find deltas, and twice as
+// far apart after each that finds none, up to maxExchangeWait intervals
+// (at a random point between half and one and a half of the wait, so
+// replicas started together do not keep in step).
 //
 // Versions used to be gossiped to the whole DApp each interval. Every
 // replica then decoded every announcement, each naming every author, and
 // a DApp of N cost each replica O(N) per interval however announcements
 // were thinned out; when an overloaded DApp's gossip dropped messages,
-// thinning failed and it never recovered. Exchanging with one neighbour
-// costs each replica one stream it opens and about one it serves per
-// interval whatever N: a replica that missed a delta (gossip lost it, or
-// its queue was full) has it from any neighbour within an interval or
-// two, on average, and a delta that only its writer holds reaches a
-// neighbour as soon as one picks the writer, then spreads from
-// neighbour to neighbour, in a number of intervals that grows with the
-// logarithm of N. A delta still on its way by gossip is sometimes fetched
-// this way too; it then arrives twice and is applied once.
+// thinning failed and it never recovered. An exchange costs each replica
+// one stream it opens and about one it serves per turn whatever N. A
+// delta gossip lost is most often found at once anyway: the author's next
+// delta arrives without its parent, and the replica catches up from the
+// peer that sent it. The exchange finds the others, the last deltas of a
+// burst: from any neighbour that holds them, within a few turns, and a
+// delta that only its writer holds reaches a neighbour as soon as one
+// picks the writer, then spreads from neighbour to neighbour in a number
+// of turns that grows with the logarithm of N.
 func (n *network) exchange() {
 	defer n.s.netWG.Done()
 	iv := n.s.cfg.AnnounceInterval
-	t := time.NewTimer(iv/2 + rand.N(iv+1))
+	wait := iv
+	t := time.NewTimer(wait/2 + rand.N(wait+1))
 	defer t.Stop()
 	for {
 		select {
@@ -360,15 +367,32 @@ func (n *network) exchange() {
 			return
 		case <-t.C:
 		}
-		t.Reset(iv/2 + rand.N(iv+1))
 		peers := n.topic.Peers()
-		if len(peers) > 0 && n.queueSync(peers[rand.N(len(peers))], true) {
+		asked := len(peers) > 0 && n.queueSync(peers[rand.N(len(peers))], true)
+		if asked {
 			n.s.announces.Add(1)
 		} else {
 			n.s.announcesSkipped.Add(1)
 		}
+		wait = nextExchangeWait(wait, iv, n.found.Swap(false), asked)
+		t.Reset(wait/2 + rand.N(wait+1))
 	}
 }
+
+// nextExchangeWait is the wait before the next turn of exchange, after a
+// wait of wait: one interval when the last exchanges found deltas, or when
+// this turn asked no one (alone, the first neighbour is asked soon);
+// twice as long otherwise, up to maxExchangeWait intervals.
+func nextExchangeWait(wait, iv time.Duration, found, asked bool) time.Duration {
+	if found || !asked {
+		return iv
+	}
+	return min(2*wait, maxExchangeWait*iv)
+}
+
+// maxExchangeWait is the longest wait between two turns of exchange, in
+// AnnounceIntervals.
+const maxExchangeWait = 8
 
 // logMark is the last log position at a moment.
 type logMark struct {

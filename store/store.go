@@ -93,8 +93,9 @@ type Config struct {
 	// before it is held back until the local clock reaches it; default 1m.
 	MaxClockSkew time.Duration
 	// AnnounceInterval is how often, on average, the replica compares its
-	// versions with a neighbour's, so that it finds out it is behind;
-	// default 1s.
+	// versions with a neighbour's, so that it finds out it is behind,
+	// while that finds deltas; after each comparison that finds none the
+	// wait doubles, up to eight intervals. Default 1s.
 	AnnounceInterval time.Duration
 	// MaxDeltaOps bounds the operations in one delta; larger local batches
 	// are split into several deltas committed together. Default 512, at
@@ -162,7 +163,7 @@ type Stats struct {
 	CatchUps       uint64 // catch-up streams completed as requester
 	Served         uint64 // deltas served to peers catching up
 	// Announcements counts the times this replica compared versions with
-	// a neighbour (one each AnnounceInterval, on average), and
+	// a neighbour (see AnnounceInterval), and
 	// AnnouncementsSkipped its turns without one: no peer on the topic, or
 	// a catch-up from the one picked already queued.
 	Announcements, AnnouncementsSkipped uint64
