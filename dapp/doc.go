@@ -92,14 +92,15 @@
 // peer ID, account, addresses, gateway URL, build (the SHA-256 of its
 // executable, hashed once in the background at start, and the Go build
 // info), the release it claims, its declared location and a sample of the
-// blobs it holds. A new peer is also asked for its directory at once, so
-// a newcomer is in every directory within a second (BENCHMARKS.md).
+// blobs it holds. A newcomer asks its first four peers for their
+// directories and kicks a few heartbeats as it connects, so it knows the
+// DApp, and the DApp knows it, within a second (BENCHMARKS.md).
 // Replicas().List gives every instance heard from within Expire heartbeat
 // periods (default 6), with what the others verified: Verified (its hash matches
 // a release approved by governance for its platform), Availability,
 // Group, RTT from here.
 //
-// Every interval each instance probes Probes (3) random others on
+// Every heartbeat period each instance probes Probes (3) random others on
 // /dpaas/<appid>/replicas/1.0.0: reachable, store not more than MaxBehind
 // deltas behind its own, and a storage challenge (the SHA-256 of a fresh
 // nonce and a random 4 KiB range of a blob the probed one claims and the
@@ -111,7 +112,9 @@
 // checks the signature of every attestation written, a prober writes one
 // at once when a probe's outcome differs from the one before, when it is
 // among the first three of the probed instance that epoch (a newcomer is
-// attested within a round) and on the last round of its epoch; the
+// attested within a round), writes at once spaced by a heartbeat period
+// (so the DApp carries about as many whatever its size), and on the last
+// round of its epoch; the
 // others wait for its periodic write, twelve times an epoch, which takes
 // all of them in one delta (a prober that dies loses at most the counts
 // since). An instance's score is
@@ -126,7 +129,10 @@
 // share a /24 (IPv4) or /48 (IPv6), or that declare the same provider and
 // region, form one diversity group; with Blobs.ReplicationFactor, copies
 // go to distinct groups first. A probe costs about 0.013% of a core per
-// instance at the default interval with 20 instances.
+// instance at the default interval with 20 instances. A probe that had to
+// dial closes its connection when it is over, unless the instance wants
+// more peers: in a large DApp most probes dial, and their connections
+// would otherwise push the mesh's out.
 //
 // What is verified and what is declared: the executable hash is what an
 // instance's signed heartbeat says; nothing can prove what code a remote
