@@ -7,6 +7,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,7 +275,8 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(float64(trims1-trims0)/took.Seconds()/float64(n), "idle-trims/s/instance")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/took.Seconds()/float64(n), "idle-cpu-ms/s/instance")
 
-	// Delivery: 200 Puts at 50/s on instance 0, until all others hold each.
+	// Delivery: 200 Puts at 50/s (DPAAS_SCALE_RATE) on instance 0, until
+	// all others hold each.
 	const puts = 200
 	var mu sync.Mutex
 	sent := make([]time.Time, puts)
@@ -301,7 +303,11 @@ func benchScale(b *testing.B, n int) {
 	}
 	phase("puts")
 	live := c.Node(0).Store().Collection("live")
-	tick := time.NewTicker(20 * time.Millisecond)
+	rate := 50.0 // Puts per second; DPAAS_SCALE_RATE sets another
+	if v, err := strconv.ParseFloat(os.Getenv("DPAAS_SCALE_RATE"), 64); err == nil && v > 0 {
+		rate = v
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	for k := range puts {
 		<-tick.C
 		mu.Lock()
