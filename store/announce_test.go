@@ -13,17 +13,7 @@ import (
 // interval: the last one, connected only to the one before it, ends up
 // holding them all.
 func TestExchangesSpreadDeltasGossipMissed(t *testing.T) {
-	ctx := context.Background()
-	gen, err := Open(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
-	for i := range 5 {
-		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gen := writtenElsewhere(t, 5)
 	const n = 5
 	rs := make([]*replicaNode, n)
 	for i := range rs {
@@ -92,17 +82,7 @@ func TestExchangeTurnsOfAReplicaAloneSkipped(t *testing.T) {
 // processed an interval before (what gossip may still be bringing it is
 // left out): settledOrder gives the log position as of age ago.
 func TestSettledOrderLagsTheLog(t *testing.T) {
-	ctx := context.Background()
-	gen, err := Open(ctx, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Close()
-	for i := range 5 {
-		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gen := writtenElsewhere(t, 5)
 	r := startReplica(t, Config{AnnounceInterval: time.Hour})
 	n := r.s.net.Load()
 	const age = 50 * time.Millisecond
@@ -137,4 +117,23 @@ func TestExchangeWaitBacksOff(t *testing.T) {
 	if w := nextExchangeWait(8*iv, iv, false, false); w != iv {
 		t.Fatalf("after a turn with no one to ask: %v, want %v", w, iv)
 	}
+}
+
+// writtenElsewhere is an in-memory store, on no network, holding k
+// documents it wrote, one delta each: deltas to hand to a replica without
+// gossip (newBlocks, deliver).
+func writtenElsewhere(t *testing.T, k int) *Store {
+	t.Helper()
+	ctx := context.Background()
+	gen, err := Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gen.Close() })
+	for i := range k {
+		if err := gen.Collection("rides").Put(ctx, fmt.Sprintf("r%d", i), map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return gen
 }
