@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -136,4 +137,27 @@ func writtenElsewhere(t *testing.T, k int) *Store {
 		}
 	}
 	return gen
+}
+
+// A delta too large for a pubsub message is announced instead, and a
+// neighbour that will not compare versions for an hour catches up from
+// its writer at once.
+func TestTooLargeDeltaFetchedOnAnnouncement(t *testing.T) {
+	w := startReplica(t, Config{AnnounceInterval: time.Hour})
+	r := startReplica(t, Config{AnnounceInterval: time.Hour})
+	connect(t, r, w)
+	eventually(t, 10*time.Second, "not on the topic together", func() bool {
+		return len(r.s.net.Load().topic.Peers()) == 1 && len(w.s.net.Load().topic.Peers()) == 1
+	})
+	big := strings.Repeat("x", 5<<20) // over the 4 MiB pubsub limit of startReplica
+	if err := w.s.Collection("c").Put(context.Background(), "big", map[string]string{"v": big}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the large document never arrived", func() bool {
+		var v map[string]string
+		return r.s.Collection("c").Get(context.Background(), "big", &v) == nil && len(v["v"]) == len(big)
+	})
+	if st := r.s.Stats(); st.CatchUps == 0 {
+		t.Fatalf("arrived without a catch-up: %+v", st)
+	}
 }

@@ -71,8 +71,8 @@
 // are (Stats.Announcements, AnnouncementsSkipped). A delta
 // that gossip lost reaches a replica from any neighbour that holds it, and
 // spreads from neighbour to neighbour; a delta too large for a pubsub
-// message is announced on the topic instead (its author and sequence
-// number). A replica that finds it is behind that way, holds a delta
+// message is announced to its writer's neighbours instead (its author and
+// sequence number), which catch up from the writer at once. A replica that finds it is behind that way, holds a delta
 // whose parents have not arrived within a fifth of a second, or connects
 // to a peer, opens a catch-up
 // stream (ProtocolID) to that peer and receives every delta it lacks in

@@ -196,10 +196,10 @@ func (n *network) publishDelta(block []byte) {
 	}
 }
 
-// announceTooLarge gossips, in place of a delta too large for a pubsub
-// message, its author's version: whoever lacks it catches up from this
-// replica at once, instead of when a neighbour next compares versions
-// with it (exchange).
+// announceTooLarge sends its neighbours, in place of a delta too large
+// for a pubsub message, its author's version: they catch up from this
+// replica at once, instead of when one next compares versions with it
+// (exchange), and the others have it from them by exchange.
 func (n *network) announceTooLarge(block []byte) error {
 	d, _, err := delta.Decode(block)
 	if err != nil {
@@ -289,11 +289,15 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		return err
 	}
 	if msg.Announce != nil {
-		// a delta too large to push (announceTooLarge)
-		if n.behind(msg.Announce.Versions) {
+		// A delta too large to push (announceTooLarge): its author's
+		// neighbours catch up from it at once, and pass it on by
+		// exchange. The announcement itself goes no further, so a
+		// peer announcing versions it does not hold costs only its own
+		// neighbours a catch-up each.
+		if len(msg.Announce.Versions) == 1 && n.behind(msg.Announce.Versions) {
 			n.wantSync(n.source(m.From))
 		}
-		return nil
+		return pubsub.ErrIgnore
 	}
 	// A delta already here (often: one that a catch-up brought first) was
 	// checked when it came; hashing it is much cheaper than recovering its
