@@ -45,24 +45,7 @@ func TestHeartbeatPeriodGrowsWithTheDirectory(t *testing.T) {
 // the first quickProbers of an instance, and the epoch's last round.
 func TestAttestationsWrittenTogether(t *testing.T) {
 	const iv = 10 * time.Second
-	m := &mirrorEngine{
-		cfg:     MirrorConfig{Interval: iv, Epoch: time.Hour},
-		mine:    make(map[attKey]*attState),
-		probers: make(map[attKey]int),
-	}
-	// Start early in an epoch, so no round below is its last.
-	t0 := time.Unix(0, 0).Add(time.Duration(time.Now().Unix()/3600*3600+60) * time.Second)
-	m.periodic = t0
-	e := m.epochAt(t0)
-	probe := func(p string, outcome int) {
-		k := attKey{e, peer.ID(p)}
-		st := m.mine[k]
-		if st == nil {
-			st = &attState{a: mirror.Attestation{Probed: peer.ID(p), Epoch: e}}
-			m.mine[k] = st
-		}
-		st.dirty, st.outcome = true, outcome
-	}
+	m, t0, e, probe := attestingEngine(iv, 0)
 	names := func(due []*attState) (out []string) {
 		for _, st := range due {
 			out = append(out, string(st.a.Probed))
@@ -104,27 +87,7 @@ func TestAttestationsWrittenTogether(t *testing.T) {
 // do not.
 func TestAttestationsAtOnceSpacedInALargeDApp(t *testing.T) {
 	const iv = 10 * time.Second
-	m := &mirrorEngine{
-		cfg:     MirrorConfig{Interval: iv, Epoch: time.Hour},
-		dir:     make(map[peer.ID]*dirEntry),
-		mine:    make(map[attKey]*attState),
-		probers: make(map[attKey]int),
-	}
-	for i := range 99 {
-		m.dir[peer.ID(fmt.Sprint(i))] = &dirEntry{}
-	}
-	t0 := time.Unix(0, 0).Add(time.Duration(time.Now().Unix()/3600*3600+60) * time.Second)
-	m.periodic = t0
-	e := m.epochAt(t0)
-	probe := func(p string, outcome int) {
-		k := attKey{e, peer.ID(p)}
-		st := m.mine[k]
-		if st == nil {
-			st = &attState{a: mirror.Attestation{Probed: peer.ID(p), Epoch: e}}
-			m.mine[k] = st
-		}
-		st.dirty, st.outcome = true, outcome
-	}
+	m, t0, e, probe := attestingEngine(iv, 99)
 	at := func(r int) time.Time { return t0.Add(time.Duration(r)*iv - time.Second) } // timers a little early
 	probe("a", 0)
 	if due := m.dueLocked(at(1)); len(due) != 1 {
@@ -153,4 +116,33 @@ func TestAttestationsAtOnceSpacedInALargeDApp(t *testing.T) {
 	if due := m.dueLocked(end); len(due) != 1 {
 		t.Fatalf("the epoch's last round wrote %d, want a", len(due))
 	}
+}
+
+// attestingEngine is a mirror engine whose directory lists others
+// instances, at t0, a minute into epoch e (so no round soon after is the
+// epoch's last), its periodic write just made; probe counts one probe of
+// an instance with an outcome, as a probe round does.
+func attestingEngine(iv time.Duration, others int) (m *mirrorEngine, t0 time.Time, e uint64, probe func(p string, outcome int)) {
+	m = &mirrorEngine{
+		cfg:     MirrorConfig{Interval: iv, Epoch: time.Hour},
+		dir:     make(map[peer.ID]*dirEntry),
+		mine:    make(map[attKey]*attState),
+		probers: make(map[attKey]int),
+	}
+	for i := range others {
+		m.dir[peer.ID(fmt.Sprint(i))] = &dirEntry{}
+	}
+	t0 = time.Unix(0, 0).Add(time.Duration(time.Now().Unix()/3600*3600+60) * time.Second)
+	m.periodic = t0
+	e = m.epochAt(t0)
+	probe = func(p string, outcome int) {
+		k := attKey{e, peer.ID(p)}
+		st := m.mine[k]
+		if st == nil {
+			st = &attState{a: mirror.Attestation{Probed: peer.ID(p), Epoch: e}}
+			m.mine[k] = st
+		}
+		st.dirty, st.outcome = true, outcome
+	}
+	return m, t0, e, probe
 }
