@@ -16,6 +16,7 @@ import (
 	"github.com/dpaas/dpaas/dapp/dapptest"
 	"github.com/dpaas/dpaas/internal/nodekey"
 	"github.com/dpaas/dpaas/pubsub"
+	"github.com/multiformats/go-multiaddr"
 )
 
 var leakOpts = []goleak.Option{
@@ -369,3 +370,20 @@ func TestDHTRendezvous(t *testing.T) {
 }
 
 func dappManifest(name string) dapp.Manifest { return dapp.Manifest{Name: name} }
+
+// Instances listen on TCP and QUIC; they connect over TCP, which costs
+// less per message (dialrank.go).
+func TestInstancesConnectOverTCP(t *testing.T) {
+	c := dapptest.New(t, 3, dapptest.Options{Topology: dapptest.Star})
+	c.WaitConnected()
+	for i, node := range c.Nodes() {
+		for _, a := range node.Host().Addrs() {
+			t.Logf("node %d listens on %v", i, a)
+		}
+		for _, cn := range node.Host().Network().Conns() {
+			if _, err := cn.RemoteMultiaddr().ValueForProtocol(multiaddr.P_TCP); err != nil {
+				t.Errorf("node %d: connection to %v over %v, want TCP", i, cn.RemotePeer(), cn.RemoteMultiaddr())
+			}
+		}
+	}
+}

@@ -42,11 +42,13 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
-// profileIdle starts a CPU profile of the idle phase when DPAAS_IDLE_PROFILE
-// names a file prefix (the file is PREFIX-n=N.pprof); it returns the
-// function that stops it.
-func profileIdle(b *testing.B, n int) func() {
-	prefix := os.Getenv("DPAAS_IDLE_PROFILE")
+// profilePhase starts a CPU profile of one phase of the run when the
+// environment variable env names a file prefix (the file is
+// PREFIX-n=N.pprof); it returns the function that stops it.
+// DPAAS_IDLE_PROFILE profiles the idle phase, DPAAS_PUTS_PROFILE the
+// puts until every instance holds them.
+func profilePhase(b *testing.B, env string, n int) func() {
+	prefix := os.Getenv(env)
 	if prefix == "" {
 		return func() {}
 	}
@@ -97,7 +99,7 @@ func monitor(c *dapptest.Cluster, n int) (stop func()) {
 			}
 		}})
 	}
-	sample := func() (t [13]uint64) {
+	sample := func() (t [14]uint64) {
 		t[9] = dialled.Load()
 		for _, node := range c.Nodes() {
 			ds := node.DiscoveryStats()
@@ -114,6 +116,7 @@ func monitor(c *dapptest.Cluster, n int) (stop func()) {
 			t[6] += st.Duplicates
 			t[7] += st.CatchUps
 			t[8] += st.Served
+			t[13] += ps.Duplicates
 		}
 		return t
 	}
@@ -131,12 +134,18 @@ func monitor(c *dapptest.Cluster, n int) (stop func()) {
 			cur, cpu, now := sample(), processCPU(), time.Now()
 			dt := now.Sub(t0).Seconds()
 			rate := func(i int) float64 { return float64(cur[i]-prev[i]) / dt }
-			pending := 0
+			pending, quic, conns := 0, 0, 0
 			for _, node := range c.Nodes() {
 				pending += node.Store().Stats().Pending
+				for _, cn := range node.Host().Network().Conns() {
+					conns++
+					if strings.Contains(cn.RemoteMultiaddr().String(), "quic") {
+						quic++
+					}
+				}
 			}
-			fmt.Fprintf(os.Stderr, "  n=%d cpu %.1f ms/s/instance; per s: published %.0f delivered %.0f lost %.0f announces %.1f deltas %.1f applied %.0f dups %.0f catch-ups %.1f served %.0f; connections %.1f trims %.1f px-dials %.1f px-exchanges %.1f; pending %d\n",
-				n, float64((cpu-cpu0).Microseconds())/1000/dt/float64(n), rate(0), rate(1), rate(2), rate(3), rate(4), rate(5), rate(6), rate(7), rate(8), rate(9), rate(10), rate(11), rate(12), pending)
+			fmt.Fprintf(os.Stderr, "  n=%d cpu %.1f ms/s/instance; per s: published %.0f delivered %.0f lost %.0f announces %.1f deltas %.1f applied %.0f dups %.0f catch-ups %.1f served %.0f; connections %.1f trims %.1f px-dials %.1f px-exchanges %.1f; pending %d; open connections %d (QUIC %d), duplicates %.0f\n",
+				n, float64((cpu-cpu0).Microseconds())/1000/dt/float64(n), rate(0), rate(1), rate(2), rate(3), rate(4), rate(5), rate(6), rate(7), rate(8), rate(9), rate(10), rate(11), rate(12), pending, conns, quic, rate(13))
 			prev, cpu0, t0 = cur, cpu, now
 		}
 	}()
@@ -239,7 +248,7 @@ func benchScale(b *testing.B, n int) {
 	}
 	dials0, trims0 := churn()
 	traffic0 := traffic()
-	stopProfile := profileIdle(b, n)
+	stopProfile := profilePhase(b, "DPAAS_IDLE_PROFILE", n)
 	cpu0, t0 := processCPU(), time.Now()
 	time.Sleep(beatPeriod(n))
 	cpu, took := processCPU()-cpu0, time.Since(t0)
@@ -302,6 +311,8 @@ func benchScale(b *testing.B, n int) {
 		}()
 	}
 	phase("puts")
+	stopPutsProfile := profilePhase(b, "DPAAS_PUTS_PROFILE", n)
+	cpuP, tP := processCPU(), time.Now()
 	live := c.Node(0).Store().Collection("live")
 	rate := 50.0 // Puts per second; DPAAS_SCALE_RATE sets another
 	if v, err := strconv.ParseFloat(os.Getenv("DPAAS_SCALE_RATE"), 64); err == nil && v > 0 {
@@ -328,6 +339,8 @@ func benchScale(b *testing.B, n int) {
 		}
 		return true
 	})
+	stopPutsProfile()
+	phase(fmt.Sprintf("puts cpu %.1f ms/s/instance over %.1f s", float64((processCPU()-cpuP).Microseconds())/1000/time.Since(tP).Seconds()/float64(n), time.Since(tP).Seconds()))
 	stop()
 	watchers.Wait()
 	lat := make([]time.Duration, puts)

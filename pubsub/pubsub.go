@@ -157,6 +157,9 @@ type Stats struct {
 	// because a peer's queue was full. Both stay 0 when consumers keep up.
 	Dropped         uint64
 	DroppedOutbound uint64
+	// Duplicates counts copies of a message received after its first:
+	// the redundancy of GossipSub's mesh, each copy read and dropped.
+	Duplicates uint64
 }
 
 // PubSub is an instance's GossipSub router, scoped to one DApp. It is safe
@@ -288,6 +291,7 @@ func (p *PubSub) Stats() Stats {
 		Invalid:         p.trace.invalid.Load(),
 		Dropped:         p.trace.undeliverable.Load(),
 		DroppedOutbound: p.trace.droppedRPCs.Load(),
+		Duplicates:      p.trace.duplicates.Load(),
 	}
 	if l := p.limits; l != nil {
 		st.Throttled = l.throttled.Load()

@@ -448,3 +448,47 @@ func TestValidatorHandsDecodedToSubscriber(t *testing.T) {
 		t.Fatalf("Decoded = %v, want RIDE", m.Decoded)
 	}
 }
+
+// In a triangle the instances relay a message to each other: at least one
+// of them gets it twice, the second copy counted as a duplicate.
+func TestDuplicatesCounted(t *testing.T) {
+	ha, a := newPeer(t, "app", pubsub.Config{})
+	hb, b := newPeer(t, "app", pubsub.Config{})
+	hc, c := newPeer(t, "app", pubsub.Config{})
+	connect(t, ha, hb)
+	connect(t, hb, hc)
+	connect(t, ha, hc)
+	ta, _ := join(t, a, "chat")
+	tb, subB := join(t, b, "chat")
+	tc, subC := join(t, c, "chat")
+	mesh := func(topic *pubsub.Topic, want ...peer.ID) bool {
+		for _, p := range want {
+			if !slices.Contains(topic.MeshPeers(), p) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !mesh(ta, hb.ID(), hc.ID()) || !mesh(tb, ha.ID(), hc.ID()) || !mesh(tc, ha.ID(), hb.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the triangle's mesh never formed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ta.Publish(context.Background(), []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	next(t, subB)
+	next(t, subC)
+	dups := func() uint64 { return a.Stats().Duplicates + b.Stats().Duplicates + c.Stats().Duplicates }
+	for dups() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no duplicate counted in a triangle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := b.Stats(); s.Delivered != 1 {
+		t.Fatalf("b delivered %d, want 1 (a duplicate is not delivered)", s.Delivered)
+	}
+}

@@ -18,6 +18,7 @@ type tracer struct {
 	undeliverable atomic.Uint64
 	droppedRPCs   atomic.Uint64
 	invalid       atomic.Uint64
+	duplicates    atomic.Uint64
 
 	mu   sync.Mutex
 	mesh map[string]map[peer.ID]struct{} // full topic name -> mesh peers
@@ -29,6 +30,7 @@ func newTracer() *tracer { return &tracer{mesh: make(map[string]map[peer.ID]stru
 
 func (d *tracer) UndeliverableMessage(*gossip.Message) { d.undeliverable.Add(1) }
 func (d *tracer) DropRPC(*gossip.RPC, peer.ID)         { d.droppedRPCs.Add(1) }
+func (d *tracer) DuplicateMessage(*gossip.Message)     { d.duplicates.Add(1) }
 
 // RejectMessage counts the rejections of GossipSub itself; those of the
 // topic validators are counted where they are decided.
@@ -78,7 +80,6 @@ func (*tracer) OnClosedOutboundStream(peer.ID)           {}
 func (*tracer) Join(string)                              {}
 func (*tracer) ValidateMessage(*gossip.Message)          {}
 func (*tracer) DeliverMessage(*gossip.Message)           {}
-func (*tracer) DuplicateMessage(*gossip.Message)         {}
 func (*tracer) ThrottlePeer(peer.ID)                     {}
 func (*tracer) RecvRPC(*gossip.RPC)                      {}
 func (*tracer) SendRPC(*gossip.RPC, peer.ID)             {}
