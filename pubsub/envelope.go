@@ -32,6 +32,18 @@ import (
 // through someone other than its sender: from the sender itself, the
 // authenticated libp2p connection already proves who wrote it.
 //
+// A payload that carries its own signature by its sender (a signed
+// document delta, a signed heartbeat) can go in an unsigned envelope
+// instead (Topic.PublishSigned):
+//
+//	version 2 (1 byte) | sender address (20) | payload
+//
+// Every receiver then has the topic's Authenticator recover the signer
+// from the payload, and requires its address to be the one named: one
+// signature check per message instead of two. Its message ID is its hash,
+// as for any envelope, so the same payload from the same sender is one
+// message.
+//
 // The envelope replaces GossipSub's own signing, which uses a pure-Go curve
 // and verifies each message twice on the publisher; go-ethereum's
 // libsecp256k1 recovers a key several times faster, and that check is what
@@ -41,6 +53,9 @@ const (
 	addrEnd         = 1 + 20
 	seqEnd          = addrEnd + 8
 	headerLen       = seqEnd + 65
+
+	selfSignedVersion = 2
+	selfSignedLen     = addrEnd // the header of an unsigned envelope
 )
 
 var errEnvelope = errors.New("pubsub: malformed envelope")
@@ -73,6 +88,37 @@ func seal(key *ecdsa.PrivateKey, fullTopic string, seq uint64, payload []byte) (
 	}
 	copy(env[seqEnd:headerLen], sig)
 	return env, nil
+}
+
+// sealSelfSigned puts payload, signed by the sender itself, in an
+// unsigned envelope.
+func sealSelfSigned(sender [20]byte, payload []byte) []byte {
+	env := make([]byte, selfSignedLen+len(payload))
+	env[0] = selfSignedVersion
+	copy(env[1:addrEnd], sender[:])
+	copy(env[selfSignedLen:], payload)
+	return env
+}
+
+// openSelfSigned has auth recover the signer of env's payload, which must
+// be the sender env names, and returns the signer's key, the payload and
+// what auth decoded.
+func openSelfSigned(auth Authenticator, env []byte) (pub []byte, payload []byte, decoded any, err error) {
+	if len(env) < selfSignedLen || env[0] != selfSignedVersion {
+		return nil, nil, nil, fmt.Errorf("%w: not an unsigned envelope", errEnvelope)
+	}
+	payload = env[selfSignedLen:]
+	pub, decoded, err = auth(payload)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: payload not authenticated: %v", errEnvelope, err)
+	}
+	if len(pub) != 65 || pub[0] != 4 {
+		return nil, nil, nil, fmt.Errorf("%w: authenticator gave a %d-byte key, want 65 bytes uncompressed", errEnvelope, len(pub))
+	}
+	if !bytes.Equal(ethcrypto.Keccak256(pub[1:])[12:], env[1:addrEnd]) {
+		return nil, nil, nil, fmt.Errorf("%w: payload is not signed by the named sender", errEnvelope)
+	}
+	return pub, payload, decoded, nil
 }
 
 // open checks env's signature and returns its sender's public key (65
@@ -108,6 +154,15 @@ func open(fullTopic string, env []byte) (pub []byte, payload []byte, err error) 
 // receiver that gets them from someone else.
 func (c *senderIDs) sentDirectly(env []byte, from peer.ID) bool {
 	if len(env) < headerLen || env[0] != envelopeVersion {
+		return false
+	}
+	return c.names(env, from)
+}
+
+// names reports whether the envelope env, of any version, names from as
+// its sender.
+func (c *senderIDs) names(env []byte, from peer.ID) bool {
+	if len(env) < addrEnd {
 		return false
 	}
 	addr, ok := c.address(from)

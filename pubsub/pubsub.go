@@ -267,11 +267,16 @@ func Open(ctx context.Context, cfg Config) (*PubSub, error) {
 	return p, nil
 }
 
-// messageID names a message by its whole envelope, so only the exact same
-// signed bytes count as a duplicate.
+// messageID names a message by its topic and whole envelope, so only the
+// exact same bytes on the same topic count as a duplicate. (A signed
+// envelope is bound to its topic; an unsigned one, PublishSigned's, is not,
+// and the same payload may go to two topics.)
 func messageID(m *pb.Message) string {
-	sum := sha256.Sum256(m.Data)
-	return string(sum[:20])
+	h := sha256.New()
+	h.Write([]byte(m.GetTopic()))
+	h.Write([]byte{0})
+	h.Write(m.Data)
+	return string(h.Sum(nil)[:20])
 }
 
 func senderID(k *ecdsa.PrivateKey) (peer.ID, error) {
@@ -407,10 +412,10 @@ type Message struct {
 	// ReceivedFrom is the neighbour that handed the message over; it
 	// equals the instance's own ID for its own messages.
 	ReceivedFrom peer.ID
-	// Decoded is what the topic's validator stored there, nil if nothing:
-	// a validator that parses the message can hand the parsed form to the
-	// subscribers, which then need not parse it again. Subscribers of one
-	// topic share it: they must not modify it.
+	// Decoded is what the topic's Authenticator or validator stored
+	// there, nil if nothing: a validator that parses the message can hand
+	// the parsed form to the subscribers, which then need not parse it
+	// again. Subscribers of one topic share it: they must not modify it.
 	Decoded any
 }
 
@@ -422,6 +427,7 @@ type Topic struct {
 	sys  bool // reserved for the SDK
 	t    *gossip.Topic
 	user atomic.Pointer[Validator] // the app's validator, if any
+	auth atomic.Pointer[Authenticator]
 
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
@@ -452,6 +458,12 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	// decoded message rides along so the instance does not check its own
 	// signature.
 	own := &Message{From: t.ps.self, Data: env[headerLen:], Topic: t.name, ReceivedFrom: t.ps.self}
+	return t.send(ctx, env, own)
+}
+
+// send hands an envelope to GossipSub, with own, the message as this
+// instance's validator and subscribers see it.
+func (t *Topic) send(ctx context.Context, env []byte, own *Message) error {
 	if err := t.t.Publish(ctx, env, gossip.WithValidatorData(own)); err != nil {
 		var verr gossip.ValidationError
 		if errors.As(err, &verr) {
@@ -466,6 +478,61 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	return nil
 }
 
+// Authenticator recovers who signed a payload that carries its own
+// signature: it returns the signer's secp256k1 public key, 65 bytes
+// uncompressed (as go-ethereum's crypto.Ecrecover gives it), and, if it
+// parsed the payload to do so, the parsed form, which the topic's
+// validator and subscribers find in Message.Decoded. It runs in
+// GossipSub's validation, concurrently, on messages from the network.
+type Authenticator func(payload []byte) (signer []byte, decoded any, err error)
+
+// SetAuthenticator lets the topic carry payloads that are signed by their
+// sender already (PublishSigned): a receiver has a recover the signer and
+// checks no second signature. A topic has at most one authenticator;
+// without one, such messages are refused.
+func (t *Topic) SetAuthenticator(a Authenticator) error {
+	if a == nil {
+		return errors.New("pubsub: nil authenticator")
+	}
+	if t.isClosed() {
+		return fmt.Errorf("pubsub: set authenticator on %q: %w", t.name, ErrClosed)
+	}
+	if !t.auth.CompareAndSwap(nil, &a) {
+		return fmt.Errorf("pubsub: set authenticator on %q: topic already has one", t.name)
+	}
+	return nil
+}
+
+// PublishSigned is Publish for a payload that carries its own signature
+// by this instance's key, which the topic's Authenticator recovers: the
+// envelope is not signed again, so every receiver checks one signature
+// instead of two. The same payload published twice is one message (its
+// envelope is the same). It returns ErrRejected, and sends nothing, if
+// the topic has no authenticator or it does not find this instance's
+// signature.
+func (t *Topic) PublishSigned(ctx context.Context, data []byte) error {
+	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
+		t.ps.tooLarge.Add(1)
+		return fmt.Errorf("pubsub: publish to %q: %d bytes, limit %d: %w", t.name, n, max, ErrTooLarge)
+	}
+	if t.isClosed() {
+		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+	}
+	auth := t.auth.Load()
+	if auth == nil {
+		return fmt.Errorf("pubsub: publish signed to %q: the topic has no authenticator: %w", t.name, ErrRejected)
+	}
+	env := sealSelfSigned(ethcrypto.PubkeyToAddress(t.ps.key.PublicKey), data)
+	// Checked here as every receiver will: a payload signed by another
+	// key would be refused by all of them, and held against this instance.
+	_, payload, decoded, err := openSelfSigned(*auth, env)
+	if err != nil {
+		return fmt.Errorf("pubsub: publish signed to %q: %w: %v", t.name, ErrRejected, err)
+	}
+	own := &Message{From: t.ps.self, Data: payload, Topic: t.name, ReceivedFrom: t.ps.self, Decoded: decoded}
+	return t.send(ctx, env, own)
+}
+
 // validate is the GossipSub validator of every topic: it opens the
 // envelope, then runs the app's validator if one is set. A message is
 // delivered and forwarded only when both accept it.
@@ -476,6 +543,14 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 	// message from the network arrives without it, from another peer.
 	switch {
 	case local && gm.ReceivedFrom == ps.self:
+	case len(gm.Data) > 0 && gm.Data[0] == selfSignedVersion:
+		var ok bool
+		if m, ok = t.openSelfSigned(from, gm); !ok {
+			return gossip.ValidationReject
+		}
+		if m == nil {
+			return gossip.ValidationIgnore
+		}
 	case ps.ids.sentDirectly(gm.Data, gm.ReceivedFrom):
 		// The budget is checked before anything else is done for the
 		// message: a flood costs a map lookup per message.
@@ -526,6 +601,47 @@ func (t *Topic) validate(ctx context.Context, from peer.ID, gm *gossip.Message) 
 		ps.cfg.Logger.Debug("pubsub: message rejected", "topic", t.name, "from", m.From, "via", from, "err", err)
 		return gossip.ValidationReject
 	}
+}
+
+// openSelfSigned authenticates a message in an unsigned envelope
+// (PublishSigned) and returns it, or nil if it is over its sender's
+// budget; ok is false if it is refused. A neighbour that hands over such
+// a message unauthenticated is blamed: every receiver authenticates it
+// before passing it on, so no honest one relays a forgery.
+func (t *Topic) openSelfSigned(from peer.ID, gm *gossip.Message) (m *Message, ok bool) {
+	ps := t.ps
+	// From its sender itself, the connection proves who it is, and the
+	// budget is checked first: a flood costs a map lookup per message.
+	direct := ps.ids.names(gm.Data, gm.ReceivedFrom)
+	if direct && !t.withinBudget(gm.ReceivedFrom, len(gm.Data)) {
+		return nil, true
+	}
+	var (
+		pub, payload []byte
+		decoded      any
+		sender       peer.ID
+		err          = fmt.Errorf("%w: the topic takes no unsigned envelopes", errEnvelope)
+	)
+	if auth := t.auth.Load(); auth != nil {
+		pub, payload, decoded, err = openSelfSigned(*auth, gm.Data)
+	}
+	if err == nil {
+		sender, err = ps.ids.id(pub)
+	}
+	if err != nil {
+		ps.trace.invalid.Add(1)
+		if ps.limits != nil {
+			ps.limits.blame(gm.ReceivedFrom, 1)
+		}
+		ps.cfg.Logger.Debug("pubsub: invalid message", "topic", t.name, "via", from, "err", err)
+		return nil, false
+	}
+	if !direct && !t.withinBudget(sender, len(gm.Data)) {
+		return nil, true
+	}
+	m = &Message{From: sender, Data: payload, Topic: t.name, ReceivedFrom: gm.ReceivedFrom, Decoded: decoded}
+	gm.ValidatorData = m
+	return m, true
 }
 
 // withinBudget charges a message of size bytes by sender to its budget on

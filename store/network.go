@@ -15,6 +15,7 @@ import (
 	"github.com/dpaas/dpaas/internal/systopic"
 	"github.com/dpaas/dpaas/pubsub"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	lpnet "github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -111,6 +112,13 @@ func startNetwork(ctx context.Context, s *Store) error {
 		s: s, h: s.cfg.Host, topic: topic, sub: sub, proto: ProtocolID(s.cfg.AppID),
 		ctx: nctx, cancel: cancel, want: make(chan peer.ID, 256), out: make(chan []byte, 4096), queued: make(map[peer.ID]bool),
 	}
+	// Pushed deltas are signed by their authors, who publish them: the
+	// delta's signature names the sender, and pubsub checks no other.
+	if err := topic.SetAuthenticator(authenticatePush); err != nil {
+		sub.Close()
+		cancel()
+		return fmt.Errorf("store: open: %w", err)
+	}
 	unvalidate, err := topic.SetValidator(n.validate)
 	if err != nil {
 		sub.Close()
@@ -187,7 +195,7 @@ func (n *network) publishDelta(block []byte) {
 	if err != nil {
 		return
 	}
-	err = n.topic.Publish(n.ctx, msg)
+	err = n.topic.PublishSigned(n.ctx, msg)
 	if errors.Is(err, pubsub.ErrTooLarge) {
 		err = n.announceTooLarge(block)
 	}
@@ -275,12 +283,42 @@ func (n *network) receive() {
 	}
 }
 
+// pushedDelta is a delta pushedDelta by its author, as authenticatePush decoded it.
+type pushedDelta struct {
+	block []byte
+	d     *delta.Delta
+	id    cid.Cid
+}
+
+// authenticatePush is the store topic's pubsub Authenticator: it recovers
+// the author of a pushedDelta delta (publishDelta), who is its sender.
+func authenticatePush(payload []byte) ([]byte, any, error) {
+	msg, err := storesync.DecodeMessage(payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg.Delta == nil {
+		return nil, nil, errors.New("store: an unsigned envelope holds no delta")
+	}
+	d, id, pub, err := delta.DecodeSignedKey(msg.Delta)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pub, &pushedDelta{block: msg.Delta, d: d, id: id}, nil
+}
+
 // validate runs in GossipSub's validation step, before a message is
 // delivered or forwarded: a delta is verified and applied here, so a
 // malformed, forged or refused delta is never passed on to other peers.
 func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 	if m.From == n.h.ID() {
 		return nil
+	}
+	if p, ok := m.Decoded.(*pushedDelta); ok {
+		// Pushed by its author, and authenticated (authenticatePush).
+		return n.validateDelta(m, p.block, func() (*incoming, error) {
+			return &incoming{d: p.d, id: p.id, block: p.block, from: m.From, invalid: p.d.Validate()}, nil
+		})
 	}
 	msg, err := storesync.DecodeMessage(m.Data)
 	if err != nil {
@@ -299,10 +337,16 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 		}
 		return pubsub.ErrIgnore
 	}
+	return n.validateDelta(m, msg.Delta, func() (*incoming, error) { return decodeRemote(msg.Delta, m.From) })
+}
+
+// validateDelta applies, or queues for the applier, a delta that gossip
+// brought in m, decoded and authenticated by decode.
+func (n *network) validateDelta(m *pubsub.Message, block []byte, decode func() (*incoming, error)) error {
 	// A delta already here (often: one that a catch-up brought first) was
 	// checked when it came; hashing it is much cheaper than recovering its
 	// signer again.
-	if id, err := delta.CID(msg.Delta); err == nil && !n.s.surelyNew(msg.Delta) {
+	if id, err := delta.CID(block); err == nil && !n.s.surelyNew(block) {
 		if ok, err := n.s.space.Has(cidKey(tBlock, id)); err == nil && ok {
 			n.s.dups.Add(1)
 			return nil
@@ -311,7 +355,7 @@ func (n *network) validate(_ context.Context, m *pubsub.Message) error {
 			return errRefused // refused here before: never passed on
 		}
 	}
-	x, err := decodeRemote(msg.Delta, m.From)
+	x, err := decode()
 	if err != nil {
 		n.s.rejected.Add(1)
 		n.s.log.Warn("store: refused a delta", "from", m.From, "err", err)

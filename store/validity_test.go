@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -110,4 +111,49 @@ func TestInvalidDeltaDoesNotHoldBackDescendants(t *testing.T) {
 		raw, err := docs.GetRaw(ctx, "x")
 		return err == nil && strings.Contains(string(raw), `"late":true`)
 	})
+}
+
+// A pushed delta names its author as the sender of its gossip message:
+// authenticatePush recovers the author's key and hands the decoded delta
+// on; an announcement, a tampered delta or garbage is not authenticated.
+func TestAuthenticatePush(t *testing.T) {
+	author, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &delta.Delta{Seq: 1, HLC: 1, Parents: []cid.Cid{}, Ops: []delta.Op{{Kind: delta.Put, Collection: "c", ID: "x", Fields: delta.Fields{{Name: "a", Value: []byte("1")}}}}}
+	block, id, err := d.Sign(author)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(m *storesync.Message) []byte {
+		data, err := storesync.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	pub, decoded, err := authenticatePush(msg(&storesync.Message{Delta: block}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pub, crypto.FromECDSAPub(&author.PublicKey)) {
+		t.Fatal("the key returned is not the author's")
+	}
+	p, ok := decoded.(*pushedDelta)
+	if !ok || p.id != id || !bytes.Equal(p.block, block) || p.d.Author != crypto.PubkeyToAddress(author.PublicKey) {
+		t.Fatalf("decoded %+v", decoded)
+	}
+	tampered := bytes.Clone(block)
+	tampered[len(tampered)-70] ^= 1 // inside the operations, before the signature
+	announce := &storesync.Message{Announce: &storesync.Announce{Versions: []storesync.Version{{Author: p.d.Author.Bytes(), Seq: 1}}}}
+	for name, payload := range map[string][]byte{
+		"announcement": msg(announce),
+		"tampered":     msg(&storesync.Message{Delta: tampered}),
+		"garbage":      []byte("garbage"),
+	} {
+		if _, _, err := authenticatePush(payload); err == nil {
+			t.Errorf("%s authenticated", name)
+		}
+	}
 }

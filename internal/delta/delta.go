@@ -324,7 +324,8 @@ func Decode(block []byte) (*Delta, cid.Cid, error) {
 	if err := d.Validate(); err != nil {
 		return nil, cid.Undef, err
 	}
-	return authenticate(d, block)
+	d, id, _, err := authenticate(d, block)
+	return d, id, err
 }
 
 // DecodeSigned is Decode without Validate: it checks that the block is a
@@ -332,34 +333,45 @@ func Decode(block []byte) (*Delta, cid.Cid, error) {
 // hold. The caller runs Validate and, if it fails, treats the delta as
 // refused: its author is known, so its descendants can still be applied.
 func DecodeSigned(block []byte) (*Delta, cid.Cid, error) {
+	d, id, _, err := DecodeSignedKey(block)
+	return d, id, err
+}
+
+// DecodeSignedKey is DecodeSigned that also returns the signer's public
+// key, 65 bytes uncompressed (as crypto.Ecrecover gives it), whose address
+// is d.Author.
+func DecodeSignedKey(block []byte) (*Delta, cid.Cid, []byte, error) {
 	d, err := decodeUnverified(block)
 	if err != nil {
-		return nil, cid.Undef, err
+		return nil, cid.Undef, nil, err
 	}
 	return authenticate(d, block)
 }
 
 // authenticate checks the signature of d, decoded from block, and names
 // the block.
-func authenticate(d *Delta, block []byte) (*Delta, cid.Cid, error) {
-	var err error
+func authenticate(d *Delta, block []byte) (*Delta, cid.Cid, []byte, error) {
+	var (
+		pub []byte
+		err error
+	)
 	// The block is canonical (checked above), so the signed bytes are the
 	// block without its last entry, the signature.
 	n := len(sigEntryPrefix) + crypto.SignatureLength
 	if len(d.Sig) == crypto.SignatureLength && block[0] == 0xa6 && len(block) > n {
 		unsigned := append([]byte{0xa5}, block[1:len(block)-n]...)
-		err = d.verifyHash(crypto.Keccak256([]byte(sigDomain), unsigned))
+		pub, err = d.verifyHash(crypto.Keccak256([]byte(sigDomain), unsigned))
 	} else {
-		err = d.Verify()
+		pub, err = d.verify()
 	}
 	if err != nil {
-		return nil, cid.Undef, err
+		return nil, cid.Undef, nil, err
 	}
 	id, err := CID(block)
 	if err != nil {
-		return nil, cid.Undef, err
+		return nil, cid.Undef, nil, err
 	}
-	return d, id, nil
+	return d, id, pub, nil
 }
 
 // DecodeTrusted parses a block this replica stored after verifying it; it
@@ -421,30 +433,38 @@ func fromWire(w *wire) (*Delta, error) {
 
 // Verify checks that Sig is the author's signature of the delta.
 func (d *Delta) Verify() error {
+	_, err := d.verify()
+	return err
+}
+
+// verify checks the signature and returns the signer's key.
+func (d *Delta) verify() ([]byte, error) {
 	if len(d.Sig) != crypto.SignatureLength {
-		return fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
+		return nil, fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
 	}
 	h, err := d.SigningHash()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return d.verifyHash(h)
 }
 
-func (d *Delta) verifyHash(h []byte) error {
+// verifyHash checks that the signature over h is the author's and returns
+// the author's key.
+func (d *Delta) verifyHash(h []byte) ([]byte, error) {
 	if len(d.Sig) != crypto.SignatureLength {
-		return fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
+		return nil, fmt.Errorf("delta: signature is %d bytes: %w", len(d.Sig), ErrBadSignature)
 	}
 	pub, err := crypto.Ecrecover(h, d.Sig)
 	if err != nil {
-		return fmt.Errorf("delta: recover: %v: %w", err, ErrBadSignature)
+		return nil, fmt.Errorf("delta: recover: %v: %w", err, ErrBadSignature)
 	}
 	var addr common.Address
 	copy(addr[:], crypto.Keccak256(pub[1:])[12:])
 	if addr != d.Author {
-		return fmt.Errorf("delta: signed by %s, claims %s: %w", addr, d.Author, ErrBadSignature)
+		return nil, fmt.Errorf("delta: signed by %s, claims %s: %w", addr, d.Author, ErrBadSignature)
 	}
-	return nil
+	return pub, nil
 }
 
 // Validate is the rule that decides whether a delta is valid: a sequence
