@@ -317,7 +317,8 @@ func (n *network) serve(str lpnet.Stream) {
 // processed here that a replica holding the versions have lacks.
 func (s *Store) lacking(have map[common.Address]uint64) ([]uint64, error) {
 	var todo []uint64
-	for a, seq := range s.snap.Load().vv {
+	for a, v := range s.snap.Load().vv {
+		seq := v.Load()
 		if seq <= have[a] {
 			continue
 		}

@@ -75,6 +75,7 @@ func (s *Store) noteVersion(author common.Address, seq uint64) {
 	if seq > s.vv[author] {
 		s.vv[author] = seq
 		s.vvDirty[author] = struct{}{}
+		s.vvPublish[author] = struct{}{}
 	}
 }
 

@@ -476,17 +476,17 @@ func (n *network) settledOrder(age time.Duration) uint64 {
 func (n *network) behind(vs []storesync.Version) bool {
 	mine := n.s.snap.Load().vv
 	for _, v := range vs {
-		if v.Seq > mine[common.BytesToAddress(v.Author)] {
+		if v.Seq > mine.get(common.BytesToAddress(v.Author)) {
 			return true
 		}
 	}
 	return false
 }
 
-func versionsOf(vv map[common.Address]uint64) []storesync.Version {
+func versionsOf(vv versions) []storesync.Version {
 	out := make([]storesync.Version, 0, len(vv))
 	for a, seq := range vv {
-		out = append(out, storesync.Version{Author: a.Bytes(), Seq: seq})
+		out = append(out, storesync.Version{Author: a.Bytes(), Seq: seq.Load()})
 	}
 	slices.SortFunc(out, func(a, b storesync.Version) int { return compareBytes(a.Author, b.Author) })
 	return out

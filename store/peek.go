@@ -56,5 +56,5 @@ func peekAuthorSeq(block []byte) (common.Address, uint64, bool) {
 // here, and so neither applied nor refused here yet.
 func (s *Store) surelyNew(block []byte) bool {
 	a, seq, ok := peekAuthorSeq(block)
-	return ok && seq > s.snap.Load().vv[a]
+	return ok && seq > s.snap.Load().vv.get(a)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,6 +211,8 @@ type Store struct {
 	// written to a batch; writeMeta writes them
 	headsDirty map[cid.Cid]bool
 	vvDirty    map[common.Address]struct{}
+	// versions raised since the last publishSnapshot
+	vvPublish map[common.Address]struct{}
 	// commits counts commits; written holds, per slot of documents, the
 	// number of the last commit that wrote one of them (see adopt)
 	commits    uint64
@@ -238,8 +241,22 @@ type Store struct {
 // snapshot is the applier's state as of its last commit.
 type snapshot struct {
 	heads []cid.Cid
-	vv    map[common.Address]uint64
+	vv    versions
 	order uint64 // the last log position
+}
+
+// versions is the published version vector. Each author's version is an
+// atomic that a commit raises in place, so publishing a commit costs what
+// it changed; the map itself is copied only when an author appears (every
+// commit used to copy it whole: O(authors) per delta applied).
+type versions map[common.Address]*atomic.Uint64
+
+// get returns a's version, 0 if none.
+func (v versions) get(a common.Address) uint64 {
+	if p := v[a]; p != nil {
+		return p.Load()
+	}
+	return 0
 }
 
 // Key layout inside the space (one leading byte names the table).
@@ -304,6 +321,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		vv:         make(map[common.Address]uint64),
 		headsDirty: make(map[cid.Cid]bool),
 		vvDirty:    make(map[common.Address]struct{}),
+		vvPublish:  make(map[common.Address]struct{}),
 		bucketSeed: maphash.MakeSeed(),
 		causal:     causal.New[*incoming](maxPending),
 		colls:      make(map[string]*Collection),
@@ -557,14 +575,34 @@ func cutZero(b []byte) (string, string, bool) {
 }
 
 func (s *Store) publishSnapshot() {
-	sn := &snapshot{heads: make([]cid.Cid, 0, len(s.heads)), vv: make(map[common.Address]uint64, len(s.vv)), order: s.order}
+	sn := &snapshot{heads: make([]cid.Cid, 0, len(s.heads)), order: s.order}
 	for h := range s.heads {
 		sn.heads = append(sn.heads, h)
 	}
 	sortCids(sn.heads)
-	for a, v := range s.vv {
-		sn.vv[a] = v
+	if prev := s.snap.Load(); prev != nil {
+		sn.vv = prev.vv
 	}
+	if sn.vv == nil { // the first snapshot: every version read at open
+		sn.vv = make(versions, len(s.vv))
+		for a := range s.vv {
+			s.vvPublish[a] = struct{}{}
+		}
+	}
+	copied := false
+	for a := range s.vvPublish {
+		if p := sn.vv[a]; p != nil {
+			p.Store(s.vv[a])
+			continue
+		}
+		if !copied {
+			sn.vv, copied = maps.Clone(sn.vv), true
+		}
+		p := new(atomic.Uint64)
+		p.Store(s.vv[a])
+		sn.vv[a] = p
+	}
+	clear(s.vvPublish)
 	s.snap.Store(sn)
 }
 
@@ -579,7 +617,7 @@ func (s *Store) Heads() []cid.Cid { return append([]cid.Cid(nil), s.snap.Load().
 func (s *Store) Versions() map[common.Address]uint64 {
 	out := make(map[common.Address]uint64)
 	for a, v := range s.snap.Load().vv {
-		out[a] = v
+		out[a] = v.Load()
 	}
 	return out
 }
