@@ -139,6 +139,11 @@ func (n *Node) startMirror(ctx context.Context) error {
 	if m.topic, err = systopic.Join[*pubsub.Topic](n.ps, HeartbeatTopic); err != nil {
 		return fmt.Errorf("dapp: open: heartbeats: %w", err)
 	}
+	// A heartbeat is signed by its peer: it goes in an unsigned pubsub
+	// envelope (PublishSigned), and receivers check one signature.
+	if err := m.topic.SetAuthenticator(m.authenticateHeartbeat); err != nil {
+		return fmt.Errorf("dapp: open: heartbeats: %w", err)
+	}
 	if _, err := m.topic.SetValidator(m.validateHeartbeat); err != nil {
 		return fmt.Errorf("dapp: open: heartbeats: %w", err)
 	}
@@ -315,7 +320,7 @@ func (m *mirrorEngine) heartbeat(ctx context.Context) {
 	m.mu.Lock()
 	m.lastSent, m.ownRaw = time.Now(), raw
 	m.mu.Unlock()
-	if err := m.topic.Publish(ctx, raw); err != nil && ctx.Err() == nil {
+	if err := m.topic.PublishSigned(ctx, raw); err != nil && ctx.Err() == nil {
 		n.log.Debug("dapp: publish heartbeat", "err", err)
 	}
 }
@@ -346,16 +351,34 @@ func (m *mirrorEngine) claims(ctx context.Context) []cid.Cid {
 }
 
 func (m *mirrorEngine) validateHeartbeat(_ context.Context, msg *pubsub.Message) error {
-	hb, err := mirror.OpenHeartbeat(m.appID, msg.Data)
-	if err != nil {
-		m.malformed.Add(1)
-		return err
+	hb, ok := msg.Decoded.(mirror.Heartbeat)
+	if !ok { // in a signed pubsub envelope
+		var err error
+		if hb, err = mirror.OpenHeartbeat(m.appID, msg.Data); err != nil {
+			m.malformed.Add(1)
+			return err
+		}
+		msg.Decoded = hb
 	}
 	if hb.Peer != msg.From {
 		m.malformed.Add(1)
 		return fmt.Errorf("dapp: heartbeat of %s published by %s", hb.Peer, msg.From)
 	}
 	return nil
+}
+
+// authenticateHeartbeat is the heartbeat topic's pubsub Authenticator: a
+// heartbeat is signed by the peer it names, whose key it returns.
+func (m *mirrorEngine) authenticateHeartbeat(payload []byte) ([]byte, any, error) {
+	hb, err := mirror.OpenHeartbeat(m.appID, payload)
+	if err == nil {
+		var pub []byte
+		if pub, err = mirror.PublicKeyOf(hb.Peer); err == nil {
+			return pub, hb, nil
+		}
+	}
+	m.malformed.Add(1)
+	return nil, nil, err
 }
 
 // receive takes heartbeats from the topic into the directory.
@@ -369,9 +392,9 @@ func (m *mirrorEngine) receive(ctx context.Context, sub *pubsub.Subscription) {
 		if msg.From == m.n.ID() {
 			continue
 		}
-		// validateHeartbeat opened these very bytes: decoding is enough
-		hb, err := mirror.DecodeHeartbeat(msg.Data)
-		if err != nil || hb.Peer != msg.From {
+		// validateHeartbeat opened these very bytes
+		hb, ok := msg.Decoded.(mirror.Heartbeat)
+		if !ok || hb.Peer != msg.From {
 			continue // the validator counted it
 		}
 		m.learn(hb, msg.Data, time.Now())

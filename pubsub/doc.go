@@ -37,6 +37,19 @@
 //		return nil
 //	})
 //
+// A payload that its sender signs itself (a signed vote, a signed
+// document change) need not be signed twice: with an Authenticator that
+// recovers the signer from the payload, PublishSigned sends it in an
+// unsigned envelope, and every receiver checks the one signature:
+//
+//	_ = votes.SetAuthenticator(func(p []byte) ([]byte, any, error) {
+//		pub, err := crypto.Ecrecover(crypto.Keccak256(p[65:]), p[:65]) // go-ethereum
+//		return pub, nil, err
+//	})
+//	_ = votes.PublishSigned(ctx, append(sig, vote...))
+//
+// The document store pushes its deltas this way.
+//
 // Topic names beginning with store/, blobs/, dapp/, payment/, governance/,
 // pubsub/ or dpaas/ are reserved for the SDK's own components (the store
 // replicates on "store/deltas"): Join refuses them with ErrReservedTopic,

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -241,21 +242,39 @@ func (e envelope) check(appID string, signer peer.ID) error {
 // AccountOf returns the Ethereum account of a secp256k1 peer ID: the same
 // key, as an instance uses it.
 func AccountOf(p peer.ID) (common.Address, error) {
+	k, err := publicKey(p)
+	if err != nil {
+		return common.Address{}, err
+	}
+	return ethcrypto.PubkeyToAddress(*k), nil
+}
+
+// PublicKeyOf returns the secp256k1 key of a peer ID, 65 bytes
+// uncompressed.
+func PublicKeyOf(p peer.ID) ([]byte, error) {
+	k, err := publicKey(p)
+	if err != nil {
+		return nil, err
+	}
+	return ethcrypto.FromECDSAPub(k), nil
+}
+
+func publicKey(p peer.ID) (*ecdsa.PublicKey, error) {
 	// Every heartbeat names its peer: read the key the ID inlines and
 	// decompress it in libsecp256k1, rather than libp2p's pure Go.
 	raw, ok := secp256k1Key(p)
 	if !ok {
 		pub, err := p.ExtractPublicKey()
 		if err != nil {
-			return common.Address{}, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
+			return nil, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
 		}
-		return common.Address{}, fmt.Errorf("mirror: peer %s: %s key, not secp256k1: %w", p, pub.Type(), ErrMalformed)
+		return nil, fmt.Errorf("mirror: peer %s: %s key, not secp256k1: %w", p, pub.Type(), ErrMalformed)
 	}
 	k, err := ethcrypto.DecompressPubkey(raw)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
+		return nil, fmt.Errorf("mirror: peer %s: %v: %w", p, err, ErrMalformed)
 	}
-	return ethcrypto.PubkeyToAddress(*k), nil
+	return k, nil
 }
 
 func checkString(what, s string, max int) error {
