@@ -103,10 +103,19 @@ func TestSeedDeathDoesNotSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDoc(t, c, []int{1, 2, 3, 4}, "rides", "r2")
+	// A connection may still close (a duplicate of a simultaneous dial)
+	// after the links were counted.
+	c.WaitFor("every survivor's peer exchange to count the four others", func() bool {
+		for i := 1; i < 6; i++ {
+			if c.Node(i).DiscoveryStats().Peers != 4 {
+				return false
+			}
+		}
+		return true
+	})
 	for i := 1; i < 6; i++ {
-		st := c.Node(i).DiscoveryStats()
-		if st.Peers != 4 || st.Known < 4 {
-			t.Fatalf("node %d stats %+v, want 4 peers and the others known", i, st)
+		if st := c.Node(i).DiscoveryStats(); st.Known < 4 {
+			t.Fatalf("node %d stats %+v, want the others known", i, st)
 		}
 	}
 }

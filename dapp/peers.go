@@ -31,7 +31,8 @@ type DiscoveryStats struct {
 func (n *Node) DiscoveryStats() DiscoveryStats {
 	x, b := n.px.Stats(), n.book.Stats()
 	return DiscoveryStats{
-		Peers: x.Peers, Known: b.Verified, Candidates: b.Candidates,
+		// Counted now: the exchange's own count is its last round's.
+		Peers: len(n.Peers()), Known: b.Verified, Candidates: b.Candidates,
 		Dials: x.Dials, Exchanges: x.Exchanges, Malformed: x.Malformed, Trimmed: x.Trimmed,
 		Walks: x.Walks, WalkDials: x.WalkDials,
 	}
@@ -90,7 +91,7 @@ func (c discoveryCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c discoveryCollector) Collect(ch chan<- prometheus.Metric) {
 	x, b := c.n.px.Stats(), c.n.book.Stats()
-	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(x.Peers))
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(c.n.Peers())))
 	ch <- prometheus.MustNewConstMetric(descBook, prometheus.GaugeValue, float64(b.Verified), "verified")
 	ch <- prometheus.MustNewConstMetric(descBook, prometheus.GaugeValue, float64(b.Candidates), "candidate")
 	ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(x.Dials))
