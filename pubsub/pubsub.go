@@ -442,12 +442,8 @@ func (t *Topic) Name() string { return t.name }
 // data over the size limit with ErrTooLarge and data the topic's validator
 // rejects with ErrRejected.
 func (t *Topic) Publish(ctx context.Context, data []byte) error {
-	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
-		t.ps.tooLarge.Add(1)
-		return fmt.Errorf("pubsub: publish to %q: %d bytes, limit %d: %w", t.name, n, max, ErrTooLarge)
-	}
-	if t.isClosed() {
-		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+	if err := t.canPublish(len(data)); err != nil {
+		return err
 	}
 	env, err := seal(t.ps.key, t.full, t.ps.seq.Add(1), data)
 	if err != nil {
@@ -459,6 +455,19 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 	// signature.
 	own := &Message{From: t.ps.self, Data: env[headerLen:], Topic: t.name, ReceivedFrom: t.ps.self}
 	return t.send(ctx, env, own)
+}
+
+// canPublish refuses a payload of n bytes over the size limit, or on a
+// closed topic.
+func (t *Topic) canPublish(n int) error {
+	if max := t.ps.cfg.MaxMessageSize; n > max {
+		t.ps.tooLarge.Add(1)
+		return fmt.Errorf("pubsub: publish to %q: %d bytes, limit %d: %w", t.name, n, max, ErrTooLarge)
+	}
+	if t.isClosed() {
+		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+	}
+	return nil
 }
 
 // send hands an envelope to GossipSub, with own, the message as this
@@ -511,12 +520,8 @@ func (t *Topic) SetAuthenticator(a Authenticator) error {
 // the topic has no authenticator or it does not find this instance's
 // signature.
 func (t *Topic) PublishSigned(ctx context.Context, data []byte) error {
-	if n, max := len(data), t.ps.cfg.MaxMessageSize; n > max {
-		t.ps.tooLarge.Add(1)
-		return fmt.Errorf("pubsub: publish to %q: %d bytes, limit %d: %w", t.name, n, max, ErrTooLarge)
-	}
-	if t.isClosed() {
-		return fmt.Errorf("pubsub: publish to %q: %w", t.name, ErrClosed)
+	if err := t.canPublish(len(data)); err != nil {
+		return err
 	}
 	auth := t.auth.Load()
 	if auth == nil {

@@ -324,16 +324,7 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 	hr, receiver := newPeer(t, "app", pubsub.Config{})
 	ha := newHost(t)
 	defer ha.Close()
-	// A GossipSub router with the envelope's wire settings, but it
-	// publishes whatever bytes the test gives it.
-	rawCtx, stopRaw := context.WithCancel(context.Background())
-	defer stopRaw()
-	raw, err := gossip.NewGossipSub(rawCtx, ha,
-		gossip.WithNoAuthor(), gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
-		gossip.WithMessageIdFn(func(m *pb.Message) string { return string(m.Data) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rawRouter(t, ha)
 	connect(t, ha, hr)
 	connect(t, hv, hr)
 	tv, subV := join(t, victim, "chat")
@@ -491,4 +482,19 @@ func TestDuplicatesCounted(t *testing.T) {
 	if s := b.Stats(); s.Delivered != 1 {
 		t.Fatalf("b delivered %d, want 1 (a duplicate is not delivered)", s.Delivered)
 	}
+}
+
+// rawRouter is a GossipSub router on h with the envelope's wire settings,
+// but it publishes whatever bytes the test gives it: an attacker.
+func rawRouter(t *testing.T, h host.Host) *gossip.PubSub {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	raw, err := gossip.NewGossipSub(ctx, h,
+		gossip.WithNoAuthor(), gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
+		gossip.WithMessageIdFn(func(m *pb.Message) string { return string(m.Data) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -11,7 +11,6 @@ import (
 
 	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	gossip "github.com/libp2p/go-libp2p-pubsub"
-	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/dpaas/dpaas/pubsub"
@@ -148,14 +147,7 @@ func TestSelfSignedForgeriesRefused(t *testing.T) {
 	hr, receiver := newPeer(t, "app", pubsub.Config{})
 	ha := newHost(t)
 	defer ha.Close()
-	rawCtx, stopRaw := context.WithCancel(context.Background())
-	defer stopRaw()
-	raw, err := gossip.NewGossipSub(rawCtx, ha,
-		gossip.WithNoAuthor(), gossip.WithMessageSignaturePolicy(gossip.StrictNoSign),
-		gossip.WithMessageIdFn(func(m *pb.Message) string { return string(m.Data) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rawRouter(t, ha)
 	connect(t, ha, hr)
 	var calls atomic.Int64
 	votes, sub := join(t, receiver, "votes")
