@@ -80,6 +80,18 @@ func waitPeer(t *testing.T, topic *pubsub.Topic, p peer.ID) {
 	}
 }
 
+// waitMesh waits until topic has every one of peers in its mesh.
+func waitMesh(t *testing.T, topic *pubsub.Topic, peers ...peer.ID) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for slices.ContainsFunc(peers, func(p peer.ID) bool { return !slices.Contains(topic.MeshPeers(), p) }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s: mesh %v never held %v", topic.Name(), topic.MeshPeers(), peers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func join(t *testing.T, ps *pubsub.PubSub, name string) (*pubsub.Topic, *pubsub.Subscription) {
 	t.Helper()
 	topic, err := ps.Join(name)
@@ -341,13 +353,7 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 	}
 	defer capture.Cancel()
 	defer attacker.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(tr.MeshPeers()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("receiver's mesh never formed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitMesh(t, tr, ha.ID(), hv.ID())
 	if err := tv.Publish(context.Background(), []byte("pay 1 token")); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +382,7 @@ func TestForgedMessagesAreRejected(t *testing.T) {
 	if m := next(t, sub); string(m.Data) != "after the forgeries" || m.From != hv.ID() {
 		t.Fatalf("delivered %q from %s", m.Data, m.From)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for receiver.Stats().Invalid < 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("invalid = %d, want 3", receiver.Stats().Invalid)
@@ -452,21 +458,10 @@ func TestDuplicatesCounted(t *testing.T) {
 	ta, _ := join(t, a, "chat")
 	tb, subB := join(t, b, "chat")
 	tc, subC := join(t, c, "chat")
-	mesh := func(topic *pubsub.Topic, want ...peer.ID) bool {
-		for _, p := range want {
-			if !slices.Contains(topic.MeshPeers(), p) {
-				return false
-			}
-		}
-		return true
-	}
+	waitMesh(t, ta, hb.ID(), hc.ID())
+	waitMesh(t, tb, ha.ID(), hc.ID())
+	waitMesh(t, tc, ha.ID(), hb.ID())
 	deadline := time.Now().Add(20 * time.Second)
-	for !mesh(ta, hb.ID(), hc.ID()) || !mesh(tb, ha.ID(), hc.ID()) || !mesh(tc, ha.ID(), hb.ID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the triangle's mesh never formed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	if err := ta.Publish(context.Background(), []byte("hi")); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,15 +79,9 @@ func TestPublishSignedAcrossALine(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitPeer(t, topics[0], hb.ID())
-	waitPeer(t, topics[2], hb.ID())
-	deadline := time.Now().Add(10 * time.Second)
-	for len(topics[1].MeshPeers()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the line's mesh never formed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitMesh(t, topics[0], hb.ID())
+	waitMesh(t, topics[1], ha.ID(), hc.ID())
+	waitMesh(t, topics[2], hb.ID())
 	payload := signedPayload(t, hostKey(t, ha), "yes to proposal 7")
 	if err := topics[0].PublishSigned(context.Background(), payload); err != nil {
 		t.Fatal(err)
@@ -173,15 +166,9 @@ func TestSelfSignedForgeriesRefused(t *testing.T) {
 		}
 		defer s.Cancel()
 	}
-	waitPeer(t, votes, ha.ID())
-	waitPeer(t, plain, ha.ID())
+	waitMesh(t, votes, ha.ID())
+	waitMesh(t, plain, ha.ID())
 	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Contains(votes.MeshPeers(), ha.ID()) || !slices.Contains(plain.MeshPeers(), ha.ID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the receiver's meshes never formed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	unsigned := func(sender host.Host, payload []byte) []byte {
 		addr := ethcrypto.PubkeyToAddress(hostKey(t, sender).PublicKey)
 		return append(append([]byte{2}, addr[:]...), payload...)
