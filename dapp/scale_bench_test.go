@@ -382,6 +382,19 @@ func benchScale(b *testing.B, n int) {
 	start = time.Now()
 	j := c.Join(n / 2)
 	opened := time.Since(start)
+	if os.Getenv("DPAAS_SCALE_PPROF") != "" {
+		// the newcomer's catch-ups, every 250 ms until it holds every document
+		go func() {
+			for k := count(j); k != docs; k = count(j) {
+				var b strings.Builder
+				for _, st := range c.Node(j).Store().SyncStatus() {
+					fmt.Fprintf(&b, " [%s total %d received %d applied %d done %v err %v]", st.Peer.ShortString(), st.Total, st.Received, st.Applied, st.Done(), st.Err)
+				}
+				phase(fmt.Sprintf("newcomer +%.2fs: %d documents, %d peers; catch-ups:%s", time.Since(start).Seconds(), k, len(c.Node(j).Peers()), b.String()))
+				time.Sleep(250 * time.Millisecond)
+			}
+		}()
+	}
 	c.WaitFor("the newcomer caught up", func() bool { return count(j) == docs })
 	b.ReportMetric(opened.Seconds(), "join-open-s")
 	b.ReportMetric(time.Since(start).Seconds(), "join-caught-up-s")
