@@ -210,9 +210,12 @@ type Store struct {
 	// pinMu serialises changes to pin records.
 	pinMu sync.Mutex
 
-	mu      sync.Mutex
-	closed  bool
-	leases  map[cid.Cid]int // roots of open readers, protected from GC
+	mu     sync.Mutex
+	closed bool
+	leases map[cid.Cid]int // roots of open readers, protected from GC
+	// spared: leased roots a GC kept for their lease alone (not pinned);
+	// GC runs again when the last of their leases ends.
+	spared  map[cid.Cid]bool
 	gcKick  chan struct{}
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
@@ -230,6 +233,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:    cfg,
 		leases: make(map[cid.Cid]int),
+		spared: make(map[cid.Cid]bool),
 		gcKick: make(chan struct{}, 1),
 		tasks:  group.New(context.Background()),
 	}
@@ -427,6 +431,8 @@ func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelF
 }
 
 // lease protects the DAG under root from GC until the returned func runs.
+// When a GC kept the DAG for its leases alone (a blob burned or unpinned
+// while being read or fetched), the last lease's end runs GC again.
 func (s *Store) lease(root cid.Cid) func() {
 	s.mu.Lock()
 	s.leases[root]++
@@ -435,11 +441,35 @@ func (s *Store) lease(root cid.Cid) func() {
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
+			again := false
 			if s.leases[root]--; s.leases[root] <= 0 {
 				delete(s.leases, root)
+				again = s.spared[root]
+				delete(s.spared, root)
 			}
 			s.mu.Unlock()
+			if again {
+				s.requestGC()
+			}
 		})
+	}
+}
+
+// spare records the roots a GC kept only because they were leased (see
+// lease). A lease that ended while the GC ran asks for another at once.
+func (s *Store) spare(roots []cid.Cid) {
+	s.mu.Lock()
+	ended := false
+	for _, c := range roots {
+		if s.leases[c] > 0 {
+			s.spared[c] = true
+		} else {
+			ended = true
+		}
+	}
+	s.mu.Unlock()
+	if ended {
+		s.requestGC()
 	}
 }
 

@@ -136,7 +136,9 @@
 // other with one lock: an Add holds it shared for its whole run, a block
 // arriving from the network holds it shared while it is written, GC holds
 // it exclusively. So GC never frees what an Add in progress or an open
-// reader needs.
+// reader needs. What a GC kept only for open readers (of a blob burned or
+// unpinned while it was read, or fetched) is collected by another GC when
+// the last of them closes.
 //
 // Crash consistency: blocks are content-addressed and can be fetched
 // again, so they skip Pebble's write-ahead log: internal/blockstore buffers

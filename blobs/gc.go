@@ -24,7 +24,9 @@ const gcBatch = 1024
 // reclaim space at a time of your choosing.
 //
 // GC marks the blocks reachable from every pinned root (fetched or not) and
-// from the root of every open reader, then deletes the rest. It holds the GC
+// from the root of every open reader, then deletes the rest; what it kept
+// only for a reader (of a blob unpinned or burned) it collects, by itself,
+// once the last such reader closes. It holds the GC
 // lock exclusively: Adds in progress finish first, and blocks arriving from
 // the network wait until it is done. Deletions commit in batches, each only
 // of unreachable blocks, so a crash leaves a consistent store.
@@ -44,7 +46,17 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	}); err != nil {
 		return GCResult{}, fmt.Errorf("blobs: gc: %w", err)
 	}
-	roots = append(roots, s.leasedRoots()...)
+	pinned := make(map[cid.Cid]bool, len(roots))
+	for _, c := range roots {
+		pinned[c] = true
+	}
+	var spared []cid.Cid
+	for _, c := range s.leasedRoots() {
+		roots = append(roots, c)
+		if !pinned[c] {
+			spared = append(spared, c)
+		}
+	}
 
 	marked := make(map[string]struct{})
 	for _, root := range roots {
@@ -95,6 +107,9 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	if err := s.clearAddMarkers(); err != nil {
 		return res, fmt.Errorf("blobs: gc: %w", err)
 	}
+	// Blocks kept only for a reader or fetch (of a blob burned or unpinned
+	// meanwhile) are collected when it ends.
+	s.spare(spared)
 	s.metrics.gcRuns.Add(1)
 	s.metrics.gcFreed.Add(res.FreedBytes)
 	s.cfg.Logger.Debug("blobs: gc", "kept", res.Kept, "freed", res.Freed, "bytes", res.FreedBytes, "took", time.Since(start))
