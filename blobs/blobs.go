@@ -213,8 +213,9 @@ type Store struct {
 	mu     sync.Mutex
 	closed bool
 	leases map[cid.Cid]int // roots of open readers, protected from GC
-	// spared: leased roots a GC kept for their lease alone (not pinned);
-	// GC runs again when the last of their leases ends.
+	// spared: roots leased when a pin was removed (a burn, a blob no
+	// longer assigned here): GC runs again when the last lease of one
+	// ends, for what a GC meanwhile kept for the readers alone.
 	spared  map[cid.Cid]bool
 	gcKick  chan struct{}
 	ctx     context.Context // ends at Close
@@ -431,8 +432,8 @@ func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelF
 }
 
 // lease protects the DAG under root from GC until the returned func runs.
-// When a GC kept the DAG for its leases alone (a blob burned or unpinned
-// while being read or fetched), the last lease's end runs GC again.
+// When a pin was removed while root was leased (spareLeased), the last
+// lease's end runs GC again.
 func (s *Store) lease(root cid.Cid) func() {
 	s.mu.Lock()
 	s.leases[root]++
@@ -455,22 +456,17 @@ func (s *Store) lease(root cid.Cid) func() {
 	}
 }
 
-// spare records the roots a GC kept only because they were leased (see
-// lease). A lease that ended while the GC ran asks for another at once.
-func (s *Store) spare(roots []cid.Cid) {
+// spareLeased is called when a pin is removed: the GC that follows keeps
+// whatever the open readers and fetches need, the blob unpinned perhaps
+// among it (a fetch of a blob burned meanwhile), so each of their roots
+// runs GC again when its last lease ends. Pins are removed rarely (burns,
+// reassignment), reads often: reads alone never schedule a GC.
+func (s *Store) spareLeased() {
 	s.mu.Lock()
-	ended := false
-	for _, c := range roots {
-		if s.leases[c] > 0 {
-			s.spared[c] = true
-		} else {
-			ended = true
-		}
+	for c := range s.leases {
+		s.spared[c] = true
 	}
 	s.mu.Unlock()
-	if ended {
-		s.requestGC()
-	}
 }
 
 func (s *Store) leasedRoots() []cid.Cid {

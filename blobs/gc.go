@@ -46,17 +46,7 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	}); err != nil {
 		return GCResult{}, fmt.Errorf("blobs: gc: %w", err)
 	}
-	pinned := make(map[cid.Cid]bool, len(roots))
-	for _, c := range roots {
-		pinned[c] = true
-	}
-	var spared []cid.Cid
-	for _, c := range s.leasedRoots() {
-		roots = append(roots, c)
-		if !pinned[c] {
-			spared = append(spared, c)
-		}
-	}
+	roots = append(roots, s.leasedRoots()...)
 
 	marked := make(map[string]struct{})
 	for _, root := range roots {
@@ -107,9 +97,6 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	if err := s.clearAddMarkers(); err != nil {
 		return res, fmt.Errorf("blobs: gc: %w", err)
 	}
-	// Blocks kept only for a reader or fetch (of a blob burned or unpinned
-	// meanwhile) are collected when it ends.
-	s.spare(spared)
 	s.metrics.gcRuns.Add(1)
 	s.metrics.gcFreed.Add(res.FreedBytes)
 	s.cfg.Logger.Debug("blobs: gc", "kept", res.Kept, "freed", res.Freed, "bytes", res.FreedBytes, "took", time.Since(start))

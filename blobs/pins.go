@@ -122,6 +122,7 @@ func (s *Store) unpin(c cid.Cid) (bool, error) {
 		return false, err
 	}
 	s.metrics.pinChanged(old, had, pin{}, false)
+	s.spareLeased()
 	return true, nil
 }
 
