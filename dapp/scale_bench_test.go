@@ -340,7 +340,11 @@ func benchScale(b *testing.B, n int) {
 		return true
 	})
 	stopPutsProfile()
-	phase(fmt.Sprintf("puts cpu %.1f ms/s/instance over %.1f s", float64((processCPU()-cpuP).Microseconds())/1000/time.Since(tP).Seconds()/float64(n), time.Since(tP).Seconds()))
+	// CPU while the puts went out and until every instance held them: near
+	// 1000 ms/s × cores / n, the machine was saturated.
+	putsCPU := float64((processCPU() - cpuP).Microseconds()) / 1000 / time.Since(tP).Seconds() / float64(n)
+	b.ReportMetric(putsCPU, "puts-cpu-ms/s/instance")
+	phase(fmt.Sprintf("puts cpu %.1f ms/s/instance over %.1f s", putsCPU, time.Since(tP).Seconds()))
 	stop()
 	watchers.Wait()
 	lat := make([]time.Duration, puts)
@@ -379,7 +383,7 @@ func benchScale(b *testing.B, n int) {
 		return true
 	})
 	phase("newcomer")
-	start = time.Now()
+	start, cpuJ := time.Now(), processCPU()
 	j := c.Join(n / 2)
 	opened := time.Since(start)
 	if os.Getenv("DPAAS_SCALE_PPROF") != "" {
@@ -398,4 +402,7 @@ func benchScale(b *testing.B, n int) {
 	c.WaitFor("the newcomer caught up", func() bool { return count(j) == docs })
 	b.ReportMetric(opened.Seconds(), "join-open-s")
 	b.ReportMetric(time.Since(start).Seconds(), "join-caught-up-s")
+	// CPU of the whole process meanwhile, per instance: a newcomer that
+	// joins during a heartbeat round shares the cores with all the others.
+	b.ReportMetric(float64((processCPU()-cpuJ).Microseconds())/1000/time.Since(start).Seconds()/float64(n+1), "join-cpu-ms/s/instance")
 }
