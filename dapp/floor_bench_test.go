@@ -187,12 +187,7 @@ func gossipFloor(b *testing.B, n int) {
 	deliveries := float64(msgs * (n - 1))
 	cancel()
 	readers.Wait()
-	lat := make([]time.Duration, msgs)
-	for k := range msgs {
-		lat[k] = last[k].Sub(sent[k])
-	}
-	b.ReportMetric(quantile(lat, 0.5), "put-p50-ms")
-	b.ReportMetric(quantile(lat, 0.99), "put-p99-ms")
+	reportDelivery(b, sent, last)
 	b.ReportMetric(float64(cpu.Microseconds())/1000/deliveries, "cpu-ms/delivery")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/took.Seconds()/float64(n), "cpu-ms/s/instance")
 	b.ReportMetric(float64(totalDups(&dups)-dups0)/deliveries, "dups/delivery")

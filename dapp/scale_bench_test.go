@@ -347,12 +347,7 @@ func benchScale(b *testing.B, n int) {
 	phase(fmt.Sprintf("puts cpu %.1f ms/s/instance over %.1f s", putsCPU, time.Since(tP).Seconds()))
 	stop()
 	watchers.Wait()
-	lat := make([]time.Duration, puts)
-	for k := range puts {
-		lat[k] = last[k].Sub(sent[k])
-	}
-	b.ReportMetric(quantile(lat, 0.5), "put-p50-ms")
-	b.ReportMetric(quantile(lat, 0.99), "put-p99-ms")
+	reportDelivery(b, sent, last)
 
 	// A newcomer catching up on 10,000 documents.
 	phase("10,000 documents")
@@ -405,4 +400,15 @@ func benchScale(b *testing.B, n int) {
 	// CPU of the whole process meanwhile, per instance: a newcomer that
 	// joins during a heartbeat round shares the cores with all the others.
 	b.ReportMetric(float64((processCPU()-cpuJ).Microseconds())/1000/time.Since(start).Seconds()/float64(n+1), "join-cpu-ms/s/instance")
+}
+
+// reportDelivery reports p50 and p99 of the time from each message's
+// sending (sent[k]) to its reaching the last instance (last[k]).
+func reportDelivery(b *testing.B, sent, last []time.Time) {
+	lat := make([]time.Duration, len(sent))
+	for k := range sent {
+		lat[k] = last[k].Sub(sent[k])
+	}
+	b.ReportMetric(quantile(lat, 0.5), "put-p50-ms")
+	b.ReportMetric(quantile(lat, 0.99), "put-p99-ms")
 }
