@@ -42,7 +42,6 @@
 package delta
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
@@ -377,29 +376,23 @@ func authenticate(d *Delta, block []byte) (*Delta, cid.Cid, []byte, error) {
 // DecodeTrusted parses a block this replica stored after verifying it; it
 // skips the signature check.
 func DecodeTrusted(block []byte) (*Delta, error) {
-	var w wire
-	if err := decMode.Unmarshal(block, &w); err != nil {
+	w, err := decodeCanonical(block)
+	if err != nil {
 		return nil, fmt.Errorf("delta: decode stored block: %w", err)
 	}
-	return fromWire(&w)
+	return fromWire(w)
 }
 
 func decodeUnverified(block []byte) (*Delta, error) {
 	if len(block) > MaxBlockSize {
 		return nil, fmt.Errorf("delta: decode: %d bytes over the %d limit: %w", len(block), MaxBlockSize, ErrMalformed)
 	}
-	var w wire
-	if err := decMode.Unmarshal(block, &w); err != nil {
-		return nil, fmt.Errorf("delta: decode: %v: %w", err, ErrMalformed)
-	}
-	d, err := fromWire(&w)
+	// decodeCanonical accepts the canonical encoding only (dec.go).
+	w, err := decodeCanonical(block)
 	if err != nil {
 		return nil, err
 	}
-	if again := encodeDelta(d, true); !bytes.Equal(again, block) {
-		return nil, fmt.Errorf("delta: decode: encoding is not canonical dag-cbor: %w", ErrMalformed)
-	}
-	return d, nil
+	return fromWire(w)
 }
 
 func fromWire(w *wire) (*Delta, error) {

@@ -17,6 +17,35 @@ func TestEncoderMatchesGenericEncoding(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 0))
+	for i := range 1000 {
+		d := randomDelta(t, r)
+		for k := range d.Ops {
+			e := &encoder{}
+			e.op(&d.Ops[k])
+			if got := d.Ops[k].Size(); got != len(e.b) {
+				t.Fatalf("delta %d op %d: Size %d, encoded %d bytes", i, k, got, len(e.b))
+			}
+		}
+		for _, withSig := range []bool{false, true} {
+			want, err := encMode.Marshal(d.toWire(withSig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := encodeDelta(d, withSig); !bytes.Equal(got, want) {
+				k := 0
+				for k < len(got) && k < len(want) && got[k] == want[k] {
+					k++
+				}
+				lo := max(k-40, 0)
+				t.Fatalf("delta %d (sig %v): encodings differ at byte %d of %d/%d\n got …%x\nwant …%x", i, withSig, k, len(got), len(want), got[lo:min(k+40, len(got))], want[lo:min(k+40, len(want))])
+			}
+		}
+	}
+}
+
+// randomDelta makes a random delta whose sizes and numbers straddle every
+// CBOR header boundary, signed (Sig, random bytes) or not.
+func randomDelta(t testing.TB, r *rand.Rand) *Delta {
 	lengths := []int{0, 1, 23, 24, 255, 256, 1000, 65535, 65536}
 	numbers := []uint64{0, 1, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, 1<<64 - 1}
 	str := func() string {
@@ -40,74 +69,52 @@ func TestEncoderMatchesGenericEncoding(t *testing.T) {
 		}
 		return a
 	}
-	for i := range 1000 {
-		d := &Delta{Seq: num(), HLC: num()}
-		copy(d.Author[:], addr())
-		for range r.IntN(4) {
-			p, err := CID(addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Parents = append(d.Parents, p)
+	d := &Delta{Seq: num(), HLC: num()}
+	copy(d.Author[:], addr())
+	for range r.IntN(4) {
+		p, err := CID(addr())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if d.Parents == nil {
-			d.Parents = []cid.Cid{}
-		}
-		for range 1 + r.IntN(4) {
-			op := Op{Kind: Kind(1 + r.IntN(int(kindEnd-1))), Collection: str(), ID: str()}
-			if r.IntN(2) == 0 {
-				op.Field = str()
-			}
-			if r.IntN(2) == 0 {
-				op.Value = raw()
-			}
-			if r.IntN(3) == 0 {
-				op.Amount = int64(num())
-				if r.IntN(2) == 0 {
-					op.Amount = -op.Amount - 1
-				}
-			}
-			if r.IntN(2) == 0 {
-				op.Fields = Fields{}
-				for range r.IntN(30) {
-					op.Fields = append(op.Fields, Field{str(), raw()})
-				}
-				op.Fields = SortFields(op.Fields)
-			}
-			for range r.IntN(3) {
-				op.Tags = append(op.Tags, Tag{HLC: num(), Author: addr(), Index: uint32(num())})
-			}
-			for range r.IntN(3) {
-				op.Bases = append(op.Bases, Base{Field: str(), Author: addr(), P: num(), N: num()})
-			}
-			for range r.IntN(3) {
-				op.Seen = append(op.Seen, Seen{Field: str(), Value: raw(), Tag: Tag{HLC: num(), Author: addr(), Index: uint32(num())}})
-			}
-			d.Ops = append(d.Ops, op)
+		d.Parents = append(d.Parents, p)
+	}
+	if d.Parents == nil {
+		d.Parents = []cid.Cid{}
+	}
+	for range 1 + r.IntN(4) {
+		op := Op{Kind: Kind(1 + r.IntN(int(kindEnd-1))), Collection: str(), ID: str()}
+		if r.IntN(2) == 0 {
+			op.Field = str()
 		}
 		if r.IntN(2) == 0 {
-			d.Sig = addr()
+			op.Value = raw()
 		}
-		for k := range d.Ops {
-			e := &encoder{}
-			e.op(&d.Ops[k])
-			if got := d.Ops[k].Size(); got != len(e.b) {
-				t.Fatalf("delta %d op %d: Size %d, encoded %d bytes", i, k, got, len(e.b))
+		if r.IntN(3) == 0 {
+			op.Amount = int64(num())
+			if r.IntN(2) == 0 {
+				op.Amount = -op.Amount - 1
 			}
 		}
-		for _, withSig := range []bool{false, true} {
-			want, err := encMode.Marshal(d.toWire(withSig))
-			if err != nil {
-				t.Fatal(err)
+		if r.IntN(2) == 0 {
+			op.Fields = Fields{}
+			for range r.IntN(30) {
+				op.Fields = append(op.Fields, Field{str(), raw()})
 			}
-			if got := encodeDelta(d, withSig); !bytes.Equal(got, want) {
-				k := 0
-				for k < len(got) && k < len(want) && got[k] == want[k] {
-					k++
-				}
-				lo := max(k-40, 0)
-				t.Fatalf("delta %d (sig %v): encodings differ at byte %d of %d/%d\n got …%x\nwant …%x", i, withSig, k, len(got), len(want), got[lo:min(k+40, len(got))], want[lo:min(k+40, len(want))])
-			}
+			op.Fields = SortFields(op.Fields)
 		}
+		for range r.IntN(3) {
+			op.Tags = append(op.Tags, Tag{HLC: num(), Author: addr(), Index: uint32(num())})
+		}
+		for range r.IntN(3) {
+			op.Bases = append(op.Bases, Base{Field: str(), Author: addr(), P: num(), N: num()})
+		}
+		for range r.IntN(3) {
+			op.Seen = append(op.Seen, Seen{Field: str(), Value: raw(), Tag: Tag{HLC: num(), Author: addr(), Index: uint32(num())}})
+		}
+		d.Ops = append(d.Ops, op)
 	}
+	if r.IntN(2) == 0 {
+		d.Sig = addr()
+	}
+	return d
 }
