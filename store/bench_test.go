@@ -517,6 +517,8 @@ func benchCatchUp(b *testing.B, docs, opsPerDelta int) {
 		b.ReportMetric(took.Seconds()*1e6/float64(docs), "µs/doc")
 		b.ReportMetric(cpuTook.Seconds()*1e6/float64(docs), "cpu-µs/doc")
 		b.ReportMetric(float64(peak.Load()-min(peak.Load(), base))/(1<<20), "MB-peak-heap-growth")
+		// the heap before: the GC lets the heap grow in proportion to it
+		b.ReportMetric(float64(base)/(1<<20), "MB-heap-before")
 		if baseRSS > 0 {
 			b.ReportMetric(float64(peakRSS.Load()-min(peakRSS.Load(), baseRSS))/(1<<20), "MB-peak-RSS-growth")
 		}

@@ -311,10 +311,17 @@ func authenticatePush(payload []byte) ([]byte, any, error) {
 // delivered or forwarded: a delta is verified and applied here, so a
 // malformed, forged or refused delta is never passed on to other peers.
 func (n *network) validate(_ context.Context, m *pubsub.Message) error {
+	// The decoded delta is for this validator alone (the store's
+	// subscription reads nothing): GossipSub keeps its recent messages,
+	// with what they carry, for gossip, and a decoded delta is several
+	// times its block. A writer filling the store held every delta of the
+	// last seconds decoded.
+	p, pushed := m.Decoded.(*pushedDelta)
+	m.Decoded = nil
 	if m.From == n.h.ID() {
 		return nil
 	}
-	if p, ok := m.Decoded.(*pushedDelta); ok {
+	if pushed {
 		// Pushed by its author, and authenticated (authenticatePush).
 		return n.validateDelta(m, p.block, func() (*incoming, error) {
 			return &incoming{d: p.d, id: p.id, block: p.block, from: m.From, invalid: p.d.Validate()}, nil

@@ -157,3 +157,42 @@ func TestAuthenticatePush(t *testing.T) {
 		}
 	}
 }
+
+// The store's validator takes the decoded delta out of the message, its
+// own and others' alike: GossipSub keeps recent messages, with what they
+// carry, for seconds, and a writer filling the store held every delta it
+// had just written decoded (catch-up benchmark: 275 MiB of heap at 1M
+// documents, against 61 before the decoded form rode along).
+func TestValidatorDropsDecodedDelta(t *testing.T) {
+	a := startReplica(t, Config{})
+	b := startReplica(t, Config{})
+	n := a.s.net.Load()
+	ctx := context.Background()
+	d := &delta.Delta{Seq: 1, HLC: 1, Parents: []cid.Cid{}, Ops: []delta.Op{{Kind: delta.Put, Collection: "c", ID: "x", Fields: delta.Fields{{Name: "a", Value: []byte("1")}}}}}
+	for _, from := range []*replicaNode{a, b} {
+		block, _, err := d.Sign(from.s.cfg.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := storesync.Encode(&storesync.Message{Delta: block})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, decoded, err := authenticatePush(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &pubsub.Message{From: from.h.ID(), ReceivedFrom: from.h.ID(), Data: data, Decoded: decoded}
+		if err := n.validate(ctx, m); err != nil {
+			t.Fatalf("delta of %s refused: %v", from.h.ID(), err)
+		}
+		if m.Decoded != nil {
+			t.Fatalf("message from %s still carries %T", from.h.ID(), m.Decoded)
+		}
+	}
+	// b's delta was applied from the decoded form before it was dropped
+	eventually(t, 10*time.Second, "b's document on a", func() bool {
+		raw, err := a.s.Collection("c").GetRaw(ctx, "x")
+		return err == nil && len(raw) > 0
+	})
+}
