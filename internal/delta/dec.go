@@ -254,25 +254,7 @@ func (d *decoder) op(op *Op) {
 				d.fail("operation: empty fields entry")
 			}
 		case 'b':
-			n := d.count(cborArray, "bases")
-			op.Bases = make([]Base, n)
-			for i := range op.Bases {
-				b := &op.Bases[i]
-				entries := d.keys("base", "afnp", func(k byte) {
-					switch k {
-					case 'a':
-						b.Author = d.bytes("base author")
-					case 'f':
-						b.Field = d.text("base field")
-					case 'n':
-						b.N = d.uint("base n")
-					case 'p':
-						b.P = d.uint("base p")
-					}
-				})
-				d.complete(entries, 4, "base")
-			}
-			d.nonEmpty(n, "bases")
+			op.Bases = list(d, "bases", d.base)
 		case 'c':
 			op.Collection, c = d.text("collection"), true
 		case 'd':
@@ -283,12 +265,7 @@ func (d *decoder) op(op *Op) {
 				d.fail("operation: empty field entry")
 			}
 		case 'g':
-			n := d.count(cborArray, "tags")
-			op.Tags = make([]Tag, n)
-			for i := range op.Tags {
-				d.tag(&op.Tags[i])
-			}
-			d.nonEmpty(n, "tags")
+			op.Tags = list(d, "tags", d.tag)
 		case 'k':
 			k := d.uint("kind")
 			if d.err == nil && k > math.MaxUint8 {
@@ -301,23 +278,7 @@ func (d *decoder) op(op *Op) {
 				d.fail("operation: zero amount entry")
 			}
 		case 's':
-			n := d.count(cborArray, "seen")
-			op.Seen = make([]Seen, n)
-			for i := range op.Seen {
-				s := &op.Seen[i]
-				entries := d.keys("seen", "fgv", func(k byte) {
-					switch k {
-					case 'f':
-						s.Field = d.text("seen field")
-					case 'g':
-						d.tag(&s.Tag)
-					case 'v':
-						s.Value = d.bytes("seen value")
-					}
-				})
-				d.complete(entries, 3, "seen")
-			}
-			d.nonEmpty(n, "seen")
+			op.Seen = list(d, "seen", d.seen)
 		case 'v':
 			op.Value = d.bytes("value")
 			if d.err == nil && len(op.Value) == 0 {
@@ -330,18 +291,59 @@ func (d *decoder) op(op *Op) {
 	}
 }
 
+// list decodes an operation's array of bases, tags or seen elements,
+// which the encoder writes only when it is not empty.
+func list[T any](d *decoder, what string, elem func(*T)) []T {
+	n := d.count(cborArray, what)
+	out := make([]T, n)
+	for i := range out {
+		if d.err != nil {
+			return nil
+		}
+		elem(&out[i])
+	}
+	if d.err == nil && n == 0 {
+		d.fail("operation: empty %s entry", what)
+	}
+	return out
+}
+
+func (d *decoder) base(b *Base) {
+	entries := d.keys("base", "afnp", func(k byte) {
+		switch k {
+		case 'a':
+			b.Author = d.bytes("base author")
+		case 'f':
+			b.Field = d.text("base field")
+		case 'n':
+			b.N = d.uint("base n")
+		case 'p':
+			b.P = d.uint("base p")
+		}
+	})
+	d.complete(entries, 4, "base")
+}
+
+func (d *decoder) seen(s *Seen) {
+	entries := d.keys("seen", "fgv", func(k byte) {
+		switch k {
+		case 'f':
+			s.Field = d.text("seen field")
+		case 'g':
+			d.tag(&s.Tag)
+		case 'v':
+			s.Value = d.bytes("seen value")
+		}
+	})
+	d.complete(entries, 3, "seen")
+}
+
 // complete fails unless a map that keys read, of distinct known keys,
 // held all want of them (encoder writes every entry of a base, a seen
 // element and a tag).
 func (d *decoder) complete(entries, want int, what string) {
 	if d.err == nil && entries != want {
 		d.fail("%s: %d entries, want %d", what, entries, want)
-	}
-}
-
-func (d *decoder) nonEmpty(n int, what string) {
-	if d.err == nil && n == 0 {
-		d.fail("operation: empty %s entry", what)
 	}
 }
 
